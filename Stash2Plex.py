@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Stash2Plex: the one program Stash runs, for every hook and every task.
+
+It stays thin: read Stash's JSON from stdin, pick the handler, print one JSON result on
+stdout. It is also the single error boundary: expected failures become one error line in
+Stash's log; anything unexpected becomes one error line plus the traceback at debug level.
+Only the standard library and `plugin` are imported up front, so a hook stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from plugin.errors import Stash2PlexError  # noqa: E402
+from plugin.protocol import InputError, PluginInput, StashLog, read_input, write_result  # noqa: E402
+
+
+def run(inp: PluginInput, log: StashLog) -> object:
+    """Dispatch one hook or task and return its output."""
+    from plugin import dispatch
+    from plugin.datadir import data_dir
+
+    target = dispatch.route(inp.args)
+    folder = data_dir(inp.server_connection)
+    if target.kind == "hook":
+        from plugin.hooks import handle_hook
+
+        return handle_hook(inp, folder, HERE / "Stash2Plex.py", time.time())
+    from plugin.runtime import RunContext
+
+    handler = dispatch.task_handler(target.name)
+    return handler(RunContext(inp, log, folder, HERE / "Stash2Plex.py"))
+
+
+def report_bug(exc: BaseException, log: StashLog) -> None:
+    """One error line for Stash's log; the traceback goes to debug level, where it helps."""
+    message = f"unexpected {type(exc).__name__}: {exc}"
+    log.error(f"Stash2Plex: {message} (details at debug level)")
+    log.debug_enabled = True
+    log.debug(traceback.format_exc())
+    write_result(error=message, log=log)
+
+
+def main() -> int:
+    log = StashLog(stream=sys.stderr)
+    try:
+        inp = read_input(sys.stdin)
+    except InputError as exc:
+        log.error(f"Stash2Plex: {exc}")
+        write_result(error=str(exc), log=log)
+        return 0
+    log.add_secrets(inp.secrets())
+    try:
+        output = run(inp, log)
+    except Stash2PlexError as exc:
+        log.error(f"Stash2Plex: {exc}")
+        write_result(error=str(exc), log=log)
+    except ModuleNotFoundError as exc:
+        from plugin.deps import missing_dependency
+
+        known = missing_dependency(exc, HERE)
+        if known is None:
+            report_bug(exc, log)
+        else:
+            log.error(f"Stash2Plex: {known}")
+            write_result(error=str(known), log=log)
+    except Exception as exc:  # the one boundary for bugs: never a raw traceback at error level
+        report_bug(exc, log)
+    else:
+        write_result(output=output, log=log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

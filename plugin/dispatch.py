@@ -1,0 +1,89 @@
+"""Which code answers which task mode or hook type.
+
+Handlers are named as `module:function` and imported only when their mode runs, so a hook
+never pays for plexapi or stashapi imports. A mode whose handler has not landed yet answers
+"not available yet" instead of falling through to another task.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from plugin.errors import Stash2PlexError
+
+#: Task mode -> (button name, handler "module:function" or None while not built yet).
+TASKS: dict[str, tuple[str, str | None]] = {
+    "all": ("Sync All", None),
+    "recent": ("Sync Recent", None),
+    "process_queue": ("Process Queue", None),
+    "queue_status": ("Queue Status", None),
+    "clear_queue": ("Clear Queue", None),
+    "clear_dlq": ("Clear Dead Letters", None),
+    "purge_dlq": ("Purge Old Dead Letters", None),
+    "retry_dlq": ("Retry Dead Letters", None),
+    "reconcile_all": ("Reconcile All", None),
+    "reconcile_recent": ("Reconcile Last 24 Hours", None),
+    "reconcile_7days": ("Reconcile Last 7 Days", None),
+    "health_check": ("Health Check", None),
+    "dry_run": ("Dry Run", None),
+}
+
+#: Modes Stash never shows: the detached background worker started by hooks.
+INTERNAL: dict[str, str] = {"_worker": "worker.background:run"}
+
+#: Hook trigger -> the inbox event kind it records.
+HOOKS: dict[str, str] = {
+    "Scene.Create.Post": "scene",
+    "Scene.Update.Post": "scene",
+}
+
+
+class UnknownMode(Stash2PlexError):
+    """The task mode is not one we declare."""
+
+
+class NotAvailableYet(Stash2PlexError):
+    """The task is declared but its implementation has not landed."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the entrypoint should run: a hook trigger or a task mode."""
+
+    kind: str  # "hook", "task" or "internal"
+    name: str
+
+
+def route(args: dict[str, Any]) -> Route:
+    """Decide between hook and task from Stash's `args`; raise a clear error otherwise."""
+    ctx = args.get("hookContext")
+    if isinstance(ctx, dict):
+        trigger = str(ctx.get("type") or "")
+        if trigger not in HOOKS:
+            known = ", ".join(sorted(HOOKS))
+            raise UnknownMode(f"Unknown hook type '{trigger}': Stash2Plex handles {known}.")
+        return Route("hook", trigger)
+    mode = args.get("mode")
+    if not mode:
+        raise UnknownMode("No task mode given: run Stash2Plex from one of its tasks in Stash.")
+    if str(mode) in INTERNAL:
+        return Route("internal", str(mode))
+    if str(mode) not in TASKS:
+        known = ", ".join(TASKS)
+        raise UnknownMode(f"Unknown task mode '{mode}'. Known modes: {known}.")
+    return Route("task", str(mode))
+
+
+def task_handler(mode: str) -> Callable[..., Any]:
+    """Import and return the handler for a task (or internal) mode."""
+    if mode in INTERNAL:
+        target: str | None = INTERNAL[mode]
+    else:
+        title, target = TASKS[mode]
+        if target is None:
+            raise NotAvailableYet(f"The task '{title}' ({mode}) is not available yet in this version.")
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)

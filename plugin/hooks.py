@@ -1,0 +1,46 @@
+"""The hook fast path: record the event durably, make sure a worker will see it, return.
+
+Stash makes the user's save wait for this process (shared reference §1.6, §1.8), so it does
+no network call and imports nothing beyond the standard library and our inbox.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from plugin.dispatch import HOOKS
+from plugin.errors import Stash2PlexError
+from plugin.protocol import PluginInput
+
+WORKER_MODE = "_worker"
+
+
+class BadHookInput(Stash2PlexError):
+    """The hook context lacks what we need (a positive integer id)."""
+
+
+def hook_entity_id(context: dict[str, Any]) -> int:
+    """The id of the object the hook is about; Stash omits it only when it is 0."""
+    raw = context.get("id")
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise BadHookInput(f"Hook {context.get('type')} carries no usable id ({raw!r}); nothing recorded.") from None
+    if value <= 0:
+        raise BadHookInput(f"Hook {context.get('type')} carries no usable id ({raw!r}); nothing recorded.")
+    return value
+
+
+def handle_hook(inp: PluginInput, data_dir: Path, entrypoint: Path, now: float) -> dict[str, Any]:
+    """Record one hook event and start a background worker if none is running."""
+    from sync_queue.inbox import record_event
+    from worker.launch import ensure_worker
+
+    context = inp.hook_context or {}
+    trigger = str(context.get("type"))
+    entity_id = hook_entity_id(context)
+    record_event(data_dir, HOOKS[trigger], entity_id, trigger, now)
+    worker_input = {"server_connection": inp.server_connection, "args": {"mode": WORKER_MODE}}
+    started = ensure_worker(data_dir, entrypoint, worker_input, now)
+    return {"recorded": {"trigger": trigger, "id": entity_id}, "worker_started": started}

@@ -1,0 +1,64 @@
+"""Render the manifest's `settings`, `tasks` and `hooks` from the code's tables.
+
+`python -m plugin.manifest` prints the YAML blocks; `Stash2Plex.yml` holds them, and a test
+fails when the file and the code disagree, so the schema in code stays the one source.
+"""
+
+from __future__ import annotations
+
+import json
+
+from plugin.dispatch import HOOKS, TASKS
+from plugin.settings import SCHEMA
+
+TASK_DESCRIPTIONS = {
+    "all": "Queue every scene that differs from what was last written to Plex, then sync them.",
+    "recent": "Like Sync All, for scenes created or updated in the last 24 hours.",
+    "process_queue": "Sync every queued scene that is due now and report what is still deferred.",
+    "queue_status": "Show pending, deferred and dead-lettered scenes, grouped by reason.",
+    "clear_queue": "Drop every pending job (the sync history is kept).",
+    "clear_dlq": "Drop every dead-lettered scene.",
+    "purge_dlq": "Drop dead-lettered scenes older than 30 days.",
+    "retry_dlq": "Queue every dead-lettered scene again with fresh attempts.",
+    "reconcile_all": "Find scenes that are missing, stale or empty in Plex and queue only those.",
+    "reconcile_recent": "Reconcile scenes changed in the last 24 hours.",
+    "reconcile_7days": "Reconcile scenes changed in the last 7 days.",
+    "health_check": "Check the settings, Stash, Plex, the libraries and the queue, and say what is wrong.",
+    "dry_run": "Show field by field what a sync would change in Plex, without writing.",
+}
+
+
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def render() -> str:
+    """The YAML text of the generated blocks, in the manifest's order."""
+    lines = ["hooks:"]
+    lines += [
+        "  - name: Sync scene to Plex",
+        "    description: Queue the scene for syncing to Plex when it is created or updated.",
+        "    triggeredBy:",
+    ]
+    lines += [f"      - {trigger}" for trigger in HOOKS]
+    lines.append("tasks:")
+    for mode, (title, _target) in TASKS.items():
+        lines += [
+            f"  - name: {_q(title)}",
+            f"    description: {_q(TASK_DESCRIPTIONS[mode])}",
+            "    defaultArgs:",
+            f"      mode: {mode}",
+        ]
+    lines.append("settings:")
+    for spec in SCHEMA:
+        lines += [
+            f"  {spec.name}:",
+            f"    displayName: {_q(spec.display_name)}",
+            f"    description: {_q(spec.description)}",
+            f"    type: {spec.type}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

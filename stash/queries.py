@@ -1,0 +1,47 @@
+"""Every GraphQL document the plugin sends to Stash.
+
+They live here, as module-level constants, so one conformance test can validate each of
+them against Stash's real schema (tests/test_stash_conformance.py). Field names follow
+Stash v0.27+ (`groups`, `urls`, `rating100`, `files`).
+"""
+
+from __future__ import annotations
+
+SCENE_FIELDS = """
+    id title code details director date rating100 organized urls created_at updated_at
+    files { path size duration }
+    paths { screenshot }
+    studio { id name image_path parent_studio { name } }
+    performers { id name image_path }
+    tags { id name }
+    groups { group { name } }
+"""
+
+VERSION = "query S2PVersion { version { version } }"
+
+PLUGIN_CONFIG = """
+query S2PPluginConfig($include: [ID!]) {
+  configuration { plugins(include: $include) }
+}
+"""
+
+FIND_SCENE = f"""
+query S2PFindScene($id: ID!) {{
+  findScene(id: $id) {{ {SCENE_FIELDS} }}
+}}
+"""
+
+FIND_SCENES = f"""
+query S2PFindScenes($filter: FindFilterType, $scene_filter: SceneFilterType) {{
+  findScenes(filter: $filter, scene_filter: $scene_filter) {{
+    count
+    scenes {{ {SCENE_FIELDS} }}
+  }}
+}}
+"""
+
+COUNT_SCENES = """
+query S2PCountScenes($filter: FindFilterType, $scene_filter: SceneFilterType) {
+  findScenes(filter: $filter, scene_filter: $scene_filter) { count }
+}
+"""
