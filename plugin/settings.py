@@ -259,8 +259,10 @@ def load_settings(raw: Mapping[str, Any] | None, warn: Callable[[str], None]) ->
         try:
             values[spec.name] = _finish(spec.name, _coerce(spec, given))
         except (TypeError, ValueError) as exc:
-            shown = "(hidden)" if spec.secret else repr(given)
-            warn(f"Setting {spec.name}={shown} ignored ({exc}); using the default {spec.default!r}.")
+            if spec.secret:
+                warn(f"Setting {spec.name} ignored (its value is not {spec.type.lower()}); using the default.")
+            else:
+                warn(f"Setting {spec.name}={given!r} ignored ({exc}); using the default {spec.default!r}.")
     return Settings(**values)
 
 
