@@ -17,6 +17,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
+# A release ships its pure-Python dependencies in vendor/ (Stash's Docker image lacks them);
+# they come right after our own code so the versions we tested are the ones that run.
+if (HERE / "vendor").is_dir():
+    sys.path.insert(1, str(HERE / "vendor"))
 
 from plugin.errors import Stash2PlexError  # noqa: E402
 from plugin.protocol import InputError, PluginInput, StashLog, read_input, write_result  # noqa: E402
