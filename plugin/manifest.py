@@ -60,5 +60,23 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _default_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"`{value}`" if value != "" else "(empty)"
+
+
+def render_settings_table() -> str:
+    """The README's settings table, one row per setting in schema order."""
+    rows = ["| setting | type | default | what it does |", "|---|---|---|---|"]
+    for spec in SCHEMA:
+        required = " **Required.**" if spec.required else ""
+        rows.append(f"| `{spec.name}` | {spec.type} | {_default_text(spec.default)} | "
+                    f"{spec.description}{required} |")
+    return "\n".join(rows) + "\n"
+
+
 if __name__ == "__main__":
-    print(render(), end="")
+    import sys
+
+    print(render_settings_table() if "--readme" in sys.argv else render(), end="")

@@ -73,3 +73,11 @@ def test_generated_blocks_are_current() -> None:
     """The hooks/tasks/settings blocks are exactly what `python -m plugin.manifest` renders."""
     assert generated.render() in MANIFEST.read_text(encoding="utf-8")
     assert yaml.safe_load(generated.render())["settings"].keys() == {s.name for s in SCHEMA}
+
+
+def test_readme_settings_table_matches_schema() -> None:
+    """The README's settings table is the schema's, row for row."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert generated.render_settings_table() in readme
+    for spec in SCHEMA:
+        assert f"| `{spec.name}` | {spec.type} |" in readme
