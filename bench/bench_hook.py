@@ -1,0 +1,81 @@
+"""Hook fast-path latency: spawn to stdout EOF, as Stash's save waits for it.
+
+    python bench/bench_hook.py [--runs 50] [--concurrent 200]
+
+Prints the median and 90th percentile wall time of sequential hook runs through the Stash
+host (the same runner the tests use), then fires N hooks at once and checks none was lost.
+The target (issue 2) is a median of at most 100 ms on the project's machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from emulators.host import StashHost  # noqa: E402
+
+
+def make_host(data_dir: Path) -> StashHost:
+    # Port 9 on loopback: a hook must never touch the network, so nothing answers there.
+    return StashHost(plugin_dir=ROOT, connection={"Port": 9, "Host": "127.0.0.1"},
+                     stash_dir=data_dir / "stash", env={"STASH2PLEX_DATA_DIR": str(data_dir)})
+
+
+def inbox_count(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "stash2plex.db") as conn:
+        return conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--concurrent", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        host = make_host(data_dir)
+        host.run_hook("Scene.Update.Post", 1)  # create the database once, as the first save would
+        times = []
+        for i in range(args.runs):
+            started = time.perf_counter()
+            (result,) = host.run_hook("Scene.Update.Post", 1000 + i)
+            times.append(time.perf_counter() - started)
+            assert result.error is None, result.error
+        times.sort()
+        p90 = times[int(len(times) * 0.9) - 1]
+        python_only = []
+        for _ in range(10):
+            started = time.perf_counter()
+            os.system(f'"{sys.executable}" -c pass')
+            python_only.append(time.perf_counter() - started)
+
+        with ThreadPoolExecutor(max_workers=args.concurrent) as pool:
+            started = time.perf_counter()
+            results = list(pool.map(lambda i: host.run_hook("Scene.Update.Post", 50_000 + i)[0],
+                                    range(args.concurrent)))
+            burst = time.perf_counter() - started
+        errors = [r.error or r.lines("error") for r in results if r.error or r.lines("error")]
+        recorded = inbox_count(data_dir)
+
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| python -c pass, median | {statistics.median(python_only) * 1000:.0f} ms |")
+    print(f"| hook, median of {args.runs} | {statistics.median(times) * 1000:.0f} ms |")
+    print(f"| hook, 90th percentile | {p90 * 1000:.0f} ms |")
+    print(f"| {args.concurrent} hooks at once: wall time | {burst:.2f} s |")
+    print(f"| {args.concurrent} hooks at once: errors | {len(errors)} |")
+    print(f"| events recorded (expected {1 + args.runs + args.concurrent}) | {recorded} |")
+
+
+if __name__ == "__main__":
+    main()
