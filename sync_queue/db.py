@@ -1,0 +1,89 @@
+"""Connections to ``stash2plex.db`` and the one retry loop around "database is locked".
+
+Standard library only: the hook fast path uses this.
+
+Every connection runs in WAL mode with a 30 s busy timeout, so readers never wait for the
+writer and writers queue up inside SQLite. Our connections are in autocommit mode and open
+write transactions with ``BEGIN IMMEDIATE``: a deferred transaction that upgrades from read to
+write gets SQLITE_BUSY at once, without the busy handler, which is where "database is locked"
+comes from even with a generous timeout. What still slips through (a checkpoint, a WAL reset
+under heavy load) is retried with backoff by ``retry_locked``, so it never reaches the user.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+DB_FILE = "stash2plex.db"
+BUSY_TIMEOUT_S = 30.0
+LOCK_RETRIES = 10
+
+T = TypeVar("T")
+
+
+def db_path(data_dir: Path) -> Path:
+    return Path(data_dir) / DB_FILE
+
+
+def connect(data_dir: Path) -> sqlite3.Connection:
+    """Open our own connection: autocommit (we say BEGIN ourselves), WAL, long busy timeout.
+
+    ``synchronous=NORMAL`` is safe in WAL mode against a crashed or killed process (the case
+    that matters for a plugin Stash SIGKILLs); only a power cut can lose the last commits.
+    """
+    conn = sqlite3.connect(str(db_path(data_dir)), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    # Takes effect only on a database without tables, and must come before the first write
+    # (switching to WAL writes the header). Lets compaction give pages back to the OS.
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """SQLite reports contention as OperationalError with 'locked' or 'busy' in the text."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def retry_locked(
+    action: Callable[[], T],
+    retries: int = LOCK_RETRIES,
+    sleep: Callable[[float], None] = time.sleep,
+    base_delay: float = 0.02,
+) -> T:
+    """Run ``action``; on a lock error wait (exponential, jittered for contention) and rerun it.
+
+    Jitter is right here, unlike in a retry policy for an unreachable server: the other side
+    is our own processes, and spreading them out is what lets them through.
+    """
+    for attempt in range(retries):
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not is_lock_error(exc) or attempt == retries - 1:
+                raise
+            sleep(base_delay * (2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def write_txn(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that holds the write lock from its first statement."""
+    retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        retry_locked(lambda: conn.execute("COMMIT"))

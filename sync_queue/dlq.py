@@ -1,0 +1,116 @@
+"""Dead letters: jobs that ran out of attempts or failed permanently.
+
+One row per scene (a scene dead-lettered again replaces its row but keeps the first failure
+time), so the list a user reads is a list of scenes, not of attempts. A later successful sync
+of the scene removes its row (see ``JobQueue.complete``): a dead letter that no longer
+describes reality would only mislead.
+
+Standard library only; the helpers never commit, the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    scene_id: int
+    error_class: str
+    message: str
+    detail: str | None
+    attempts: int
+    reasons: tuple[str, ...]
+    first_failed_at: float
+    last_failed_at: float
+
+
+@dataclass(frozen=True)
+class DlqGroup:
+    """Dead letters sharing an error class, for ``queue_status``."""
+
+    error_class: str
+    count: int
+    oldest_failed_at: float
+    newest_failed_at: float
+    sample_scene_ids: tuple[int, ...]
+
+
+_COLUMNS = "scene_id, error_class, message, detail, attempts, reasons, first_failed_at, last_failed_at"
+
+
+def _letter(row: tuple[Any, ...]) -> DeadLetter:
+    return DeadLetter(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7])
+
+
+def add(
+    conn: sqlite3.Connection,
+    scene_id: int,
+    error_class: str,
+    message: str,
+    detail: str | None,
+    attempts: int,
+    reasons: Sequence[str],
+    first_failed_at: float,
+    now: float,
+) -> None:
+    conn.execute(
+        f"INSERT INTO dlq ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (scene_id) DO UPDATE SET error_class = excluded.error_class, message = excluded.message, "
+        "detail = excluded.detail, attempts = excluded.attempts, reasons = excluded.reasons, "
+        "first_failed_at = MIN(dlq.first_failed_at, excluded.first_failed_at), last_failed_at = excluded.last_failed_at",
+        (scene_id, error_class, message, detail, attempts, json.dumps(list(reasons)), first_failed_at, now),
+    )
+
+
+def list_all(conn: sqlite3.Connection, error_class: str | None = None) -> list[DeadLetter]:
+    """Newest failure first."""
+    if error_class is None:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM dlq ORDER BY last_failed_at DESC, scene_id").fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM dlq WHERE error_class = ? ORDER BY last_failed_at DESC, scene_id",
+            (error_class,),
+        ).fetchall()
+    return [_letter(r) for r in rows]
+
+
+def summary(conn: sqlite3.Connection, samples: int = 5) -> list[DlqGroup]:
+    """Grouped by error class, largest group first."""
+    groups = conn.execute(
+        "SELECT error_class, COUNT(*), MIN(last_failed_at), MAX(last_failed_at) FROM dlq "
+        "GROUP BY error_class ORDER BY COUNT(*) DESC, error_class"
+    ).fetchall()
+    result = []
+    for error_class, count, oldest, newest in groups:
+        ids = conn.execute(
+            "SELECT scene_id FROM dlq WHERE error_class = ? ORDER BY scene_id LIMIT ?", (error_class, samples)
+        ).fetchall()
+        result.append(DlqGroup(error_class, count, oldest, newest, tuple(r[0] for r in ids)))
+    return result
+
+
+def remove(conn: sqlite3.Connection, scene_id: int) -> bool:
+    return conn.execute("DELETE FROM dlq WHERE scene_id = ?", (scene_id,)).rowcount > 0
+
+
+def purge_older_than(conn: sqlite3.Connection, older_than_days: float, now: float) -> int:
+    """Drop letters whose last failure is more than ``older_than_days`` before ``now``."""
+    if older_than_days < 0:
+        raise ValueError("older_than_days must not be negative")
+    cutoff = now - older_than_days * DAY_S
+    return conn.execute("DELETE FROM dlq WHERE last_failed_at < ?", (cutoff,)).rowcount
+
+
+def clear(conn: sqlite3.Connection) -> int:
+    return conn.execute("DELETE FROM dlq").rowcount
+
+
+def size(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM dlq").fetchone()[0]

@@ -1,0 +1,141 @@
+"""Our tables in ``stash2plex.db``, their version, and the migrations that move them forward.
+
+Standard library only: the hook fast path creates the schema when it is the first to touch a
+new database. persist-queue creates its own table (``ack_queue_jobs``) when ``JobQueue``
+opens it; we never change that table's shape, only read and write its rows in its format.
+
+Tables (version 2):
+
+* ``meta(key, value)``: ``schema_version``.
+* ``inbox``: events appended by hooks, drained by ``JobQueue.ingest``.
+* ``schedule``: one row per live job, keyed by the persist-queue row id; holds what SQL needs
+  to decide due-ness (scene, attempts, next_retry_at, last error) plus the "event arrived
+  while in flight" flag. ``scene_id`` is UNIQUE: one live job per scene by construction.
+* ``ledger``: what was last written to Plex per scene.
+* ``dlq``: dead letters, one per scene.
+* ``fanout``: performer/studio/tag events waiting for a processor to expand them.
+* ``counters`` (v2): skip and merge counts for status reports.
+
+A migration is a function of a connection inside a write transaction; ``migrate`` runs the
+missing ones in order and bumps ``schema_version`` in the same transaction, so a crash leaves
+the database at the old or the new version, never between. Add migrations at the end; never
+edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+
+from sync_queue.db import write_txn
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _v1_core(conn: sqlite3.Connection) -> None:
+    for statement in (
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS inbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            entity_id INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            payload TEXT,
+            created_at REAL NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS schedule (
+            job_id INTEGER PRIMARY KEY,
+            scene_id INTEGER NOT NULL UNIQUE,
+            reasons TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_retry_at REAL NOT NULL,
+            last_error_class TEXT,
+            last_error TEXT,
+            enqueued_at REAL NOT NULL,
+            first_failed_at REAL,
+            taken_at REAL,
+            rerun INTEGER NOT NULL DEFAULT 0,
+            rerun_reasons TEXT)""",
+        "CREATE INDEX IF NOT EXISTS schedule_due ON schedule (next_retry_at, job_id)",
+        """CREATE TABLE IF NOT EXISTS ledger (
+            scene_id INTEGER PRIMARY KEY,
+            fields_hash TEXT NOT NULL,
+            plex_key TEXT,
+            poster_hash TEXT,
+            art_hash TEXT,
+            written TEXT NOT NULL,
+            synced_at REAL NOT NULL,
+            lost INTEGER NOT NULL DEFAULT 0)""",
+        """CREATE TABLE IF NOT EXISTS dlq (
+            scene_id INTEGER PRIMARY KEY,
+            error_class TEXT NOT NULL,
+            message TEXT NOT NULL,
+            detail TEXT,
+            attempts INTEGER NOT NULL,
+            reasons TEXT NOT NULL,
+            first_failed_at REAL NOT NULL,
+            last_failed_at REAL NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS dlq_class ON dlq (error_class)",
+        "CREATE INDEX IF NOT EXISTS dlq_last ON dlq (last_failed_at)",
+        """CREATE TABLE IF NOT EXISTS fanout (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            entity_id INTEGER NOT NULL,
+            reasons TEXT NOT NULL,
+            payload TEXT,
+            created_at REAL NOT NULL,
+            UNIQUE (kind, entity_id))""",
+    ):
+        conn.execute(statement)
+
+
+def _v2_counters(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+
+
+#: Ordered: MIGRATIONS[i] takes the database from version i to version i + 1.
+MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer Stash2Plex; refusing beats corrupting it."""
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """0 for a database without our tables."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the database to ``len(migrations)`` in place; return the version it ended at.
+
+    Safe when many processes open a new database at once: the version is re-read inside the
+    write transaction, so each migration runs exactly once.
+    """
+    target = len(migrations)
+    version = current_version(conn)
+    if version == target:
+        return version
+    if version > target:
+        raise SchemaTooNew(f"stash2plex.db is at schema {version}; this version understands up to {target}.")
+    with write_txn(conn):
+        version = current_version(conn)
+        for index in range(version, target):
+            migrations[index](conn)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(index + 1),),
+            )
+        return max(version, target)
+
+
+def ensure_schema(conn: sqlite3.Connection) -> int:
+    """The one entry every opener calls."""
+    return migrate(conn, MIGRATIONS)
