@@ -1,0 +1,200 @@
+"""What the Plex item should look like, from a Stash scene and the settings. Pure.
+
+A field is `None` when we do not manage it (its toggle is off, or the scene gives no
+honest value); an empty string or empty tuple means "make it empty in Plex". The diff
+relies on that difference.
+
+Choices, each the answer to "what would surprise a user least":
+
+* **title** is never blanked: a scene without a title leaves Plex's title alone.
+  **title_sort** is the same text. Stash has no sort title; writing it keeps a renamed
+  scene from sorting under the name Plex derived from the old file name.
+* **tagline** is Stash's studio code (`code`, e.g. "ABC-123"), the one short line Stash has.
+* **originally_available_at**: Stash's partial dates are completed to the first day
+  (`2021` -> `2021-01-01`, `2021-06` -> `2021-06-01`); anything that is not a real date is
+  left unmanaged rather than sent for Plex to reject.
+* **rating**: Plex's `userRating` is 0-10 with one decimal; `rating100 / 10` maps every
+  Stash value exactly (83 -> 8.3), so it is honest. Plex *draws* half stars, but stores
+  what we send. An unrated scene leaves Plex's rating alone (a rating is a person's act;
+  clearing one they gave in Plex would be a surprise). No toggle exists for it, so only
+  `sync_master` controls it.
+* **genres** are Stash tags in Stash's order, de-duplicated ignoring case (Plex tags are
+  case-insensitive), at most `max_tags` (0 = no limit).
+* **actors** are performers with their image URL when Stash has a real one (Plex clients
+  fetch actor photos themselves, so the photo appears only where they can reach Stash).
+* **collections**: the studio only. A parent studio (network) as a second collection
+  would put thousands of scenes in one collection nobody asked for.
+* **images**: poster and background both come from the scene's cover (`paths.screenshot`),
+  a still image that Stash serves; a preview/stream URL (video) is never used.
+
+Text limits (characters, after cleaning): `TITLE_MAX` 255 for every one-line field and tag
+name, which is what Plex's own agents produce and its web editor shows without clipping;
+`SUMMARY_MAX` 10,000 for the summary. Every value travels in the *query string* of one
+PUT, so the caps also keep that request under the 64 KiB URL size proxies and Plex accept,
+even for non-Latin text (9 bytes per character once percent-encoded).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from plugin.settings import Settings
+from stash.records import Scene
+
+TITLE_MAX = 255
+SUMMARY_MAX = 10_000
+ELLIPSIS = "\u2026"
+
+_VIDEO_HINTS = re.compile(r"(\.(mp4|m4v|webm|mkv|mov|avi|m3u8|ts)(\?|$))|/(preview|stream|vtt)(/|\?|$)", re.I)
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    thumb: str | None = None
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """The Plex values one scene asks for; `None` = not managed (see module docstring)."""
+
+    title: str | None = None
+    title_sort: str | None = None
+    studio: str | None = None
+    summary: str | None = None
+    tagline: str | None = None
+    originally_available_at: str | None = None
+    rating: float | None = None
+    genres: tuple[str, ...] | None = None
+    actors: tuple[Actor, ...] | None = None
+    collections: tuple[str, ...] | None = None
+    poster_url: str | None = None
+    art_url: str | None = None
+
+
+# --- text ------------------------------------------------------------------------------
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary near the end when there is one."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    if space >= limit * 0.8:
+        head = head[:space]
+    return head.rstrip() + ELLIPSIS
+
+
+def clean_text(text: str | None, limit: int = TITLE_MAX, multiline: bool = False) -> str:
+    """NFC, no control characters, trimmed and capped.
+
+    Control characters break Plex's XML answers (XML 1.0 cannot carry most of them) and
+    lone surrogates cannot be encoded at all. A summary keeps newlines and tabs; a one-line
+    field turns every run of whitespace into one space.
+    """
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    keep = "\n\t" if multiline else ""
+    text = "".join(
+        ch if ch in keep else (" " if ch in "\n\t" else ch)
+        for ch in text
+        if ch in keep or ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
+    )
+    text = "\n".join(line.rstrip() for line in text.split("\n")) if multiline else " ".join(text.split())
+    return _cut(text.strip(), limit)
+
+
+# --- field rules -----------------------------------------------------------------------
+
+
+def complete_date(value: str | None) -> str | None:
+    """`YYYY`, `YYYY-MM` or `YYYY-MM-DD` to a real `YYYY-MM-DD`, else None."""
+    if not value:
+        return None
+    parts = value.strip().split("-")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        return None
+    numbers = [int(p) for p in parts] + [1] * (3 - len(parts))
+    try:
+        return _dt.date(numbers[0], numbers[1], numbers[2]).isoformat()
+    except ValueError:
+        return None
+
+
+def _date(value: str | None) -> str | None:
+    """No date clears Plex's; a date that is not real leaves Plex's alone."""
+    return complete_date(value) if value else ""
+
+
+def rating_from(rating100: int | None) -> float | None:
+    """Stash 0-100 to Plex 0-10 with one decimal; None (or out of range) leaves Plex alone."""
+    if rating100 is None or not 0 < rating100 <= 100:
+        return None
+    return round(rating100 / 10, 1)
+
+
+def unique_names(names: tuple[str, ...], limit: int = 0) -> tuple[str, ...]:
+    """Cleaned, non-empty, first spelling kept when case differs, at most `limit` (0 = all)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for raw in names:
+        name = clean_text(raw)
+        if name and name.casefold() not in seen:
+            seen.add(name.casefold())
+            out.append(name)
+    return tuple(out[:limit] if limit > 0 else out)
+
+
+def still_image_url(url: str | None) -> str | None:
+    """`url` if it can be a still image; video and stream URLs are refused."""
+    if not url or _VIDEO_HINTS.search(url.split("#", 1)[0]):
+        return None
+    return url
+
+
+def _actors(scene: Scene) -> tuple[Actor, ...]:
+    seen: set[str] = set()
+    out = []
+    for performer in scene.performers:
+        name = clean_text(performer.name)
+        if name and name.casefold() not in seen:
+            seen.add(name.casefold())
+            out.append(Actor(name, still_image_url(performer.image_url)))
+    return tuple(out)
+
+
+def desired_state(scene: Scene, settings: Settings) -> DesiredState:
+    """The state `scene` asks for under `settings`' toggles.
+
+    A scene without metadata (just scanned, not yet identified) manages only fields it has
+    a value for, so an early update can never clear what Plex shows (the quality gate).
+    """
+    on = settings.field_enabled
+    title = clean_text(scene.title) or None
+    studio = clean_text(scene.studio.name) if scene.studio else ""
+    cover = still_image_url(scene.screenshot_url)
+    state = DesiredState(
+        title=title if on("sync_title") else None,
+        title_sort=title if on("sync_title") else None,
+        studio=studio if on("sync_studio") else None,
+        summary=clean_text(scene.details, SUMMARY_MAX, multiline=True) if on("sync_summary") else None,
+        tagline=clean_text(scene.code) if on("sync_tagline") else None,
+        originally_available_at=_date(scene.date) if on("sync_date") else None,
+        rating=rating_from(scene.rating100) if settings.sync_master else None,
+        genres=unique_names(scene.tags, settings.max_tags) if on("sync_tags") else None,
+        actors=_actors(scene) if on("sync_performers") else None,
+        collections=((studio,) if studio else ()) if on("sync_collection") else None,
+        poster_url=cover if on("sync_poster") else None,
+        art_url=cover if on("sync_background") else None,
+    )
+    return state if scene.has_metadata else _only_values(state)
+
+
+def _only_values(state: DesiredState) -> DesiredState:
+    """Every empty field becomes unmanaged."""
+    return DesiredState(**{name: (value or None) for name, value in vars(state).items()})

@@ -1,0 +1,254 @@
+"""Desired state against current state: the one edit request to send, or none. Pure.
+
+Inputs are plain records: `DesiredState` (from Stash), `CurrentState` (one full reload of
+the Plex item), the ledger's `written` map (what we last synced, may be empty) and two
+settings. The output `EditPlan.params` is exactly what plexapi's `edit(**params)` would
+send (`title.value`, `genre[0].tag.tag`, `genre[].tag.tag-`, `actor[0].tag.thumb`,
+`*.locked` ...), minus `id` and `type`, which the writer adds.
+
+Rules:
+
+* A field that already shows the desired value is not sent. If it is synced but not
+  locked and `lock_synced_fields` is on, only its lock is sent.
+* Scalars: `preserve_plex_edits` is three-way. When Plex's value differs from what we
+  last synced, a person changed it in Plex after us, and Plex's value stays (listed in
+  `kept`). Without a ledger value there is no evidence of such an edit, so Stash wins.
+* Genres and actors mirror Stash: a tag removed in Stash is removed in Plex. Under
+  `preserve_plex_edits` (with a ledger) only Stash's own changes since the last sync are
+  applied to Plex's list, so tags a person added or removed in Plex survive.
+* Collections are shared with the user's own, so only ours are managed: the collection of
+  a former studio (known from the ledger) is removed, the current studio's is added, and
+  every other collection stays.
+* Lists are compared ignoring case and order: Plex folds tag case and returns its own
+  order, and a comparison that disagreed with Plex would resend the same edit forever.
+* Changed lists are sent whole in indexed form (which replaces Plex's list) **and** with
+  the removals spelled out (`tag[].tag.tag-`), so the result is right whichever of the two
+  a server version honours; an emptied list can only be expressed by removals.
+* An uploaded poster or background is locked in the same request (`thumb.locked=1`,
+  `art.locked=1`), so an agent refresh cannot replace it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from plex.desired import Actor, DesiredState
+from plex.records import CurrentState
+
+#: (DesiredState attribute, Plex field name, CurrentState attribute)
+SCALAR_FIELDS: tuple[tuple[str, str], ...] = (
+    ("title", "title"),
+    ("title_sort", "titleSort"),
+    ("studio", "studio"),
+    ("summary", "summary"),
+    ("tagline", "tagline"),
+    ("originally_available_at", "originallyAvailableAt"),
+    ("rating", "userRating"),
+)
+
+#: Names Plex may record the actor-list lock under (unverified which one real Plex uses).
+ACTOR_LOCK_NAMES = frozenset({"actor", "role"})
+
+IMAGE_LOCKS = {"poster": "thumb", "art": "art"}
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """The single edit to send, and a readable account of it for dry runs and summaries."""
+
+    params: Mapping[str, Any] = field(default_factory=dict)
+    changes: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    written: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not self.params
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _norm(value: Any) -> Any:
+    """Compare absent and empty alike, numbers by value, text exactly."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return round(float(value), 1)
+    return value
+
+
+def _fold(names: Iterable[str]) -> set[str]:
+    return {n.casefold() for n in names}
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026'"
+
+
+def removal_value(names: Iterable[str]) -> str:
+    """plexapi's removal form: each name quoted, joined by commas (the URL quotes it again)."""
+    return ",".join(quote(str(n)) for n in names)
+
+
+def merge_list(
+    current: tuple[str, ...],
+    last: Collection[str] | None,
+    desired: tuple[str, ...],
+    mirror: bool,
+    preserve: bool,
+) -> tuple[str, ...]:
+    """The list Plex should hold, keeping Plex's spelling of names it already has.
+
+    `mirror` lists belong to Stash entirely; other lists keep what is not ours. With
+    `preserve` and a ledger, only Stash's delta since `last` is applied to `current`.
+    """
+    if mirror and (not preserve or last is None):
+        return desired
+    last_f = _fold(last or ())
+    gone = last_f - _fold(desired)
+    base = [n for n in current if n.casefold() not in gone]
+    adds = [n for n in desired if not (preserve and last is not None and n.casefold() in last_f)]
+    have = _fold(base)
+    return tuple(base + [n for n in adds if n.casefold() not in have])
+
+
+# --- planning --------------------------------------------------------------------------
+
+
+class _Plan:
+    """Accumulates params, changes and the ledger view while fields are visited."""
+
+    def __init__(self, current: CurrentState, lock: bool) -> None:
+        self.current = current
+        self.lock = lock
+        self.params: dict[str, Any] = {}
+        self.changes: list[str] = []
+        self.kept: list[str] = []
+        self.written: dict[str, Any] = {}
+
+    def ensure_lock(self, name: str, aliases: Collection[str] = ()) -> None:
+        if self.lock and not ({name, *aliases} & self.current.locked):
+            self.params[f"{name}.locked"] = 1
+
+    def freeze(self) -> EditPlan:
+        return EditPlan(dict(self.params), tuple(self.changes), tuple(self.kept), dict(self.written))
+
+
+def _scalar(plan: _Plan, name: str, want: Any, now: Any, last: Mapping[str, Any], preserve: bool) -> None:
+    if want is None or (name == "title" and not want):
+        return
+    if preserve and name in last and _norm(now) != _norm(last[name]) and _norm(now) != _norm(want):
+        plan.kept.append(name)
+        plan.written[name] = last[name]
+        return
+    plan.written[name] = want
+    if _norm(now) != _norm(want):
+        plan.params[f"{name}.value"] = want
+        plan.params[f"{name}.locked"] = 1 if plan.lock else 0
+        plan.changes.append(f"{name}: {_show(now)} -> {_show(want)}")
+    else:
+        plan.ensure_lock(name)
+
+
+def _send_list(plan: _Plan, tag: str, result: tuple[str, ...], current: tuple[str, ...]) -> None:
+    for i, name in enumerate(result):
+        plan.params[f"{tag}[{i}].tag.tag"] = name
+    removed = [n for n in current if n.casefold() not in _fold(result)]
+    if removed:
+        plan.params[f"{tag}[].tag.tag-"] = removal_value(removed)
+    plan.params[f"{tag}.locked"] = 1 if plan.lock else 0
+    plan.changes.append(f"{tag}: {_show(list(current))} -> {_show(list(result))}")
+
+
+def _names_list(
+    plan: _Plan, tag: str, want: tuple[str, ...] | None, now: tuple[str, ...],
+    last: Mapping[str, Any], preserve: bool, mirror: bool,
+) -> None:
+    if want is None:
+        return
+    result = merge_list(now, last.get(tag), want, mirror, preserve)
+    plan.written[tag] = list(want)
+    if _fold(result) != _fold(now):
+        _send_list(plan, tag, result, now)
+    else:
+        plan.ensure_lock(tag)
+
+
+def _actors(plan: _Plan, want: tuple[Actor, ...] | None, last: Mapping[str, Any], preserve: bool) -> None:
+    if want is None:
+        return
+    now = plan.current.actors
+    last_pairs = last.get("actor")
+    last_names = None if last_pairs is None else [p[0] for p in last_pairs]
+    names = merge_list(tuple(a.name for a in now), last_names, tuple(a.name for a in want), True, preserve)
+    plan.written["actor"] = [[a.name, a.thumb] for a in want]
+    reference = {n.casefold(): t for n, t in last_pairs} if last_pairs is not None else {
+        a.name.casefold(): a.thumb for a in now}
+    thumbs = {a.name.casefold(): a.thumb for a in now}
+    thumbs.update({a.name.casefold(): a.thumb for a in want})
+    thumb_moved = any((reference.get(a.name.casefold()) or None) != a.thumb for a in want
+                      if a.name.casefold() in _fold(names))
+    if _fold(names) == _fold(a.name for a in now) and not thumb_moved:
+        plan.ensure_lock("actor", ACTOR_LOCK_NAMES)
+        return
+    _send_list(plan, "actor", names, tuple(a.name for a in now))
+    for i, name in enumerate(names):
+        if thumbs.get(name.casefold()):
+            plan.params[f"actor[{i}].tag.thumb"] = thumbs[name.casefold()]
+
+
+def plan_edit(
+    desired: DesiredState,
+    current: CurrentState,
+    written: Mapping[str, Any] | None,
+    *,
+    lock: bool,
+    preserve: bool,
+    uploads: Collection[str] = (),
+) -> EditPlan:
+    """The one edit that brings `current` to `desired` under the rules above.
+
+    `uploads` names the images the writer is about to upload ("poster", "art"), so their
+    locks ride in this same request.
+    """
+    last = written or {}
+    plan = _Plan(current, lock)
+    now_values = {
+        "title": current.title, "titleSort": current.title_sort, "studio": current.studio,
+        "summary": current.summary, "tagline": current.tagline,
+        "originallyAvailableAt": current.originally_available_at, "userRating": current.rating,
+    }
+    for attr, name in SCALAR_FIELDS:
+        _scalar(plan, name, getattr(desired, attr), now_values[name], last, preserve)
+    _names_list(plan, "genre", desired.genres, current.genres, last, preserve, mirror=True)
+    _actors(plan, desired.actors, last, preserve)
+    _names_list(plan, "collection", desired.collections, current.collections, last, preserve, mirror=False)
+    for image in uploads:
+        plan.changes.append(f"{image}: new image")
+        if IMAGE_LOCKS[image] not in current.locked:
+            plan.params[f"{IMAGE_LOCKS[image]}.locked"] = 1
+    return plan.freeze()
+
+
+# --- the ledger's view -----------------------------------------------------------------
+
+
+def canonical_state(desired: DesiredState, *, lock: bool, preserve: bool) -> dict[str, Any]:
+    """The desired state as JSON types, with the settings that change what we would send."""
+    data = asdict(desired)
+    data["settings"] = {"lock": lock, "preserve": preserve}
+    return data
+
+
+def state_hash(desired: DesiredState, *, lock: bool, preserve: bool) -> str:
+    """sha256 of `canonical_state`: equal hashes mean a sync would have nothing new to send."""
+    text = json.dumps(canonical_state(desired, lock=lock, preserve=preserve), sort_keys=True,
+                      ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

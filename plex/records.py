@@ -1,0 +1,96 @@
+"""Plain records that cross `plex/`'s edges: what Plex holds, what the ledger keeps, what a sync did.
+
+No plexapi object ever leaves the I/O modules: an item is read once into `CurrentState`
+and decisions only see that (plexapi objects reload themselves over HTTP when an empty
+attribute is read, which would break the request budget silently).
+
+`LedgerEntry` is the contract with `sync_queue`'s sync ledger: the worker stores
+`outcome.ledger.to_dict()` (JSON types only) for the scene and gives it back, as the dict
+or the record, on the next sync. Unknown keys are ignored so either side can add fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from plex.desired import Actor
+
+
+@dataclass(frozen=True)
+class CurrentState:
+    """One Plex item as a full reload shows it (tag lists complete, locks included)."""
+
+    rating_key: str
+    section_id: str = ""
+    title: str = ""
+    title_sort: str = ""
+    studio: str = ""
+    summary: str = ""
+    tagline: str = ""
+    originally_available_at: str = ""
+    rating: float | None = None
+    genres: tuple[str, ...] = ()
+    actors: tuple[Actor, ...] = ()
+    collections: tuple[str, ...] = ()
+    locked: frozenset[str] = frozenset()
+    thumb: str = ""
+    art: str = ""
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What we remember about a scene's last successful sync.
+
+    `written` holds, per Plex field, the Stash value we last synced (the middle of the
+    three-way comparison behind `preserve_plex_edits`, and the set of collections that are
+    ours to remove). `*_source` is the image URL we last downloaded, `*_hash` the sha256 of
+    the bytes we uploaded: an unchanged URL costs no download, unchanged bytes no upload.
+    """
+
+    plex_key: str | None = None
+    state_hash: str | None = None
+    written: Mapping[str, Any] = field(default_factory=dict)
+    poster_source: str | None = None
+    poster_hash: str | None = None
+    art_source: str | None = None
+    art_hash: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["written"] = dict(self.written)
+        return out
+
+    @classmethod
+    def from_any(cls, value: LedgerEntry | Mapping[str, Any] | None) -> LedgerEntry | None:
+        """Accept the record, its dict form (possibly from an older version), or nothing."""
+        if value is None or isinstance(value, LedgerEntry):
+            return value
+        known = {f for f in cls.__dataclass_fields__}
+        data = {k: v for k, v in value.items() if k in known}
+        data["written"] = dict(data.get("written") or {})
+        if data.get("plex_key") is not None:
+            data["plex_key"] = str(data["plex_key"])
+        return cls(**data)
+
+
+class SyncStatus(str, Enum):
+    WRITTEN = "written"  # at least one request changed the item
+    UNCHANGED = "unchanged"  # Plex already showed the desired state
+    SKIPPED = "skipped"  # the ledger proved nothing changed: Plex was not asked at all
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """What one sync did, and what the ledger should now hold."""
+
+    status: SyncStatus
+    plex_key: str
+    ledger: LedgerEntry
+    changes: tuple[str, ...] = ()  # human-readable "field: before -> after" lines
+    kept: tuple[str, ...] = ()  # fields where a Plex edit was preserved
+    images_uploaded: tuple[str, ...] = ()  # "poster", "art"
+    requests: int = 0  # Plex requests this sync made (for summaries and the benchmark)
