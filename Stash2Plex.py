@@ -33,6 +33,9 @@ def run(inp: PluginInput, log: StashLog) -> object:
 
     target = dispatch.route(inp.args)
     folder = data_dir(inp.server_connection)
+    from plugin.upgrade_note import ensure_notes  # stdlib only; two stats when the notes exist
+
+    ensure_notes(folder, HERE)
     if target.kind == "hook":
         from plugin.hooks import handle_hook
 
