@@ -284,3 +284,36 @@ def test_missing_dependency_ignores_our_own_modules(tmp_path: Path) -> None:
 def test_requirement_specs_reads_names_case_insensitively() -> None:
     specs = deps.requirement_specs("# c\nPlexAPI >= 4.18 , <5  # why\n\nfilelock>=3.13,<5\n")
     assert specs == {"plexapi": "PlexAPI>=4.18,<5", "filelock": "filelock>=3.13,<5"}
+
+
+# --- the one command and the docs ---------------------------------------------------------------
+
+
+def test_one_command_builds_zip_and_index(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "release.build", "--out", str(tmp_path), "--date", DATE_N,
+                           "--vendor-cache", str(VENDOR_CACHE)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (pkg,) = stash_pkg.Source(tmp_path / "index.yml").packages()
+    assert pkg.sha256 == hashlib.sha256((tmp_path / "Stash2Plex.zip").read_bytes()).hexdigest()
+    assert pkg.sha256 in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "release.build", "--out", str(tmp_path), "--version", "x",
+                          "--no-vendor"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.startswith("release build failed:")
+
+
+def test_install_guide_matches_the_code() -> None:
+    from plugin import datadir
+
+    guide = (ROOT / "docs" / "INSTALL.md").read_text()
+    for needle in ("python3 -m release.build --out dist", "plugin_data/Stash2Plex", datadir.ENV_OVERRIDE,
+                   datadir.DB_FILE, upgrade_note.PLUGIN_NOTE, upgrade_note.DATA_NOTE, "--target",
+                   "index.yml", "path_map", "/root/.stash/plugins"):
+        assert needle in guide, needle
+    for pin in rb.read_pins():
+        assert Requirement(pin).name in guide.lower()
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Install into Stash"):readme.index("### Settings")]
+    assert "docs/INSTALL.md" in section and "release.build" in section
