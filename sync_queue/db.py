@@ -23,6 +23,7 @@ from typing import TypeVar
 DB_FILE = "stash2plex.db"
 BUSY_TIMEOUT_S = 30.0
 LOCK_RETRIES = 10
+WAL_LIMIT_BYTES = 4 * 1024 * 1024
 
 T = TypeVar("T")
 
@@ -44,6 +45,9 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
     conn.execute("PRAGMA synchronous = NORMAL")
+    # A 100,000-scene Sync All commits large transactions; without a limit the -wal file keeps
+    # its high-water size for good after the checkpoint.
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     return conn
 
 

@@ -29,6 +29,9 @@ class DeadLetter:
     reasons: tuple[str, ...]
     first_failed_at: float
     last_failed_at: float
+    #: The Stash state a bulk or reconcile pass queued the scene for, if one did; a later pass
+    #: that sees the same state leaves the letter alone.
+    state_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,11 @@ class DlqGroup:
     sample_scene_ids: tuple[int, ...]
 
 
-_COLUMNS = "scene_id, error_class, message, detail, attempts, reasons, first_failed_at, last_failed_at"
+_COLUMNS = "scene_id, error_class, message, detail, attempts, reasons, first_failed_at, last_failed_at, state_hash"
 
 
 def _letter(row: tuple[Any, ...]) -> DeadLetter:
-    return DeadLetter(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7])
+    return DeadLetter(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8])
 
 
 def add(
@@ -59,14 +62,22 @@ def add(
     reasons: Sequence[str],
     first_failed_at: float,
     now: float,
+    state_hash: str | None = None,
 ) -> None:
     conn.execute(
-        f"INSERT INTO dlq ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO dlq ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (scene_id) DO UPDATE SET error_class = excluded.error_class, message = excluded.message, "
         "detail = excluded.detail, attempts = excluded.attempts, reasons = excluded.reasons, "
-        "first_failed_at = MIN(dlq.first_failed_at, excluded.first_failed_at), last_failed_at = excluded.last_failed_at",
-        (scene_id, error_class, message, detail, attempts, json.dumps(list(reasons)), first_failed_at, now),
+        "first_failed_at = MIN(dlq.first_failed_at, excluded.first_failed_at), last_failed_at = excluded.last_failed_at, "
+        "state_hash = excluded.state_hash",
+        (scene_id, error_class, message, detail, attempts, json.dumps(list(reasons)), first_failed_at, now, state_hash),
     )
+
+
+def state_hash_of(conn: sqlite3.Connection, scene_id: int) -> str | None:
+    """The state a scene's dead letter was queued for; None if unknown or no letter."""
+    row = conn.execute("SELECT state_hash FROM dlq WHERE scene_id = ?", (scene_id,)).fetchone()
+    return row[0] if row else None
 
 
 def list_all(conn: sqlite3.Connection, error_class: str | None = None) -> list[DeadLetter]:

@@ -13,10 +13,13 @@ Contract
   not dedup windows, is how repeated events are absorbed. The job carries only the scene id
   and why it was queued; the processor reads the scene from Stash when it runs the job, so
   the newest Stash state wins.
-* ``take_due(now)`` hands out the live, ready job with the smallest ``next_retry_at <= now``
-  through the index ``schedule_due``. A deferred job is never handed out and never blocks a
-  due job (seed 000 cannot happen: the retry time is a column the selection reads, not a
-  field inside a payload a FIFO ``get`` ignores).
+* ``take_due(now)`` hands out the live, ready job with the smallest ``next_retry_at <= now``:
+  the first entry of the partial index ``schedule_ready`` (ready jobs only, ordered by due
+  time), so the cost is one index look-up however many jobs are deferred or in flight. A
+  deferred job is never handed out and never blocks a due job (seed 000 cannot happen: the
+  retry time is a column the selection reads, not a field inside a payload a FIFO ``get``
+  ignores). ``schedule.taken_at`` is NULL exactly while the job is ready; every transition
+  writes it together with persist-queue's status, and the selection checks both.
 * An event for a scene whose job is in flight sets the job's ``rerun`` mark instead of
   creating a second job; whichever way the flight ends (``complete``, ``retry_later``,
   ``dead_letter``, crash + ``recover_abandoned``), the job stays live for the new event.
@@ -207,17 +210,13 @@ _JOB_COLUMNS = (
     "s.job_id, s.scene_id, s.reasons, s.attempts, s.next_retry_at, s.last_error_class, s.last_error, "
     "s.enqueued_at, s.first_failed_at"
 )
-# CROSS JOIN pins the join order: walk schedule_due in due order and stop at the first ready
-# row, instead of letting the planner scan persist-queue's table.
-_TAKE_SQL = (
-    f"SELECT {_JOB_COLUMNS} FROM schedule AS s CROSS JOIN {PQ_TABLE} AS q "
-    "WHERE q._id = s.job_id AND s.next_retry_at <= ? AND q.status < 2 "
-    "ORDER BY s.next_retry_at, s.job_id LIMIT 1"
-)
-_NEXT_DUE_SQL = (
-    f"SELECT s.next_retry_at FROM schedule AS s CROSS JOIN {PQ_TABLE} AS q "
-    "WHERE q._id = s.job_id AND q.status < 2 ORDER BY s.next_retry_at, s.job_id LIMIT 1"
-)
+# ``s.taken_at IS NULL`` must appear literally for SQLite to use the partial index
+# schedule_ready. CROSS JOIN pins the join order: the first index entry, then persist-queue's
+# row by primary key as a second check that it is really ready.
+_READY = f"FROM schedule AS s CROSS JOIN {PQ_TABLE} AS q WHERE s.taken_at IS NULL AND q._id = s.job_id AND q.status < 2"
+_TAKE_SQL = f"SELECT {_JOB_COLUMNS} {_READY} AND s.next_retry_at <= ? ORDER BY s.next_retry_at, s.job_id LIMIT 1"
+_NEXT_DUE_SQL = f"SELECT s.next_retry_at {_READY} ORDER BY s.next_retry_at, s.job_id LIMIT 1"
+_DEFERRED_SQL = f"SELECT {_JOB_COLUMNS} {_READY} AND s.next_retry_at > ? ORDER BY s.next_retry_at, s.job_id LIMIT ?"
 
 
 def _job(row: Sequence[Any]) -> Job:
@@ -410,7 +409,7 @@ class JobQueue:
             conn.execute(
                 "UPDATE schedule SET attempts = attempts + ?, next_retry_at = ?, last_error_class = ?, "
                 "last_error = ?, first_failed_at = COALESCE(first_failed_at, ?), reasons = ?, rerun = 0, "
-                "rerun_reasons = NULL WHERE job_id = ?",
+                "rerun_reasons = NULL, taken_at = NULL WHERE job_id = ?",
                 (
                     1 if consume_attempt else 0,
                     due_after_retry(next_retry_at, rerun, now),
@@ -464,7 +463,7 @@ class JobQueue:
                     self._set_status(conn, job.job_id, STATUS_ACK_FAILED)
                     continue
                 conn.execute(
-                    "UPDATE schedule SET attempts = ?, reasons = ?, rerun = 0, rerun_reasons = NULL, "
+                    "UPDATE schedule SET attempts = ?, reasons = ?, rerun = 0, rerun_reasons = NULL, taken_at = NULL, "
                     "last_error_class = ?, last_error = ?, first_failed_at = COALESCE(first_failed_at, ?) "
                     "WHERE job_id = ?",
                     (attempts, json.dumps(reasons), ABANDONED, message, now, job.job_id),
@@ -496,11 +495,7 @@ class JobQueue:
 
     def deferred(self, now: float, limit: int = 1000) -> list[Job]:
         """Ready jobs not yet due, soonest first."""
-        rows = self._conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM schedule AS s CROSS JOIN {PQ_TABLE} AS q WHERE q._id = s.job_id "
-            "AND s.next_retry_at > ? AND q.status < 2 ORDER BY s.next_retry_at, s.job_id LIMIT ?",
-            (now, limit),
-        ).fetchall()
+        rows = self._conn.execute(_DEFERRED_SQL, (now, limit)).fetchall()
         return [_job(r) for r in rows]
 
     def in_flight(self) -> list[Job]:
@@ -643,7 +638,9 @@ class JobQueue:
             (scene_id,),
         ).fetchone()
 
-    def _create(self, conn: sqlite3.Connection, scene_id: int, reasons: Sequence[str], now: float) -> int:
+    def _create(
+        self, conn: sqlite3.Connection, scene_id: int, reasons: Sequence[str], now: float, state_hash: str | None
+    ) -> int:
         # The row persist-queue's put() would write (serializer output, put time, status 0),
         # written here so that it commits together with its schedule row.
         job_id = conn.execute(
@@ -651,16 +648,24 @@ class JobQueue:
             (pq_json.dumps(envelope(scene_id)), now),
         ).lastrowid
         conn.execute(
-            "INSERT INTO schedule (job_id, scene_id, reasons, attempts, next_retry_at, enqueued_at) "
-            "VALUES (?, ?, ?, 0, ?, ?)",
-            (job_id, scene_id, json.dumps(merge_reasons((), reasons)), now, now),
+            "INSERT INTO schedule (job_id, scene_id, reasons, attempts, next_retry_at, enqueued_at, state_hash) "
+            "VALUES (?, ?, ?, 0, ?, ?, ?)",
+            (job_id, scene_id, json.dumps(merge_reasons((), reasons)), now, now, state_hash),
         )
         assert job_id is not None
         return job_id
 
     def _enqueue(
-        self, conn: sqlite3.Connection, scene_id: int, reasons: Sequence[str], now: float, urgent: bool
+        self,
+        conn: sqlite3.Connection,
+        scene_id: int,
+        reasons: Sequence[str],
+        now: float,
+        urgent: bool,
+        state_hash: str | None = None,
     ) -> EnqueueOutcome:
+        """``state_hash`` is the Stash state the event saw, when the source knows it (bulk and
+        reconcile); an event without one (a hook) means "changed to something unknown"."""
         row = self._live_row(conn, scene_id)
         if row is not None and (row[5] is None or row[5] > STATUS_IN_FLIGHT):
             # A schedule row without a live persist-queue row cannot arise from our own
@@ -668,20 +673,25 @@ class JobQueue:
             conn.execute("DELETE FROM schedule WHERE job_id = ?", (row[0],))
             row = None
         if row is None:
-            self._create(conn, scene_id, reasons, now)
+            self._create(conn, scene_id, reasons, now, state_hash)
             return EnqueueOutcome.CREATED
         job_id, current, next_retry_at, rerun, rerun_reasons, status = row
         if status == STATUS_IN_FLIGHT:
             pending = merge_reasons(json.loads(rerun_reasons) if rerun_reasons else (), reasons)
             conn.execute(
-                "UPDATE schedule SET rerun = ?, rerun_reasons = ? WHERE job_id = ?",
-                (rerun_mark(rerun, urgent), json.dumps(pending), job_id),
+                "UPDATE schedule SET rerun = ?, rerun_reasons = ?, state_hash = ? WHERE job_id = ?",
+                (rerun_mark(rerun, urgent), json.dumps(pending), state_hash, job_id),
             )
             self._bump(conn, "merged_in_flight")
             return EnqueueOutcome.DEFERRED_BEHIND_INFLIGHT
         conn.execute(
-            "UPDATE schedule SET reasons = ?, next_retry_at = ? WHERE job_id = ?",
-            (json.dumps(merge_reasons(json.loads(current), reasons)), merged_due_at(next_retry_at, now, urgent), job_id),
+            "UPDATE schedule SET reasons = ?, next_retry_at = ?, state_hash = ? WHERE job_id = ?",
+            (
+                json.dumps(merge_reasons(json.loads(current), reasons)),
+                merged_due_at(next_retry_at, now, urgent),
+                state_hash,
+                job_id,
+            ),
         )
         self._bump(conn, "merged")
         return EnqueueOutcome.MERGED
@@ -689,11 +699,26 @@ class JobQueue:
     def _enqueue_if_changed(
         self, conn: sqlite3.Connection, scene_id: int, state_hash: str, reason: str, now: float
     ) -> bool:
-        if needs_sync(ledger_table.get(conn, scene_id), state_hash):
-            self._enqueue(conn, scene_id, (reason,), now, urgent=False)
-            return True
-        self._bump(conn, "skipped_unchanged")
-        return False
+        if not needs_sync(ledger_table.get(conn, scene_id), state_hash):
+            self._bump(conn, "skipped_unchanged")
+            return False
+        if dlq_table.state_hash_of(conn, scene_id) == state_hash:
+            # Dead-lettered for exactly this state: only the user (retry_dlq) or a real change
+            # brings it back, or every pass would replay the same failure.
+            self._bump(conn, "skipped_dead_lettered")
+            return False
+        live = conn.execute(
+            "SELECT s.state_hash FROM schedule AS s JOIN "
+            f"{PQ_TABLE} AS q ON q._id = s.job_id WHERE s.scene_id = ? AND q.status = ?",
+            (scene_id, STATUS_IN_FLIGHT),
+        ).fetchone()
+        if live is not None and live[0] == state_hash:
+            # In flight for this very state: the worker reads the scene after it was queued,
+            # so it sees this state or a newer one (which brings its own event).
+            self._bump(conn, "skipped_in_flight")
+            return False
+        self._enqueue(conn, scene_id, (reason,), now, urgent=False, state_hash=state_hash)
+        return True
 
     def _apply_event(self, conn: sqlite3.Connection, event: InboxEvent, now: float, result: IngestResult) -> None:
         if event.kind == SCENE:
@@ -767,9 +792,9 @@ class JobQueue:
         self, conn: sqlite3.Connection, job: Job, error_class: str, message: str, now: float, detail: str | None
     ) -> None:
         current = conn.execute(
-            "SELECT attempts, reasons, first_failed_at FROM schedule WHERE job_id = ?", (job.job_id,)
+            "SELECT attempts, reasons, first_failed_at, state_hash FROM schedule WHERE job_id = ?", (job.job_id,)
         ).fetchone()
-        attempts, reasons, first_failed_at = current
+        attempts, reasons, first_failed_at, state_hash = current
         dlq_table.add(
             conn,
             job.scene_id,
@@ -780,4 +805,5 @@ class JobQueue:
             json.loads(reasons),
             first_failed_at if first_failed_at is not None else now,
             now,
+            state_hash=state_hash,
         )

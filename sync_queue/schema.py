@@ -4,7 +4,7 @@ Standard library only: the hook fast path creates the schema when it is the firs
 new database. persist-queue creates its own table (``ack_queue_jobs``) when ``JobQueue``
 opens it; we never change that table's shape, only read and write its rows in its format.
 
-Tables (version 2):
+Tables (version 3):
 
 * ``meta(key, value)``: ``schema_version``.
 * ``inbox``: events appended by hooks, drained by ``JobQueue.ingest``.
@@ -15,6 +15,11 @@ Tables (version 2):
 * ``dlq``: dead letters, one per scene.
 * ``fanout``: performer/studio/tag events waiting for a processor to expand them.
 * ``counters`` (v2): skip and merge counts for status reports.
+* v3: ``schedule.taken_at`` is NULL exactly while a job is ready, so the partial index
+  ``schedule_ready`` holds ready jobs only and the next due job is its first entry (one
+  index look-up, however many jobs are in flight); ``schedule.state_hash`` and
+  ``dlq.state_hash`` remember the Stash state a bulk or reconcile pass queued the job for,
+  so an unchanged dead-lettered scene is not re-queued by every pass.
 
 A migration is a function of a connection inside a write transaction; ``migrate`` runs the
 missing ones in order and bumps ``schema_version`` in the same transaction, so a crash leaves
@@ -92,8 +97,22 @@ def _v2_counters(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
 
 
+def _v3_ready_index(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE schedule ADD COLUMN state_hash TEXT")
+    conn.execute("ALTER TABLE dlq ADD COLUMN state_hash TEXT")
+    # Before v3, retry_later left taken_at set on a ready row; v3 makes NULL mean ready.
+    has_pq = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ack_queue_jobs'").fetchone()
+    if has_pq:
+        conn.execute(
+            "UPDATE schedule SET taken_at = NULL "
+            "WHERE job_id IN (SELECT _id FROM ack_queue_jobs WHERE status < 2)"
+        )
+    conn.execute("DROP INDEX IF EXISTS schedule_due")
+    conn.execute("CREATE INDEX IF NOT EXISTS schedule_ready ON schedule (next_retry_at, job_id) WHERE taken_at IS NULL")
+
+
 #: Ordered: MIGRATIONS[i] takes the database from version i to version i + 1.
-MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters)
+MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters, _v3_ready_index)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

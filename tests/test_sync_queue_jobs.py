@@ -109,17 +109,6 @@ def test_take_due_orders_by_due_time_then_arrival(q: JobQueue) -> None:
     assert [j.scene_id for j in iter(lambda: q.take_due(T0), None)] == [9, 3, 1, 2]
 
 
-def test_take_due_uses_the_index_not_a_scan(q: JobQueue) -> None:
-    from sync_queue.jobs import _NEXT_DUE_SQL, _TAKE_SQL
-
-    for sql, params in ((_TAKE_SQL, (T0,)), (_NEXT_DUE_SQL, ())):
-        details = [row[3] for row in q._conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
-        # An ordered walk of schedule_due that stops at LIMIT 1: no table scan, no sort.
-        assert any("INDEX schedule_due" in d for d in details), details
-        assert all("INDEX schedule_due" in d for d in details if d.startswith("SCAN")), details
-        assert not any("TEMP B-TREE" in d for d in details), details
-
-
 def test_in_flight_job_is_not_handed_out_twice(q: JobQueue) -> None:
     q.enqueue(1, "hook", T0)
     assert q.take_due(T0) is not None
