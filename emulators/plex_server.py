@@ -1,0 +1,524 @@
+"""An emulated Plex Media Server on loopback, answering plexapi 4.18 the way real Plex does.
+
+Tests point the real plexapi (and through it the plugin's Plex side) at this server, so
+what it sends must be what real Plex sends: XML with empty attributes omitted, paged
+listings that honour `X-Plex-Container-Start/Size` and always carry `totalSize`, tag lists
+cut short in listings, 401/404/400 where Plex answers them (shared reference §4). The
+rules of the library itself live in `emulators.plex_library`; this module is HTTP, auth,
+fault injection and the request log tests count against.
+
+Usage::
+
+    with PlexEmulator() as plex:
+        key = plex.add_item("/media/stash/a.mp4", title="A", genres=["x"])
+        server = plexapi.server.PlexServer(plex.url, plex.token)
+        plex.faults.error_burst(2)          # next two requests answer 503
+        assert plex.count("PUT", rating_key=key) == 0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+from xml.etree import ElementTree as ET
+
+from emulators.plex_library import (
+    DEFAULT_DURATION_MS,
+    DEFAULT_SECTIONS,
+    DEFAULT_SIZE,
+    IDENTIFIER,
+    EditError,
+    Item,
+    PlexLibrary,
+    UnknownItem,
+    container,
+    images_container,
+    section_attrs,
+    section_element,
+    to_bytes,
+)
+
+MACHINE_ID = "5f0c1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b"
+VERSION = "1.41.3.9314-a0bfb8370"
+XML_TYPE = "text/xml;charset=utf-8"
+STATUS_TEXT = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+               500: "Internal Server Error", 503: "Service Unavailable"}
+METADATA_RE = re.compile(r"^/library/metadata/(\d+(?:,\d+)*)")
+REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the server saw it; `query` has the token redacted."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    rating_key: int | None
+    status: int
+    t: float
+    rating_keys: tuple[int, ...] = ()
+    body_size: int = 0
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = XML_TYPE
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def xml(root: ET.Element) -> Response:
+    return Response(200, to_bytes(root))
+
+
+def error(status: int, headers: Mapping[str, str] | None = None) -> Response:
+    """Plex answers errors with a small HTML page, not XML."""
+    text = f"{status} {STATUS_TEXT.get(status, 'Error')}"
+    body = f"<html><head><title>{text}</title></head><body><h1>{text}</h1></body></html>"
+    return Response(status, body.encode(), "text/html", dict(headers or {}))
+
+
+class Faults:
+    """Switches tests flip to make the server misbehave; all take effect on the next request."""
+
+    def __init__(self, emulator: PlexEmulator) -> None:
+        self._emulator = emulator
+        self.latency = 0.0
+        self.revoked = False
+        self._burst: list[int] = []
+        self._limited: list[float] = []
+        self._down = False
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        """Down closes the listening socket and every open connection (connection refused);
+        clearing it listens again on the same port."""
+        value = bool(value)
+        if value != self._down:
+            self._down = value
+            (self._emulator._stop_listening if value else self._emulator._start_listening)()
+
+    def error_burst(self, n: int, status: int = 503) -> None:
+        self._burst.extend([status] * n)
+
+    def rate_limit(self, n: int, retry_after: float = 1) -> None:
+        self._limited.extend([retry_after] * n)
+
+    def revoke_token(self) -> None:
+        self.revoked = True
+
+    def restore_token(self) -> None:
+        self.revoked = False
+
+    def clear(self) -> None:
+        self.latency = 0.0
+        self.revoked = False
+        self._burst.clear()
+        self._limited.clear()
+        self.down = False
+
+    def next_fault(self) -> Response | None:
+        """Consumes one queued fault; called under the emulator's lock."""
+        if self._burst:
+            return error(self._burst.pop(0))
+        if self._limited:
+            retry_after = self._limited.pop(0)
+            shown = int(retry_after) if float(retry_after).is_integer() else retry_after
+            return error(429, {"Retry-After": str(shown)})
+        return None
+
+
+class _Server(ThreadingHTTPServer):
+    """Remembers open connections so that going down can reset kept-alive ones too."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], emulator: PlexEmulator) -> None:
+        self.emulator = emulator
+        self.connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def reset_connections(self) -> None:
+        with self._connections_lock:
+            open_now = list(self.connections)
+        for conn in open_now:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as Plex and requests' pool expect
+    server: _Server
+
+    def _dispatch(self) -> None:
+        try:
+            self.server.emulator._serve(self)
+        except (ConnectionError, OSError):
+            self.close_connection = True
+
+    do_GET = do_PUT = do_POST = do_DELETE = _dispatch
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the request log is the record tests read."""
+
+
+Route = Callable[..., Response]
+
+
+class PlexEmulator:
+    """A Plex Media Server on 127.0.0.1 with a mutable library, faults and a request log."""
+
+    def __init__(self, token: str = "test-token", *, sections: Iterable[tuple[Any, ...]] = DEFAULT_SECTIONS,
+                 listing_limits: Mapping[str, int] | None = None, friendly_name: str = "Emulated Plex",
+                 machine_identifier: str = MACHINE_ID, version: str = VERSION,
+                 fetch_url: Callable[[str], bytes] | None = None) -> None:
+        self.token = token
+        self.friendly_name = friendly_name
+        self.machine_identifier = machine_identifier
+        self.version = version
+        self.library = PlexLibrary(sections, listing_limits=listing_limits, now=int(time.time()))
+        self.faults = Faults(self)
+        self.requests: list[RequestRecord] = []
+        self.fetch_url = fetch_url or _fetch_url
+        self.lock = threading.RLock()
+        self.port = 0
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._routes: list[tuple[str, re.Pattern[str], Route]] = [
+            ("GET", re.compile(r"/"), self._root),
+            ("GET", re.compile(r"/identity"), self._identity),
+            ("GET", re.compile(r"/library"), self._library),
+            ("GET", re.compile(r"/library/sections"), self._sections),
+            ("GET", re.compile(r"/library/sections/(\d+)/all"), self._listing),
+            ("PUT", re.compile(r"/library/sections/(\d+)/all"), self._edit),
+            ("GET", re.compile(r"/library/sections/(\d+)/refresh"), self._scan),
+            ("GET", re.compile(r"/library/metadata/(\d+(?:,\d+)*)"), self._metadata),
+            ("PUT", re.compile(r"/library/metadata/(\d+)/refresh"), self._refresh),
+            ("GET", re.compile(r"/library/metadata/(\d+)/(posters|arts)"), self._images),
+            ("POST", re.compile(r"/library/metadata/(\d+)/(posters|arts)"), self._upload),
+            ("PUT", re.compile(r"/library/metadata/(\d+)/(poster|art)"), self._select),
+            ("GET", re.compile(r"/library/metadata/(\d+)/(thumb|art)(?:/(\d+))?"), self._image_bytes),
+        ]
+
+    # -------------------------------------------------------- lifecycle
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PlexEmulator:
+        self._start_listening()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._stop_listening()
+
+    def __enter__(self) -> PlexEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start_listening(self) -> None:
+        self._httpd = _Server(("127.0.0.1", self.port), self)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"plex-emulator-{self.port}", daemon=True)
+        self._thread.start()
+
+    def _stop_listening(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.reset_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -------------------------------------------------------- test helpers
+
+    def add_item(self, file: str, *, section: int | None = None, title: str | None = None,
+                 size: int = DEFAULT_SIZE, duration_ms: int = DEFAULT_DURATION_MS,
+                 **fields_and_tags: Any) -> int:
+        """A scanned item; returns its ratingKey. See PlexLibrary.add_item for keywords."""
+        with self.lock:
+            return self.library.add_item(file, now=int(time.time()), section=section, title=title,
+                                         size=size, duration_ms=duration_ms, **fields_and_tags)
+
+    def add_pending(self, file: str, *, section: int | None = None, title: str | None = None,
+                    size: int = DEFAULT_SIZE, duration_ms: int = DEFAULT_DURATION_MS, **extra: Any) -> None:
+        """A file on disk that only becomes an item after a scan of its section or folder."""
+        with self.lock:
+            self.library.add_pending(file, section=section, title=title, size=size,
+                                     duration_ms=duration_ms, **extra)
+
+    def remove_item(self, rating_key: int) -> None:
+        with self.lock:
+            self.library.remove_item(rating_key)
+
+    def item(self, rating_key: int) -> Item:
+        with self.lock:
+            return self.library.item(rating_key)
+
+    def item_by_file(self, file: str) -> Item | None:
+        with self.lock:
+            return self.library.item_by_file(file)
+
+    def count(self, method: str | None = None, path: str | re.Pattern[str] | None = None,
+              rating_key: int | None = None) -> int:
+        """Requests matching all the given criteria. A string `path` matches as a prefix or,
+        failing that, as a full regular expression; a compiled pattern must match fully."""
+        with self.lock:
+            records = list(self.requests)
+        return sum(1 for r in records if _matches(r, method, path, rating_key))
+
+    def reset_log(self) -> None:
+        with self.lock:
+            self.requests.clear()
+
+    # -------------------------------------------------------- serving
+
+    def _serve(self, handler: _Handler) -> None:
+        received = time.time()
+        split = urlsplit(handler.path)
+        path = split.path
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        if self.faults.latency:
+            time.sleep(self.faults.latency)
+        with self.lock:
+            response = self._respond(handler.command, path, query, handler.headers, body)
+            keys = _rating_keys(path, query)
+            self.requests.append(RequestRecord(
+                method=handler.command, path=path, query=_redact(query),
+                rating_key=keys[0] if keys else None, status=response.status, t=received,
+                rating_keys=keys, body_size=len(body)))
+        handler.send_response(response.status)
+        handler.send_header("Content-Type", response.content_type)
+        handler.send_header("Content-Length", str(len(response.body)))
+        handler.send_header("X-Plex-Protocol", "1.0")
+        for name, value in response.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(response.body)
+
+    def _respond(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str],
+                 body: bytes) -> Response:
+        fault = self.faults.next_fault()
+        if fault is not None:
+            return fault
+        token = headers.get("X-Plex-Token") or query.get("X-Plex-Token")
+        if self.faults.revoked or token != self.token:
+            return error(401)
+        route_path = path.rstrip("/") or "/"
+        for route_method, pattern, route in self._routes:
+            match = pattern.fullmatch(route_path)
+            if match is not None and route_method == method:
+                try:
+                    return route(*match.groups(), query=query, headers=headers, body=body)
+                except UnknownItem:
+                    return error(404)
+                except EditError:
+                    return error(400)
+        return error(404)
+
+    # -------------------------------------------------------- routes
+
+    def _root(self, **_: Any) -> Response:
+        return xml(container(
+            size=0, allowCameraUpload=0, allowChannelAccess=1, allowMediaDeletion=1, allowSharing=1,
+            allowSync=1, backgroundProcessing=1, certificate=0, companionProxy=1, countryCode="usa",
+            diagnostics="logs,databases,streaminglogs", eventStream=1, friendlyName=self.friendly_name,
+            hubSearch=1, itemClusters=1, livetv=7, machineIdentifier=self.machine_identifier,
+            mediaProviders=1, multiuser=1, myPlex=0, offlineTranscode=1, platform="Linux",
+            platformVersion="6.1", pluginHost=1, readOnlyLibraries=0, streamingBrainVersion=2,
+            sync=1, transcoderActiveVideoSessions=0, transcoderAudio=1, transcoderLyrics=1,
+            transcoderPhoto=1, transcoderSubtitles=1, transcoderVideo=1, updatedAt=self.library.updated_at,
+            updater=1, version=self.version, voiceSearch=1))
+
+    def _identity(self, **_: Any) -> Response:
+        return xml(container(size=0, claimed=1, machineIdentifier=self.machine_identifier,
+                             version=self.version))
+
+    def _library(self, **_: Any) -> Response:
+        root = container(size=3, allowSync=0, art="/:/resources/library-art.png", content="1",
+                         identifier=IDENTIFIER, mediaTagPrefix="/system/bundle/media/flags/",
+                         mediaTagVersion=1700000000, title1="Plex Library", title2="")
+        for key, title in (("sections", "Library Sections"), ("recentlyAdded", "Recently Added Content"),
+                           ("onDeck", "On Deck Content")):
+            ET.SubElement(root, "Directory", {"key": key, "title": title})
+        return xml(root)
+
+    def _sections(self, **_: Any) -> Response:
+        sections = self.library.sections.values()
+        root = container(size=len(sections), allowSync=0, identifier=IDENTIFIER,
+                         mediaTagPrefix="/system/bundle/media/flags/", mediaTagVersion=1700000000,
+                         title1="Plex Library")
+        for section in sections:
+            root.append(section_element(section, self.library.updated_at))
+        return xml(root)
+
+    def _listing(self, section_key: str, *, query: dict[str, str], headers: Mapping[str, str],
+                 **_: Any) -> Response:
+        section = self.library.section(int(section_key))
+        start = _int_param("X-Plex-Container-Start", headers, query, 0)
+        size = _int_param("X-Plex-Container-Size", headers, query, None)
+        items, total = self.library.listing(section.key, start, size, file=query.get("file"),
+                                            title=query.get("title"), type=query.get("type"))
+        root = container(size=len(items), totalSize=total, offset=start, allowSync=1,
+                         art=f"/:/resources/{section.type}-fanart.jpg", identifier=IDENTIFIER,
+                         **section_attrs(section), mediaTagPrefix="/system/bundle/media/flags/",
+                         mediaTagVersion=1700000000, thumb=f"/:/resources/{section.type}.png",
+                         title1=section.title, title2="All Movies" if section.type == "movie" else "All",
+                         viewGroup=section.type, viewMode=65592)
+        for item in items:
+            root.append(self.library.item_element(item, full=False))
+        return xml(root)
+
+    def _metadata(self, keys: str, **_: Any) -> Response:
+        """Full items; include parameters (includeChapters=1 …) are accepted and ignored."""
+        items = [self.library.items[int(k)] for k in keys.split(",") if int(k) in self.library.items]
+        if not items:
+            return error(404)
+        section = self.library.sections[items[0].section]
+        root = container(size=len(items), allowSync=1, identifier=IDENTIFIER, **section_attrs(section),
+                         mediaTagPrefix="/system/bundle/media/flags/", mediaTagVersion=1700000000)
+        for item in items:
+            root.append(self.library.item_element(item, full=True))
+        return xml(root)
+
+    def _edit(self, section_key: str, *, query: dict[str, str], **_: Any) -> Response:
+        ids = query.get("id", "")
+        try:
+            keys = [int(k) for k in ids.split(",") if k]
+        except ValueError:
+            return error(400)
+        self.library.edit(int(section_key), keys, query, now=int(time.time()))
+        return Response(200)
+
+    def _scan(self, section_key: str, *, query: dict[str, str], **_: Any) -> Response:
+        """Real Plex scans in the background after answering; here the scan is done by then."""
+        self.library.scan(int(section_key), query.get("path") or None, now=int(time.time()))
+        return Response(200)
+
+    def _refresh(self, rating_key: str, **_: Any) -> Response:
+        self.library.refresh(int(rating_key), now=int(time.time()))
+        return Response(200)
+
+    def _images(self, rating_key: str, kind: str, **_: Any) -> Response:
+        item = self.library.item(int(rating_key))
+        return xml(images_container(item, "thumb" if kind == "posters" else "art"))
+
+    def _upload(self, rating_key: str, kind: str, *, query: dict[str, str], body: bytes, **_: Any) -> Response:
+        """Raw bytes in the body, or `?url=` that Plex fetches itself (a failed fetch is a
+        500 here: the real answer is unverified)."""
+        self.library.item(int(rating_key))
+        url = query.get("url")
+        data: bytes | None = body or None
+        if url and not data:
+            try:
+                data = self.fetch_url(url)
+            except OSError:
+                return error(500)
+        self.library.upload(int(rating_key), "thumb" if kind == "posters" else "art", data, url,
+                            now=int(time.time()))
+        return Response(200)
+
+    def _select(self, rating_key: str, kind: str, *, query: dict[str, str], **_: Any) -> Response:
+        self.library.select(int(rating_key), "thumb" if kind == "poster" else "art", query.get("url", ""),
+                            now=int(time.time()))
+        return Response(200)
+
+    def _image_bytes(self, rating_key: str, kind: str, stamp: str | None, **_: Any) -> Response:
+        image = self.library.image(int(rating_key), kind, int(stamp) if stamp else None)
+        if image is None or not image.data:
+            return error(404)
+        return Response(200, image.data, _image_type(image.data))
+
+
+def _fetch_url(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return answer.read()
+
+
+def _image_type(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"GIF8"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/jpeg"
+
+
+def _int_param(name: str, headers: Mapping[str, str], query: Mapping[str, str], default: int | None) -> int | None:
+    raw = headers.get(name) or query.get(name)
+    try:
+        return max(0, int(raw)) if raw not in (None, "") else default
+    except ValueError:
+        return default
+
+
+def _rating_keys(path: str, query: Mapping[str, str]) -> tuple[int, ...]:
+    """Which items a request is about: a metadata path, or an edit's `id=` list."""
+    match = METADATA_RE.match(path)
+    if match is not None:
+        return tuple(int(k) for k in match.group(1).split(","))
+    if path.rstrip("/").endswith("/all") and "id" in query:
+        try:
+            return tuple(int(k) for k in query["id"].split(",") if k)
+        except ValueError:
+            return ()
+    return ()
+
+
+def _redact(query: Mapping[str, str]) -> dict[str, str]:
+    return {k: (REDACTED if k == "X-Plex-Token" else v) for k, v in query.items()}
+
+
+def _matches(record: RequestRecord, method: str | None, path: str | re.Pattern[str] | None,
+             rating_key: int | None) -> bool:
+    if method is not None and record.method != method.upper():
+        return False
+    if rating_key is not None and rating_key not in record.rating_keys:
+        return False
+    if path is None:
+        return True
+    if isinstance(path, re.Pattern):
+        return path.fullmatch(record.path) is not None
+    if record.path.startswith(path):
+        return True
+    try:
+        return re.fullmatch(path, record.path) is not None
+    except re.error:
+        return False
