@@ -1,0 +1,111 @@
+"""Plex XML to our plain records. Pure: takes the parsed elements plexapi's `query` returns.
+
+Why not plexapi's `Movie` objects: they are I/O handles that reload themselves when an
+empty attribute is read (plexapi's "Dragons inside"), they turn dates into datetimes we
+would have to turn back, and they hide which element an attribute came from. Reading the
+few attributes we need from the element is shorter and cannot cost a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from plex.desired import Actor
+from plex.matcher import IndexEntry
+from plex.records import CurrentState
+
+Element = Any  # xml.etree.ElementTree.Element as returned by plexapi's parser
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    type: str
+    locations: tuple[str, ...] = ()
+
+
+def sections(root: Element) -> tuple[Section, ...]:
+    """Every library section in a `/library/sections` answer."""
+    return tuple(
+        Section(
+            key=str(d.get("key", "")),
+            title=d.get("title", ""),
+            type=d.get("type", ""),
+            locations=tuple(loc.get("path", "") for loc in d.iter("Location") if loc.get("path")),
+        )
+        for d in root.iter("Directory")
+    )
+
+
+def _videos(root: Element) -> Iterator[Element]:
+    return (v for v in root if v.tag == "Video")
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(float(value)) if value else 0
+    except ValueError:
+        return 0
+
+
+def index_entries(root: Element) -> list[IndexEntry]:
+    """One entry per media part in a listing page (`/all`): path, item, size, duration."""
+    out = []
+    for video in _videos(root):
+        key = video.get("ratingKey")
+        if not key:
+            continue
+        for media in video.iter("Media"):
+            for part in media.iter("Part"):
+                if part.get("file"):
+                    ms = _int(part.get("duration")) or _int(media.get("duration"))
+                    out.append(IndexEntry(part.get("file"), str(key), _int(part.get("size")), ms / 1000.0))
+    return out
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _tags(video: Element, element: str) -> tuple[str, ...]:
+    return tuple(t.get("tag", "") for t in video if t.tag == element and t.get("tag"))
+
+
+def current_state(video: Element, section_id: str = "") -> CurrentState:
+    """A full item (`/library/metadata/{key}`) as the record decisions read."""
+    return CurrentState(
+        rating_key=str(video.get("ratingKey", "")),
+        section_id=str(video.get("librarySectionID") or section_id or ""),
+        title=video.get("title", ""),
+        title_sort=video.get("titleSort", ""),
+        studio=video.get("studio", ""),
+        summary=video.get("summary", ""),
+        tagline=video.get("tagline", ""),
+        originally_available_at=(video.get("originallyAvailableAt") or "")[:10],
+        rating=_float(video.get("userRating")),
+        genres=_tags(video, "Genre"),
+        actors=tuple(Actor(r.get("tag"), r.get("thumb") or None) for r in video if r.tag == "Role" and r.get("tag")),
+        collections=_tags(video, "Collection"),
+        locked=frozenset(f.get("name", "") for f in video if f.tag == "Field" and f.get("locked") == "1"),
+        thumb=video.get("thumb", ""),
+        art=video.get("art", ""),
+        files=tuple(p.get("file") for p in video.iter("Part") if p.get("file")),
+    )
+
+
+def current_states(root: Element) -> dict[str, CurrentState]:
+    """Every item in a (possibly multi-key) metadata answer, by rating key."""
+    section = str(root.get("librarySectionID") or "")
+    states = (current_state(v, section) for v in _videos(root))
+    return {s.rating_key: s for s in states}
+
+
+def total_size(root: Element, page_len: int) -> int:
+    """The listing's total, as plexapi reads it: `totalSize`, else `size`, else the page."""
+    return _int(root.get("totalSize")) or _int(root.get("size")) or page_len
