@@ -1,0 +1,370 @@
+"""One scene to its Plex item: match, one full read, one edit, image uploads only when changed.
+
+Request budget (checked by `bench/bench_plex_requests.py` against the emulated Plex):
+
+* **index**: paged `/library/sections/{id}/all` listings of the configured movie sections,
+  built once per process and rebuilt when older than `INDEX_MAX_AGE`. A path the index
+  does not hold is re-read narrowly (`/all?type=1&file=<file name>`, one request per
+  section) before we conclude anything; `file=` only narrows, `Part@file` is compared
+  exactly. A miss is remembered for `MISS_TTL` seconds only. Until `NARROW_LOOKUPS`
+  scenes were looked up, the full index is not built at all: a single hook job costs one
+  narrow lookup instead of a whole-library listing.
+* **a scene we synced before** (ledger has its item key) skips matching: its one read
+  proves the item still holds one of the scene's files.
+* **one read**: `GET /library/metadata/{key}`. Listings truncate tag lists and carry no
+  locks, so they never feed the diff. For bulk work `prefetch()` reads full items in
+  batches with Plex's comma form `GET /library/metadata/1,2,3` (several full items in one
+  answer); a prefetched item is used once and only within `PREFETCH_TTL` seconds.
+* **one edit**: every changed field in one `PUT /library/sections/{id}/all?...` (built
+  with plexapi's own `utils.joinArgs`, as `edit()` would), none when nothing changed.
+* **one upload per changed image**, the bytes downloaded from Stash with its auth by the
+  injected `fetch_image`. Downloads happen before any write, so a failed download leaves
+  Plex untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from plex import xmlread
+from plex.connection import PlexConnection
+from plex.desired import DesiredState, desired_state
+from plex.diff import EditPlan, plan_edit, state_hash
+from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
+from plex.pathmap import basename_key, parent_folder, path_key, to_plex
+from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
+from plugin.errors import AmbiguousMatch, PlexNotFound, SettingsError
+from plugin.settings import WHERE_TO_SET, Settings
+from stash.records import Scene
+
+#: Seconds a full index is trusted before the next lookup rebuilds it.
+INDEX_MAX_AGE = 3600.0
+#: Seconds a "not in Plex" answer is remembered (a burst of jobs for one new folder).
+MISS_TTL = 5.0
+#: Scenes looked up narrowly before the full index is worth building.
+NARROW_LOOKUPS = 10
+#: Items per page of a listing (plexapi's default is 100).
+PAGE_SIZE = 500
+#: Full items per batched read, and how long a prefetched one may be used.
+BATCH_SIZE = 50
+PREFETCH_TTL = 30.0
+#: Seconds a folder we asked Plex to scan is not asked again (one scan per burst).
+SCAN_WINDOW = 120.0
+MOVIE = 1  # plexapi's searchType("movie")
+
+FetchImage = Callable[[str], bytes]
+
+
+# --- pure decisions --------------------------------------------------------------------
+
+
+def choose_sections(sections: Sequence[xmlread.Section], wanted: Sequence[str]) -> tuple[xmlread.Section, ...]:
+    """Movie sections named in `plex_library` (case-insensitive), or all of them when empty."""
+    movies = tuple(s for s in sections if s.type == "movie")
+    if not wanted:
+        return movies
+    by_name = {s.title.casefold(): s for s in movies}
+    missing = [w for w in wanted if w.casefold() not in by_name]
+    if missing:
+        have = ", ".join(s.title for s in movies) or "none"
+        raise SettingsError(f"Plex has no movie library named {', '.join(missing)} (it has: {have}); "
+                            f"fix 'Plex libraries' in {WHERE_TO_SET}.")
+    return tuple(by_name[w.casefold()] for w in wanted)
+
+
+def _inside(path: str, folder: str) -> int:
+    """Length of `folder` when `path` is in it (or is it), else -1: longest location wins."""
+    p, f = path_key(path), path_key(folder).rstrip("/")
+    return len(f) if p == f or p.startswith(f + "/") else -1
+
+
+def section_for_folder(sections: Sequence[xmlread.Section], folder: str) -> xmlread.Section | None:
+    """The section with the longest Location containing `folder`."""
+    best = max(((max((_inside(folder, loc) for loc in s.locations), default=-1), s) for s in sections),
+               key=lambda pair: pair[0], default=(-1, None))
+    return best[1] if best[0] >= 0 else None
+
+
+@dataclass
+class ScanMemory:
+    """Folders we asked Plex to scan, so a burst of new scenes in one folder asks once."""
+
+    window: float = SCAN_WINDOW
+    asked: dict[str, float] = field(default_factory=dict)
+
+    def due(self, folder: str, now: float) -> bool:
+        last = self.asked.get(path_key(folder))
+        return last is None or not 0 <= now - last < self.window
+
+    def mark(self, folder: str, now: float) -> None:
+        self.asked = {k: t for k, t in self.asked.items() if 0 <= now - t < self.window}
+        self.asked[path_key(folder)] = now
+
+
+@dataclass(frozen=True)
+class ImageStep:
+    """One image to upload (`data` set) or to record as unchanged."""
+
+    kind: str  # "poster" or "art"
+    source: str
+    sha256: str
+    data: bytes | None  # None: Plex already has these bytes
+
+
+def image_steps(desired: DesiredState, ledger: LedgerEntry | None, same_item: bool,
+                fetch: FetchImage) -> list[ImageStep]:
+    """Which images to upload: an unchanged URL on the same item costs nothing; a new URL is
+    downloaded and uploaded only when its bytes differ from what we uploaded last."""
+    steps: list[ImageStep] = []
+    cache: dict[str, bytes] = {}
+    for kind, url in (("poster", desired.poster_url), ("art", desired.art_url)):
+        if not url:
+            continue
+        last_source = getattr(ledger, f"{kind}_source", None) if ledger else None
+        last_hash = getattr(ledger, f"{kind}_hash", None) if ledger else None
+        if same_item and last_hash and last_source == url:
+            steps.append(ImageStep(kind, url, last_hash, None))
+            continue
+        if url not in cache:
+            cache[url] = fetch(url)
+        digest = hashlib.sha256(cache[url]).hexdigest()
+        unchanged = same_item and digest == last_hash
+        steps.append(ImageStep(kind, url, digest, None if unchanged else cache[url]))
+    return steps
+
+
+# --- the sync --------------------------------------------------------------------------
+
+
+@dataclass
+class _Index:
+    index: LibraryIndex = field(default_factory=LibraryIndex)
+    complete: bool = False
+    built_at: float = 0.0
+    lookups: int = 0
+    misses: dict[tuple[str, ...], float] = field(default_factory=dict)
+
+
+class PlexSync:
+    """Per-process Plex writer; `sync()` is called once per job by the worker."""
+
+    def __init__(self, conn: PlexConnection, settings: Settings, fetch_image: FetchImage) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.fetch_image = fetch_image
+        self._sections: tuple[xmlread.Section, ...] | None = None
+        self._all_sections: tuple[xmlread.Section, ...] = ()
+        self._idx = _Index()
+        self._prefetched: dict[str, tuple[float, CurrentState]] = {}
+        self.scans = ScanMemory()
+        self._now = 0.0
+
+    # -- reads -----------------------------------------------------------------------
+
+    def sections(self) -> tuple[xmlread.Section, ...]:
+        """The configured movie sections (`GET /library/sections` once per process)."""
+        if self._sections is None:
+            self._all_sections = xmlread.sections(self.conn.query("/library/sections"))
+            self._sections = choose_sections(self._all_sections, self.settings.plex_library)
+        return self._sections
+
+    def _listing(self, section: xmlread.Section, extra: str = "") -> list[Any]:
+        """Every page of one section's movie listing, paged by plexapi's container headers."""
+        entries, start = [], 0
+        while True:
+            root = self.conn.query(f"/library/sections/{section.key}/all?type={MOVIE}{extra}", headers={
+                "X-Plex-Container-Start": str(start), "X-Plex-Container-Size": str(PAGE_SIZE)})
+            page = [v for v in root if v.tag == "Video"]
+            entries.extend(xmlread.index_entries(root))
+            start += len(page)
+            if not page or start >= xmlread.total_size(root, len(page)):
+                return entries
+
+    def build_index(self, now: float) -> LibraryIndex:
+        """Read every configured section in full (the amortised index)."""
+        entries = [e for s in self.sections() for e in self._listing(s)]
+        self._idx = replace(self._idx, index=build_index(entries), complete=True, built_at=now, misses={})
+        return self._idx.index
+
+    def _narrow(self, files: Sequence[Any]) -> None:
+        """Re-read only the items whose file name is one of `files`' (file= narrows)."""
+        names = sorted({f.basename for f in files if f.basename})
+        entries = [e for s in self.sections() for n in names
+                   for e in self._listing(s, "&file=" + quote(n, safe=""))]
+        wanted = {basename_key(n) for n in names}
+        self._idx.index = merge_index(self._idx.index, [e for e in entries if basename_key(e.path) in wanted])
+
+    def prefetch(self, scenes: Iterable[Scene], ledgers: Iterable[LedgerEntry | None] = (), *,
+                 now: float) -> int:
+        """Read the full items of `scenes` in batches (`/library/metadata/1,2,3`) ahead of
+        their `sync()` calls; builds the full index, since this is a bulk run. Returns how
+        many items were read."""
+        self._now = max(self._now, now)
+        scenes = list(scenes)
+        ledger_list = list(ledgers) + [None] * len(scenes)
+        if not self._idx.complete or now - self._idx.built_at > INDEX_MAX_AGE:
+            self.build_index(now)
+        keys: list[str] = []
+        for scene, ledger in zip(scenes, ledger_list):
+            key = ledger.plex_key if ledger and ledger.plex_key else None
+            found = match(scene.files, self._idx.index, self.settings.path_map, self.settings.strict_matching)
+            key = found.rating_key or key
+            if key and key not in keys:
+                keys.append(key)
+        read = 0
+        for i in range(0, len(keys), BATCH_SIZE):
+            batch = keys[i:i + BATCH_SIZE]
+            try:
+                states = xmlread.current_states(self.conn.query("/library/metadata/" + ",".join(batch)))
+            except PlexNotFound:
+                continue
+            for key, state in states.items():
+                self._prefetched[key] = (now, state)
+            read += len(states)
+        return read
+
+    def _read(self, key: str, now: float) -> CurrentState | None:
+        """The full item, from a fresh prefetch or one GET; None when Plex has no such item."""
+        cached = self._prefetched.pop(key, None)
+        if cached and 0 <= now - cached[0] <= PREFETCH_TTL:
+            return cached[1]
+        try:
+            states = xmlread.current_states(self.conn.query(f"/library/metadata/{key}"))
+        except PlexNotFound:
+            return None
+        return states.get(key)
+
+    # -- matching --------------------------------------------------------------------
+
+    def _lookup(self, scene: Scene, now: float) -> MatchResult:
+        idx, pm, strict = self._idx, self.settings.path_map, self.settings.strict_matching
+        idx.lookups += 1
+        if idx.complete and now - idx.built_at > INDEX_MAX_AGE or not idx.complete and idx.lookups > NARROW_LOOKUPS:
+            self.build_index(now)
+        first = match(scene.files, idx.index, pm, strict)
+        if first.kind is MatchKind.EXACT:
+            return first
+        miss_key = tuple(sorted(path_key(p) for p in first.paths_tried))
+        seen = idx.misses.get(miss_key)
+        if seen is not None and 0 <= now - seen < MISS_TTL:
+            return first
+        self._narrow(scene.files)
+        result = match(scene.files, idx.index, pm, strict)
+        if result.found:
+            idx.misses.pop(miss_key, None)
+        else:
+            idx.misses = {k: t for k, t in idx.misses.items() if 0 <= now - t < MISS_TTL}
+            idx.misses[miss_key] = now
+        return result
+
+    def _holds(self, state: CurrentState, scene: Scene, result: MatchResult | None) -> bool:
+        """The item really holds the scene's file (guards against a stale index or ledger)."""
+        have = {path_key(p) for p in state.files}
+        wanted = {path_key(to_plex(f.path, self.settings.path_map)) for f in scene.files}
+        if result is not None and result.plex_path:
+            wanted.add(path_key(result.plex_path))
+        return bool(have & wanted)
+
+    def _locate(self, scene: Scene, ledger: LedgerEntry | None, now: float) -> CurrentState:
+        """The scene's item, fully read; raises PlexNotFound / AmbiguousMatch."""
+        if ledger and ledger.plex_key:
+            state = self._read(ledger.plex_key, now)
+            if state is not None and self._holds(state, scene, None):
+                return state
+        for _ in range(2):
+            result = self._lookup(scene, now)
+            if result.kind is MatchKind.AMBIGUOUS:
+                raise AmbiguousMatch(f"Scene {scene.id}: several Plex items share its file name: "
+                                     + "; ".join(result.candidates), result.candidates)
+            if not result.found:
+                self._scan(result, now)
+                extra = f" (same name, ambiguous: {'; '.join(result.candidates)})" if result.candidates else ""
+                raise PlexNotFound(f"Scene {scene.id}: no Plex item has {', '.join(result.paths_tried) or 'its files'}"
+                                   + extra, result.paths_tried)
+            state = self._read(str(result.rating_key), now)
+            if state is not None and self._holds(state, scene, result):
+                return state
+            # Stale entry: the item moved or vanished. Forget it and look once more.
+            self._idx.index = build_index(
+                e for g in self._idx.index.by_name.values() for e in g if e.rating_key != result.rating_key)
+            self._idx.misses.clear()
+        raise PlexNotFound(f"Scene {scene.id}: its Plex item changed while we read it", ())
+
+    def _scan(self, result: MatchResult, now: float) -> None:
+        """Ask Plex to scan the folder of each file not found (once per folder per window)."""
+        if not self.settings.trigger_plex_scan:
+            return
+        for plex_path in result.paths_tried:
+            folder = parent_folder(plex_path)
+            section = section_for_folder(self.sections(), folder)
+            if section is None or not self.scans.due(folder, now):
+                continue
+            self.scans.mark(folder, now)
+            self.conn.query(f"/library/sections/{section.key}/refresh?" + urlencode({"path": folder}))
+
+    # -- the job ---------------------------------------------------------------------
+
+    def _desired(self, scene: Scene) -> tuple[DesiredState, str]:
+        desired = desired_state(scene, self.settings)
+        s = self.settings
+        return desired, state_hash(desired, lock=s.lock_synced_fields, preserve=s.preserve_plex_edits)
+
+    def preview(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float | None = None) -> EditPlan:
+        """The edit `sync()` would send, without writing or downloading anything."""
+        now = self._now if now is None else now
+        ledger = LedgerEntry.from_any(ledger)
+        state = self._locate(scene, ledger, now)
+        desired, _ = self._desired(scene)
+        return plan_edit(desired, state, ledger.written if ledger else None,
+                         lock=self.settings.lock_synced_fields, preserve=self.settings.preserve_plex_edits)
+
+    def sync(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float) -> SyncOutcome:
+        """Bring the scene's Plex item to the state Stash asks for (see module docstring)."""
+        self._now = max(self._now, now)
+        ledger = LedgerEntry.from_any(ledger)
+        before = self.conn.requests_made
+        state = self._locate(scene, ledger, now)
+        desired, digest = self._desired(scene)
+        same_item = bool(ledger and ledger.plex_key == state.rating_key)
+        steps = image_steps(desired, ledger, same_item, self.fetch_image)
+        uploads = [s for s in steps if s.data is not None]
+        s = self.settings
+        plan = plan_edit(desired, state, ledger.written if ledger else None, lock=s.lock_synced_fields,
+                         preserve=s.preserve_plex_edits, uploads=tuple(u.kind for u in uploads))
+        if not plan.empty:
+            self._edit(state, plan)
+        for step in uploads:
+            self.conn.query(f"/library/metadata/{state.rating_key}/{'posters' if step.kind == 'poster' else 'arts'}",
+                            "POST", data=step.data)
+        by_kind = {step.kind: step for step in steps}
+        entry = LedgerEntry(
+            plex_key=state.rating_key, state_hash=digest, written=dict(plan.written),
+            poster_source=by_kind["poster"].source if "poster" in by_kind else None,
+            poster_hash=by_kind["poster"].sha256 if "poster" in by_kind else None,
+            art_source=by_kind["art"].source if "art" in by_kind else None,
+            art_hash=by_kind["art"].sha256 if "art" in by_kind else None,
+        )
+        wrote = not plan.empty or bool(uploads)
+        return SyncOutcome(SyncStatus.WRITTEN if wrote else SyncStatus.UNCHANGED, state.rating_key, entry,
+                           changes=plan.changes, kept=plan.kept,
+                           images_uploaded=tuple(u.kind for u in uploads),
+                           requests=self.conn.requests_made - before)
+
+    def _edit(self, state: CurrentState, plan: EditPlan) -> None:
+        from plexapi.utils import joinArgs
+
+        section = state.section_id or (self.sections()[0].key if self.sections() else "")
+        params = {**plan.params, "id": state.rating_key, "type": MOVIE}
+        self.conn.query(f"/library/sections/{section}/all{joinArgs(params)}", "PUT")
+
+    def check(self) -> dict[str, Any]:
+        """For the health check: reachable, version, the sections we would use."""
+        server = self.conn.server()
+        used = self.sections()
+        return {"reachable": True, "version": getattr(server, "version", None),
+                "friendly_name": getattr(server, "friendlyName", None),
+                "sections": [{"key": s.key, "title": s.title, "locations": list(s.locations)} for s in used]}
