@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -187,8 +187,9 @@ class PlexSync:
     def build_index(self, now: float) -> LibraryIndex:
         """Read every configured section in full (the amortised index)."""
         entries = [e for s in self.sections() for e in self._listing(s)]
-        self._idx = replace(self._idx, index=build_index(entries), complete=True, built_at=now, misses={})
-        return self._idx.index
+        idx = self._idx  # updated in place: callers hold a reference to it
+        idx.index, idx.complete, idx.built_at, idx.misses = build_index(entries), True, now, {}
+        return idx.index
 
     def _narrow(self, files: Sequence[Any]) -> None:
         """Re-read only the items whose file name is one of `files`' (file= narrows)."""
