@@ -275,3 +275,21 @@ class PlexConnection:
 
     def close(self) -> None:
         self.session.close()
+
+
+_SHARED: dict[tuple[str, str], PlexConnection] = {}
+
+
+def shared_connection(settings: Any, data_dir: Path | None) -> PlexConnection:
+    """The process's one connection (and so one `PlexServer`) for these settings' server.
+
+    A long-lived worker that built a new connection per job would repeat `GET /` and the
+    section lookups every time; keyed by (url, token) so a changed setting gets a new one.
+    """
+    key = (settings.plex_url, settings.plex_token)
+    conn = _SHARED.get(key)
+    if conn is None:
+        conn = _SHARED[key] = PlexConnection(
+            settings.plex_url, settings.plex_token, connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout, max_request_rate=settings.max_request_rate, data_dir=data_dir)
+    return conn

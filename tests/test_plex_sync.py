@@ -257,3 +257,33 @@ def test_section_for_folder_and_scan_memory() -> None:
     assert memory.due("/m/x", 0)
     memory.mark("/m/x", 0)
     assert not memory.due("/m/x", 59) and memory.due("/m/x", 61) and memory.due("/m/y", 1)
+
+
+def test_single_job_uses_file_filter_not_the_whole_index(plex: PlexEmulator, tmp_path: Path) -> None:
+    for i in range(30):
+        plex.add_item(f"/media/stash/many/{i}.mp4")
+    key = plex.add_item("/media/stash/a/one.mp4")
+    sync, _ = make(plex, tmp_path)
+    plex.reset_log()
+    assert sync.sync(scene(), None, now=1.0).plex_key == str(key)
+    listings = [r for r in plex.requests if r.path.endswith("/all") and r.method == "GET"]
+    assert [r.query.get("file") for r in listings] == ["one.mp4"]
+
+
+def test_miss_is_remembered_only_for_seconds(plex: PlexEmulator, tmp_path: Path) -> None:
+    sync, _ = make(plex, tmp_path, trigger_plex_scan=False)
+    for now in (1.0, 2.0):
+        with pytest.raises(PlexNotFound):
+            sync.sync(scene(), None, now=now)
+    assert plex.count("GET", "/library/sections/1/all") == 1  # second miss within MISS_TTL: cached
+    key = plex.add_item("/media/stash/a/one.mp4")
+    assert sync.sync(scene(), None, now=30.0).plex_key == str(key)  # re-read after the TTL
+
+
+def test_shared_connection_is_one_per_server(tmp_path: Path) -> None:
+    from plex.connection import shared_connection
+
+    a = shared_connection(settings(plex_url="http://h:1"), tmp_path)
+    assert shared_connection(settings(plex_url="http://h:1"), tmp_path) is a
+    assert shared_connection(settings(plex_url="http://h:2"), tmp_path) is not a
+    assert a.timeout == (5.0, 30.0)
