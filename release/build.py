@@ -289,6 +289,24 @@ def build(out_dir: Path, *, root: Path = ROOT, version: str | None = None, date:
     return Release(zip_path, index_path, version, stamp, sha, tuple(sorted(entries)))
 
 
+def export_ref(ref: str, dest: Path, repo: Path = ROOT) -> Path:
+    """The tree of git commit `ref`, extracted into `dest`: a release from exactly what was
+    committed, without the working tree's uncommitted or untracked files."""
+    import io
+    import tarfile
+
+    done = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", ref], capture_output=True)
+    if done.returncode != 0:
+        raise BuildError(f"git archive {ref}: {done.stderr.decode(errors='replace').strip()}")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(dest, filter="data")
+        else:  # pragma: no cover - Pythons before the extraction filters; our own archive
+            archive.extractall(dest)
+    return dest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m release.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="output folder (default: dist/)")
@@ -297,10 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-vendor", action="store_true", help="leave vendor/ out (for a Python that has the deps)")
     parser.add_argument("--vendor-cache", type=Path, default=ROOT / "build",
                         help="reuse vendored packages from here when the pins match (default: build/)")
+    parser.add_argument("--ref", help="build from this git commit (e.g. HEAD or a tag) instead of the "
+                                      "working tree, so uncommitted files cannot slip in")
     args = parser.parse_args(argv)
     try:
-        release = build(args.out, version=args.version, date=args.date, vendor=not args.no_vendor,
-                        vendor_cache=args.vendor_cache)
+        with tempfile.TemporaryDirectory(prefix="stash2plex-ref-") as scratch:
+            root = export_ref(args.ref, Path(scratch)) if args.ref else ROOT
+            release = build(args.out, root=root, version=args.version, date=args.date,
+                            vendor=not args.no_vendor, vendor_cache=args.vendor_cache)
     except BuildError as exc:
         print(f"release build failed: {exc}", file=sys.stderr)
         return 1

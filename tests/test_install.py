@@ -15,13 +15,11 @@ this process), so what is tested is what the zip ships.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sqlite3
 import subprocess
 import sys
-import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -130,12 +128,7 @@ def schema_version_of(tree: Path) -> int:
 
 
 def export_commit(commit: str, dest: Path) -> Path:
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit],
-                          capture_output=True, check=True).stdout
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        archive.extractall(dest, filter="data")
-    return dest
+    return rb.export_ref(commit, dest)
 
 
 def older_schema_tree(workdir: Path) -> tuple[str, Path] | None:

@@ -317,3 +317,15 @@ def test_install_guide_matches_the_code() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Install into Stash"):readme.index("### Settings")]
     assert "docs/INSTALL.md" in section and "release.build" in section
+
+
+def test_ref_builds_from_a_commit_without_untracked_files(tmp_path: Path) -> None:
+    import subprocess
+
+    tree = rb.export_ref("HEAD", tmp_path / "tree")
+    tracked = set(subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True,
+                                 check=True).stdout.split())
+    built = rb.build(tmp_path / "out", root=tree, date=DATE_N, vendor=False, log=lambda _m: None)
+    assert built.files and set(built.files) <= tracked
+    with pytest.raises(rb.BuildError, match="git archive"):
+        rb.export_ref("no-such-ref-anywhere", tmp_path / "bad")
