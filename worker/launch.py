@@ -25,6 +25,7 @@ from typing import IO, Any
 
 LOCK_FILE = "processor.lock"
 SPAWN_STAMP = "worker.spawned"
+WAKE_FILE = "worker.wake"  # touched when a worker runs already: new events wait in the inbox
 SPAWN_GRACE = 10.0  # seconds a freshly spawned worker has to take the lock
 
 
@@ -74,6 +75,9 @@ def ensure_worker(data_dir: Path, entrypoint: Path, stdin_payload: dict[str, Any
     path = lock_path(data_dir)
     with open(path, "a+b") as handle:
         if not try_lock(handle):
+            # A worker holds the lock; it may be sleeping until a later due time.
+            (data_dir / WAKE_FILE).touch()
+            os.utime(data_dir / WAKE_FILE, (now, now))
             return False
         try:
             stamp = data_dir / SPAWN_STAMP

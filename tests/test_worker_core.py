@@ -1,0 +1,245 @@
+"""The one processing core: the real queue, the real Plex side over plexapi and the emulated
+Plex, a controlled clock. Both field reports are replayed here at core level.
+
+The scene source is a dict standing in for Stash until the Stash emulator serves GraphQL;
+everything on the Plex side goes over the wire and is counted in the emulator's request log.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from emulators.plex_server import PlexEmulator
+from plex.connection import PlexConnection
+from plex.desired import desired_state
+from plex.diff import state_hash
+from plex.sync import PlexSync
+from plugin.errors import SceneGone
+from plugin.protocol import StashLog
+from plugin.settings import load_settings
+from stash.records import Scene, SceneFile, Studio
+from sync_queue.jobs import JobQueue
+from sync_queue.state import HALT, StateStore
+from worker.breaker import BreakerState
+from worker.core import Services, drain, halt_applies
+from worker.policy import ErrorClass, RetryPolicy
+
+START = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Scenes:
+    """Stand-in for Stash: the newest state of each scene, read per job."""
+
+    def __init__(self) -> None:
+        self.scenes: dict[int, Scene] = {}
+        self.reads: list[int] = []
+
+    def find_scene(self, scene_id: int) -> Scene:
+        self.reads.append(scene_id)
+        if scene_id not in self.scenes:
+            raise SceneGone(f"Scene {scene_id} no longer exists in Stash.")
+        return self.scenes[scene_id]
+
+
+def make_scene(sid: int, folder: str = "a", **fields: object) -> Scene:
+    base: dict[str, object] = dict(id=sid, title=f"Scene {sid}", details="d", date="2020-01-02",
+                                   files=(SceneFile(f"/data/stash/{folder}/s{sid}.mp4", 1000, 60.0),),
+                                   studio=Studio("1", "Studio"), tags=("x", "y"))
+    base.update(fields)
+    return Scene(**base)  # type: ignore[arg-type]
+
+
+def settings(**raw: object):
+    base: dict[str, object] = {"plex_url": "x", "plex_token": "t", "path_map": "/data/stash=>/media/stash",
+                               "trigger_plex_scan": False, "sync_poster": False, "sync_background": False}
+    base.update(raw)
+    return load_settings(base, warn=lambda m: None)
+
+
+@pytest.fixture
+def plex() -> Iterator[PlexEmulator]:
+    with PlexEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def world(plex: PlexEmulator, tmp_path: Path) -> Iterator[tuple[Services, Scenes, Clock, JobQueue]]:
+    clock = Clock()
+    scenes = Scenes()
+    queue = JobQueue(tmp_path)
+    state = StateStore(tmp_path)
+    conn = PlexConnection(plex.url, plex.token, data_dir=tmp_path, sleep=clock.sleep)
+    s = settings()
+    svc = Services(queue, state, scenes, PlexSync(conn, s, lambda url: b""), RetryPolicy.from_settings(s),
+                   StashLog(stream=io.StringIO()), token=plex.token)
+    yield svc, scenes, clock, queue
+    state.close()
+    queue.close()
+
+
+def run(svc: Services, clock: Clock):
+    return drain(svc, clock, clock.sleep)
+
+
+def test_a_fresh_library_syncs_in_one_drain(world, plex: PlexEmulator) -> None:
+    svc, scenes, clock, queue = world
+    for sid in range(1, 6):
+        scenes.scenes[sid] = make_scene(sid)
+        plex.add_item(f"/media/stash/a/s{sid}.mp4")
+        queue.enqueue(sid, "hook", clock())
+    result = run(svc, clock)
+    assert result.summary.synced == 5 and result.processed == 5
+    assert all(plex.item_by_file(f"/media/stash/a/s{sid}.mp4").fields["title"] == f"Scene {sid}"
+               for sid in range(1, 6))
+    assert queue.counts(clock()).due == 0 and queue.counts(clock()).ledger == 5
+    assert clock.sleeps == []  # no fixed pause between jobs
+
+
+def test_seed_000_not_yet_scanned_is_looked_up_once_per_backoff_window(world, plex: PlexEmulator) -> None:
+    """Field report 000: a job deferred for a Plex scan is never taken again inside its window."""
+    svc, scenes, clock, queue = world
+    for sid in (1, 2, 3):
+        scenes.scenes[sid] = make_scene(sid, folder="new")
+        plex.add_pending(f"/media/stash/new/s{sid}.mp4")
+        queue.enqueue(sid, "hook", clock())
+    first = run(svc, clock)
+    assert first.processed == 3 and len(first.summary.deferred) == 3
+    assert all(d.error_class is ErrorClass.NOT_FOUND for d in first.summary.deferred.values())
+    soonest = min(d.next_retry_at for d in first.summary.deferred.values())
+    assert soonest >= clock() + 15  # 30 s base with equal jitter: at least half of it
+
+    plex.reset_log()
+    reads = len(scenes.reads)
+    for _ in range(50):  # a loop as fast as a batch drain can spin
+        again = run(svc, clock)
+        assert again.processed == 0
+    assert plex.count() == 0 and len(scenes.reads) == reads
+
+    # Plex scans the folder; once the backoff is over every scene syncs, none was dropped.
+    requests.get(f"{plex.url}/library/sections/1/refresh", params={"path": "/media/stash/new"},
+                 headers={"X-Plex-Token": plex.token}, timeout=5).raise_for_status()
+    clock.now = max(d.next_retry_at for d in first.summary.deferred.values()) + 1
+    last = run(svc, clock)
+    assert last.summary.synced == 3 and queue.counts(clock()).deferred == 0
+
+
+def test_seed_001_unchanged_library_is_never_requeued(world, plex: PlexEmulator) -> None:
+    """Field report 001: after a full sync, bulk and reconcile sources find nothing to do."""
+    svc, scenes, clock, queue = world
+    for sid in range(1, 11):
+        scenes.scenes[sid] = make_scene(sid)
+        plex.add_item(f"/media/stash/a/s{sid}.mp4")
+    s = settings()
+
+    def hashes():
+        return [(sid, state_hash(desired_state(sc, s), lock=s.lock_synced_fields, preserve=s.preserve_plex_edits))
+                for sid, sc in scenes.scenes.items()]
+
+    assert queue.enqueue_changed_many(hashes(), "sync_all", clock()) == 10
+    assert run(svc, clock).summary.synced == 10
+    plex.reset_log()
+    clock.now += 30 * 86400  # however long ago the sync was
+    assert queue.enqueue_changed_many(hashes(), "reconcile", clock()) == 0
+    assert run(svc, clock).processed == 0
+    assert plex.count() == 0
+    # an edit after the sync always gets through
+    scenes.scenes[4] = make_scene(4, title="Renamed")
+    assert queue.enqueue_changed_many(hashes(), "reconcile", clock()) == 1
+    assert run(svc, clock).summary.synced == 1
+    assert plex.item_by_file("/media/stash/a/s4.mp4").fields["title"] == "Renamed"
+    assert plex.count("PUT") == 1
+
+
+def test_a_deferred_job_never_delays_a_fresh_one(world, plex: PlexEmulator) -> None:
+    svc, scenes, clock, queue = world
+    scenes.scenes[1] = make_scene(1, folder="new")
+    plex.add_pending("/media/stash/new/s1.mp4")
+    queue.enqueue(1, "hook", clock())
+    assert len(run(svc, clock).summary.deferred) == 1
+    clock.now += 1
+    scenes.scenes[2] = make_scene(2)
+    plex.add_item("/media/stash/a/s2.mp4")
+    queue.enqueue(2, "hook", clock())
+    result = run(svc, clock)
+    assert result.processed == 1 and result.summary.synced == 1
+    assert queue.job_for_scene(1) is not None and queue.job_for_scene(2) is None
+
+
+def test_outage_mid_drain_opens_the_breaker_without_a_storm(world, plex: PlexEmulator) -> None:
+    svc, scenes, clock, queue = world
+    for sid in range(1, 21):
+        scenes.scenes[sid] = make_scene(sid)
+        plex.add_item(f"/media/stash/a/s{sid}.mp4")
+        queue.enqueue(sid, "hook", clock())
+    first = drain(svc, clock, clock.sleep, max_jobs=5)
+    assert first.summary.synced == 5
+    plex.faults.down = True
+    outage = run(svc, clock)
+    breaker = svc.breaker()
+    assert breaker.state is BreakerState.OPEN and outage.breaker_until == breaker.open_until
+    assert outage.processed == svc.breaker_config.threshold  # then no job is even taken
+    attempts = [queue.job_for_scene(sid).attempts for sid in range(6, 21)]
+    assert attempts == [0] * 15  # an outage uses no attempt
+    for _ in range(20):
+        assert run(svc, clock).processed == 0  # refused before any request while open
+    plex.faults.down = False
+    clock.now = breaker.open_until + 1
+    after = run(svc, clock)
+    assert after.summary.synced == 15 and svc.breaker().state is BreakerState.CLOSED
+
+
+def test_a_bad_token_stops_once_and_keeps_every_job(world, plex: PlexEmulator) -> None:
+    svc, scenes, clock, queue = world
+    for sid in range(1, 6):
+        scenes.scenes[sid] = make_scene(sid)
+        plex.add_item(f"/media/stash/a/s{sid}.mp4")
+        queue.enqueue(sid, "hook", clock())
+    plex.faults.revoke_token()
+    result = run(svc, clock)
+    assert result.processed == 1 and result.summary.stopped and "token" in result.summary.stopped
+    assert queue.counts(clock()).due == 5 and queue.counts(clock()).dlq == 0
+    assert all(queue.job_for_scene(sid).attempts == 0 for sid in range(1, 6))
+    assert halt_applies(svc.state.get(HALT), plex.token) is not None
+    assert halt_applies(svc.state.get(HALT), "a-new-token") is None
+
+
+def test_a_deleted_scene_completes_and_a_bug_is_dead_lettered_with_its_traceback(world, plex) -> None:
+    svc, scenes, clock, queue = world
+    queue.enqueue(99, "hook", clock())  # not in Stash any more
+
+    class Broken(Scenes):
+        def find_scene(self, scene_id: int) -> Scene:
+            if scene_id == 7:
+                raise KeyError("files")
+            return super().find_scene(scene_id)
+
+    broken = Broken()
+    svc.stash = broken
+    queue.enqueue(7, "hook", clock())
+    result = run(svc, clock)
+    assert result.summary.skipped == {"scene_gone": 1}
+    for _ in range(5):
+        clock.now += 3600
+        run(svc, clock)
+    letters = queue.dlq_list()
+    assert [letter.scene_id for letter in letters] == [7]
+    assert letters[0].error_class == "bug" and "KeyError" in (letters[0].detail or "")
+    assert letters[0].attempts == 3

@@ -1,0 +1,115 @@
+"""The detached background worker a hook starts: drain, sleep until the next due job, exit.
+
+It runs only while it holds the processor lock, so there are never two. It drains through
+`worker.core.drain` like every other caller. Between drains it sleeps until the earliest
+due job (or the breaker's next probe) if that lies within `HORIZON`, and exits otherwise;
+the next hook starts a new one. Waiting is `time.sleep` in one-second ticks with one `stat`
+per tick (for a hook's wake-up or a task's handover request): no CPU, no query to anyone.
+It logs to the rotating `worker.log` in the data folder, because its stderr goes nowhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+from plugin.errors import Stash2PlexError
+from plugin.runtime import RunContext
+from sync_queue.lock import ProcessorLock
+from sync_queue.state import HALT
+from worker.core import drain, halt_applies
+from worker.filelog import open_worker_log
+from worker.handover import handover_requested, wake_stamp
+from worker.summary import format_summary
+
+#: Sleep for a due job at most this far ahead; beyond it, exit and let a hook restart us.
+HORIZON = 900.0
+TICK = 1.0
+
+
+def next_wake(next_due: float | None, breaker_until: float | None, now: float,
+              horizon: float = HORIZON) -> float | None:
+    """When to drain again, or None to exit. Pure.
+
+    Jobs held back by an open breaker are due already; the probe time is when they may go.
+    """
+    candidates = [t for t in (next_due, breaker_until) if t is not None]
+    if not candidates:
+        return None
+    wake = max(candidates) if breaker_until is not None else min(candidates)
+    return wake if wake - now <= horizon else None
+
+
+def sleep_until(wake: float, interrupted: Callable[[], bool], clock: Callable[[], float] = time.time,
+                sleep: Callable[[float], None] = time.sleep, tick: float = TICK) -> None:
+    while True:
+        left = wake - clock()
+        if left <= 0 or interrupted():
+            return
+        sleep(min(tick, left))
+
+
+def _interrupted_by_news(data_dir: Any) -> Callable[[], bool]:
+    """True once a hook touched the wake file or a task asked to take over."""
+    stamp = wake_stamp(data_dir)
+    return lambda: wake_stamp(data_dir) != stamp or handover_requested(data_dir, time.time())
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    """Entry for the internal `_worker` mode."""
+    log = open_worker_log(ctx.data_dir)
+    lock = ProcessorLock(ctx.data_dir)
+    if not lock.try_acquire():
+        log.close()
+        return {"worker": "another processor is running"}
+    try:
+        return _serve(dataclasses.replace(ctx, log=log))
+    except Stash2PlexError as exc:
+        log.error(f"worker stopped: {exc}")
+        return {"worker": "stopped", "error": str(exc)}
+    except Exception as exc:  # nobody reads our stderr: the file log is the error boundary
+        import traceback
+
+        log.error(f"worker crashed: {type(exc).__name__}: {exc}")
+        log.debug(traceback.format_exc())
+        return {"worker": "crashed"}
+    finally:
+        lock.release()
+        log.close()
+
+
+def _serve(ctx: RunContext) -> dict[str, Any]:
+    from worker.services import services
+
+    settings = ctx.settings
+    log = ctx.log
+    if not settings.enabled:
+        log.info("plugin disabled: events stay queued, nothing is sent to Plex")
+        return {"worker": "disabled"}
+    processed = 0
+    with services(ctx) as svc:
+        now = time.time()
+        recovered = svc.queue.recover_abandoned(now, max_attempts=svc.policy.max_retries)
+        if recovered:
+            log.info(f"{recovered} job(s) left in flight by a stopped processor are queued again")
+        halt = halt_applies(svc.state.get(HALT), svc.token)
+        if halt is not None:
+            log.debug(f"halted since {halt.get('since')}: {halt.get('reason')}; run Process Queue after fixing it")
+            return {"worker": "halted"}
+        while True:
+            result = drain(svc, time.time, time.sleep,
+                           should_yield=lambda: handover_requested(ctx.data_dir, time.time()))
+            processed += result.processed
+            if result.processed:
+                log.info(format_summary(result.summary, time.time()))
+            if result.yielded:
+                return {"worker": "handed over", "processed": processed}
+            if result.summary.stopped and result.breaker_until is None:
+                return {"worker": "stopped", "processed": processed, "reason": result.summary.stopped}
+            now = time.time()
+            wake = next_wake(svc.queue.next_due_at(), result.breaker_until, now)
+            if wake is None:
+                return {"worker": "idle", "processed": processed}
+            sleep_until(wake, _interrupted_by_news(ctx.data_dir))

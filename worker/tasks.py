@@ -1,0 +1,142 @@
+"""Queue tasks Stash shows as buttons: Process Queue, Queue Status and the dead-letter tools.
+
+Each mutating task holds the processor lock (taking it over from the background worker),
+so nothing changes the queue beside the one processor. Process Queue drains through
+`worker.core.drain`, the same code the background worker runs, then leaves what is
+deferred to a background worker started for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from plugin.errors import Stash2PlexError
+from plugin.runtime import RunContext
+from sync_queue.jobs import JobQueue
+from sync_queue.state import BREAKER, HALT, StateStore
+from worker.breaker import Breaker
+from worker.handover import processor
+from worker.summary import absolute_utc, format_summary, relative
+
+WORKER_MODE = "_worker"
+
+
+class BadTaskArgument(Stash2PlexError):
+    """A task argument (days, error class) that cannot be used."""
+
+
+def _start_worker_if_needed(ctx: RunContext, queue_has_work: bool) -> bool:
+    if not queue_has_work:
+        return False
+    from worker.launch import ensure_worker
+
+    payload = {"server_connection": ctx.input.server_connection, "args": {"mode": WORKER_MODE}}
+    return ensure_worker(ctx.data_dir, ctx.entrypoint, payload, time.time())
+
+
+def process_queue(ctx: RunContext) -> dict[str, Any]:
+    """Sync every due job now, then report what is deferred and until when."""
+    from worker.core import drain
+    from worker.services import services
+
+    if not ctx.settings.enabled:
+        raise Stash2PlexError("Stash2Plex is disabled (setting 'enabled'): nothing was sent to Plex.")
+    with processor(ctx.data_dir), services(ctx) as svc:
+        svc.state.put(HALT, None)  # the user asked for a run: a remembered 401 is tried again
+        svc.queue.recover_abandoned(time.time(), max_attempts=svc.policy.max_retries)
+        ctx.log.progress(0.0)
+        result = drain(svc, time.time, time.sleep, progress=ctx.log.progress)
+        ctx.log.progress(1.0)
+        now = time.time()
+        ctx.log.info(format_summary(result.summary, now))
+        counts = svc.queue.counts(now)
+    _start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
+    return {"summary": result.summary.to_dict(), "queue": _counts(counts)}
+
+
+def _counts(counts: Any) -> dict[str, int]:
+    return {"due": counts.due, "deferred": counts.deferred, "in_flight": counts.in_flight,
+            "dead_letters": counts.dlq, "synced_scenes": counts.ledger, "inbox": counts.inbox}
+
+
+def queue_status(ctx: RunContext) -> dict[str, Any]:
+    """Read-only: counts, the soonest deferred jobs, dead letters by reason, breaker, halt."""
+    now = time.time()
+    queue = JobQueue(ctx.data_dir)
+    state = StateStore(ctx.data_dir)
+    try:
+        counts = queue.counts(now)
+        deferred = queue.deferred(now, limit=10)
+        groups = queue.dlq_summary()
+        breaker = Breaker.load(state.get(BREAKER))
+        halt = state.get(HALT)
+    finally:
+        state.close()
+        queue.close(compact=False)
+    lines = [
+        f"Stash2Plex queue: {counts.due} due, {counts.deferred} deferred, {counts.in_flight} in flight, "
+        f"{counts.inbox} new events, {counts.dlq} dead letters, {counts.ledger} scenes synced.",
+        f"Plex circuit: {breaker.state.value}"
+        + (f" until {absolute_utc(breaker.open_until)}" if breaker.open_until else "") + ".",
+    ]
+    if halt:
+        lines.append("Processing is halted: Plex rejected the token. Fix it, then run Process Queue.")
+    for job in deferred:
+        lines.append(f"  scene {job.scene_id}: {job.last_error_class or 'waiting'}, attempt {job.attempts}, "
+                     f"next try {relative(job.next_retry_at - now)} ({absolute_utc(job.next_retry_at)})")
+    for group in groups:
+        lines.append(f"  dead letters, {group.error_class}: {group.count} (e.g. scenes "
+                     f"{', '.join(str(s) for s in group.sample_scene_ids)})")
+    ctx.log.info("\n".join(lines))
+    return {
+        "queue": _counts(counts),
+        "breaker": breaker.state.value,
+        "halted": bool(halt),
+        "deferred": [{"scene_id": j.scene_id, "next_retry_at": j.next_retry_at,
+                      "error_class": j.last_error_class, "attempts": j.attempts} for j in deferred],
+        "dead_letters": [{"error_class": g.error_class, "count": g.count} for g in groups],
+    }
+
+
+def _mutate(ctx: RunContext, action: Callable[[JobQueue, float], int], verb: str) -> dict[str, Any]:
+    with processor(ctx.data_dir):
+        queue = JobQueue(ctx.data_dir)
+        try:
+            done = action(queue, time.time())
+            counts = queue.counts(time.time())
+        finally:
+            queue.close()
+    ctx.log.info(f"Stash2Plex: {verb} {done}.")
+    _start_worker_if_needed(ctx, counts.due > 0)
+    return {"count": done, "queue": _counts(counts)}
+
+
+def clear_queue(ctx: RunContext) -> dict[str, Any]:
+    return _mutate(ctx, lambda q, now: q.clear_queue(), "dropped queued jobs:")
+
+
+def clear_dlq(ctx: RunContext) -> dict[str, Any]:
+    return _mutate(ctx, lambda q, now: q.clear_dlq(), "dropped dead letters:")
+
+
+def purge_dlq(ctx: RunContext) -> dict[str, Any]:
+    days = _number(ctx.args.get("days", "30"), "days")
+    return _mutate(ctx, lambda q, now: q.purge_dlq(days, now), f"dropped dead letters older than {days:g} days:")
+
+
+def retry_dlq(ctx: RunContext) -> dict[str, Any]:
+    error_class = str(ctx.args.get("error_class") or "").strip() or None
+    label = f" ({error_class})" if error_class else ""
+    return _mutate(ctx, lambda q, now: q.retry_dlq(error_class, now), f"queued dead letters again{label}:")
+
+
+def _number(raw: Any, name: str) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise BadTaskArgument(f"Task argument '{name}' must be a number, got {raw!r}.") from None
+    if value < 0:
+        raise BadTaskArgument(f"Task argument '{name}' must not be negative, got {raw!r}.")
+    return value
