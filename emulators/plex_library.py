@@ -244,6 +244,12 @@ class PendingFile:
     extra: dict[str, Any]
 
 
+def _stamp(item: Item, now: int) -> int:
+    """Image URLs carry a stamp; two uploads to one item in one second still differ."""
+    used = [image.stamp for image in (*item.posters, *item.arts)]
+    return max([int(now), *(s + 1 for s in used)])
+
+
 def element_for(kind: str) -> str:
     """Accepts an edit name ("actor"), a plexapi plural ("roles") or an element ("Role")."""
     if kind in TAG_FILTER:
@@ -459,7 +465,6 @@ class PlexLibrary:
         self._next_key = 100
         self._next_media = 1000
         self._next_tag = 10
-        self._last_stamp = 0
         for spec in sections:
             title, locations, *rest = spec
             self.add_section(title, locations, rest[0] if rest else "movie", now=now)
@@ -512,7 +517,7 @@ class PlexLibrary:
         item.fields["title"] = title if title is not None else item.stem
         item.locks.update(extra.pop("locked", ()))
         item.guids = list(extra.pop("guids", ()))
-        item.posters.append(Image(stamp=self._stamp(added_at), data=PLACEHOLDER_IMAGE, provider="agent"))
+        item.posters.append(Image(stamp=added_at, data=PLACEHOLDER_IMAGE, provider="agent"))
         item.poster_index = 0
         poster, art = extra.pop("poster", None), extra.pop("art", None)
         if poster is not None:
@@ -579,11 +584,6 @@ class PlexLibrary:
             if thumb:
                 self.tag(element, name).thumb = thumb
         item.tags[element] = tags
-
-    def _stamp(self, now: int) -> int:
-        """Image URLs carry a stamp; two uploads in one second still get distinct ones."""
-        self._last_stamp = max(int(now), self._last_stamp + 1)
-        return self._last_stamp
 
     # -------------------------------------------------------- reads
 
@@ -663,7 +663,7 @@ class PlexLibrary:
 
     def _add_image(self, item: Item, kind: str, data: bytes | None, url: str | None, now: int) -> None:
         images = item.posters if kind == "thumb" else item.arts
-        images.append(Image(stamp=self._stamp(now), data=data, url=url))
+        images.append(Image(stamp=_stamp(item, now), data=data, url=url))
         if kind == "thumb":
             item.poster_index = len(images) - 1
         else:
