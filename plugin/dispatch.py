@@ -16,8 +16,8 @@ from plugin.errors import Stash2PlexError
 
 #: Task mode -> (button name, handler "module:function" or None while not built yet).
 TASKS: dict[str, tuple[str, str | None]] = {
-    "all": ("Sync All", None),
-    "recent": ("Sync Recent", None),
+    "all": ("Sync All", "reconciliation.bulk:sync_all"),
+    "recent": ("Sync Recent", "reconciliation.bulk:sync_recent"),
     "process_queue": ("Process Queue", "worker.tasks:process_queue"),
     "queue_status": ("Queue Status", "worker.tasks:queue_status"),
     "clear_queue": ("Clear Queue", "worker.tasks:clear_queue"),

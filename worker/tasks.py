@@ -27,7 +27,7 @@ class BadTaskArgument(Stash2PlexError):
     """A task argument (days, error class) that cannot be used."""
 
 
-def _start_worker_if_needed(ctx: RunContext, queue_has_work: bool) -> bool:
+def start_worker_if_needed(ctx: RunContext, queue_has_work: bool) -> bool:
     if not queue_has_work:
         return False
     from worker.launch import ensure_worker
@@ -52,11 +52,11 @@ def process_queue(ctx: RunContext) -> dict[str, Any]:
         now = time.time()
         ctx.log.info(format_summary(result.summary, now))
         counts = svc.queue.counts(now)
-    _start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
-    return {"summary": result.summary.to_dict(), "queue": _counts(counts)}
+    start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
+    return {"summary": result.summary.to_dict(), "queue": queue_counts(counts)}
 
 
-def _counts(counts: Any) -> dict[str, int]:
+def queue_counts(counts: Any) -> dict[str, int]:
     return {"due": counts.due, "deferred": counts.deferred, "in_flight": counts.in_flight,
             "dead_letters": counts.dlq, "synced_scenes": counts.ledger, "inbox": counts.inbox}
 
@@ -91,7 +91,7 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
                      f"{', '.join(str(s) for s in group.sample_scene_ids)})")
     ctx.log.info("\n".join(lines))
     return {
-        "queue": _counts(counts),
+        "queue": queue_counts(counts),
         "breaker": breaker.state.value,
         "halted": bool(halt),
         "deferred": [{"scene_id": j.scene_id, "next_retry_at": j.next_retry_at,
@@ -109,8 +109,8 @@ def _mutate(ctx: RunContext, action: Callable[[JobQueue, float], int], verb: str
         finally:
             queue.close()
     ctx.log.info(f"Stash2Plex: {verb} {done}.")
-    _start_worker_if_needed(ctx, counts.due > 0)
-    return {"count": done, "queue": _counts(counts)}
+    start_worker_if_needed(ctx, counts.due > 0)
+    return {"count": done, "queue": queue_counts(counts)}
 
 
 def clear_queue(ctx: RunContext) -> dict[str, Any]:
