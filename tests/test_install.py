@@ -319,6 +319,8 @@ def test_hook_and_task_sync_everything_from_the_image_python(
     stash_server = pytest.importorskip("emulators.stash_server")
     plex_server = pytest.importorskip("emulators.plex_server")
     stash_library = pytest.importorskip("emulators.stash_library")
+    if not hasattr(stash_server, "StashEmulator"):
+        pytest.skip("the Stash emulator's HTTP server has not landed yet")
     folder, release = installed_release
     if "worker/background.py" not in release.files:
         pytest.skip("worker.background has not landed yet")
