@@ -20,12 +20,10 @@ from typing import Any
 
 from plex.desired import desired_state
 from plex.diff import state_hash
-from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
 from plugin.settings import Settings
 from stash.records import Scene
 from worker.handover import processor
-from worker.summary import format_summary
 
 PAGE = 200
 _FRACTION = re.compile(r"\.\d+(?=Z|[+-]\d\d:\d\d$|$)")
@@ -83,12 +81,11 @@ def sync_recent(ctx: RunContext) -> dict[str, Any]:
 
 
 def bulk_sync(ctx: RunContext, reason: str, window: float | None) -> dict[str, Any]:
-    from worker.core import drain
     from worker.services import services
+    from worker.tasks import drain_and_report, queue_counts, require_enabled, start_worker_if_needed
 
+    require_enabled(ctx)
     settings = ctx.settings
-    if not settings.enabled:
-        raise Stash2PlexError("Stash2Plex is disabled (setting 'enabled'): nothing was sent to Plex.")
     start = time.time()
     scene_filter = recent_filter(start, window) if window else None
     with processor(ctx.data_dir), services(ctx) as svc:
@@ -117,14 +114,8 @@ def bulk_sync(ctx: RunContext, reason: str, window: float | None) -> dict[str, A
         svc.state.put(key, None)
         ctx.log.info(f"Stash2Plex: {seen} scenes read from Stash, {queued} queued, "
                      f"{seen - queued} unchanged since their last sync.")
-        result = drain(svc, time.time, time.sleep,
-                       progress=lambda f: ctx.log.progress(LISTING_SHARE + (1 - LISTING_SHARE) * f))
-        ctx.log.progress(1.0)
-        now = time.time()
-        ctx.log.info(format_summary(result.summary, now))
-        counts = svc.queue.counts(now)
-    from worker.tasks import queue_counts, start_worker_if_needed
-
+        summary, counts = drain_and_report(
+            ctx, svc, lambda f: ctx.log.progress(LISTING_SHARE + (1 - LISTING_SHARE) * f))
     start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
     return {"scenes": seen, "queued": queued, "unchanged": seen - queued,
-            "summary": result.summary.to_dict(), "queue": queue_counts(counts)}
+            "summary": summary.to_dict(), "queue": queue_counts(counts)}

@@ -19,7 +19,7 @@ import hashlib
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from plex.records import LedgerEntry as PlexLedger
@@ -54,7 +54,7 @@ from worker.policy import (
     breaker_event,
     decide,
 )
-from worker.summary import DrainSummary
+from worker.summary import DrainSummary, absolute_utc
 
 #: Inbox events (hooks that arrived during the drain) are folded in this often, in seconds.
 INGEST_EVERY = 2.0
@@ -88,7 +88,14 @@ class Services:
         return Breaker.load(self.state.get(BREAKER))
 
     def admit(self, now: float) -> tuple[Breaker, bool]:
-        """Ask the stored breaker for permission; granting a probe is stored atomically."""
+        """Ask the stored breaker for permission; granting a probe is stored atomically.
+
+        A closed breaker admits without changing, so the common case costs a read, not a
+        write transaction per job.
+        """
+        current = self.breaker()
+        if current.state is BreakerState.CLOSED:
+            return current, True
         verdict: dict[str, Any] = {}
 
         def change(text: str | None) -> str:
@@ -124,7 +131,7 @@ def previous_sync(queue: JobQueue, scene_id: int) -> PlexLedger | None:
         return None
     record = PlexLedger.from_any(entry.written)
     if record is not None and entry.lost:
-        record = PlexLedger(**{**record.to_dict(), "plex_key": None})
+        record = replace(record, plex_key=None)
     return record
 
 
@@ -287,6 +294,4 @@ def _log_decision(log: StashLog, job: Job, decision: Decision) -> None:
 
 
 def _when(when: float | None) -> str:
-    from worker.summary import absolute_utc
-
     return absolute_utc(when) if when is not None else "soon"

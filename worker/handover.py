@@ -10,7 +10,6 @@ Waking a sleeping worker uses the same mechanism: a hook touches `worker.wake`.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from plugin.errors import Stash2PlexError
 from sync_queue.lock import LockNotAcquired, ProcessorLock
-from worker.launch import WAKE_FILE
+from worker.launch import WAKE_FILE, stamp
 
 REQUEST_FILE = "handover.request"
 REQUEST_TTL = 600.0
@@ -42,12 +41,6 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _touch(path: Path) -> None:
-    path.touch()
-    now = time.time()
-    os.utime(path, (now, now))
-
-
 def handover_requested(data_dir: Path, now: float) -> bool:
     return fresh(_mtime(Path(data_dir) / REQUEST_FILE), now)
 
@@ -62,7 +55,7 @@ def processor(data_dir: Path, timeout: float = TAKEOVER_TIMEOUT) -> Iterator[Pro
     lock = ProcessorLock(Path(data_dir))
     request = Path(data_dir) / REQUEST_FILE
     if not lock.try_acquire():
-        _touch(request)
+        stamp(request, time.time())
         try:
             lock.acquire(timeout)
         except LockNotAcquired:

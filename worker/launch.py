@@ -65,6 +65,12 @@ def unlock(handle: IO[bytes]) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def stamp(path: Path, now: float) -> None:
+    """Create `path` if needed and set its mtime to `now`: our cross-process signal files."""
+    path.touch()
+    os.utime(path, (now, now))
+
+
 def should_spawn(last_spawn: float | None, now: float, grace: float = SPAWN_GRACE) -> bool:
     """Spawn unless a worker was started so recently that it may still be starting up."""
     return last_spawn is None or not (0 <= now - last_spawn < grace)
@@ -76,16 +82,14 @@ def ensure_worker(data_dir: Path, entrypoint: Path, stdin_payload: dict[str, Any
     with open(path, "a+b") as handle:
         if not try_lock(handle):
             # A worker holds the lock; it may be sleeping until a later due time.
-            (data_dir / WAKE_FILE).touch()
-            os.utime(data_dir / WAKE_FILE, (now, now))
+            stamp(data_dir / WAKE_FILE, now)
             return False
         try:
-            stamp = data_dir / SPAWN_STAMP
-            last = stamp.stat().st_mtime if stamp.exists() else None
+            spawned = data_dir / SPAWN_STAMP
+            last = spawned.stat().st_mtime if spawned.exists() else None
             if not should_spawn(last, now):
                 return False
-            stamp.touch()
-            os.utime(stamp, (now, now))
+            stamp(spawned, now)
         finally:
             unlock(handle)
     spawn_detached(entrypoint, stdin_payload, cwd=data_dir)

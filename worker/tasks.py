@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
-from sync_queue.jobs import JobQueue
+from sync_queue.jobs import JobQueue, QueueCounts
 from sync_queue.state import BREAKER, HALT, StateStore
 from worker.breaker import Breaker
 from worker.handover import processor
-from worker.summary import absolute_utc, format_summary, relative
+from worker.summary import DrainSummary, absolute_utc, format_summary, relative
+
+if TYPE_CHECKING:
+    from worker.core import Services
 
 WORKER_MODE = "_worker"
 
@@ -38,25 +41,36 @@ def start_worker_if_needed(ctx: RunContext, queue_has_work: bool) -> bool:
 
 def process_queue(ctx: RunContext) -> dict[str, Any]:
     """Sync every due job now, then report what is deferred and until when."""
-    from worker.core import drain
     from worker.services import services
 
-    if not ctx.settings.enabled:
-        raise Stash2PlexError("Stash2Plex is disabled (setting 'enabled'): nothing was sent to Plex.")
+    require_enabled(ctx)
     with processor(ctx.data_dir), services(ctx) as svc:
         svc.state.put(HALT, None)  # the user asked for a run: a remembered 401 is tried again
         svc.queue.recover_abandoned(time.time(), max_attempts=svc.policy.max_retries)
         ctx.log.progress(0.0)
-        result = drain(svc, time.time, time.sleep, progress=ctx.log.progress)
-        ctx.log.progress(1.0)
-        now = time.time()
-        ctx.log.info(format_summary(result.summary, now))
-        counts = svc.queue.counts(now)
+        summary, counts = drain_and_report(ctx, svc, ctx.log.progress)
     start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
-    return {"summary": result.summary.to_dict(), "queue": queue_counts(counts)}
+    return {"summary": summary.to_dict(), "queue": queue_counts(counts)}
 
 
-def queue_counts(counts: Any) -> dict[str, int]:
+def require_enabled(ctx: RunContext) -> None:
+    if not ctx.settings.enabled:
+        raise Stash2PlexError("Stash2Plex is disabled (setting 'enabled'): nothing was sent to Plex.")
+
+
+def drain_and_report(ctx: RunContext, svc: Services,
+                     progress: Callable[[float], None]) -> tuple[DrainSummary, QueueCounts]:
+    """The foreground tasks' drain: the shared core, then one summary in Stash's log."""
+    from worker.core import drain
+
+    result = drain(svc, time.time, time.sleep, progress=progress)
+    ctx.log.progress(1.0)
+    now = time.time()
+    ctx.log.info(format_summary(result.summary, now))
+    return result.summary, svc.queue.counts(now)
+
+
+def queue_counts(counts: QueueCounts) -> dict[str, int]:
     return {"due": counts.due, "deferred": counts.deferred, "in_flight": counts.in_flight,
             "dead_letters": counts.dlq, "synced_scenes": counts.ledger, "inbox": counts.inbox}
 
