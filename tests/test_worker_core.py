@@ -95,16 +95,23 @@ def world(plex: PlexEmulator, tmp_path: Path) -> Iterator[tuple[Services, Scenes
     queue.close()
 
 
+def seed(world, plex: PlexEmulator, ids: range, *, enqueue: bool = True) -> None:
+    """Scenes in Stash whose files Plex has scanned, optionally each with a hook job."""
+    _svc, scenes, clock, queue = world
+    for sid in ids:
+        scenes.scenes[sid] = make_scene(sid)
+        plex.add_item(f"/media/stash/a/s{sid}.mp4")
+        if enqueue:
+            queue.enqueue(sid, "hook", clock())
+
+
 def run(svc: Services, clock: Clock):
     return drain(svc, clock, clock.sleep)
 
 
 def test_a_fresh_library_syncs_in_one_drain(world, plex: PlexEmulator) -> None:
     svc, scenes, clock, queue = world
-    for sid in range(1, 6):
-        scenes.scenes[sid] = make_scene(sid)
-        plex.add_item(f"/media/stash/a/s{sid}.mp4")
-        queue.enqueue(sid, "hook", clock())
+    seed(world, plex, range(1, 6))
     result = run(svc, clock)
     assert result.summary.synced == 5 and result.processed == 5
     assert all(plex.item_by_file(f"/media/stash/a/s{sid}.mp4").fields["title"] == f"Scene {sid}"
@@ -144,9 +151,7 @@ def test_seed_000_not_yet_scanned_is_looked_up_once_per_backoff_window(world, pl
 def test_seed_001_unchanged_library_is_never_requeued(world, plex: PlexEmulator) -> None:
     """Field report 001: after a full sync, bulk and reconcile sources find nothing to do."""
     svc, scenes, clock, queue = world
-    for sid in range(1, 11):
-        scenes.scenes[sid] = make_scene(sid)
-        plex.add_item(f"/media/stash/a/s{sid}.mp4")
+    seed(world, plex, range(1, 11), enqueue=False)
     s = settings()
 
     def hashes():
@@ -185,10 +190,7 @@ def test_a_deferred_job_never_delays_a_fresh_one(world, plex: PlexEmulator) -> N
 
 def test_outage_mid_drain_opens_the_breaker_without_a_storm(world, plex: PlexEmulator) -> None:
     svc, scenes, clock, queue = world
-    for sid in range(1, 21):
-        scenes.scenes[sid] = make_scene(sid)
-        plex.add_item(f"/media/stash/a/s{sid}.mp4")
-        queue.enqueue(sid, "hook", clock())
+    seed(world, plex, range(1, 21))
     first = drain(svc, clock, clock.sleep, max_jobs=5)
     assert first.summary.synced == 5
     plex.faults.down = True
@@ -208,10 +210,7 @@ def test_outage_mid_drain_opens_the_breaker_without_a_storm(world, plex: PlexEmu
 
 def test_a_bad_token_stops_once_and_keeps_every_job(world, plex: PlexEmulator) -> None:
     svc, scenes, clock, queue = world
-    for sid in range(1, 6):
-        scenes.scenes[sid] = make_scene(sid)
-        plex.add_item(f"/media/stash/a/s{sid}.mp4")
-        queue.enqueue(sid, "hook", clock())
+    seed(world, plex, range(1, 6))
     plex.faults.revoke_token()
     result = run(svc, clock)
     assert result.processed == 1 and result.summary.stopped and "token" in result.summary.stopped
