@@ -1,0 +1,159 @@
+"""A whole stage: emulated Stash and Plex with one library, and the plugin run as Stash runs it.
+
+End-to-end tests, the demo and the benchmarks all need the same set-up: a generated Stash
+library, its files visible to Plex under another prefix (so path mapping is always on the
+path), the plugin's settings saved in Stash, and a `StashHost` pointed at both. Building it
+in one place keeps them from drifting apart.
+
+The plugin's data folder is explicit (`data_dir`) so tests can open the queue beside the
+plugin; background workers the plugin starts are asked to hand over and waited for on close,
+so no stray process outlives a stage.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulators.host import RunResult, StashHost
+from emulators.plex_server import PlexEmulator
+from emulators.stash_library import StashLibrary, generate_library
+from emulators.stash_server import StashEmulator
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_ID = "Stash2Plex"
+STASH_ROOT = "/data/stash"
+PLEX_ROOT = "/media/stash"
+PATH_MAP = f"{STASH_ROOT}=>{PLEX_ROOT}"
+
+
+def plex_path(stash_path: str) -> str:
+    """Where Plex sees a Stash file on this stage."""
+    return PLEX_ROOT + stash_path[len(STASH_ROOT):] if stash_path.startswith(STASH_ROOT) else stash_path
+
+
+@dataclass
+class Stage:
+    stash: StashEmulator
+    plex: PlexEmulator
+    host: StashHost
+    data_dir: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def library(self) -> StashLibrary:
+        return self.stash.library
+
+    # --- Plex's view of the files -------------------------------------------------------
+
+    def scene_files(self, scene_ids: Iterable[int] | None = None) -> list[str]:
+        ids = self.library.sorted_ids() if scene_ids is None else list(scene_ids)
+        return [plex_path(f.path) for sid in ids for f in self.library.scenes[sid].files[:1]]
+
+    def scan_into_plex(self, scene_ids: Iterable[int] | None = None) -> None:
+        """Plex has scanned the first file of each scene: a bare item, titled by file name."""
+        for path in self.scene_files(scene_ids):
+            if self.plex.item_by_file(path) is None:
+                self.plex.add_item(path)
+
+    def pend_in_plex(self, scene_ids: Iterable[int] | None = None) -> None:
+        """The files are on Plex's disk but Plex has not scanned them yet."""
+        for path in self.scene_files(scene_ids):
+            self.plex.add_pending(path)
+
+    def plex_item(self, scene_id: int) -> Any:
+        """The Plex item of a scene's first file, or None."""
+        (path,) = self.scene_files([scene_id])
+        return self.plex.item_by_file(path)
+
+    # --- plugin settings and runs ---------------------------------------------------------
+
+    def configure(self, **values: Any) -> None:
+        """Save plugin settings in Stash, as the user would on the plugin's settings page."""
+        self.settings.update(values)
+        self.stash.set_plugin_settings(PLUGIN_ID, dict(self.settings))
+
+    def hook(self, scene_id: int, trigger: str = "Scene.Update.Post") -> RunResult:
+        results = self.host.run_hook(trigger, scene_id)
+        if len(results) != 1:
+            raise AssertionError(f"{trigger} ran {len(results)} hooks, expected 1")
+        return results[0]
+
+    def task(self, mode: str, args: dict[str, Any] | None = None, **kwargs: Any) -> RunResult:
+        return self.host.run_task(mode, args, **kwargs)
+
+    # --- the background worker ------------------------------------------------------------
+
+    def worker_running(self) -> bool:
+        from sync_queue.lock import ProcessorLock
+
+        return ProcessorLock(self.data_dir).is_held_elsewhere()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0, poll: float = 0.05) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"stage: condition not met within {timeout} s")
+            time.sleep(poll)
+
+    def wait_for_worker(self, timeout: float = 30.0) -> None:
+        """Wait until a worker spawned by a hook has started and finished (lock taken and freed)."""
+        from worker.launch import SPAWN_STAMP
+
+        spawned = self.data_dir / SPAWN_STAMP
+        self.wait_until(spawned.exists, timeout)
+        started = time.monotonic()
+        # It may not hold the lock yet; give it a moment to take it before calling it done.
+        self.wait_until(lambda: self.worker_running() or time.monotonic() - started > 2.0, timeout)
+        self.wait_until(lambda: not self.worker_running(), timeout)
+
+    def stop_workers(self, timeout: float = 15.0) -> None:
+        """Ask any background worker to hand over, and wait until it let go of the lock."""
+        from sync_queue.lock import ProcessorLock
+        from worker.handover import processor
+
+        if not ProcessorLock(self.data_dir).is_held_elsewhere():
+            return
+        with processor(self.data_dir, timeout=timeout):
+            pass
+
+
+@contextmanager
+def stage(n: int = 20, seed: int = 0, *, library: StashLibrary | None = None, scanned: bool = True,
+          work_dir: Path | None = None, plugin_dir: Path = ROOT, python: str = sys.executable,
+          settings: dict[str, Any] | None = None, stash_options: dict[str, Any] | None = None,
+          plex_options: dict[str, Any] | None = None,
+          on_result: Callable[[RunResult], None] | None = None) -> Iterator[Stage]:
+    """Both emulators with a library of `n` generated scenes (or `library`), plugin configured.
+
+    `scanned`: every scene's first file is already a (bare) Plex item; otherwise Plex knows
+    nothing yet and the caller decides (`scan_into_plex`, `pend_in_plex`).
+    """
+    work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="s2p-stage-"))
+    stash_dir = work / "stash-config"
+    data_dir = stash_dir / "plugin_data" / PLUGIN_ID
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lib = library if library is not None else generate_library(n, seed=seed, stash_root=STASH_ROOT)
+    with StashEmulator(lib, **(stash_options or {})) as stash, PlexEmulator(**(plex_options or {})) as plex:
+        host = StashHost(plugin_dir=plugin_dir, connection=stash.connection(), stash_dir=stash_dir,
+                         cookie_factory=stash.session_cookie, python=python,
+                         env={"STASH2PLEX_DATA_DIR": str(data_dir)}, workdir=work / "cwd",
+                         on_result=on_result)
+        (work / "cwd").mkdir(exist_ok=True)
+        st = Stage(stash=stash, plex=plex, host=host, data_dir=data_dir)
+        st.configure(plex_url=plex.url, plex_token=plex.token, path_map=PATH_MAP, **(settings or {}))
+        if scanned:
+            st.scan_into_plex()
+        try:
+            yield st
+        finally:
+            try:
+                st.stop_workers()
+            except Exception as exc:  # a stuck worker must not hide the test's own failure
+                print(f"stage: background worker did not stop: {exc}", file=sys.stderr)
