@@ -63,7 +63,7 @@ def _strip_prefix(path: str, prefix: str) -> list[str] | None:
         return None
     if prefix.startswith("/") != path.startswith("/") and not fold:
         return None
-    for want, got in zip(head, tail):
+    for want, got in zip(head, tail, strict=False):
         if (want.casefold() != got.casefold()) if fold else (want != got):
             return None
     return tail[len(head):]

@@ -30,7 +30,7 @@ def test_two_hundred_hooks_at_once_lose_nothing_and_report_no_error(tmp_path: Pa
         with ThreadPoolExecutor(max_workers=N) as pool:
             results = list(pool.map(st.hook, ids))
 
-        for sid, result in zip(ids, results):
+        for sid, result in zip(ids, results, strict=True):
             assert result.returncode == 0 and result.error is None, (sid, result.stderr)
             assert result.output["recorded"] == {"trigger": "Scene.Update.Post", "id": sid}
             bad = [line for level, line in result.logs if level in ("error", "warning")]

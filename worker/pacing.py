@@ -9,8 +9,9 @@ breaker (jobs held back until it allows a probe), a server's Retry-After, and th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 
 class RateSettings(Protocol):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, Union
+from typing import Protocol
 
 from plugin.errors import (
     AmbiguousMatch,
@@ -192,7 +192,7 @@ class StopDrain:
     keep_job: bool = True
 
 
-Decision = Union[Complete, RetryAt, DeadLetter, StopDrain]
+Decision = Complete | RetryAt | DeadLetter | StopDrain
 
 
 class RetrySettings(Protocol):
