@@ -19,7 +19,9 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
   with plexapi's own `utils.joinArgs`, as `edit()` would), none when nothing changed.
 * **one upload per changed image**, the bytes downloaded from Stash with its auth by the
   injected `fetch_image`. Downloads happen before any write, so a failed download leaves
-  Plex untouched.
+  Plex untouched. An image Stash does not have (`fetch_image` returns None: a 404) is
+  skipped, not an error: Plex keeps whatever it shows, and the ledger records nothing for
+  it, so a later screenshot is uploaded when it appears.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ PREFETCH_TTL = 30.0
 SCAN_WINDOW = 120.0
 MOVIE = 1  # plexapi's searchType("movie")
 
-FetchImage = Callable[[str], bytes]
+#: Downloads an image from Stash; None when Stash has no such image (404).
+FetchImage = Callable[[str], bytes | None]
 
 
 # --- pure decisions --------------------------------------------------------------------
@@ -118,9 +121,10 @@ class ImageStep:
 def image_steps(desired: DesiredState, ledger: LedgerEntry | None, same_item: bool,
                 fetch: FetchImage) -> list[ImageStep]:
     """Which images to upload: an unchanged URL on the same item costs nothing; a new URL is
-    downloaded and uploaded only when its bytes differ from what we uploaded last."""
+    downloaded and uploaded only when its bytes differ from what we uploaded last; an image
+    Stash does not have gives no step at all."""
     steps: list[ImageStep] = []
-    cache: dict[str, bytes] = {}
+    cache: dict[str, bytes | None] = {}
     for kind, url in (("poster", desired.poster_url), ("art", desired.art_url)):
         if not url:
             continue
@@ -131,9 +135,12 @@ def image_steps(desired: DesiredState, ledger: LedgerEntry | None, same_item: bo
             continue
         if url not in cache:
             cache[url] = fetch(url)
-        digest = hashlib.sha256(cache[url]).hexdigest()
+        data = cache[url]
+        if not data:
+            continue
+        digest = hashlib.sha256(data).hexdigest()
         unchanged = same_item and digest == last_hash
-        steps.append(ImageStep(kind, url, digest, None if unchanged else cache[url]))
+        steps.append(ImageStep(kind, url, digest, None if unchanged else data))
     return steps
 
 
@@ -210,7 +217,7 @@ class PlexSync:
         if not self._idx.complete or now - self._idx.built_at > INDEX_MAX_AGE:
             self.build_index(now)
         keys: list[str] = []
-        for scene, ledger in zip(scenes, ledger_list):
+        for scene, ledger in zip(scenes, ledger_list, strict=False):
             key = ledger.plex_key if ledger and ledger.plex_key else None
             found = match(scene.files, self._idx.index, self.settings.path_map, self.settings.strict_matching)
             key = found.rating_key or key

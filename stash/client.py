@@ -118,16 +118,24 @@ class StashClient:
         data = self.gql(queries.COUNT_SCENES, {"filter": {"per_page": 0}, "scene_filter": scene_filter or {}})
         return int(data["findScenes"]["count"])
 
-    def fetch_image(self, url: str) -> bytes:
-        """Download an image Stash serves, with our credentials (Plex could not fetch it)."""
+    def fetch_image(self, url: str) -> bytes | None:
+        """Download an image Stash serves, with our credentials (Plex could not fetch it).
+
+        None means "there is no image": Stash answers 404 for a scene without a screenshot
+        or an entity deleted since we read it, and an empty body is no image either. That
+        is a fact about the scene, not an outage, so the caller skips the upload instead of
+        stopping the drain; a refused connection or a 5xx stays `StashUnavailable`.
+        """
         api = self._interface()
 
-        def get() -> bytes:
+        def get() -> bytes | None:
             response = api.s.get(url, timeout=30)
             if response.status_code == 401:
                 raise Exception("401 Unauthorized")
+            if response.status_code in (404, 410):
+                return None
             response.raise_for_status()
-            return response.content
+            return response.content or None
 
         return self._call(get)
 

@@ -1,0 +1,112 @@
+"""Images from Stash to Plex over both wires: `StashClient.fetch_image` against the emulated
+Stash's image routes, and a `PlexSync` sync that uses it against the emulated Plex."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emulators.plex_server import PlexEmulator
+from emulators.stash_library import Performer, StashLibrary, png_bytes
+from emulators.stash_server import StashEmulator
+from plex.connection import PlexConnection
+from plex.records import SyncStatus
+from plex.sync import PlexSync
+from plugin.errors import StashUnavailable
+from plugin.protocol import StashLog
+from plugin.settings import load_settings
+from stash.client import StashClient
+
+COVER = png_bytes(4242)
+
+
+def library() -> StashLibrary:
+    lib = StashLibrary()
+    lib.performers[1] = Performer(1, "Ann", image=png_bytes(7))
+    lib.add_scene(files=["/data/stash/a/one.mp4"], title="One", performer_ids=[1], cover=COVER, now=1000.0)
+    lib.add_scene(files=["/data/stash/a/two.mp4"], title="Two", now=1000.0)
+    return lib
+
+
+@pytest.fixture
+def stash() -> Iterator[StashEmulator]:
+    with StashEmulator(library()) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def plex() -> Iterator[PlexEmulator]:
+    with PlexEmulator() as emulator:
+        yield emulator
+
+
+def client(stash: StashEmulator) -> StashClient:
+    return StashClient(stash.connection(), StashLog(stream=io.StringIO()))
+
+
+def plex_sync(plex: PlexEmulator, stash_client: StashClient, tmp_path: Path) -> PlexSync:
+    settings = load_settings({"plex_url": plex.url, "plex_token": plex.token,
+                              "path_map": "/data/stash=>/media/stash"}, warn=lambda m: None)
+    conn = PlexConnection(plex.url, plex.token, data_dir=tmp_path, sleep=lambda s: None)
+    return PlexSync(conn, settings, stash_client.fetch_image)
+
+
+def test_fetch_image_returns_the_bytes_stash_serves(stash: StashEmulator) -> None:
+    c = client(stash)
+    scene = c.find_scene(1)
+    assert scene.screenshot_url and c.fetch_image(scene.screenshot_url) == COVER
+    assert c.fetch_image(scene.performers[0].image_url or "") == png_bytes(7)
+
+
+def test_fetch_image_404_means_no_image_not_an_outage(stash: StashEmulator) -> None:
+    c = client(stash)
+    assert c.fetch_image(f"{stash.url}/scene/999/screenshot?t=1") is None
+    assert c.fetch_image(f"{stash.url}/performer/999/image?t=1") is None
+    assert stash.requests[-1].status == 404  # the emulator really answered 404
+
+
+def test_fetch_image_stash_down_or_failing_stays_unavailable(stash: StashEmulator) -> None:
+    c = client(stash)
+    url = c.find_scene(1).screenshot_url or ""
+    stash.faults.http_500_next(1)
+    with pytest.raises(StashUnavailable):
+        c.fetch_image(url)
+    stash.faults.down = True
+    try:
+        with pytest.raises(StashUnavailable):
+            c.fetch_image(url)
+    finally:
+        stash.faults.down = False
+
+
+def test_sync_skips_an_image_stash_no_longer_has(stash: StashEmulator, plex: PlexEmulator, tmp_path: Path) -> None:
+    """The scene was read, then deleted in Stash before its cover was downloaded: its
+    screenshot route answers 404. The metadata is still written; no upload, no error."""
+    key = plex.add_item("/media/stash/a/one.mp4")
+    c = client(stash)
+    scene = c.find_scene(1)
+    stash.library.remove_scene(1)
+    plex.reset_log()
+    out = plex_sync(plex, c, tmp_path).sync(scene, None, now=1000.0)
+    assert out.status is SyncStatus.WRITTEN and out.images_uploaded == ()
+    assert plex.item(key).fields["title"] == "One"
+    item = plex.item(key)
+    assert plex.count("POST") == 0
+    assert item.poster is not None and item.poster.provider == "agent"  # Plex's own frame stays
+    assert not {"thumb", "art"} & item.locks  # nothing uploaded, so nothing to protect
+    assert out.ledger.poster_hash is None and out.ledger.art_hash is None
+    assert any(r.status == 404 and r.path == "/scene/1/screenshot" for r in stash.requests)
+
+
+def test_sync_uploads_the_cover_downloaded_from_stash(stash: StashEmulator, plex: PlexEmulator,
+                                                       tmp_path: Path) -> None:
+    key = plex.add_item("/media/stash/a/one.mp4")
+    c = client(stash)
+    out = plex_sync(plex, c, tmp_path).sync(c.find_scene(1), None, now=1000.0)
+    item = plex.item(key)
+    assert out.images_uploaded == ("poster", "art")
+    assert item.poster is not None and item.poster.data == COVER
+    assert item.art is not None and item.art.data == COVER
