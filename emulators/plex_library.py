@@ -91,10 +91,13 @@ SCALAR_FIELDS: dict[str, Callable[[str], Any] | None] = {
 }
 # Lock names that are not scalar fields or tag types.
 OTHER_LOCKS = frozenset({"thumb", "art"})
+# A person's own data about an item, which no agent refresh touches: the star rating
+# (`PUT /:/rate`, or `userRating.value` in an edit) and when it was given.
+USER_FIELDS = frozenset({"userRating", "lastRatedAt"})
 # Attributes of a Video element in the order Plex tends to print them.
 ATTR_ORDER = (
     "title", "titleSort", "originalTitle", "editionTitle", "studio", "contentRating", "summary",
-    "rating", "audienceRating", "userRating", "year", "tagline",
+    "rating", "audienceRating", "userRating", "lastRatedAt", "year", "tagline",
 )
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 TAG_KEY_RE = re.compile(
@@ -275,6 +278,7 @@ class EditPlan:
 
     values: dict[str, Any] = field(default_factory=dict)
     locks: dict[str, bool] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
     replace: dict[str, dict[int, dict[str, str]]] = field(default_factory=dict)
     remove: dict[str, list[str]] = field(default_factory=dict)
     clear: set[str] = field(default_factory=set)
@@ -286,8 +290,12 @@ class EditPlan:
 def parse_edit(params: Mapping[str, str]) -> EditPlan:
     """Turns plexapi's flat edit parameters into a plan, refusing what Plex would refuse.
 
-    Which parameters real Plex rejects (rather than ignores) is unverified; rejecting them
-    here makes a typo in the plugin's edit keys fail loudly instead of silently.
+    One case is known: a bare field name (`userRating=4.0`, what `edit(userRating=...)`
+    sends) is answered 200 and changes nothing; Plex Web sends `userRating.value`
+    (python-plexapi #354, from a server log). Such keys are listed in `ignored`, not
+    applied. Which other parameters real Plex rejects (rather than ignores) is unverified;
+    rejecting them here makes a typo in the plugin's edit keys fail loudly instead of
+    silently.
     """
     plan = EditPlan()
     for key, value in params.items():
@@ -300,6 +308,8 @@ def parse_edit(params: Mapping[str, str]) -> EditPlan:
             plan.values[name] = _parse_value(name, value)
         elif (match := TAG_KEY_RE.match(key)) is not None:
             _plan_tag(plan, match, value)
+        elif key in SCALAR_FIELDS:
+            plan.ignored.append(key)
         else:
             raise EditError(f"unsupported edit parameter {key!r}")
     for element, slots in plan.replace.items():
@@ -423,13 +433,14 @@ def tag_thumbs(plan: EditPlan) -> list[tuple[str, str, str]]:
 def agent_refresh(item: Item, now: int) -> None:
     """What the Personal Media agent leaves behind: title from the file name, little else.
 
-    Everything unlocked is reset; locked fields, locked tag types and labels survive. An
+    Everything unlocked is reset; locked fields, locked tag types, labels and the person's
+    own rating (`USER_FIELDS`) survive. An
     unlocked poster goes back to the agent's frame and an unlocked background is dropped
     (belief: an agent refresh may re-pick artwork; modelled harshly so unlocked uploads
     are visibly at risk).
     """
     for name in list(item.fields):
-        if name not in item.locks:
+        if name not in item.locks and name not in USER_FIELDS:
             del item.fields[name]
     if "title" not in item.locks:
         item.fields["title"] = item.stem
@@ -647,6 +658,26 @@ class PlexLibrary:
         if plan.touches_order():
             home.order = None
         self.updated_at = max(self.updated_at, now)
+
+    def rate(self, rating_key: int, rating: str, now: int) -> None:
+        """`PUT /:/rate?key=&identifier=&rating=`, plexapi's `rate()`: 0-10 sets the rating
+        and `lastRatedAt`, -1 clears it (both verified by plexapi's tests against a real
+        server). No field lock is involved. That an invalid rating is refused with 400 is a
+        belief (plexapi refuses it before sending)."""
+        item = self.item(rating_key)
+        try:
+            value = float(rating)
+        except ValueError:
+            raise EditError(f"rating is not a number: {rating!r}") from None
+        if value == -1:
+            item.fields.pop("userRating", None)
+            item.fields.pop("lastRatedAt", None)
+        elif 0 <= value <= 10:
+            item.fields["userRating"] = value
+            item.fields["lastRatedAt"] = now
+        else:
+            raise EditError(f"rating must be 0-10 or -1, got {rating!r}")
+        item.updated_at = max(item.updated_at, now)
 
     def refresh(self, rating_key: int, now: int) -> None:
         item = self.item(rating_key)

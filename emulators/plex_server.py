@@ -221,6 +221,7 @@ class PlexEmulator:
             ("GET", re.compile(r"/library/sections/(\d+)/refresh"), self._scan),
             ("GET", re.compile(r"/library/metadata/(\d+(?:,\d+)*)"), self._metadata),
             ("PUT", re.compile(r"/library/metadata/(\d+)/refresh"), self._refresh),
+            ("PUT", re.compile(r"/:/rate"), self._rate),
             ("GET", re.compile(r"/library/metadata/(\d+)/(posters|arts)"), self._images),
             ("POST", re.compile(r"/library/metadata/(\d+)/(posters|arts)"), self._upload),
             ("PUT", re.compile(r"/library/metadata/(\d+)/(poster|art)"), self._select),
@@ -431,6 +432,14 @@ class PlexEmulator:
         self.library.scan(int(section_key), query.get("path") or None, now=int(time.time()))
         return Response(200)
 
+    def _rate(self, *, query: dict[str, str], **_: Any) -> Response:
+        """plexapi's `rate()`. A library item needs `identifier=com.plexapp.plugins.library`;
+        without it, or with a key that is not a number, 400 (belief: unverified)."""
+        if query.get("identifier") != IDENTIFIER or not query.get("key", "").isdigit():
+            return error(400)
+        self.library.rate(int(query["key"]), query.get("rating", ""), now=int(time.time()))
+        return Response(200)
+
     def _refresh(self, rating_key: str, **_: Any) -> Response:
         self.library.refresh(int(rating_key), now=int(time.time()))
         return Response(200)
@@ -494,6 +503,8 @@ def _rating_keys(path: str, query: Mapping[str, str]) -> tuple[int, ...]:
     match = METADATA_RE.match(path)
     if match is not None:
         return tuple(int(k) for k in match.group(1).split(","))
+    if path == "/:/rate" and query.get("key", "").isdigit():
+        return (int(query["key"]),)
     if path.rstrip("/").endswith("/all") and "id" in query:
         try:
             return tuple(int(k) for k in query["id"].split(",") if k)

@@ -15,9 +15,14 @@ Choices, each the answer to "what would surprise a user least":
   left unmanaged rather than sent for Plex to reject.
 * **rating**: Plex's `userRating` is 0-10 with one decimal; `rating100 / 10` maps every
   Stash value exactly (83 -> 8.3), so it is honest. Plex *draws* half stars, but stores
-  what we send. An unrated scene leaves Plex's rating alone (a rating is a person's act;
-  clearing one they gave in Plex would be a surprise). No toggle exists for it, so only
-  `sync_master` controls it.
+  what we send. It is the rating of the account whose token we use, as Stash's is the
+  rating of its one user. It rides in the one edit as `userRating.value` (plexapi's
+  `editUserRating`; plexapi's own tests against a real server read the value back with a
+  locked `userRating` field, and Plex Web sends the same key, python-plexapi #354), so
+  it costs no request of its own; `PUT /:/rate` (plexapi's `rate()`) would set the same
+  value plus `lastRatedAt`, but as a second request per changed rating. An unrated scene
+  leaves Plex's rating alone (a rating is a person's act; clearing one they gave in Plex
+  would be a surprise). No toggle exists for it, so only `sync_master` controls it.
 * **genres** are Stash tags in Stash's order, de-duplicated ignoring case (Plex tags are
   case-insensitive), at most `max_tags` (0 = no limit).
 * **actors** are performers with their image URL when Stash has a real one (Plex clients

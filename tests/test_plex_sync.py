@@ -287,3 +287,37 @@ def test_shared_connection_is_one_per_server(tmp_path: Path) -> None:
     assert shared_connection(settings(plex_url="http://h:1"), tmp_path) is a
     assert shared_connection(settings(plex_url="http://h:2"), tmp_path) is not a
     assert a.timeout == (5.0, 30.0)
+
+
+def test_rating_rides_in_the_one_edit_and_reads_back_through_plexapi(plex: PlexEmulator, tmp_path: Path) -> None:
+    key = plex.add_item("/media/stash/a/one.mp4")
+    sync, _ = make(plex, tmp_path)
+    plex.reset_log()
+    first = sync.sync(scene(rating100=83), None, now=1.0)
+    assert plex.count("PUT", "/library/sections/1/all") == 1 and plex.count(path="/:/rate") == 0
+    assert plex.count("PUT") == 1  # the rating costs no request of its own
+    item = sync.conn.server().fetchItem(key)
+    assert item.userRating == 8.3 and "userRating" in plex.item(key).locks
+    # unchanged: nothing resent; a Stash change: one edit, still no extra request
+    plex.reset_log()
+    again = sync.sync(scene(rating100=83), first.ledger, now=2.0)
+    assert plex.count("PUT") == 0 and "userRating" not in " ".join(again.changes)
+    sync.sync(scene(rating100=40), again.ledger, now=3.0)
+    assert plex.count("PUT") == 1 and plex.item(key).fields["userRating"] == 4.0
+
+
+def test_unrated_scene_leaves_a_plex_rating_alone(plex: PlexEmulator, tmp_path: Path) -> None:
+    key = plex.add_item("/media/stash/a/one.mp4")
+    sync, _ = make(plex, tmp_path)
+    sync.conn.server().fetchItem(key).rate(9.0)  # a person rated it in Plex
+    sync.sync(scene(rating100=None), None, now=1.0)
+    assert plex.item(key).fields["userRating"] == 9.0
+
+
+def test_preserve_keeps_a_rating_given_in_plex(plex: PlexEmulator, tmp_path: Path) -> None:
+    key = plex.add_item("/media/stash/a/one.mp4")
+    sync, _ = make(plex, tmp_path, preserve_plex_edits=True)
+    first = sync.sync(scene(rating100=80), None, now=1.0)
+    sync.conn.server().fetchItem(key).rate(3.0)
+    out = sync.sync(scene(rating100=90, title="Renamed"), first.ledger, now=2.0)
+    assert plex.item(key).fields["userRating"] == 3.0 and "userRating" in out.kept

@@ -1,0 +1,91 @@
+"""The emulated Plex's HTTP answers to plexapi calls whose real behaviour is known: the two
+ways to set a user rating and the one way that is silently ignored."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from emulators.plex_server import PlexEmulator
+
+
+@pytest.fixture
+def plex() -> Iterator[PlexEmulator]:
+    with PlexEmulator() as emulator:
+        yield emulator
+
+
+def movie(plex: PlexEmulator, key: int) -> Any:
+    os.environ["PLEXAPI_PLEXAPI_AUTORELOAD"] = "false"
+    from plexapi.server import PlexServer
+
+    return PlexServer(plex.url, plex.token).fetchItem(key)
+
+
+def test_rate_sets_and_clears_the_user_rating(plex: PlexEmulator) -> None:
+    """plexapi's test suite against a real server: rate(10.0) then reload shows
+    userRating 10.0 and a lastRatedAt; rate() clears it. No field lock is involved."""
+    key = plex.add_item("/media/stash/a.mp4")
+    item = movie(plex, key)
+    item.rate(8.3)
+    rate = [r for r in plex.requests if r.path == "/:/rate"]
+    assert [(r.method, r.query) for r in rate] == [
+        ("PUT", {"key": str(key), "identifier": "com.plexapp.plugins.library", "rating": "8.3"})]
+    item.reload()
+    assert item.userRating == 8.3 and item.lastRatedAt is not None
+    assert "userRating" not in plex.item(key).locks
+    item.rate()
+    item.reload()
+    assert item.userRating is None and item.lastRatedAt is None
+
+
+def test_rate_refuses_what_is_not_a_library_rating(plex: PlexEmulator) -> None:
+    from plexapi.exceptions import BadRequest, NotFound
+
+    key = plex.add_item("/media/stash/a.mp4")
+    server = movie(plex, key)._server
+    with pytest.raises(BadRequest):
+        server.query(f"/:/rate?key={key}&identifier=com.plexapp.plugins.library&rating=11",
+                     method=server._session.put)
+    with pytest.raises(BadRequest):
+        server.query(f"/:/rate?key={key}&rating=5", method=server._session.put)
+    with pytest.raises(NotFound):
+        server.query("/:/rate?key=999&identifier=com.plexapp.plugins.library&rating=5",
+                     method=server._session.put)
+    assert "userRating" not in plex.item(key).fields
+
+
+def test_edit_user_rating_value_sets_and_locks_it(plex: PlexEmulator) -> None:
+    """editUserRating sends userRating.value/.locked in the edit; plexapi's real-server test
+    reads back the value and a locked `userRating` field."""
+    key = plex.add_item("/media/stash/a.mp4")
+    item = movie(plex, key)
+    item.editUserRating(7.0)
+    item.reload()
+    assert item.userRating == 7.0
+    assert [f.name for f in item.fields if f.locked] == ["userRating"]
+    item.editUserRating(None, locked=False)
+    item.reload()
+    assert item.userRating is None and not item.fields
+
+
+def test_bare_user_rating_in_an_edit_is_ignored(plex: PlexEmulator) -> None:
+    """`edit(userRating=4.0)` reaches Plex as `userRating=4.0`: answered 200, nothing saved
+    (python-plexapi #354)."""
+    key = plex.add_item("/media/stash/a.mp4", userRating=2.0)
+    movie(plex, key).edit(userRating=4.0)
+    assert plex.count("PUT", "/library/sections/1/all") == 1
+    assert plex.requests[-1].status == 200
+    assert plex.item(key).fields["userRating"] == 2.0
+
+
+def test_agent_refresh_keeps_the_user_rating(plex: PlexEmulator) -> None:
+    key = plex.add_item("/media/stash/a.mp4", title="T", studio="S")
+    item = movie(plex, key)
+    item.rate(6.0)
+    item.refresh()
+    after = plex.item(key)
+    assert after.fields.get("userRating") == 6.0 and "studio" not in after.fields
