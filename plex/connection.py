@@ -10,7 +10,8 @@ Everything that goes to Plex passes through `PlexConnection.query`, which
   `Retry-After`. Outages, auth errors, bad data and not-found are never retried here: the
   queue's backoff and breaker own those, and two retry loops stacked would multiply;
 * counts requests, so a sync can report its cost and the benchmark can check it;
-* spaces requests to honour `max_request_rate`.
+* spaces requests to honour `max_request_rate` (the token bucket of `plex.pacing`, the
+  same one the worker's drain uses for a Retry-After hold).
 
 Device identity: plexapi derives `X-Plex-Client-Identifier` from the MAC address, which
 changes in containers, so every run could register a new device on the Plex account. We
@@ -29,6 +30,7 @@ from typing import Any
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
+from plex.pacing import Pacer, RateLimit, wait_turn
 from plugin.errors import (
     InvalidData,
     PlexAuthError,
@@ -101,30 +103,21 @@ class RecordingSession(requests.Session):
         super().__init__()
         import time
 
-        self.rate = rate
+        self.limit = RateLimit.per_second(rate)
         self.clock = clock or time.monotonic
         self.sleep = sleep or time.sleep
         self.count = 0
         self.last_status: int | None = None
         self.last_headers: Mapping[str, str] = {}
-        self._next_at = 0.0
+        self._pacer = Pacer()
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        self._pace()
+        self._pacer = wait_turn(self._pacer, self.limit, self.clock(), self.sleep)
         self.count += 1
         self.last_status, self.last_headers = None, {}
         response = super().request(method, url, *args, **kwargs)
         self.last_status, self.last_headers = response.status_code, response.headers
         return response
-
-    def _pace(self) -> None:
-        if self.rate <= 0:
-            return
-        now = self.clock()
-        if now < self._next_at:
-            self.sleep(self._next_at - now)
-            now = self._next_at
-        self._next_at = now + 1.0 / self.rate
 
 
 # --- error translation -------------------------------------------------------------------

@@ -321,3 +321,24 @@ def test_preserve_keeps_a_rating_given_in_plex(plex: PlexEmulator, tmp_path: Pat
     sync.conn.server().fetchItem(key).rate(3.0)
     out = sync.sync(scene(rating100=90, title="Renamed"), first.ledger, now=2.0)
     assert plex.item(key).fields["userRating"] == 3.0 and "userRating" in out.kept
+
+
+def test_max_request_rate_spaces_every_plex_request(plex: PlexEmulator, tmp_path: Path) -> None:
+    """The connection paces with plex.pacing's bucket (the one the worker uses for holds):
+    back-to-back requests wait 1/rate each, recorded through the injected sleep."""
+    now = [100.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    conn = PlexConnection(plex.url, plex.token, max_request_rate=4, data_dir=tmp_path,
+                          sleep=sleep, clock=lambda: now[0])
+    for _ in range(3):
+        conn.query("/library/sections")
+    assert conn.requests_made == 4 and plex.count() == 4  # GET / first, then three
+    assert sleeps == pytest.approx([0.25] * 3)
+    now[0] += 10  # idle: the bucket refills, the next request goes at once
+    conn.query("/library/sections")
+    assert len(sleeps) == 3
