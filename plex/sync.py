@@ -179,21 +179,27 @@ class PlexSync:
             self._sections = choose_sections(self._all_sections, self.settings.plex_library)
         return self._sections
 
-    def _listing(self, section: xmlread.Section, extra: str = "") -> list[Any]:
-        """Every page of one section's movie listing, paged by plexapi's container headers."""
+    def _listing(self, section: xmlread.Section, extra: str = "",
+                 on_page: Callable[[Any], None] | None = None) -> list[Any]:
+        """Every page of one section's movie listing, paged by plexapi's container headers.
+
+        `on_page` sees each page's element as it arrives, so a caller that needs more than
+        the index (reconcile reads the listed fields) pays for no second listing."""
         entries, start = [], 0
         while True:
             root = self.conn.query(f"/library/sections/{section.key}/all?type={MOVIE}{extra}", headers={
                 "X-Plex-Container-Start": str(start), "X-Plex-Container-Size": str(PAGE_SIZE)})
+            if on_page is not None:
+                on_page(root)
             page = [v for v in root if v.tag == "Video"]
             entries.extend(xmlread.index_entries(root))
             start += len(page)
             if not page or start >= xmlread.total_size(root, len(page)):
                 return entries
 
-    def build_index(self, now: float) -> LibraryIndex:
+    def build_index(self, now: float, on_page: Callable[[Any], None] | None = None) -> LibraryIndex:
         """Read every configured section in full (the amortised index)."""
-        entries = [e for s in self.sections() for e in self._listing(s)]
+        entries = [e for s in self.sections() for e in self._listing(s, on_page=on_page)]
         idx = self._idx  # updated in place: callers hold a reference to it
         idx.index, idx.complete, idx.built_at, idx.misses = build_index(entries), True, now, {}
         return idx.index
