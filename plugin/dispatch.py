@@ -34,10 +34,20 @@ TASKS: dict[str, tuple[str, str | None]] = {
 #: Modes Stash never shows: the detached background worker started by hooks.
 INTERNAL: dict[str, str] = {"_worker": "worker.background:run"}
 
-#: Hook trigger -> the inbox event kind it records.
+#: Hook trigger -> the inbox event kind it records. Only triggers Stash fires (shared
+#: reference §1.6: `Post` hooks only, `Merge` for tags only); Stash accepts a misspelt
+#: trigger silently and never fires it, so this table is the one place they are written.
 HOOKS: dict[str, str] = {
     "Scene.Create.Post": "scene",
     "Scene.Update.Post": "scene",
+    "Scene.Destroy.Post": "scene_destroyed",
+    "Performer.Update.Post": "performer",
+    "Performer.Destroy.Post": "performer",
+    "Studio.Update.Post": "studio",
+    "Studio.Destroy.Post": "studio",
+    "Tag.Update.Post": "tag",
+    "Tag.Destroy.Post": "tag",
+    "Tag.Merge.Post": "tag",
 }
 
 

@@ -28,6 +28,18 @@ TASK_DESCRIPTIONS = {
 }
 
 
+#: The manifest's hook entries: scene events, then the performer/studio/tag events that
+#: fan out to every scene showing the entity. Every trigger of `HOOKS` is in exactly one.
+HOOK_BLOCKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Sync scene to Plex",
+     "Queue the scene for syncing to Plex when it is created or updated; forget it when it is deleted.",
+     tuple(t for t in HOOKS if t.startswith("Scene."))),
+    ("Sync scenes of a performer, studio or tag",
+     "Queue every scene that shows a performer, studio or tag when it is renamed, merged or deleted.",
+     tuple(t for t in HOOKS if not t.startswith("Scene."))),
+)
+
+
 def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
@@ -35,12 +47,9 @@ def _q(text: str) -> str:
 def render() -> str:
     """The YAML text of the generated blocks, in the manifest's order."""
     lines = ["hooks:"]
-    lines += [
-        "  - name: Sync scene to Plex",
-        "    description: Queue the scene for syncing to Plex when it is created or updated.",
-        "    triggeredBy:",
-    ]
-    lines += [f"      - {trigger}" for trigger in HOOKS]
+    for name, description, triggers in HOOK_BLOCKS:
+        lines += [f"  - name: {name}", f"    description: {description}", "    triggeredBy:"]
+        lines += [f"      - {trigger}" for trigger in triggers]
     lines.append("tasks:")
     for mode, (title, _target) in TASKS.items():
         lines += [

@@ -172,6 +172,7 @@ def scene_from_gql(raw: Mapping[str, Any]) -> Scene:
             for p in raw.get("performers") or ()
         ),
         tags=tuple(t["name"] for t in raw.get("tags") or ()),
+        tag_ids=tuple(str(t["id"]) for t in raw.get("tags") or () if t.get("id") is not None),
         groups=tuple(g["group"]["name"] for g in raw.get("groups") or () if g.get("group")),
         screenshot_url=(raw.get("paths") or {}).get("screenshot") or None,
         organized=bool(raw.get("organized")),

@@ -58,6 +58,7 @@ class Scene:
     studio: Studio | None = None
     performers: tuple[Performer, ...] = ()
     tags: tuple[str, ...] = ()
+    tag_ids: tuple[str, ...] = ()  # same order as `tags`; fan-out finds scenes by them
     groups: tuple[str, ...] = ()
     screenshot_url: str | None = None
     organized: bool = False

@@ -90,6 +90,12 @@ RERUN_NONE = 0
 RERUN_KEEP_SCHEDULE = 1  # a bulk/reconcile event: run again, but never earlier than planned
 RERUN_NOW = 2  # a hook event: the user changed something, run again as soon as possible
 
+#: Key of the ledger's ``written`` map under which the worker keeps the Stash ids a sync
+#: showed (``{"performer": [..], "studio": [..], "tag": [..]}``), and key of a fan-out
+#: row's payload that holds its resume cursor.
+LEDGER_REFS = "refs"
+FANOUT_CURSOR = "cursor"
+
 ABANDONED = "Abandoned"
 MAX_REASONS = 16
 COMPACT_EVERY = 1000
@@ -191,6 +197,22 @@ def rerun_mark(current: int, urgent: bool) -> int:
 def due_after_retry(backoff_until: float, rerun: int, now: float) -> float:
     """A failed job's next due time, given what arrived during its flight (same rule as merging)."""
     return merged_due_at(backoff_until, now, rerun == RERUN_NOW)
+
+
+def merge_fanout_payload(stored: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> str | None:
+    """A fan-out row's payload after another event for the same entity merged into it.
+
+    Lists (the tags a merge removed) are united, so two merges into one tag both count; the
+    resume cursor is dropped, since the new event may concern scenes a pass already passed.
+    """
+    merged: dict[str, Any] = {k: v for k, v in (stored or {}).items() if k != FANOUT_CURSOR}
+    for key, value in (new or {}).items():
+        old = merged.get(key)
+        if isinstance(old, list) and isinstance(value, list):
+            merged[key] = sorted(set(old) | set(value))
+        else:
+            merged[key] = value
+    return json.dumps(merged) if merged else None
 
 
 def envelope(scene_id: int) -> dict[str, Any]:
@@ -338,6 +360,51 @@ class JobQueue:
     def fanout_done(self, event_id: int) -> bool:
         with write_txn(self._conn) as conn:
             return conn.execute("DELETE FROM fanout WHERE id = ?", (event_id,)).rowcount > 0
+
+    def fanout_progress(self, event_id: int, cursor: Mapping[str, Any] | None) -> None:
+        """Remember how far a fan-out got (``payload["cursor"]``), so a crash resumes there.
+
+        An event that merges into the row later drops the cursor (see ``_store_fanout``): it
+        may change scenes the earlier pass already went by.
+        """
+        with write_txn(self._conn) as conn:
+            row = conn.execute("SELECT payload FROM fanout WHERE id = ?", (event_id,)).fetchone()
+            if row is None:
+                return
+            payload = json.loads(row[0]) if row[0] else {}
+            if cursor is None:
+                payload.pop(FANOUT_CURSOR, None)
+            else:
+                payload[FANOUT_CURSOR] = dict(cursor)
+            conn.execute("UPDATE fanout SET payload = ? WHERE id = ?", (json.dumps(payload) if payload else None,
+                                                                       event_id))
+
+    def enqueue_many(self, scene_ids: Iterable[int], reason: str, now: float, urgent: bool = False) -> int:
+        """``enqueue`` for many scenes in one transaction (fan-out); how many were given."""
+        with write_txn(self._conn) as conn:
+            ids = list(scene_ids)
+            for scene_id in ids:
+                self._enqueue(conn, scene_id, (reason,), now, urgent)
+        return len(ids)
+
+    def ledger_scenes_referencing(self, kind: str, entity_ids: Iterable[int], after: int = 0,
+                                  limit: int = 1000) -> list[int]:
+        """Scenes whose last sync showed one of these performers/studios/tags, by scene id.
+
+        Reads ``written[LEDGER_REFS][kind]`` (ids the worker stores at sync time), because
+        after a delete or merge Stash no longer relates any scene to the old id. A full scan
+        of the ledger, inside SQLite: it serves deletes and merges, which are rare.
+        """
+        ids = sorted({int(i) for i in entity_ids})
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        rows = self._conn.execute(
+            f"SELECT DISTINCT l.scene_id FROM ledger AS l, json_each(l.written, ?) AS j "
+            f"WHERE l.scene_id > ? AND j.value IN ({marks}) ORDER BY l.scene_id LIMIT ?",
+            (f"$.{LEDGER_REFS}.{kind}", after, *ids, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     # -- taking work --
 
@@ -752,7 +819,7 @@ class JobQueue:
 
     def _store_fanout(self, conn: sqlite3.Connection, event: InboxEvent) -> None:
         row = conn.execute(
-            "SELECT id, reasons FROM fanout WHERE kind = ? AND entity_id = ?", (event.kind, event.entity_id)
+            "SELECT id, reasons, payload FROM fanout WHERE kind = ? AND entity_id = ?", (event.kind, event.entity_id)
         ).fetchone()
         payload = json.dumps(event.payload) if event.payload is not None else None
         if row is None:
@@ -763,8 +830,9 @@ class JobQueue:
         else:
             reasons = merge_reasons(json.loads(row[1]), (event.reason,))
             conn.execute(
-                "UPDATE fanout SET reasons = ?, payload = COALESCE(?, payload) WHERE id = ?",
-                (json.dumps(reasons), payload, row[0]),
+                "UPDATE fanout SET reasons = ?, payload = ? WHERE id = ?",
+                (json.dumps(reasons), merge_fanout_payload(json.loads(row[2]) if row[2] else None, event.payload),
+                 row[0]),
             )
 
     def _in_flight_row(self, conn: sqlite3.Connection, job: Job) -> tuple[int, tuple[str, ...]]:

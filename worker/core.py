@@ -24,9 +24,12 @@ from typing import Any, Protocol
 
 from plex.records import LedgerEntry as PlexLedger
 from plex.records import SyncOutcome, SyncStatus
+from plugin.errors import Stash2PlexError
 from plugin.protocol import StashLog
+from plugin.settings import Settings
+from reconciliation.fanout import expand_pending, scene_refs, state_function
 from stash.records import Scene
-from sync_queue.jobs import Job, JobQueue
+from sync_queue.jobs import LEDGER_REFS, IngestResult, Job, JobQueue
 from sync_queue.state import BREAKER, HALT, StateStore
 from worker.backoff import RandomSource
 from worker.breaker import (
@@ -58,6 +61,8 @@ from worker.summary import DrainSummary, absolute_utc
 
 #: Inbox events (hooks that arrived during the drain) are folded in this often, in seconds.
 INGEST_EVERY = 2.0
+#: After a fan-out could not be expanded (Stash down), wait this long before trying again.
+FANOUT_RETRY = 60.0
 
 
 class SceneSource(Protocol):
@@ -81,6 +86,8 @@ class Services:
     token: str = ""
     rng: RandomSource = field(default_factory=random.Random)
     breaker_config: BreakerConfig = field(default_factory=BreakerConfig)
+    settings: Settings | None = None  # lets fan-out skip scenes whose Plex state is unchanged
+    fanout_retry_at: float = 0.0
 
     # -- the persisted breaker --
 
@@ -135,10 +142,16 @@ def previous_sync(queue: JobQueue, scene_id: int) -> PlexLedger | None:
     return record
 
 
-def record_sync(queue: JobQueue, scene_id: int, outcome: SyncOutcome, now: float) -> None:
+def record_sync(queue: JobQueue, scene_id: int, outcome: SyncOutcome, now: float,
+                scene: Scene | None = None) -> None:
+    """Store what the sync wrote, plus the Stash ids it showed (`LEDGER_REFS`): once a
+    performer, studio or tag is deleted, only these tell which scenes showed it."""
     ledger = outcome.ledger
+    written = ledger.to_dict()
+    if scene is not None:
+        written[LEDGER_REFS] = scene_refs(scene)
     queue.ledger_put(scene_id, ledger.state_hash or "", outcome.plex_key, ledger.poster_hash,
-                     ledger.art_hash, ledger.to_dict(), now)
+                     ledger.art_hash, written, now)
 
 
 # --- a processing halt (bad Plex token): said once, kept until the token changes ------------
@@ -173,7 +186,7 @@ def attempt(job: Job, svc: Services, now: float) -> SyncOutcome:
     """Read the scene as Stash has it now (the newest state wins) and bring Plex to it."""
     scene = svc.stash.find_scene(job.scene_id)
     outcome = svc.plex.sync(scene, previous_sync(svc.queue, job.scene_id), now)
-    record_sync(svc.queue, job.scene_id, outcome, now)
+    record_sync(svc.queue, job.scene_id, outcome, now, scene)
     return outcome
 
 
@@ -214,6 +227,37 @@ def acknowledge(job: Job, decision: Decision, queue: JobQueue, now: float) -> No
                           consume_attempt=False)
 
 
+# --- folding events in ----------------------------------------------------------------------
+
+
+def ingest(svc: Services, now: float) -> IngestResult:
+    """Turn hook events into jobs, then expand performer/studio/tag events into their scenes.
+
+    A fan-out that cannot finish (Stash unreachable) stays stored with its cursor and is tried
+    again after `FANOUT_RETRY`; the drain goes on with the jobs it has.
+    """
+    result = svc.queue.ingest(now)
+    if not result.fanout or now < svc.fanout_retry_at:
+        return result
+    try:
+        expanded = expand_pending(result.fanout, svc.queue, svc.stash, state_function(svc.settings), now)  # type: ignore[arg-type]
+    except Exception as exc:  # the events stay stored; a bug must not stop the jobs either
+        svc.fanout_retry_at = now + FANOUT_RETRY
+        if isinstance(exc, Stash2PlexError):
+            svc.log.warning(f"Stash2Plex: performer/studio/tag changes not expanded yet: {exc}")
+        else:
+            import traceback
+
+            svc.log.error(f"Stash2Plex: expanding a performer/studio/tag change failed: {type(exc).__name__}: {exc}")
+            svc.log.debug(traceback.format_exc())
+        return result
+    result.created += expanded.queued
+    if expanded.events:
+        svc.log.info(f"Stash2Plex: {expanded.events} performer/studio/tag change(s): {expanded.scenes} scene(s) "
+                     f"affected, {expanded.queued} queued.")
+    return result
+
+
 # --- the drain -----------------------------------------------------------------------------
 
 
@@ -241,7 +285,7 @@ def drain(
     """
     result = DrainResult(DrainSummary())
     queue = svc.queue
-    queue.ingest(clock())
+    ingest(svc, clock())
     last_ingest = clock()
     total = queue.counts(clock()).due
     pacer = Pacer()
@@ -251,7 +295,7 @@ def drain(
             break
         now = clock()
         if now - last_ingest >= INGEST_EVERY:
-            folded = queue.ingest(now)
+            folded = ingest(svc, now)
             total += folded.created
             last_ingest = now
         breaker = svc.breaker()

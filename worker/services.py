@@ -40,6 +40,7 @@ def services(ctx: RunContext, log: StashLog | None = None) -> Iterator[Services]
             policy=RetryPolicy.from_settings(settings),
             log=log or ctx.log,
             token=settings.plex_token,
+            settings=settings,
         )
     finally:
         state.close()

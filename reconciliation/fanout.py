@@ -1,0 +1,207 @@
+"""Fan-out: a performer, studio or tag changed in Stash, so every scene that shows it is queued.
+
+The hook only records (kind, id, trigger, and for a tag merge the ids merged away); the
+processing core's ingest step calls `expand_pending`, which turns each stored event into
+one job per affected scene through the queue's usual merge rule (one live job per scene):
+
+* **Update** (a rename, a new image, ...): Stash still relates the scenes to the entity, so
+  they are listed from Stash (`findScenes` by performer/studio/tag, paged by id) and
+  enqueued by the ledger rule: a scene whose Plex state would not change is skipped.
+* **Destroy**: Stash has already dropped the relation and the name, so the scenes are the
+  ones our ledger says showed that id when we last wrote them (`scene_refs`, stored with
+  every sync).
+* **Merge** (tags only, `Tag.Merge.Post`): the destination's scenes from Stash (they carry
+  it now) plus the ledger's scenes of the merged-away tags.
+
+Resumable: after each page the cursor (phase, last scene id) is stored in the fan-out row,
+so a processor killed mid-way resumes after the last page it enqueued, and the row is
+deleted only once every phase is done. Enqueueing is idempotent besides (merge into the
+live job, ledger rule), so a repeated page costs the page and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from plugin.settings import Settings
+from stash.records import Scene
+from sync_queue.jobs import FANOUT_CURSOR, FanOutEvent, JobQueue
+
+PAGE = 200
+
+STASH = "stash"
+LEDGER = "ledger"
+
+#: Scene filter criterion per fan-out kind. Studios and tags are hierarchical criteria;
+#: depth 0 is the entity itself, because a scene shows its own studio's and tags' names
+#: only (a parent studio's rename changes no scene's Plex fields).
+CRITERIA: dict[str, tuple[str, bool]] = {
+    "performer": ("performers", False),
+    "studio": ("studios", True),
+    "tag": ("tags", True),
+}
+
+StateOf = Callable[[Scene], str]
+
+
+class SceneLister(Protocol):
+    def iter_scenes(self, scene_filter: dict[str, Any] | None = None, after_id: int = 0,
+                    page_size: int = PAGE) -> Iterator[Scene]: ...
+
+
+# --- pure decisions --------------------------------------------------------------------
+
+
+def action(reason: str) -> str:
+    """`Tag.Merge.Post` -> `Merge`; anything that is not a trigger name -> ``""``."""
+    parts = reason.split(".")
+    return parts[1] if len(parts) == 3 and parts[2] == "Post" else ""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Where the affected scenes of one event are found."""
+
+    from_stash: bool  # list the scenes Stash relates to the entity now
+    ledger_ids: tuple[int, ...] = ()  # entity ids whose scenes only our ledger still knows
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return ((STASH,) if self.from_stash else ()) + ((LEDGER,) if self.ledger_ids else ())
+
+
+def plan_lookup(entity_id: int, reasons: Iterable[str], payload: Mapping[str, Any] | None) -> Lookup:
+    """The lookups an event (possibly several merged ones) needs; see the module docstring.
+
+    A trigger we do not know is treated as an update: listing from Stash is always safe.
+    """
+    actions = {action(r) for r in reasons} or {""}
+    ledger: set[int] = set()
+    if "Destroy" in actions:
+        ledger.add(int(entity_id))
+    if "Merge" in actions:
+        ledger.update(int(i) for i in (payload or {}).get("merged") or () if int(i) > 0)
+    from_stash = bool(actions - {"Destroy"})
+    return Lookup(from_stash, tuple(sorted(ledger)))
+
+
+def scene_filter(kind: str, entity_id: int) -> dict[str, Any]:
+    """The `SceneFilterType` that lists the scenes showing one performer, studio or tag."""
+    name, hierarchical = CRITERIA[kind]
+    criterion: dict[str, Any] = {"value": [str(entity_id)], "modifier": "INCLUDES"}
+    if hierarchical:
+        criterion["depth"] = 0
+    return {name: criterion}
+
+
+def remaining(lookup: Lookup, cursor: Mapping[str, Any] | None) -> list[tuple[str, int]]:
+    """(phase, scene id to resume after) still to run, given a stored cursor.
+
+    A cursor naming a phase this lookup does not have (the row changed shape) restarts from
+    the beginning rather than skipping anything.
+    """
+    phases = lookup.phases
+    if not cursor or cursor.get("phase") not in phases:
+        return [(phase, 0) for phase in phases]
+    start = phases.index(cursor["phase"])
+    after = int(cursor.get("after") or 0)
+    return [(phase, after if i == start else 0) for i, phase in enumerate(phases) if i >= start]
+
+
+def scene_refs(scene: Scene) -> dict[str, list[int]]:
+    """The Stash ids a sync of `scene` shows, as the ledger keeps them for later deletes."""
+    def ids(values: Iterable[str]) -> list[int]:
+        return sorted({int(v) for v in values if str(v).isdigit()})
+
+    return {
+        "performer": ids(p.id for p in scene.performers),
+        "studio": ids([scene.studio.id] if scene.studio else []),
+        "tag": ids(scene.tag_ids),
+    }
+
+
+def job_reason(event: FanOutEvent) -> str:
+    """What the scene's job says it was queued for, e.g. `Tag.Update.Post tag 12`."""
+    return f"{'+'.join(event.reasons) or 'fanout'} {event.kind} {event.entity_id}"
+
+
+def state_function(settings: Settings | None) -> StateOf | None:
+    """The ledger hash a sync would store, so unchanged scenes are skipped; None without settings."""
+    if settings is None:
+        return None
+    from reconciliation.bulk import scene_state
+
+    return lambda scene: scene_state(scene, settings)
+
+
+# --- expansion (queue and Stash I/O) ----------------------------------------------------
+
+
+@dataclass
+class FanOutResult:
+    events: int = 0  # fan-out events fully expanded (their rows deleted)
+    scenes: int = 0  # affected scenes found
+    queued: int = 0  # of those, enqueued (created or merged into a live job)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def expand(event: FanOutEvent, queue: JobQueue, stash: SceneLister, state_of: StateOf | None, now: float,
+           page: int = PAGE) -> FanOutResult:
+    """Enqueue every scene `event` affects, page by page, then drop the event.
+
+    Raises what the Stash client raises (the event stays stored, with its cursor).
+    """
+    result = FanOutResult()
+    lookup = plan_lookup(event.entity_id, event.reasons, event.payload)
+    reason = job_reason(event)
+    cursor = (event.payload or {}).get(FANOUT_CURSOR)
+    for phase, after in remaining(lookup, cursor):
+        if phase == STASH:
+            scenes = stash.iter_scenes(scene_filter(event.kind, event.entity_id), after_id=after, page_size=page)
+            for chunk in _chunks(scenes, page):
+                result.scenes += len(chunk)
+                result.queued += _enqueue_scenes(queue, chunk, reason, state_of, now)
+                queue.fanout_progress(event.event_id, {"phase": phase, "after": chunk[-1].id})
+        else:
+            while True:
+                ids = queue.ledger_scenes_referencing(event.kind, lookup.ledger_ids, after=after, limit=page)
+                if not ids:
+                    break
+                result.scenes += len(ids)
+                result.queued += queue.enqueue_many(ids, reason, now, urgent=False)
+                after = ids[-1]
+                queue.fanout_progress(event.event_id, {"phase": phase, "after": after})
+    queue.fanout_done(event.event_id)
+    result.events = 1
+    return result
+
+
+def _enqueue_scenes(queue: JobQueue, scenes: Sequence[Scene], reason: str, state_of: StateOf | None,
+                    now: float) -> int:
+    if state_of is None:
+        return queue.enqueue_many((s.id for s in scenes), reason, now, urgent=False)
+    return queue.enqueue_changed_many(((s.id, state_of(s)) for s in scenes), reason, now)
+
+
+def expand_pending(events: Iterable[FanOutEvent], queue: JobQueue, stash: SceneLister,
+                   state_of: StateOf | None, now: float) -> FanOutResult:
+    """`expand` each stored event in arrival order; the first failure stops and propagates."""
+    total = FanOutResult()
+    for event in events:
+        one = expand(event, queue, stash, state_of, now)
+        total.events += one.events
+        total.scenes += one.scenes
+        total.queued += one.queued
+    return total
