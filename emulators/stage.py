@@ -12,12 +12,13 @@ so no stray process outlives a stage.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,15 +104,64 @@ class Stage:
             time.sleep(poll)
 
     def wait_for_worker(self, timeout: float = 30.0) -> None:
-        """Wait until a worker spawned by a hook has started and finished (lock taken and freed)."""
+        """Wait until a worker spawned by a hook has started and finished.
+
+        A worker removes the spawn stamp once it holds the lock, so "stamp gone and lock
+        free" means it ran and let go; a worker that never starts leaves the stamp and
+        this times out instead of passing.
+        """
         from worker.launch import SPAWN_STAMP
 
         spawned = self.data_dir / SPAWN_STAMP
-        self.wait_until(spawned.exists, timeout)
-        started = time.monotonic()
-        # It may not hold the lock yet; give it a moment to take it before calling it done.
-        self.wait_until(lambda: self.worker_running() or time.monotonic() - started > 2.0, timeout)
-        self.wait_until(lambda: not self.worker_running(), timeout)
+        self.wait_until(lambda: not spawned.exists() and not self.worker_running(), timeout)
+
+    def worker_pids(self) -> list[int]:
+        """Processes running our entrypoint in this stage's data folder: the background workers.
+
+        A detached worker's working directory is the data folder (see `worker.launch`), which
+        tells it from hook and task runs (their cwd is the host's) without any pid file.
+        Linux only (/proc); elsewhere the list is empty.
+        """
+        pids = []
+        want = str(self.data_dir.resolve())
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd == want and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
+                pids.append(int(entry.name))
+        return sorted(pids)
+
+    def age(self, seconds: float) -> None:
+        """Let `seconds` pass for the plugin's stored schedule: due times and the breaker move
+        earlier by that much, as if the clock had run on. The plugin runs on the real clock in
+        its own processes, so this is how a test skips a 30 s backoff without waiting for it.
+        Done under the processor lock (a sleeping worker hands over, as for any task)."""
+        from sync_queue.db import connect, write_txn
+        from sync_queue.state import BREAKER, StateStore
+        from worker.breaker import Breaker
+        from worker.handover import processor
+        from worker.launch import WAKE_FILE, stamp
+
+        def earlier(text: str | None) -> str | None:
+            if not text:
+                return text
+            b = Breaker.load(text)
+            return replace(b, **{k: getattr(b, k) - seconds for k in ("opened_at", "open_until", "probe_granted_at")
+                                 if getattr(b, k) is not None}).to_json()
+
+        with processor(self.data_dir, timeout=15.0):
+            conn = connect(self.data_dir)
+            try:
+                with write_txn(conn) as txn:
+                    txn.execute("UPDATE schedule SET next_retry_at = next_retry_at - ?", (seconds,))
+            finally:
+                conn.close()
+            with StateStore(self.data_dir) as state:
+                state.update(BREAKER, earlier)
+        stamp(self.data_dir / WAKE_FILE, time.time())
 
     def stop_workers(self, timeout: float = 15.0) -> None:
         """Ask any background worker to hand over, and wait until it let go of the lock."""

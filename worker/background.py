@@ -17,16 +17,19 @@ from typing import Any
 
 from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
-from sync_queue.lock import ProcessorLock
+from sync_queue.lock import LockNotAcquired, ProcessorLock
 from sync_queue.state import HALT
 from worker.core import drain, halt_applies
-from worker.filelog import open_worker_log
+from worker.filelog import FileLog, open_worker_log
 from worker.handover import handover_requested, wake_stamp
+from worker.launch import SPAWN_STAMP
 from worker.summary import format_summary
 
 #: Sleep for a due job at most this far ahead; beyond it, exit and let a hook restart us.
 HORIZON = 900.0
 TICK = 1.0
+#: A hook holds the lock for an instant while it decides whether to spawn us: wait that out.
+START_WAIT = 2.0
 
 
 def next_wake(next_due: float | None, breaker_until: float | None, now: float,
@@ -58,12 +61,30 @@ def _interrupted_by_news(data_dir: Any) -> Callable[[], bool]:
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    """Entry for the internal `_worker` mode."""
+    """Entry for the internal `_worker` mode.
+
+    Serves once more if an event reached the inbox while it was letting go: the hook that
+    recorded it found the lock held, so it only touched the wake file and started nobody.
+    """
     log = open_worker_log(ctx.data_dir)
-    lock = ProcessorLock(ctx.data_dir)
-    if not lock.try_acquire():
+    try:
+        while True:
+            outcome = _hold_and_serve(ctx, log)
+            if outcome.get("worker") != "idle" or not _inbox_has_events(ctx.data_dir):
+                return outcome
+    finally:
         log.close()
+
+
+def _hold_and_serve(ctx: RunContext, log: FileLog) -> dict[str, Any]:
+    lock = ProcessorLock(ctx.data_dir)
+    try:
+        lock.acquire(START_WAIT)
+    except LockNotAcquired:
         return {"worker": "another processor is running"}
+    # We are the worker the spawn stamp announced; once we are gone, the next hook must
+    # start a new one instead of taking the stamp for a worker still starting up.
+    (ctx.data_dir / SPAWN_STAMP).unlink(missing_ok=True)
     try:
         return _serve(dataclasses.replace(ctx, log=log))
     except Stash2PlexError as exc:
@@ -77,7 +98,17 @@ def run(ctx: RunContext) -> dict[str, Any]:
         return {"worker": "crashed"}
     finally:
         lock.release()
-        log.close()
+
+
+def _inbox_has_events(data_dir: Any) -> bool:
+    from sync_queue.db import connect
+    from sync_queue.inbox import inbox_size
+
+    conn = connect(data_dir)
+    try:
+        return inbox_size(conn) > 0
+    finally:
+        conn.close()
 
 
 def _serve(ctx: RunContext) -> dict[str, Any]:
@@ -104,6 +135,8 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
             processed += result.processed
             if result.processed:
                 log.info(format_summary(result.summary, time.time()))
+            if result.summary.stopped:
+                log.error(f"stopped: {result.summary.stopped}")
             if result.yielded:
                 return {"worker": "handed over", "processed": processed}
             if result.summary.stopped and result.breaker_until is None:
