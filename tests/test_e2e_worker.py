@@ -1,0 +1,167 @@
+"""Issue 5 end to end: the background worker and Process Queue, run as Stash runs the plugin.
+
+Every run goes through the Stash host (a subprocess with Stash's stdin, stdout and stderr
+handling) against the emulated Stash and Plex; the tests look at the plugin only from
+outside: its stdout JSON, Stash's log lines, the worker log, the queue file, the request logs
+of both servers and /proc. A sleeping worker is never waited out: `Stage.age` moves the
+stored schedule instead (see there).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from emulators.stage import stage
+from sync_queue.inbox import record_event
+from tests.e2e_worker_support import (
+    QUIET,
+    audited,
+    counts,
+    deferred_ids,
+    lookups,
+    mismatches,
+    queue_of,
+    summary_of,
+    synced,
+    worker_log,
+)
+from tests.secret_audit import AUDIT
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+
+
+def test_a_hook_starts_a_detached_worker_that_syncs_logs_and_exits(tmp_path: Path) -> None:
+    with stage(4, seed=51, work_dir=tmp_path, settings=QUIET, on_result=audited("hook worker")) as st:
+        AUDIT.add_secret(st.plex.token)
+        sid = st.library.sorted_ids()[0]
+        st.plex.faults.latency = 0.2  # the worker's few requests take a while: long enough to see it
+        result = st.hook(sid)
+        assert result.error is None and result.returncode == 0, result.stderr
+        assert result.output["worker_started"] is True
+        assert result.lines("error") == [] and result.lines("warning") == []
+        # The hook has returned (Stash read its stdout to EOF) while its worker still works:
+        # the worker holds none of the hook's stdio, so a save never waits for a sync.
+        assert st.worker_pids(), "the hook waited for its worker"
+        st.wait_for_worker()
+        st.plex.faults.latency = 0.0
+        assert mismatches(st, sid) == []
+        assert not st.worker_running()  # lock free ...
+        st.wait_until(lambda: not st.worker_pids(), timeout=10)  # ... and the process gone
+        log = worker_log(st)
+        assert "Stash2Plex: 1 synced, 0 unchanged" in log, log
+        assert (st.data_dir / "worker.log").stat().st_size < 1_000_000  # rotating file, bounded
+        c = counts(st)
+        assert (c.due, c.deferred, c.in_flight, c.inbox, c.ledger) == (0, 0, 0, 0, 1)
+
+
+def test_a_hook_soon_after_a_worker_finished_starts_the_next_one(tmp_path: Path) -> None:
+    """A save a few seconds after the last worker exited must not sit in the inbox until
+    some later hook comes along."""
+    with stage(3, seed=52, work_dir=tmp_path, settings=QUIET, on_result=audited("hook after worker")) as st:
+        first, second = st.library.sorted_ids()[:2]
+        assert st.hook(first).output["worker_started"] is True
+        st.wait_for_worker()
+        assert synced(st, first)
+        result = st.hook(second)
+        assert result.error is None
+        st.wait_until(lambda: synced(st, second), timeout=20)
+        st.wait_for_worker()
+        assert counts(st).inbox == 0
+
+
+def test_two_hooks_at_once_give_one_worker(tmp_path: Path) -> None:
+    with stage(6, seed=53, work_dir=tmp_path, settings=QUIET, on_result=audited("two hooks")) as st:
+        ids = st.library.sorted_ids()
+        st.plex.faults.latency = 0.1
+        seen: set[int] = set()
+        most = 0
+        done = threading.Event()
+
+        def watch() -> None:
+            nonlocal most
+            while not done.is_set():
+                pids = st.worker_pids()
+                seen.update(pids)
+                most = max(most, len(pids))
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            for _round in range(2):
+                pair = ids[:2] if _round == 0 else ids[2:4]
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    results = list(pool.map(st.hook, pair))
+                assert [r.error for r in results] == [None, None]
+                assert sum(bool(r.output["worker_started"]) for r in results) <= 1
+                st.wait_until(lambda pair=pair: all(synced(st, s) for s in pair), timeout=30)
+            st.wait_for_worker()
+        finally:
+            done.set()
+            watcher.join()
+        assert most == 1, f"{most} workers ran at once"
+        # every worker that ran logged under its own pid; no two overlapped (most == 1)
+        assert 1 <= len(seen) <= 2
+        assert all(synced(st, s) for s in ids[:4])
+
+
+def test_process_queue_takes_over_from_a_draining_worker(tmp_path: Path) -> None:
+    n = 12
+    with stage(n, seed=54, work_dir=tmp_path, settings=QUIET, on_result=audited("takeover draining")) as st:
+        ids = st.library.sorted_ids()
+        st.plex.faults.latency = 0.05
+        for sid in ids:
+            st.hook(sid)
+        st.wait_until(lambda: counts(st).ledger >= 2, timeout=30)  # the worker is draining
+        assert st.worker_running()
+        result = st.task("process_queue")
+        st.plex.faults.latency = 0.0
+        summary = summary_of(result)
+        assert result.progress and result.progress[0] == 0.0 and result.progress[-1] == 1.0
+        assert result.progress == sorted(result.progress)
+        assert all(0.0 <= p <= 1.0 for p in result.progress)
+        worker_synced = sum(int(line.split("Stash2Plex: ")[1].split(" synced")[0])
+                            for line in worker_log(st).splitlines() if " synced, " in line)
+        # Taken over, not run beside: the two processors split the jobs, none done twice.
+        assert summary["synced"] >= 1 and worker_synced >= 2
+        assert summary["synced"] + worker_synced == n
+        assert st.plex.count("PUT", "/library/sections/1/all") == n
+        assert [sid for sid in ids if mismatches(st, sid)] == []
+        assert any("synced" in line for line in result.lines("info"))
+
+
+def test_process_queue_takes_over_from_a_sleeping_worker_and_reports_what_waits(tmp_path: Path) -> None:
+    with stage(3, seed=55, work_dir=tmp_path, scanned=False, settings=QUIET,
+               on_result=audited("takeover sleeping")) as st:
+        waiting, fresh, _ = st.library.sorted_ids()
+        st.pend_in_plex([waiting])
+        st.scan_into_plex([fresh])
+        st.hook(waiting)
+        with queue_of(st) as queue:
+            st.wait_until(lambda: (j := queue.job_for_scene(waiting)) is not None and j.attempts == 1)
+            due_at = queue.job_for_scene(waiting).next_retry_at
+        assert st.worker_running()  # asleep until the job's due time
+        (pid,) = st.worker_pids()
+
+        # New work arrives as a hook records it, without the hook's wake-up of the sleeper:
+        # only the task's handover request can end its sleep here.
+        record_event(st.data_dir, "scene", fresh, "Scene.Update.Post", time.time())
+        result = st.task("process_queue")
+        summary = summary_of(result)
+        assert summary["synced"] == 1 and synced(st, fresh)
+        assert deferred_ids(summary) == {waiting}
+        (entry,) = summary["deferred"]
+        assert entry["error_class"] == "not_found" and entry["next_retry_at"] == pytest.approx(due_at)
+        # It stopped when nothing was due instead of waiting out the backoff ...
+        assert time.time() < due_at
+        # ... and said when the deferred scene is next tried.
+        text = "\n".join(result.lines("info"))
+        assert f"Deferred scene {waiting}" in text and "next try in" in text
+        assert lookups(st, waiting) == 1
+        assert pid not in st.worker_pids()  # the sleeper handed over and exited
+        assert result.progress[0] == 0.0 and result.progress[-1] == 1.0
