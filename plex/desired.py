@@ -25,8 +25,11 @@ Choices, each the answer to "what would surprise a user least":
   would be a surprise). No toggle exists for it, so only `sync_master` controls it.
 * **genres** are Stash tags in Stash's order, de-duplicated ignoring case (Plex tags are
   case-insensitive), at most `max_tags` (0 = no limit).
-* **actors** are performers with their image URL when Stash has a real one (Plex clients
-  fetch actor photos themselves, so the photo appears only where they can reach Stash).
+* **actors** are performers, with a photo only where Plex can honestly show it. The API
+  has one way to give a person a photo: a URL in the tag edit (`actor[i].tag.thumb`);
+  unlike posters there is no upload, so Plex (its photo transcoder) must fetch the URL
+  itself. See `photo_for_plex` for which URLs are sent; a performer without one is still
+  synced by name, and a photo Plex already shows for that person is left as it is.
 * **collections**: the studio only. A parent studio (network) as a second collection
   would put thousands of scenes in one collection nobody asked for.
 * **images**: poster and background both come from the scene's cover (`paths.screenshot`),
@@ -42,9 +45,11 @@ even for non-Latin text (9 bytes per character once percent-encoded).
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
 
 from plugin.settings import Settings
 from stash.records import Scene
@@ -162,14 +167,55 @@ def still_image_url(url: str | None) -> str | None:
     return url
 
 
-def _actors(scene: Scene) -> tuple[Actor, ...]:
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    host = host.strip("[]").casefold()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def photo_for_plex(url: str | None, plex_url: str) -> str | None:
+    """`url` if Plex can fetch it as a person's photo, else None (the name syncs without it).
+
+    Refused:
+
+    * anything but an http(s) still image;
+    * a URL carrying credentials (`user:pass@`, `apikey=`): Plex stores a tag's photo URL
+      in its database and hands it to every client, so a key in it would leak. We never
+      add one, which also means that when Stash requires a login its image URLs answer
+      Plex 401 and no photo shows (a limitation, not something to work around);
+    * a loopback address (127.0.0.1, ::1, localhost) unless Plex itself is reached over
+      loopback. Stash builds image URLs from the address the plugin used, usually
+      127.0.0.1, which on Plex's machine means Plex itself. Stash's External Host setting
+      gives URLs that work from elsewhere.
+    """
+    url = still_image_url(url)
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.username or parts.password or any(k.casefold() == "apikey" for k, _ in parse_qsl(parts.query)):
+        return None
+    if _loopback(parts.hostname) and not _loopback(urlsplit(plex_url or "").hostname):
+        return None
+    return url
+
+
+def _actors(scene: Scene, plex_url: str) -> tuple[Actor, ...]:
     seen: set[str] = set()
     out = []
     for performer in scene.performers:
         name = clean_text(performer.name)
         if name and name.casefold() not in seen:
             seen.add(name.casefold())
-            out.append(Actor(name, still_image_url(performer.image_url)))
+            out.append(Actor(name, photo_for_plex(performer.image_url, plex_url)))
     return tuple(out)
 
 
@@ -192,7 +238,7 @@ def desired_state(scene: Scene, settings: Settings) -> DesiredState:
         originally_available_at=_date(scene.date) if on("sync_date") else None,
         rating=rating_from(scene.rating100) if settings.sync_master else None,
         genres=unique_names(scene.tags, settings.max_tags) if on("sync_tags") else None,
-        actors=_actors(scene) if on("sync_performers") else None,
+        actors=_actors(scene, settings.plex_url) if on("sync_performers") else None,
         collections=((studio,) if studio else ()) if on("sync_collection") else None,
         poster_url=cover if on("sync_poster") else None,
         art_url=cover if on("sync_background") else None,

@@ -191,10 +191,11 @@ def _actors(plan: _Plan, want: tuple[Actor, ...] | None, last: Mapping[str, Any]
     plan.written["actor"] = [[a.name, a.thumb] for a in want]
     reference = {n.casefold(): t for n, t in last_pairs} if last_pairs is not None else {
         a.name.casefold(): a.thumb for a in now}
+    # No photo of ours (None) leaves Plex's alone, and a resent list carries Plex's own.
     thumbs = {a.name.casefold(): a.thumb for a in now}
-    thumbs.update({a.name.casefold(): a.thumb for a in want})
+    thumbs.update({a.name.casefold(): a.thumb for a in want if a.thumb})
     thumb_moved = any((reference.get(a.name.casefold()) or None) != a.thumb for a in want
-                      if a.name.casefold() in _fold(names))
+                      if a.thumb and a.name.casefold() in _fold(names))
     if _fold(names) == _fold(a.name for a in now) and not thumb_moved:
         plan.ensure_lock("actor", ACTOR_LOCK_NAMES)
         return

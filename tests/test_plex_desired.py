@@ -12,6 +12,7 @@ from plex.desired import (
     clean_text,
     complete_date,
     desired_state,
+    photo_for_plex,
     rating_from,
     still_image_url,
     unique_names,
@@ -169,3 +170,27 @@ def test_clean_text_caps_length_at_a_word() -> None:
 
 def test_unique_names_cleans_and_drops_empty() -> None:
     assert unique_names(("  A ", "a", "", "\x00", "B\nC")) == ("A", "B C")
+
+
+@pytest.mark.parametrize(("url", "plex_url", "sent"), [
+    ("http://stash.lan:9999/performer/1/image?t=5", "http://plex.lan:32400", True),
+    ("https://stash.example.org/performer/1/image", "http://10.0.0.2:32400", True),
+    ("http://127.0.0.1:9999/performer/1/image?t=5", "http://127.0.0.1:32400", True),  # one machine
+    ("http://localhost:9999/performer/1/image", "http://[::1]:32400", True),
+    ("http://127.0.0.1:9999/performer/1/image?t=5", "http://plex.lan:32400", False),  # Plex's own loopback
+    ("http://[::1]:9999/performer/1/image", "http://10.0.0.2:32400", False),
+    ("http://0.0.0.0:9999/performer/1/image", "http://10.0.0.2:32400", False),
+    ("http://stash.lan:9999/performer/1/image?apikey=secret", "http://plex.lan:32400", False),
+    ("http://user:pw@stash.lan:9999/performer/1/image", "http://plex.lan:32400", False),
+    ("ftp://stash.lan/performer/1/image", "http://plex.lan:32400", False),
+    ("http://stash.lan:9999/scene/1/stream.mp4", "http://plex.lan:32400", False),  # not a still
+    (None, "http://plex.lan:32400", False),
+])
+def test_photo_for_plex(url: str | None, plex_url: str, sent: bool) -> None:
+    assert photo_for_plex(url, plex_url) == (url if sent else None)
+
+
+def test_unreachable_photo_keeps_the_performer() -> None:
+    state = desired_state(scene(performers=(Performer("1", "Ann", "http://127.0.0.1:9999/performer/1/image"),)),
+                          settings(plex_url="http://plex.lan:32400"))
+    assert state.actors == (Actor("Ann", None),)

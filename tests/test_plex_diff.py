@@ -184,3 +184,12 @@ def test_state_hash_tracks_values_and_settings() -> None:
     assert h != state_hash(FULL, lock=False, preserve=False)
     assert h != state_hash(FULL, lock=True, preserve=True)
     assert canonical_state(FULL, lock=True, preserve=False)["settings"] == {"lock": True, "preserve": False}
+
+
+def test_actor_without_a_photo_of_ours_leaves_plexs_photo() -> None:
+    """None means "no photo we can give": Plex's own stays, and no edit is sent for it."""
+    plan = plan_edit(DesiredState(actors=(Actor("Ann", None),)), SHOWN, None, lock=True, preserve=False)
+    assert plan.empty
+    plan = plan_edit(DesiredState(actors=(Actor("Ann", None), Actor("Bob", None))), SHOWN, None,
+                     lock=True, preserve=False)
+    assert plan.params["actor[0].tag.thumb"] == "http://s/p/1" and "actor[1].tag.thumb" not in plan.params

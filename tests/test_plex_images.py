@@ -47,8 +47,10 @@ def client(stash: StashEmulator) -> StashClient:
     return StashClient(stash.connection(), StashLog(stream=io.StringIO()))
 
 
-def plex_sync(plex: PlexEmulator, stash_client: StashClient, tmp_path: Path) -> PlexSync:
-    settings = load_settings({"plex_url": plex.url, "plex_token": plex.token,
+def plex_sync(plex: PlexEmulator, stash_client: StashClient, tmp_path: Path,
+              plex_url: str | None = None) -> PlexSync:
+    """`plex_url` is the setting's value (where the user says Plex is); requests go to the emulator."""
+    settings = load_settings({"plex_url": plex_url or plex.url, "plex_token": plex.token,
                               "path_map": "/data/stash=>/media/stash"}, warn=lambda m: None)
     conn = PlexConnection(plex.url, plex.token, data_dir=tmp_path, sleep=lambda s: None)
     return PlexSync(conn, settings, stash_client.fetch_image)
@@ -110,3 +112,48 @@ def test_sync_uploads_the_cover_downloaded_from_stash(stash: StashEmulator, plex
     assert out.images_uploaded == ("poster", "art")
     assert item.poster is not None and item.poster.data == COVER
     assert item.art is not None and item.art.data == COVER
+
+
+def test_performer_photo_reaches_plex_as_a_url_plex_can_fetch(stash: StashEmulator, plex: PlexEmulator,
+                                                              tmp_path: Path) -> None:
+    """Stash and Plex on one machine: the photo URL goes into the tag edit, plexapi reads it
+    back on the Role, and fetching it without our credentials (as Plex does) gives the
+    performer's image."""
+    key = plex.add_item("/media/stash/a/one.mp4")
+    c = client(stash)
+    scene = c.find_scene(1)
+    plex_sync(plex, c, tmp_path).sync(scene, None, now=1000.0)
+    edit = [r for r in plex.requests if r.method == "PUT" and r.path == "/library/sections/1/all"]
+    assert len(edit) == 1 and edit[0].query["actor[0].tag.thumb"] == scene.performers[0].image_url
+    role = PlexConnection(plex.url, plex.token, data_dir=tmp_path).server().fetchItem(key).roles[0]
+    assert role.tag == "Ann" and role.thumb == scene.performers[0].image_url
+    assert plex.fetch_url(role.thumb) == png_bytes(7)
+
+
+def test_loopback_photo_is_not_sent_to_a_plex_elsewhere(stash: StashEmulator, plex: PlexEmulator,
+                                                        tmp_path: Path) -> None:
+    """Plex on another machine would resolve 127.0.0.1 to itself: the name syncs, no photo."""
+    key = plex.add_item("/media/stash/a/one.mp4")
+    c = client(stash)
+    scene = c.find_scene(1)
+    assert "127.0.0.1" in (scene.performers[0].image_url or "")
+    plex_sync(plex, c, tmp_path, plex_url="http://plex.lan:32400").sync(scene, None, now=1000.0)
+    assert plex.item(key).roles() == {"Ann": None}
+    assert not any(k.endswith("tag.thumb") for r in plex.requests for k in r.query)
+    assert plex.library.tag("Role", "Ann").thumb is None
+
+
+def test_with_a_stash_login_no_credential_goes_to_plex(plex: PlexEmulator, tmp_path: Path) -> None:
+    """Stash requires a login: our downloads carry the key, the photo URL Plex stores never
+    does, so Plex's own fetch is refused (the documented limitation) and nothing leaks."""
+    with StashEmulator(library(), username="u", password="p", api_key="k-secret-1234") as stash:
+        key = plex.add_item("/media/stash/a/one.mp4")
+        c = client(stash)
+        scene = c.find_scene(1)
+        out = plex_sync(plex, c, tmp_path).sync(scene, None, now=1000.0)
+        assert out.images_uploaded == ("poster", "art") and plex.item(key).poster.data == COVER
+        thumb = plex.library.tag("Role", "Ann").thumb or ""
+        assert thumb and "k-secret-1234" not in thumb and "apikey" not in thumb.casefold()
+        assert not any("k-secret-1234" in v for r in plex.requests for v in r.query.values())
+        with pytest.raises(OSError):  # urllib's HTTPError: Stash answers 401 to Plex
+            plex.fetch_url(thumb)
