@@ -9,16 +9,17 @@ deferred to a background worker started for it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
-from sync_queue.jobs import JobQueue, QueueCounts
+from sync_queue.jobs import Job, JobQueue, QueueCounts
 from sync_queue.state import BREAKER, HALT, StateStore
 from worker.breaker import Breaker
 from worker.handover import processor
-from worker.summary import DrainSummary, absolute_utc, format_summary, relative
+from worker.policy import ErrorClass
+from worker.summary import Deferred, DrainSummary, absolute_utc, format_summary, relative
 
 if TYPE_CHECKING:
     from worker.core import Services
@@ -66,8 +67,20 @@ def drain_and_report(ctx: RunContext, svc: Services,
     result = drain(svc, time.time, time.sleep, progress=progress)
     ctx.log.progress(1.0)
     now = time.time()
+    include_waiting(result.summary, svc.queue.deferred(now))
     ctx.log.info(format_summary(result.summary, now))
     return result.summary, svc.queue.counts(now)
+
+
+def include_waiting(summary: DrainSummary, waiting: Iterable[Job]) -> None:
+    """Add jobs deferred before this drain: the user asked what is left and when it runs,
+    and a job an earlier worker deferred is as much left as one this drain deferred."""
+    for job in waiting:
+        try:
+            kind = ErrorClass(job.last_error_class)
+        except ValueError:  # None, or a queue-side mark such as an abandoned flight
+            kind = ErrorClass.TRANSIENT
+        summary.deferred.setdefault(job.scene_id, Deferred(job.next_retry_at, kind, job.last_error or ""))
 
 
 def queue_counts(counts: QueueCounts) -> dict[str, int]:
