@@ -24,9 +24,9 @@ TASKS: dict[str, tuple[str, str | None]] = {
     "clear_dlq": ("Clear Dead Letters", "worker.tasks:clear_dlq"),
     "purge_dlq": ("Purge Old Dead Letters", "worker.tasks:purge_dlq"),
     "retry_dlq": ("Retry Dead Letters", "worker.tasks:retry_dlq"),
-    "reconcile_all": ("Reconcile All", None),
-    "reconcile_recent": ("Reconcile Last 24 Hours", None),
-    "reconcile_7days": ("Reconcile Last 7 Days", None),
+    "reconcile_all": ("Reconcile All", "reconciliation.reconcile:reconcile_all"),
+    "reconcile_recent": ("Reconcile Last 24 Hours", "reconciliation.reconcile:reconcile_recent"),
+    "reconcile_7days": ("Reconcile Last 7 Days", "reconciliation.reconcile:reconcile_7days"),
     "health_check": ("Health Check", None),
     "dry_run": ("Dry Run", None),
 }
