@@ -18,11 +18,13 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from plex.desired import desired_state
+from plex.desired import DesiredState, desired_state
 from plex.diff import state_hash
 from plugin.runtime import RunContext
 from plugin.settings import Settings
+from stash.client import StashClient
 from stash.records import Scene
+from sync_queue.state import StateStore
 from worker.handover import processor
 
 PAGE = 200
@@ -36,8 +38,12 @@ LISTING_SHARE = 0.3
 
 def scene_state(scene: Scene, settings: Settings) -> str:
     """The ledger hash of what a sync of `scene` would write: equal to the one a sync stores."""
-    return state_hash(desired_state(scene, settings), lock=settings.lock_synced_fields,
-                      preserve=settings.preserve_plex_edits)
+    return desired_hash(desired_state(scene, settings), settings)
+
+
+def desired_hash(desired: DesiredState, settings: Settings) -> str:
+    """`scene_state` for a caller that needs the desired state too (reconcile)."""
+    return state_hash(desired, lock=settings.lock_synced_fields, preserve=settings.preserve_plex_edits)
 
 
 def stash_stamp(when: float) -> str:
@@ -72,6 +78,50 @@ def cursor_key(reason: str) -> str:
     return f"bulk_cursor.{reason}"
 
 
+class LibraryPass:
+    """The Stash side of a whole-library pass: pages of scenes, the window, the resumable cursor.
+
+    Sync All, Sync Recent and reconcile all read Stash through this one object. A pass over
+    the whole library (`window` None) resumes after the scene id stored under its `reason`,
+    and moves the cursor only once the caller has handled a page (the generator resumes
+    after the caller's loop body), so a pass killed mid-page redoes that page, never skips it.
+    A windowed pass ("recent") asks Stash wider than the window (its filter compares text in
+    its own zone) and keeps only scenes whose own timestamps fall inside it.
+    """
+
+    def __init__(self, stash: StashClient, state: StateStore, reason: str, window: float | None,
+                 now: float, page_size: int = PAGE) -> None:
+        self.stash, self.state, self.reason, self.window = stash, state, reason, window
+        self.since = now - window if window else None
+        self.filter = recent_filter(now, window) if window else None
+        self.page_size = page_size
+        self.key = cursor_key(reason)
+        self.after = int(state.get(self.key) or 0) if window is None else 0
+        self.total = max(stash.count_scenes(self.filter), 1)
+        self.seen = 0
+
+    def pages(self) -> Iterator[list[Scene]]:
+        scenes: Iterable[Scene] = self.stash.iter_scenes(self.filter, after_id=self.after, page_size=self.page_size)
+        if self.since is not None:
+            scenes = changed_within(scenes, self.since)
+        page: list[Scene] = []
+        for scene in scenes:
+            page.append(scene)
+            self.seen += 1
+            if len(page) >= self.page_size:
+                yield page
+                if self.window is None:
+                    self.state.put(self.key, str(page[-1].id))
+                page = []
+        if page:
+            yield page
+        self.state.put(self.key, None)
+
+    @property
+    def fraction(self) -> float:
+        return min(self.seen / self.total, 1.0)
+
+
 def sync_all(ctx: RunContext) -> dict[str, Any]:
     return bulk_sync(ctx, "sync_all", window=None)
 
@@ -86,32 +136,17 @@ def bulk_sync(ctx: RunContext, reason: str, window: float | None) -> dict[str, A
 
     require_enabled(ctx)
     settings = ctx.settings
-    start = time.time()
-    scene_filter = recent_filter(start, window) if window else None
     with processor(ctx.data_dir), services(ctx) as svc:
-        key = cursor_key(reason)
-        after = int(svc.state.get(key) or 0) if window is None else 0
-        total = max(ctx.stash.count_scenes(scene_filter), 1)
-        seen = queued = 0
+        listing = LibraryPass(ctx.stash, svc.state, reason, window, time.time())
+        queued = 0
         ctx.log.progress(0.0)
-        if after:
-            ctx.log.info(f"Stash2Plex: resuming {reason} after scene {after}.")
-        page: list[tuple[int, str]] = []
-        scenes = ctx.stash.iter_scenes(scene_filter, after_id=after, page_size=PAGE)
-        if window:
-            scenes = changed_within(scenes, start - window)
-        for scene in scenes:
-            page.append((scene.id, scene_state(scene, settings)))
-            seen += 1
-            if len(page) >= PAGE:
-                queued += svc.queue.enqueue_changed_many(page, reason, time.time())
-                if window is None:
-                    svc.state.put(key, str(page[-1][0]))
-                page.clear()
-                ctx.log.progress(LISTING_SHARE * min(seen / total, 1.0))
-        if page:
-            queued += svc.queue.enqueue_changed_many(page, reason, time.time())
-        svc.state.put(key, None)
+        if listing.after:
+            ctx.log.info(f"Stash2Plex: resuming {reason} after scene {listing.after}.")
+        for page in listing.pages():
+            states = [(scene.id, scene_state(scene, settings)) for scene in page]
+            queued += svc.queue.enqueue_changed_many(states, reason, time.time())
+            ctx.log.progress(LISTING_SHARE * listing.fraction)
+        seen = listing.seen
         ctx.log.info(f"Stash2Plex: {seen} scenes read from Stash, {queued} queued, "
                      f"{seen - queued} unchanged since their last sync.")
         summary, counts = drain_and_report(

@@ -1,0 +1,244 @@
+"""Which kind of gap lies between a Stash scene and its Plex item. Pure: no I/O, no clock.
+
+Reconcile reads Plex only through paged section listings (`/all`), never one request per
+scene. A listing shows every scalar field in full but cuts tag lists short and shows no
+locks (shared reference §4.4-4.6), so every judgement here uses only what a listing can
+prove:
+
+* **never synced**: the ledger has no row for the scene, or its row is for an item Plex no
+  longer has (marked lost, or the file is now under another item's key).
+* **stale**: the Stash state hash differs from the one the ledger recorded.
+* **missing**: no listed Plex item holds any of the scene's files (the mapped paths tried
+  are listed, and any same-named candidates).
+* **empty**: the item lacks what Stash has: no title or the title Plex derives from the
+  file name, no summary, studio, tagline or date, no genre or actor at all, where Stash has
+  one. That is what an agent refresh leaves behind on unlocked fields.
+* **drifted**: a scalar differs from what we last wrote (the ledger's `written` map), or a
+  listed genre or actor is one we never wrote. Listed tags are a prefix of the real list,
+  so a tag removed in Plex cannot be seen here; a tag added there can.
+
+One scene has one gap, the first that applies in `GAP_ORDER`: a sync for it repairs the
+later kinds too. Never synced, stale and missing go through the ledger rule (the queue
+skips a state that is in flight or was dead-lettered). Empty and drifted have an unchanged
+state hash, so they are queued explicitly, except under `preserve_plex_edits`: the sync's
+three-way rule keeps a Plex value that differs from what we last wrote, so queueing would
+change nothing and repeat on every pass. Those are reported as kept.
+
+To keep 100,000 listed items small in memory, the driver holds each as a `Snapshot`:
+8-byte digests of the normalised values and a few flags, not the text itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from plex.desired import DesiredState
+from plex.matcher import MatchResult
+from plex.pathmap import basename_key
+
+
+class Gap(str, Enum):
+    MISSING = "missing"
+    NEVER_SYNCED = "never_synced"
+    STALE = "stale"
+    EMPTY = "empty"
+    DRIFTED = "drifted"
+
+
+GAP_ORDER: tuple[Gap, ...] = (Gap.MISSING, Gap.NEVER_SYNCED, Gap.STALE, Gap.EMPTY, Gap.DRIFTED)
+#: Gaps the ledger rule queues (the state hash or the lost mark says so).
+BY_LEDGER_RULE = frozenset({Gap.MISSING, Gap.NEVER_SYNCED, Gap.STALE})
+
+#: Scalar fields as the ledger's `written` names them, in the order a listing prints them.
+SCALARS: tuple[str, ...] = ("title", "titleSort", "studio", "summary", "tagline",
+                            "originallyAvailableAt", "userRating")
+#: Tag lists whose listed names must all be ones we wrote (collections are shared with the
+#: user's own, so an extra one is not drift).
+LISTS: tuple[str, ...] = ("genre", "actor")
+#: DesiredState attribute -> the written/listing name checked for "empty".
+EMPTY_CHECKS: tuple[tuple[str, str], ...] = (
+    ("title", "title"), ("summary", "summary"), ("studio", "studio"), ("tagline", "tagline"),
+    ("originally_available_at", "originallyAvailableAt"), ("genres", "genre"), ("actors", "actor"),
+)
+_DIGEST = 8
+
+
+@dataclass(frozen=True)
+class ListedItem:
+    """One item as a section listing shows it (tag lists may be cut short; no locks)."""
+
+    rating_key: str
+    title: str = ""
+    title_sort: str = ""
+    studio: str = ""
+    summary: str = ""
+    tagline: str = ""
+    originally_available_at: str = ""
+    rating: float | None = None
+    genres: tuple[str, ...] = ()
+    actors: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+    def value(self, name: str) -> Any:
+        return {
+            "title": self.title, "titleSort": self.title_sort, "studio": self.studio,
+            "summary": self.summary, "tagline": self.tagline,
+            "originallyAvailableAt": self.originally_available_at, "userRating": self.rating,
+            "genre": self.genres, "actor": self.actors,
+        }[name]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A `ListedItem` reduced to what the decisions compare: a digest per scalar (in `SCALARS`
+    order), the digests of listed tag names per list, and the names of empty fields."""
+
+    rating_key: str
+    scalars: bytes
+    tags: tuple[bytes, ...]  # per LISTS entry: concatenated digests of the listed names
+    empty: frozenset[str]
+
+
+def digest(value: Any) -> bytes:
+    """8 bytes of blake2b over the value as the diff compares it: absent and empty alike,
+    numbers by their one-decimal value, text exactly."""
+    if value is None or value == "":
+        text = ""
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = repr(round(float(value), 1))
+    else:
+        text = str(value)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=_DIGEST).digest()
+
+
+def _tag_digests(names: Iterable[str]) -> bytes:
+    return b"".join(sorted({digest(n.casefold()) for n in names if n}))
+
+
+def _chunks(data: bytes) -> set[bytes]:
+    return {data[i:i + _DIGEST] for i in range(0, len(data), _DIGEST)}
+
+
+def _stem(path: str) -> str:
+    name = basename_key(path)
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def title_is_placeholder(title: str, files: Sequence[str]) -> bool:
+    """No title, or the one Plex derives from a file name when nothing else is known."""
+    text = title.strip().casefold()
+    return not text or any(text == _stem(f) for f in files)
+
+
+def snapshot(item: ListedItem) -> Snapshot:
+    empty = {name for name in SCALARS if item.value(name) in (None, "")}
+    empty |= {name for name in LISTS if not item.value(name)}
+    if title_is_placeholder(item.title, item.files):
+        empty.add("title")
+    return Snapshot(
+        rating_key=item.rating_key,
+        scalars=b"".join(digest(item.value(name)) for name in SCALARS),
+        tags=tuple(_tag_digests(item.value(name)) for name in LISTS),
+        empty=frozenset(empty),
+    )
+
+
+def _has(value: Any) -> bool:
+    return value not in (None, "", ())
+
+
+def empty_fields(desired: DesiredState, snap: Snapshot, files: Sequence[str] = ()) -> tuple[str, ...]:
+    """Fields Stash has a value for that the listed item shows empty.
+
+    A Stash title that is itself the file name is no loss when Plex shows the file name."""
+    out = []
+    for attr, name in EMPTY_CHECKS:
+        want = getattr(desired, attr)
+        if not _has(want) or name not in snap.empty:
+            continue
+        if name == "title" and title_is_placeholder(str(want), files):
+            continue
+        out.append(name)
+    return tuple(out)
+
+
+def _written_names(name: str, value: Any) -> list[str]:
+    if name == "actor":  # [[name, thumb], ...]
+        return [pair[0] for pair in value or () if pair]
+    return [str(v) for v in value or ()]
+
+
+def drifted_fields(written: Mapping[str, Any], snap: Snapshot) -> tuple[str, ...]:
+    """Fields where the listed item differs from what our last sync wrote."""
+    out = []
+    for i, name in enumerate(SCALARS):
+        if name in written and digest(written[name]) != snap.scalars[i * _DIGEST:(i + 1) * _DIGEST]:
+            out.append(name)
+    for i, name in enumerate(LISTS):
+        if name not in written:
+            continue
+        ours = _chunks(_tag_digests(_written_names(name, written[name])))
+        if not _chunks(snap.tags[i]) <= ours:
+            out.append(name)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One scene's gap (None: in sync), whether to queue it, and what shows it."""
+
+    gap: Gap | None
+    queue: bool = False
+    fields: tuple[str, ...] = ()
+    paths_tried: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = ()
+
+    @property
+    def kept(self) -> bool:
+        """A gap we report but leave alone (a Plex edit under preserve_plex_edits)."""
+        return self.gap is not None and not self.queue
+
+
+IN_SYNC = Verdict(None)
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """What the ledger says about a scene, as classification needs it."""
+
+    state_hash: str
+    written: Mapping[str, Any]
+    plex_key: str | None = None
+    lost: bool = False
+
+
+def classify(state_hash: str, desired: DesiredState, ledger: LedgerView | None, found: MatchResult,
+             snap: Snapshot | None, *, preserve: bool, files: Sequence[str] = ()) -> Verdict:
+    """The scene's gap under the rules of the module docstring.
+
+    `found` is the match against the listing index, `snap` the listed item it points to
+    (None when the index has no such item), `files` the scene's paths as Plex sees them.
+    """
+    if not found.found or snap is None:
+        return Verdict(Gap.MISSING, True, paths_tried=found.paths_tried, candidates=found.candidates)
+    if ledger is None or ledger.lost or (ledger.plex_key and ledger.plex_key != snap.rating_key):
+        # No sync ever reached the item Plex has now (it was lost, or re-created under a new key).
+        return Verdict(Gap.NEVER_SYNCED, True)
+    if ledger.state_hash != state_hash:
+        return Verdict(Gap.STALE, True)
+    empty = empty_fields(desired, snap, files)
+    if empty:
+        return Verdict(Gap.EMPTY, not preserve, fields=empty)
+    drifted = drifted_fields(ledger.written, snap)
+    if drifted:
+        return Verdict(Gap.DRIFTED, not preserve, fields=drifted)
+    return IN_SYNC
+
+
+def reason(gap: Gap) -> str:
+    """The reason recorded on a job this gap queued."""
+    return f"reconcile_{gap.value}"

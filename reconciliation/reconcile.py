@@ -1,0 +1,276 @@
+"""Reconcile: find the gaps between Stash and Plex, queue only the real ones, then drain.
+
+Cost, whatever the library size: Plex is read through the paged section listings that
+build the match index anyway (`PlexSync.build_index(on_page=)`, one pass, `PAGE_SIZE` items
+a request); Stash through `LibraryPass`, the same bounded, id-keyed pages as Sync All. No
+request is made per scene. Each listed item is kept as a `gaps.Snapshot` (digests, not text),
+so memory grows by tens of bytes per Plex item beside the index itself.
+
+What is a gap, and which are queued, is `reconciliation.gaps` (pure). This module only
+reads, hands each scene to `gaps.classify`, queues, and reports: counts by gap type in the
+task's output and one info line per type. The drain afterwards is the shared core, exactly
+as after Sync All, under one progress bar for the whole run.
+
+`reconcile_pass` needs no lock or drain of its own, so the background worker runs it as the
+auto-reconcile (it already holds the processor lock) and the tasks wrap it with both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from plex import xmlread
+from plex.desired import desired_state
+from plex.matcher import LibraryIndex, match
+from plex.pathmap import to_plex
+from plex.records import LedgerEntry as PlexLedger
+from plugin.protocol import StashLog
+from plugin.runtime import RunContext
+from plugin.settings import Settings
+from reconciliation.bulk import LISTING_SHARE, RECENT_WINDOW, LibraryPass, desired_hash
+from reconciliation.gaps import (
+    BY_LEDGER_RULE,
+    GAP_ORDER,
+    Gap,
+    LedgerView,
+    ListedItem,
+    Snapshot,
+    Verdict,
+    classify,
+    reason,
+    snapshot,
+)
+from stash.client import StashClient
+from stash.records import Scene
+from sync_queue.ledger import LedgerEntry
+from sync_queue.state import LAST_RECONCILE
+from worker.core import Services
+from worker.handover import processor
+
+#: Task mode -> window in seconds (None: the whole library, resumable).
+SCOPES: dict[str, float | None] = {
+    "reconcile_all": None,
+    "reconcile_recent": RECENT_WINDOW,
+    "reconcile_7days": 7 * 86400.0,
+}
+#: Share of the listing progress spent on Plex's listing; Stash's pages get the rest.
+PLEX_SHARE = 0.4
+#: Scenes listed per gap type in the output (the counts are always complete).
+EXAMPLES = 50
+LOG_EXAMPLES = 5
+
+LABELS = {
+    Gap.MISSING: "missing in Plex",
+    Gap.NEVER_SYNCED: "never synced",
+    Gap.STALE: "stale (changed in Stash since the last sync)",
+    Gap.EMPTY: "empty in Plex (fields Stash has are blank or the file name)",
+    Gap.DRIFTED: "drifted (changed in Plex since the last sync)",
+}
+
+
+@dataclass
+class ReconcileReport:
+    scope: str
+    scenes: int = 0
+    plex_items: int = 0
+    queued: int = 0
+    counts: dict[Gap, int] = field(default_factory=lambda: {g: 0 for g in GAP_ORDER})
+    kept: dict[Gap, int] = field(default_factory=lambda: {g: 0 for g in GAP_ORDER})
+    examples: dict[Gap, list[dict[str, Any]]] = field(default_factory=lambda: {g: [] for g in GAP_ORDER})
+    completed: bool = False
+
+    def add(self, scene_id: int, verdict: Verdict) -> None:
+        if verdict.gap is None:
+            return
+        self.counts[verdict.gap] += 1
+        if verdict.kept:
+            self.kept[verdict.gap] += 1
+        if len(self.examples[verdict.gap]) < EXAMPLES:
+            example: dict[str, Any] = {"scene_id": scene_id}
+            if verdict.fields:
+                example["fields"] = list(verdict.fields)
+            if verdict.gap is Gap.MISSING:
+                example["paths_tried"] = list(verdict.paths_tried)
+                if verdict.candidates:
+                    example["candidates"] = list(verdict.candidates)
+            if verdict.kept:
+                example["kept"] = True
+            self.examples[verdict.gap].append(example)
+
+    @property
+    def in_sync(self) -> int:
+        return self.scenes - sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope, "scenes": self.scenes, "plex_items": self.plex_items,
+            "in_sync": self.in_sync, "queued": self.queued, "completed": self.completed,
+            "gaps": {g.value: self.counts[g] for g in GAP_ORDER},
+            "kept": {g.value: self.kept[g] for g in GAP_ORDER if self.kept[g]},
+            "examples": {g.value: self.examples[g] for g in GAP_ORDER if self.examples[g]},
+        }
+
+    def lines(self) -> list[str]:
+        """One info line per gap type, then the total."""
+        out = []
+        for gap in GAP_ORDER:
+            n = self.counts[gap]
+            text = f"Stash2Plex reconcile: {n} {LABELS[gap]}"
+            if self.kept[gap]:
+                text += f", {self.kept[gap]} kept (preserve_plex_edits is on)"
+            shown = [_example_text(e) for e in self.examples[gap][:LOG_EXAMPLES]]
+            if shown:
+                more = f"; and {n - len(shown)} more" if n > len(shown) else ""
+                text += ": " + "; ".join(shown) + more
+            out.append(text + ".")
+        out.append(f"Stash2Plex reconcile: {self.scenes} scenes checked against {self.plex_items} Plex items, "
+                   f"{self.in_sync} in sync, {self.queued} queued.")
+        return out
+
+
+def _example_text(example: dict[str, Any]) -> str:
+    text = f"scene {example['scene_id']}"
+    if "paths_tried" in example:
+        text += " (tried " + (", ".join(example["paths_tried"]) or "no file") + ")"
+    if "fields" in example:
+        text += " (" + ", ".join(example["fields"]) + ")"
+    return text
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def listed_item(video: Any) -> ListedItem:
+    """A listing's Video element as the record `gaps` judges (read like a full item; its tag
+    lists are cut short and it has no locks, which `gaps` allows for)."""
+    state = xmlread.current_state(video)
+    return ListedItem(
+        rating_key=state.rating_key, title=state.title, title_sort=state.title_sort, studio=state.studio,
+        summary=state.summary, tagline=state.tagline, originally_available_at=state.originally_available_at,
+        rating=state.rating, genres=state.genres, actors=tuple(a.name for a in state.actors), files=state.files,
+    )
+
+
+def ledger_view(entry: LedgerEntry | None) -> LedgerView | None:
+    if entry is None:
+        return None
+    record = PlexLedger.from_any(entry.written)
+    written = record.written if record is not None else {}
+    return LedgerView(entry.fields_hash, written, entry.plex_key, entry.lost)
+
+
+def read_plex(svc: Services, now: float,
+              progress: Callable[[float], None]) -> tuple[LibraryIndex, dict[str, Snapshot]]:
+    """Build the sync's match index from the paged listings and keep a snapshot per item."""
+    snaps: dict[str, Snapshot] = {}
+    seen = [0]
+
+    def on_page(root: Any) -> None:
+        videos = [v for v in root if v.tag == "Video" and v.get("ratingKey")]
+        for video in videos:
+            snaps[str(video.get("ratingKey"))] = snapshot(listed_item(video))
+        seen[0] += len(videos)
+        progress(min(seen[0] / max(xmlread.total_size(root, len(videos)), 1), 1.0))
+
+    index = svc.plex.build_index(now, on_page=on_page)  # type: ignore[attr-defined]
+    return index, snaps
+
+
+# --- the pass -------------------------------------------------------------------------------
+
+
+def reconcile_pass(svc: Services, stash: StashClient, settings: Settings, log: StashLog, scope: str,
+                   now: float, progress: Callable[[float], None] = lambda f: None,
+                   should_stop: Callable[[], bool] = lambda: False) -> ReconcileReport:
+    """Classify every scene in `scope` and queue its gap; the caller drains.
+
+    Stops between pages when `should_stop()` (a handover): `completed` stays False and a
+    whole-library pass resumes from its cursor next time.
+    """
+    report = ReconcileReport(scope)
+    index, snaps = read_plex(svc, now, lambda f: progress(PLEX_SHARE * f))
+    report.plex_items = len(snaps)
+    listing = LibraryPass(stash, svc.state, scope, SCOPES[scope], now)
+    if listing.after:
+        log.info(f"Stash2Plex: resuming {scope} after scene {listing.after}.")
+    for page in listing.pages():
+        report.queued += _reconcile_page(svc, settings, page, index, snaps, report, now)
+        report.scenes = listing.seen
+        progress(PLEX_SHARE + (1 - PLEX_SHARE) * listing.fraction)
+        if should_stop():
+            return report
+    report.completed = True
+    return report
+
+
+def _reconcile_page(svc: Services, settings: Settings, page: list[Scene], index: LibraryIndex,
+                    snaps: dict[str, Snapshot], report: ReconcileReport, now: float) -> int:
+    """Classify one page of scenes and queue its gaps; how many were queued."""
+    by_rule: dict[Gap, list[tuple[int, str]]] = {}
+    forced: list[tuple[int, Gap]] = []
+    pm = settings.path_map
+    for scene in page:
+        desired = desired_state(scene, settings)
+        digest = desired_hash(desired, settings)
+        entry = svc.queue.ledger_get(scene.id)
+        found = match(scene.files, index, pm, settings.strict_matching)
+        snap = snaps.get(found.rating_key) if found.rating_key else None
+        verdict = classify(digest, desired, ledger_view(entry), found, snap,
+                           preserve=settings.preserve_plex_edits,
+                           files=tuple(to_plex(f.path, pm) for f in scene.files))
+        report.add(scene.id, verdict)
+        if verdict.gap is None or not verdict.queue:
+            continue
+        if verdict.gap in BY_LEDGER_RULE:
+            if verdict.gap is Gap.MISSING and entry is not None and not entry.lost:
+                svc.queue.ledger_mark_lost(scene.id)  # the ledger rule now queues it, once per state
+            by_rule.setdefault(verdict.gap, []).append((scene.id, digest))
+        else:
+            forced.append((scene.id, verdict.gap))
+    queued = sum(svc.queue.enqueue_changed_many(states, reason(gap), now) for gap, states in by_rule.items())
+    for scene_id, gap in forced:
+        svc.queue.enqueue(scene_id, reason(gap), now, urgent=False)
+    return queued + len(forced)
+
+
+# --- the tasks ------------------------------------------------------------------------------
+
+
+def reconcile_all(ctx: RunContext) -> dict[str, Any]:
+    return reconcile_task(ctx, "reconcile_all")
+
+
+def reconcile_recent(ctx: RunContext) -> dict[str, Any]:
+    return reconcile_task(ctx, "reconcile_recent")
+
+
+def reconcile_7days(ctx: RunContext) -> dict[str, Any]:
+    return reconcile_task(ctx, "reconcile_7days")
+
+
+def record_reconcile(svc: Services, report: ReconcileReport, now: float) -> None:
+    """A finished whole-library pass is what auto-reconcile waits an interval after."""
+    if report.completed and SCOPES[report.scope] is None:
+        svc.state.put(LAST_RECONCILE, repr(now))
+
+
+def reconcile_task(ctx: RunContext, scope: str) -> dict[str, Any]:
+    from worker.services import services
+    from worker.tasks import drain_and_report, queue_counts, require_enabled, start_worker_if_needed
+
+    require_enabled(ctx)
+    with processor(ctx.data_dir), services(ctx) as svc:
+        ctx.log.progress(0.0)
+        now = time.time()
+        report = reconcile_pass(svc, ctx.stash, ctx.settings, ctx.log, scope, now,
+                                progress=lambda f: ctx.log.progress(LISTING_SHARE * f))
+        record_reconcile(svc, report, now)
+        for line in report.lines():
+            ctx.log.info(line)
+        summary, counts = drain_and_report(
+            ctx, svc, lambda f: ctx.log.progress(LISTING_SHARE + (1 - LISTING_SHARE) * f))
+    start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
+    return {**report.to_dict(), "summary": summary.to_dict(), "queue": queue_counts(counts)}
