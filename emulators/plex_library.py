@@ -265,6 +265,11 @@ def element_for(kind: str) -> str:
 
 
 def _under(path: str, folder: str) -> bool:
+    """`path` is `folder` or inside it. A Windows Plex (drive or UNC location) separates
+    with backslashes and compares ignoring case, as NTFS does; elsewhere exact, with '/'."""
+    if re.match(r"^([A-Za-z]:|\\\\)", folder):
+        p, f = path.replace("/", "\\").casefold(), folder.replace("/", "\\").rstrip("\\").casefold()
+        return p == f or p.startswith(f + "\\")
     folder = folder.rstrip("/")
     return path == folder or path.startswith(folder + "/")
 

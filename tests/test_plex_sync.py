@@ -342,3 +342,48 @@ def test_max_request_rate_spaces_every_plex_request(plex: PlexEmulator, tmp_path
     now[0] += 10  # idle: the bucket refills, the next request goes at once
     conn.query("/library/sections")
     assert len(sleeps) == 3
+
+
+def scan_paths(plex: PlexEmulator) -> list[str]:
+    return [r.query.get("path", "") for r in plex.requests if r.path.endswith("/refresh")]
+
+
+def test_scan_once_per_folder_per_burst(plex: PlexEmulator, tmp_path: Path) -> None:
+    """Files Plex has not seen yet (its scan runs in the background and has not found them):
+    each miss asks for its own folder, mapped to Plex's path, once within the window."""
+    from plex.sync import SCAN_WINDOW
+
+    sync, _ = make(plex, tmp_path)
+    misses = [scene(1, "/data/stash/new/a.mp4"), scene(2, "/data/stash/new/b.mp4"),
+              scene(3, "/data/stash/other/c.mp4"),
+              scene(4, files=(SceneFile("/data/stash/two/d.mp4"), SceneFile("/data/stash/three/d.mkv")))]
+    for s in misses:
+        with pytest.raises(PlexNotFound):
+            sync.sync(s, None, now=100.0)
+    assert scan_paths(plex) == ["/media/stash/new", "/media/stash/other", "/media/stash/two", "/media/stash/three"]
+    assert all(r.method == "GET" for r in plex.requests if r.path == "/library/sections/1/refresh")
+    with pytest.raises(PlexNotFound):
+        sync.sync(scene(5, "/data/stash/new/e.mp4"), None, now=100.0 + SCAN_WINDOW - 1)
+    assert len(scan_paths(plex)) == 4  # same burst: not asked again
+    with pytest.raises(PlexNotFound):
+        sync.sync(scene(1, "/data/stash/new/a.mp4"), None, now=100.0 + SCAN_WINDOW + 1)
+    assert scan_paths(plex)[4:] == ["/media/stash/new"]  # a later burst asks again
+
+
+def test_scan_path_is_mapped_to_a_windows_plex(tmp_path: Path) -> None:
+    with PlexEmulator(sections=(("Stash", "D:\\Media\\Stash"),)) as plex:
+        plex.add_pending("D:\\Media\\Stash\\new\\a.mp4")
+        sync, _ = make(plex, tmp_path, path_map="/data/stash=>D:\\Media\\Stash")
+        with pytest.raises(PlexNotFound):
+            sync.sync(scene(1, "/data/stash/new/a.mp4"), None, now=1.0)
+        assert scan_paths(plex) == ["D:\\Media\\Stash\\new"]
+        assert plex.item_by_file("D:\\Media\\Stash\\new\\a.mp4") is not None  # the scan found it
+        out = sync.sync(scene(1, "/data/stash/new/a.mp4"), None, now=60.0)  # the retry, after MISS_TTL
+        assert out.status is SyncStatus.WRITTEN and len(scan_paths(plex)) == 1
+
+
+def test_scan_outside_every_configured_library_is_not_asked(plex: PlexEmulator, tmp_path: Path) -> None:
+    sync, _ = make(plex, tmp_path, path_map="/data/stash=>/elsewhere")
+    with pytest.raises(PlexNotFound):
+        sync.sync(scene(), None, now=1.0)
+    assert scan_paths(plex) == []
