@@ -2,10 +2,13 @@
 
     .venv/bin/python bench/bench_plex_requests.py [--scenes N]
 
-Rows: first sync of one fully tagged scene (index amortised, i.e. built beforehand), the
-same scene unchanged, and a whole-library first sync without images (prefetch + sync per
-scene, every request counted including the index and the server root). Limits from
-issue 6: <= 3 + images, <= 1 read and no write, <= 1.2 per scene.
+Rows: first sync of one fully tagged scene (index amortised, i.e. built beforehand; tags,
+performers with photos, rating, studio collection, cover), the same scene unchanged, the
+same scene after its Stash rating changed (the rating rides in the one edit: no
+`/:/rate`), a first sync whose cover Stash answers 404 for (no upload), and a whole-library
+first sync without images (prefetch + sync per scene, every request counted including the
+index and the server root). Limits from issue 6: <= 3 + images, <= 1 read and no write,
+<= 1.2 per scene.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ SETTINGS = load_settings({"plex_url": "x", "plex_token": "t", "path_map": "/data
                          warn=lambda m: None)
 
 
-def scene(i: int, cover: str | None = "http://stash/scene/{i}/screenshot?t=1") -> Scene:
-    return Scene(id=i, title=f"Scene {i}", details="d" * 300, date="2021", code=f"C-{i}", rating100=60,
+def scene(i: int, cover: str | None = "http://stash/scene/{i}/screenshot?t=1", rating100: int = 60) -> Scene:
+    return Scene(id=i, title=f"Scene {i}", details="d" * 300, date="2021", code=f"C-{i}", rating100=rating100,
                  files=(SceneFile(f"/data/stash/lib/{i % 97}/{i}.mp4", 1000 + i, 60.0),),
                  studio=Studio("1", f"Studio {i % 7}"),
-                 performers=tuple(Performer(str(p), f"Performer {p}") for p in range(i % 5 + 1)),
+                 performers=tuple(Performer(str(p), f"Performer {p}", f"http://stash.lan/performer/{p}/image")
+                                  for p in range(i % 5 + 1)),
                  tags=tuple(f"Tag {t}" for t in range(i % 20 + 5)),
                  screenshot_url=cover.format(i=i) if cover else None)
 
@@ -42,7 +46,7 @@ def run(n: int) -> list[tuple[str, float, str, bool]]:
         for i in range(1, n + 1):
             plex.add_item(f"/media/stash/lib/{i % 97}/{i}.mp4", size=1000 + i)
         conn = PlexConnection(plex.url, plex.token, data_dir=Path(tmp))
-        sync = PlexSync(conn, SETTINGS, lambda url: b"\x89PNG" + url.encode())
+        sync = PlexSync(conn, SETTINGS, lambda url: None if "/404/" in url else b"\x89PNG" + url.encode())
         sync.build_index(now=0.0)
         before = len(plex.requests)
         out = sync.sync(scene(1), None, now=1.0)
@@ -54,6 +58,17 @@ def run(n: int) -> list[tuple[str, float, str, bool]]:
         writes = sum(1 for r in plex.requests[before:] if r.method != "GET")
         rows.append(("unchanged scene: requests (writes)", reads, f"<= 1 ({writes} writes)",
                      reads <= 1 and writes == 0))
+        before = len(plex.requests)
+        sync.sync(scene(1, rating100=85), out.ledger, now=3.0)
+        cost = len(plex.requests) - before
+        rates = sum(1 for r in plex.requests[before:] if r.path == "/:/rate")
+        rows.append(("Stash rating changed: read + one edit", cost, f"<= 2 ({rates} /:/rate)",
+                     cost <= 2 and rates == 0))
+        before = len(plex.requests)
+        gone = sync.sync(scene(2, cover="http://stash/404/{i}/screenshot"), None, now=4.0)
+        cost = len(plex.requests) - before
+        rows.append(("first sync, cover 404 in Stash: no upload", cost,
+                     f"<= 3 ({len(gone.images_uploaded)} uploads)", cost <= 3 and not gone.images_uploaded))
     with PlexEmulator() as plex, tempfile.TemporaryDirectory() as tmp:
         for i in range(1, n + 1):
             plex.add_item(f"/media/stash/lib/{i % 97}/{i}.mp4", size=1000 + i)
