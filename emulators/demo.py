@@ -39,7 +39,7 @@ from typing import Any, TextIO
 
 from emulators.host import RunResult
 from emulators.stage import Stage, stage
-from emulators.stash_library import StashLibrary
+from emulators.stash_library import StashLibrary, png_bytes
 
 TITLE_WIDTH = 34
 STUDIO_WIDTH = 24
@@ -137,23 +137,36 @@ class Row:
     date: str
     genres: int
     actors: int
-    poster: bool
+    poster: str  # "cover" (Stash's), "frame" (Plex's own from the video), "other" or "none"
+
+
+def cover(library: StashLibrary, scene_id: int) -> bytes:
+    """The image the Stash emulator serves as the scene's screenshot."""
+    return library.scenes[scene_id].cover or png_bytes(scene_id)
+
+
+def _poster(library: StashLibrary, scene_id: int, image: Any) -> str:
+    if image is None:
+        return "none"
+    if image.provider == "agent":
+        return "frame"
+    return "cover" if image.data == cover(library, scene_id) else "other"
 
 
 def row(st: Stage, scene_id: int) -> Row:
     item = st.plex_item(scene_id)
     if item is None:
-        return Row("(not in Plex)", "", "", 0, 0, False)
+        return Row("(not in Plex)", "", "", 0, 0, "none")
     return Row(str(item.title or ""), str(item.fields.get("studio") or ""),
                str(item.fields.get("originallyAvailableAt") or ""),
-               len(item.tag_names("genre")), len(item.roles()), item.poster is not None)
+               len(item.tag_names("genre")), len(item.roles()), _poster(st.library, scene_id, item.poster))
 
 
 def stash_row(library: StashLibrary, scene_id: int) -> Row:
     scene = library.scenes[scene_id]
     studio = library.studios[scene.studio_id].name if scene.studio_id else ""
     return Row(_text(scene.title), _text(studio), scene.date or "", len(_unique(_tag_names(library, scene_id))),
-               len(_unique(_performer_names(library, scene_id))), True)
+               len(_unique(_performer_names(library, scene_id))), "cover")
 
 
 def _text(value: str | None) -> str:
@@ -190,7 +203,8 @@ def mismatches(st: Stage) -> list[str]:
 
     Written from what a user expects to see in Plex, not from the plugin's own rules, so a
     rule that drifted shows up here: the title, studio, full date (a partial date filled to
-    the first day), summary, genres (Stash's tags), actors (performers) and a poster.
+    the first day), summary, genres (Stash's tags), actors (performers), and the scene's
+    cover as poster and background.
     """
     lib = st.library
     problems: list[str] = []
@@ -207,7 +221,8 @@ def mismatches(st: Stage) -> list[str]:
             "summary": _text(scene.details),
             "genres": sorted(n.casefold() for n in _unique(_tag_names(lib, sid), MAX_TAGS)),
             "actors": sorted(n.casefold() for n in _unique(_performer_names(lib, sid))),
-            "poster": True,
+            "poster": "cover",
+            "background": "cover",
         }
         if scene.title:
             expected["title"] = _text(scene.title)
@@ -218,7 +233,8 @@ def mismatches(st: Stage) -> list[str]:
             "summary": _text(item.fields.get("summary")),
             "genres": sorted(n.casefold() for n in item.tag_names("genre")),
             "actors": sorted(n.casefold() for n in item.roles()),
-            "poster": item.poster is not None,
+            "poster": _poster(lib, sid, item.poster),
+            "background": _poster(lib, sid, item.art),
         }
         for name, want in expected.items():
             if actual[name] != want:
@@ -251,6 +267,7 @@ class Demo:
     def step(self, title: str) -> Iterator[None]:
         """One numbered step: its title at once, then its wall time and Plex requests."""
         before = _plex_counts(self.st)
+        stash_before = self.st.stash.count()
         self.say(f"\n\u25b6 {title}")
         t0 = time.perf_counter()
         done = threading.Event()
@@ -267,7 +284,7 @@ class Demo:
         diff = {k: after[k] - before[k] for k in after}
         self.say(f"  \u2713 {time.perf_counter() - t0:.2f} s; requests that reached Plex: {diff['total']} "
                  f"({diff['reads']} reads, {diff['edits']} edits, {diff['uploads']} image uploads, "
-                 f"{diff['scans']} scans)")
+                 f"{diff['scans']} scans); Stash GraphQL requests: {self.st.stash.count() - stash_before}")
 
     def _tick(self, t0: float, base: int, done: threading.Event) -> None:
         while not done.wait(TICK):
@@ -317,7 +334,7 @@ class Demo:
                              ("stash", stash_row(self.st.library, sid))):
                 self.say(f"  {str(sid) if label == 'before' else '':>5}  {label:6}  {fit(r.title, TITLE_WIDTH)}  "
                          f"{fit(r.studio or '-', STUDIO_WIDTH)}  {r.date or '-':10}  {r.genres:6}  {r.actors:6}  "
-                         f"{'yes' if r.poster else 'no':>6}")
+                         f"{r.poster:>6}")
 
     def leaks(self) -> list[str]:
         text = "\n".join(self.printed)
