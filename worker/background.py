@@ -18,7 +18,7 @@ from typing import Any
 from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
 from sync_queue.lock import LockNotAcquired, ProcessorLock
-from sync_queue.state import HALT
+from sync_queue.state import HALT, LAST_RECONCILE
 from worker.core import drain, halt_applies
 from worker.filelog import FileLog, open_worker_log
 from worker.handover import handover_requested, wake_stamp
@@ -43,6 +43,49 @@ def next_wake(next_due: float | None, breaker_until: float | None, now: float,
         return None
     wake = max(candidates) if breaker_until is not None else min(candidates)
     return wake if wake - now <= horizon else None
+
+
+def reconcile_due(last: float | None, interval: float | None, now: float) -> bool:
+    """Whether auto-reconcile should run now. Pure.
+
+    `interval` None is "never". A record from the future (the clock was set back) is not
+    trusted: it would postpone the next reconcile by however far the clock moved.
+    """
+    if interval is None:
+        return False
+    return last is None or not 0 <= now - last < interval
+
+
+def _auto_reconcile(ctx: RunContext, svc: Any) -> bool:
+    """Run a whole-library reconcile if `reconcile_interval` says it is due; True when the
+    caller should drain again (gaps were queued, or a handover interrupted the pass).
+
+    Only here, in the worker, under the processor lock it holds: never on a hook's path,
+    never two at once. A failed pass is recorded like a finished one, so an unreachable
+    Plex is not listed again by every worker a hook starts; the next try is an interval on.
+    """
+    from reconciliation.reconcile import reconcile_pass, record_reconcile
+
+    now = time.time()
+    raw = svc.state.get(LAST_RECONCILE)
+    try:
+        last = float(raw) if raw else None
+    except ValueError:
+        last = None
+    if not reconcile_due(last, ctx.settings.reconcile_seconds, now):
+        return False
+    ctx.log.info(f"auto-reconcile ({ctx.settings.reconcile_interval}) is due: looking for gaps")
+    try:
+        report = reconcile_pass(svc, ctx.stash, ctx.settings, ctx.log, "reconcile_all", now,
+                                should_stop=lambda: handover_requested(ctx.data_dir, time.time()))
+    except Stash2PlexError as exc:
+        svc.state.put(LAST_RECONCILE, repr(now))
+        ctx.log.warning(f"auto-reconcile failed: {exc}; next try after {ctx.settings.reconcile_interval} interval")
+        return False
+    record_reconcile(svc, report, now)
+    for line in report.lines():
+        ctx.log.info(line)
+    return report.queued > 0 or not report.completed
 
 
 def sleep_until(wake: float, interrupted: Callable[[], bool], clock: Callable[[], float] = time.time,
@@ -141,6 +184,8 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
                 return {"worker": "handed over", "processed": processed}
             if result.summary.stopped and result.breaker_until is None:
                 return {"worker": "stopped", "processed": processed, "reason": result.summary.stopped}
+            if result.breaker_until is None and not result.summary.stopped and _auto_reconcile(ctx, svc):
+                continue  # it queued gaps (or was interrupted): drain them / hand over
             now = time.time()
             wake = next_wake(svc.queue.next_due_at(), result.breaker_until, now)
             if wake is None:
