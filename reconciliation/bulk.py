@@ -84,7 +84,8 @@ class LibraryPass:
     Sync All, Sync Recent and reconcile all read Stash through this one object. A pass over
     the whole library (`window` None) resumes after the scene id stored under its `reason`,
     and moves the cursor only once the caller has handled a page (the generator resumes
-    after the caller's loop body), so a pass killed mid-page redoes that page, never skips it.
+    after the caller's loop body; a caller leaving the loop early calls `handled`), so a
+    pass killed mid-page redoes that page, never skips it.
     A windowed pass ("recent") asks Stash wider than the window (its filter compares text in
     its own zone) and keeps only scenes whose own timestamps fall inside it.
     """
@@ -110,12 +111,16 @@ class LibraryPass:
             self.seen += 1
             if len(page) >= self.page_size:
                 yield page
-                if self.window is None:
-                    self.state.put(self.key, str(page[-1].id))
+                self.handled(page)
                 page = []
         if page:
             yield page
         self.state.put(self.key, None)
+
+    def handled(self, page: list[Scene]) -> None:
+        """Move the cursor past `page`; a caller that stops early calls it for its last page."""
+        if self.window is None and page:
+            self.state.put(self.key, str(page[-1].id))
 
     @property
     def fraction(self) -> float:

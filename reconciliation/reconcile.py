@@ -30,7 +30,7 @@ from plex.records import LedgerEntry as PlexLedger
 from plugin.protocol import StashLog
 from plugin.runtime import RunContext
 from plugin.settings import Settings
-from reconciliation.bulk import LISTING_SHARE, RECENT_WINDOW, LibraryPass, desired_hash
+from reconciliation.bulk import LISTING_SHARE, PAGE, RECENT_WINDOW, LibraryPass, desired_hash
 from reconciliation.gaps import (
     BY_LEDGER_RULE,
     GAP_ORDER,
@@ -184,7 +184,7 @@ def read_plex(svc: Services, now: float,
 
 def reconcile_pass(svc: Services, stash: StashClient, settings: Settings, log: StashLog, scope: str,
                    now: float, progress: Callable[[float], None] = lambda f: None,
-                   should_stop: Callable[[], bool] = lambda: False) -> ReconcileReport:
+                   should_stop: Callable[[], bool] = lambda: False, page_size: int = PAGE) -> ReconcileReport:
     """Classify every scene in `scope` and queue its gap; the caller drains.
 
     Stops between pages when `should_stop()` (a handover): `completed` stays False and a
@@ -193,7 +193,7 @@ def reconcile_pass(svc: Services, stash: StashClient, settings: Settings, log: S
     report = ReconcileReport(scope)
     index, snaps = read_plex(svc, now, lambda f: progress(PLEX_SHARE * f))
     report.plex_items = len(snaps)
-    listing = LibraryPass(stash, svc.state, scope, SCOPES[scope], now)
+    listing = LibraryPass(stash, svc.state, scope, SCOPES[scope], now, page_size)
     if listing.after:
         log.info(f"Stash2Plex: resuming {scope} after scene {listing.after}.")
     for page in listing.pages():
@@ -201,6 +201,7 @@ def reconcile_pass(svc: Services, stash: StashClient, settings: Settings, log: S
         report.scenes = listing.seen
         progress(PLEX_SHARE + (1 - PLEX_SHARE) * listing.fraction)
         if should_stop():
+            listing.handled(page)
             return report
     report.completed = True
     return report
