@@ -45,6 +45,7 @@ TITLE_WIDTH = 34
 STUDIO_WIDTH = 24
 TICK = 2.0  # seconds between "still running" lines of a long step
 MAX_TAGS = 100  # the plugin's default `max_tags`
+UNREACHABLE = "Plex unreachable"
 
 
 # --- text that lines up in a terminal ------------------------------------------------------
@@ -77,7 +78,7 @@ class Plan:
 
     hook: int
     edited: tuple[int, int]
-    outage: tuple[int, int]
+    outage: tuple[int, ...]
     untouched: int
 
     @property
@@ -85,9 +86,13 @@ class Plan:
         return (self.hook, *self.edited, *self.outage, self.untouched)
 
 
-def plan(library: StashLibrary) -> Plan:
+def plan(library: StashLibrary, outage: int = 2) -> Plan:
     """Scenes with a title, studio, performers and tags make the most telling rows; a small
-    library may not have six of them, so the criteria relax until there are enough."""
+    library may not have enough of them, so the criteria relax until there are.
+
+    `outage` scenes are edited while Plex is down: two stay under the breaker's threshold
+    (three outages in a row), so they are only deferred; three open it.
+    """
     ids = library.sorted_ids()
     scenes = library.scenes
     tests: list[Callable[[int], bool]] = [
@@ -96,15 +101,16 @@ def plan(library: StashLibrary) -> Plan:
         lambda i: bool(scenes[i].title),
         lambda i: True,
     ]
+    needed = 4 + outage
     chosen: list[int] = []
     for test in tests:
         chosen += [i for i in ids if i not in chosen and test(i)]
-        if len(chosen) >= 6:
+        if len(chosen) >= needed:
             break
-    if len(chosen) < 6:
-        raise ValueError("the demo needs a library of at least 6 scenes")
-    a, b, c, d, e, f = chosen[:6]
-    return Plan(hook=a, edited=(b, c), outage=(d, e), untouched=f)
+    if len(chosen) < needed:
+        raise ValueError(f"the demo needs a library of at least {needed} scenes")
+    return Plan(hook=chosen[0], edited=(chosen[1], chosen[2]), outage=tuple(chosen[3:needed - 1]),
+                untouched=chosen[needed - 1])
 
 
 def edits(library: StashLibrary, p: Plan) -> dict[int, dict[str, Any]]:
@@ -119,7 +125,8 @@ def edits(library: StashLibrary, p: Plan) -> dict[int, dict[str, Any]]:
                       "tag_ids": list(scenes[p.edited[1]].tag_ids) + spare_tags,
                       "performer_ids": list(scenes[p.edited[1]].performer_ids[:1]), "studio_id": None},
         p.outage[0]: {"title": "Edited While Plex Was Down"},
-        p.outage[1]: {"title": f"{_base(scenes[p.outage[1]].title, p.outage[1])} (during the outage)"},
+        **{sid: {"title": f"{_base(scenes[sid].title, sid)} (outage edit {n})"}
+           for n, sid in enumerate(p.outage[1:], start=2)},
     }
 
 
@@ -264,27 +271,40 @@ class Demo:
         print(text, file=self.out, flush=True)
 
     @contextmanager
-    def step(self, title: str) -> Iterator[None]:
-        """One numbered step: its title at once, then its wall time and Plex requests."""
+    def step(self, title: str) -> Iterator[dict[str, int]]:
+        """One numbered step: its title at once, a line every few seconds while it runs, then
+        what the background worker logged meanwhile, its wall time and the requests it cost.
+        The yielded dict is filled with the Plex request counts when the step ends."""
+        counts: dict[str, int] = {}
         before = _plex_counts(self.st)
         stash_before = self.st.stash.count()
+        failures = len(self.failures)
+        log_at = _size(self.worker_log)
         self.say(f"\n\u25b6 {title}")
         t0 = time.perf_counter()
         done = threading.Event()
         ticker = threading.Thread(target=self._tick, args=(t0, before["total"], done), daemon=True)
         ticker.start()
         try:
-            yield
+            yield counts
         except Exception as exc:  # a failed step is reported and counted, the demo goes on
-            self.fail(f"{title}: {type(exc).__name__}: {exc}")
+            self.fail(f"{type(exc).__name__}: {exc}")
         finally:
             done.set()
             ticker.join()
+        for line in _read_from(self.worker_log, log_at).splitlines():
+            level, message = _worker_message(line)
+            self.say(f"    {level:7} | (background worker) {message}")
         after = _plex_counts(self.st)
-        diff = {k: after[k] - before[k] for k in after}
-        self.say(f"  \u2713 {time.perf_counter() - t0:.2f} s; requests that reached Plex: {diff['total']} "
-                 f"({diff['reads']} reads, {diff['edits']} edits, {diff['uploads']} image uploads, "
-                 f"{diff['scans']} scans); Stash GraphQL requests: {self.st.stash.count() - stash_before}")
+        counts.update({k: after[k] - before[k] for k in after})
+        mark = "\u2713" if len(self.failures) == failures else "\u2717"
+        self.say(f"  {mark} {time.perf_counter() - t0:.2f} s; requests that reached Plex: {counts['total']} "
+                 f"({counts['reads']} reads, {counts['edits']} edits, {counts['uploads']} image uploads, "
+                 f"{counts['scans']} scans); Stash GraphQL requests: {self.st.stash.count() - stash_before}")
+
+    @property
+    def worker_log(self) -> Path:
+        return self.st.data_dir / "worker.log"
 
     def _tick(self, t0: float, base: int, done: threading.Event) -> None:
         while not done.wait(TICK):
@@ -295,8 +315,12 @@ class Demo:
         self.failures.append(message)
         self.say(f"  \u2717 {message}")
 
-    def show_run(self, what: str, result: RunResult) -> None:
-        """What Stash would show for one plugin run: its log lines, progress and outcome."""
+    def show_run(self, what: str, result: RunResult, tolerate: str | None = None) -> None:
+        """What Stash would show for one plugin run: its log lines, progress and outcome.
+
+        `tolerate`: an error containing this text is the right answer here (a task that
+        finds Plex unreachable says so and fails); any other error counts as a failure.
+        """
         self.say(f"  {what}: {result.wall_time:.2f} s")
         for level, message in result.logs:
             for n, line in enumerate(message.splitlines()):
@@ -304,7 +328,9 @@ class Demo:
         if result.progress:
             self.say(f"    progress: {len(result.progress)} updates, "
                      f"{result.progress[0]:.0%} \u2192 {result.progress[-1]:.0%}")
-        if result.error:
+        if result.error and tolerate and tolerate in result.error:
+            self.say(f"    the run failed, as it should while {tolerate}: Stash shows it as failed with that message")
+        elif result.error:
             self.fail(f"{what} failed: {result.error}")
 
     def hook(self, scene_id: int) -> None:
@@ -313,9 +339,9 @@ class Demo:
         self.show_run(f"hook Scene.Update.Post for scene {scene_id} (Stash's save waits for it)", result)
         self.say(f"    background worker {'started' if started else 'already running or just started'}")
 
-    def task(self, mode: str) -> dict[str, Any]:
+    def task(self, mode: str, tolerate: str | None = None) -> dict[str, Any]:
         result = self.st.task(mode)
-        self.show_run(f"task {self.st.host.task(mode)['name']}", result)
+        self.show_run(f"task {self.st.host.task(mode)['name']}", result, tolerate)
         return result.output if isinstance(result.output, dict) else {}
 
     def edit(self, changes: dict[int, dict[str, Any]], scene_ids: tuple[int, ...]) -> None:
@@ -363,17 +389,45 @@ def _queue(output: dict[str, Any]) -> dict[str, int]:
     return dict(output.get("queue") or {})
 
 
-def run_demo(st: Stage, out: TextIO, token: str, cookies: list[str]) -> int:
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_from(path: Path, offset: int) -> str:
+    """What a log file gained since `offset`; all of it if it was rotated meanwhile."""
+    try:
+        with open(path, "rb") as handle:
+            if _size(path) >= offset:
+                handle.seek(offset)
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _worker_message(line: str) -> tuple[str, str]:
+    """`2026-12-02 13:43:08,981 16192 INFO text` -> ("info", "text")."""
+    parts = line.split(" ", 4)
+    if len(parts) == 5 and parts[2].isdigit():
+        return parts[3].lower(), parts[4]
+    return "", line
+
+
+def run_demo(st: Stage, out: TextIO, token: str, cookies: list[str], breaker: bool = False) -> int:
     """The steps, the table and the check; returns the exit code.
 
     `cookies` grows while the demo runs (one session cookie per plugin run); it is read at
-    the end, for the audit of everything printed.
+    the end, for the audit of everything printed. `breaker`: edit three scenes while Plex
+    is down, so the circuit breaker opens and recovery waits for its probe (about 30 s).
     """
     demo = Demo(st, out)
     demo.secrets.add(token)
     lib = st.library
-    p = plan(lib)
+    p = plan(lib, outage=3 if breaker else 2)
     changes = edits(lib, p)
+    outage = " and ".join(", ".join(map(str, p.outage)).rsplit(", ", 1))
     demo.say(f"Stash: {st.stash.url} ({len(lib.scenes)} scenes, {len(lib.studios)} studios, "
              f"{len(lib.performers)} performers, {len(lib.tags)} tags; login on)")
     demo.say(f"Plex:  {st.plex.url} ({len(st.scene_files())} files scanned: bare items named after the file)")
@@ -394,40 +448,55 @@ def run_demo(st: Stage, out: TextIO, token: str, cookies: list[str]) -> int:
         demo.say(f"  {output.get('queued', '?')} queued, {summary.get('synced', '?')} synced, "
                  f"{output.get('unchanged', '?')} unchanged since their last sync")
 
-    with demo.step(f"3. Edit scenes {p.edited[0]} and {p.edited[1]} in Stash; hooks fire; Process Queue"):
+    with demo.step(f"3. Edit scenes {p.edited[0]} and {p.edited[1]} in Stash; their hooks fire; Process Queue"):
         demo.edit(changes, p.edited)
         for sid in p.edited:
             demo.hook(sid)
         output = demo.task("process_queue")
+        synced = (output.get("summary") or {}).get("synced", 0)
+        if synced < len(p.edited):
+            demo.say(f"  Process Queue synced {synced}; the background worker the hook started synced the "
+                     f"other{'s' if len(p.edited) - synced > 1 else ''} before handing the queue over")
         demo.say(f"  queue after: {_queue(output)}")
 
-    with demo.step(f"4. Plex goes down; scenes {p.outage[0]} and {p.outage[1]} are edited; Process Queue"):
+    with demo.step(f"4. Plex goes down; scenes {outage} are edited in Stash; their hooks fire; Process Queue"):
         st.plex.faults.down = True
         try:
             demo.edit(changes, p.outage)
             for sid in p.outage:
                 demo.hook(sid)
-            output = demo.task("process_queue")
-            deferred = (output.get("summary") or {}).get("deferred") or []
+            demo.task("process_queue", tolerate=UNREACHABLE)
         finally:
             st.plex.faults.down = False
-        demo.say(f"  deferred, not failed: {[d.get('scene_id') for d in deferred]}; "
-                 f"queue: {_queue(output)}; Plex is back up")
+        demo.say("  Plex is back up")
+        status = demo.task("queue_status")
+        deferred = status.get("deferred") or []
+        demo.say(f"  deferred, not failed: scenes {[d.get('scene_id') for d in deferred]}; attempts used: "
+                 f"{sum(d.get('attempts') or 0 for d in deferred)}; circuit breaker {status.get('breaker')}")
+        if breaker and status.get("breaker") != "open":
+            demo.fail(f"three outages in a row should open the circuit breaker, it is {status.get('breaker')}")
 
-    with demo.step("5. Recovery: the background worker retries the deferred scenes when they are due"):
-        due = max((d.get("next_retry_at") or 0 for d in deferred), default=0)
+    due = max((d.get("next_retry_at") or 0 for d in deferred), default=0)
+    if breaker:
+        with demo.step("5. Process Queue at once: the open breaker lets no request through until its probe") as sent:
+            demo.task("process_queue", tolerate=UNREACHABLE)
+        if sent.get("total"):
+            demo.fail(f"{sent['total']} requests reached Plex while the breaker was open")
+
+    with demo.step(f"{6 if breaker else 5}. Recovery: the background worker retries the deferred scenes when due"):
+        demo.say(f"  next try in {max(0.0, due - time.time()):.0f} s; nobody clicks anything")
         t0 = time.perf_counter()
         st.wait_until(lambda: all(row(st, sid).title == stash_row(lib, sid).title for sid in p.outage),
                       timeout=max(0.0, due - time.time()) + 45.0, poll=0.2)
-        demo.say(f"  both in Plex {time.perf_counter() - t0:.1f} s after Plex came back, with no click")
+        demo.say(f"  all {len(p.outage)} in Plex {time.perf_counter() - t0:.1f} s later")
 
-    with demo.step("6. Queue Status"):
-        output = demo.task("queue_status")
-        queue = _queue(output)
+    with demo.step(f"{7 if breaker else 6}. Queue Status"):
+        queue = _queue(demo.task("queue_status"))
         if queue.get("due") or queue.get("deferred") or queue.get("dead_letters"):
             demo.fail(f"work left in the queue: {queue}")
 
-    demo.say("\nPlex before and after (the 'stash' line is what Stash holds):")
+    demo.say("\nPlex before and after (the 'stash' line is what Stash holds; poster: 'frame' is Plex's own "
+             "from the video, 'cover' is Stash's):")
     demo.table(before, p.shown)
 
     problems = mismatches(st)
@@ -441,7 +510,7 @@ def run_demo(st: Stage, out: TextIO, token: str, cookies: list[str]) -> int:
         print(f"SECRET IN OUTPUT: {leak}", file=out, flush=True)
     total = time.perf_counter() - demo.started
     failed = demo.failures or problems or leaks
-    demo.say(f"\n{'FAILED' if failed else 'OK'}: {len(demo.failures)} failed steps, {len(problems)} differences, "
+    demo.say(f"\n{'FAILED' if failed else 'OK'}: {len(demo.failures)} failures, {len(problems)} differences, "
              f"{len(leaks)} secrets in the output; {total:.1f} s in all")
     return 1 if failed else 0
 
@@ -451,10 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=200, help="scenes in the generated library (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated library (default 0)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (queue, worker log) and print it")
+    parser.add_argument("--breaker", action="store_true",
+                        help="edit three scenes while Plex is down, so the circuit breaker opens (about 30 s more)")
     parser.add_argument("--token", default=None, help="the emulated Plex's token (default: a random one)")
     args = parser.parse_args(argv)
-    if args.scenes < 6:
-        parser.error("--scenes must be at least 6")
+    if args.scenes < (7 if args.breaker else 6):
+        parser.error(f"--scenes must be at least {7 if args.breaker else 6}")
     token = args.token or secrets.token_urlsafe(20)
     password = secrets.token_urlsafe(16)
     work = Path(tempfile.mkdtemp(prefix="stash2plex-demo-"))
@@ -476,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
 
             st.host.cookie_factory = cookie
             cookies.append(password)
-            code = run_demo(st, out, token, cookies)
+            code = run_demo(st, out, token, cookies, breaker=args.breaker)
     finally:
         if args.keep:
             print(f"Work folder kept: {work} (plugin data in stash-config/plugin_data/Stash2Plex)", file=out)
