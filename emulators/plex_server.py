@@ -175,6 +175,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as Plex and requests' pool expect
+    # Headers and body leave in separate writes; with Nagle on, a keep-alive client's
+    # delayed ACK holds every answer ~40 ms, which would be the emulator's cost, not ours.
+    disable_nagle_algorithm = True
     server: _Server
 
     def _dispatch(self) -> None:
