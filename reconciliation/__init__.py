@@ -1,5 +1,6 @@
-"""Whole-library work: Sync All, Sync Recent (and, next, reconcile and dry run).
+"""Whole-library work: Sync All, Sync Recent, Reconcile (and dry run).
 
-Every path here decides *what* to enqueue through the sync ledger rule and then drains with
-the one processing core; nothing here talks to Plex for a scene itself.
+Every path here decides *what* to enqueue (the sync ledger rule; for reconcile also the gaps
+a paged Plex listing shows) and then drains with the one processing core; nothing here talks
+to Plex for a scene itself.
 """
