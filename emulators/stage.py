@@ -57,16 +57,26 @@ class Stage:
         ids = self.library.sorted_ids() if scene_ids is None else list(scene_ids)
         return [plex_path(f.path) for sid in ids for f in self.library.scenes[sid].files[:1]]
 
+    def _first_files(self, scene_ids: Iterable[int] | None) -> list[tuple[str, dict[str, int]]]:
+        """(Plex path, size and duration) of each scene's first file: Plex reads the same
+        file Stash does, so its Part has the same size and (in ms) the same duration."""
+        ids = self.library.sorted_ids() if scene_ids is None else list(scene_ids)
+        out = []
+        for sid in ids:
+            for f in self.library.scenes[sid].files[:1]:
+                out.append((plex_path(f.path), {"size": int(f.size), "duration_ms": int(f.duration * 1000)}))
+        return out
+
     def scan_into_plex(self, scene_ids: Iterable[int] | None = None) -> None:
         """Plex has scanned the first file of each scene: a bare item, titled by file name."""
-        for path in self.scene_files(scene_ids):
+        for path, media in self._first_files(scene_ids):
             if self.plex.item_by_file(path) is None:
-                self.plex.add_item(path)
+                self.plex.add_item(path, **media)
 
     def pend_in_plex(self, scene_ids: Iterable[int] | None = None) -> None:
         """The files are on Plex's disk but Plex has not scanned them yet."""
-        for path in self.scene_files(scene_ids):
-            self.plex.add_pending(path)
+        for path, media in self._first_files(scene_ids):
+            self.plex.add_pending(path, **media)
 
     def plex_item(self, scene_id: int) -> Any:
         """The Plex item of a scene's first file, or None."""

@@ -333,8 +333,8 @@ def _log_decision(log: StashLog, job: Job, decision: Decision) -> None:
         log.debug(f"scene {job.scene_id}: {decision.message}; next try {_when(decision.when)}")
     elif isinstance(decision, DeadLetter):
         log.warning(f"Stash2Plex: scene {job.scene_id} moved to the dead-letter list: {decision.message}")
-    else:
-        log.error(f"Stash2Plex: stopped: {decision.reason}")
+    else:  # said once, by the caller: a task fails with it, the background worker logs it
+        log.debug(f"scene {job.scene_id}: stops the drain: {decision.reason}")
 
 
 def _when(when: float | None) -> str:

@@ -40,6 +40,7 @@ from plugin.errors import (
     PlexUnavailable,
     SceneGone,
     SettingsError,
+    Stash2PlexError,
     StashAuthError,
     StashUnavailable,
     TransientError,
@@ -119,7 +120,10 @@ class Failure:
 
 
 def _message(exc: Exception) -> str:
+    """Our own errors are written for the user; anything else needs its type to make sense."""
     text = str(exc).strip()
+    if text and isinstance(exc, Stash2PlexError):
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -105,7 +105,7 @@ def format_summary(summary: DrainSummary, now: float) -> str:
     ]
     lines = ["Stash2Plex: " + ", ".join(counts) + "."]
     if summary.stopped:
-        lines.append(f"Stopped early: {summary.stopped}. Remaining jobs are kept for the next run.")
+        lines.append(f"Stopped early: {summary.stopped.rstrip('.')}. Remaining jobs are kept for the next run.")
     for kind, ids in sorted(summary.dead_lettered.items()):
         lines.append(f"Dead-lettered, {LABELS[kind]}: scenes {_ids(ids)}.")
     shown = _soonest_first(summary.deferred)[:DEFERRED_SHOWN]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
+from sync_queue.dlq import DeadLetter
 from sync_queue.jobs import Job, JobQueue, QueueCounts
 from sync_queue.state import BREAKER, HALT, StateStore
 from worker.breaker import Breaker
@@ -29,6 +30,12 @@ WORKER_MODE = "_worker"
 
 class BadTaskArgument(Stash2PlexError):
     """A task argument (days, error class) that cannot be used."""
+
+
+class DrainStopped(Stash2PlexError):
+    """The drain stopped for a cause outside any one job (bad token, missing setting, Stash
+    down): the task fails with that cause, so Stash shows it failed and why, and every job
+    stays queued."""
 
 
 def start_worker_if_needed(ctx: RunContext, queue_has_work: bool) -> bool:
@@ -69,6 +76,8 @@ def drain_and_report(ctx: RunContext, svc: Services,
     now = time.time()
     include_waiting(result.summary, svc.queue.deferred(now))
     ctx.log.info(format_summary(result.summary, now))
+    if result.summary.stopped:
+        raise DrainStopped(f"{result.summary.stopped.rstrip('.')}. Every job is kept; run Process Queue once it is fixed.")
     return result.summary, svc.queue.counts(now)
 
 
@@ -97,6 +106,7 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
         counts = queue.counts(now)
         deferred = queue.deferred(now, limit=10)
         groups = queue.dlq_summary()
+        letters = queue.dlq_list()
         breaker = Breaker.load(state.get(BREAKER))
         halt = state.get(HALT)
     finally:
@@ -113,9 +123,12 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
     for job in deferred:
         lines.append(f"  scene {job.scene_id}: {job.last_error_class or 'waiting'}, attempt {job.attempts}, "
                      f"next try {relative(job.next_retry_at - now)} ({absolute_utc(job.next_retry_at)})")
+    shown = dead_letters_by_reason(letters)
     for group in groups:
-        lines.append(f"  dead letters, {group.error_class}: {group.count} (e.g. scenes "
-                     f"{', '.join(str(s) for s in group.sample_scene_ids)})")
+        lines.append(f"  dead letters, {group.error_class}: {group.count}")
+        for letter in shown.get(group.error_class, []):
+            lines.append(f"    scene {letter.scene_id}: {letter.message} (attempts {letter.attempts}, "
+                         f"last {absolute_utc(letter.last_failed_at)})")
     ctx.log.info("\n".join(lines))
     return {
         "queue": queue_counts(counts),
@@ -123,8 +136,30 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
         "halted": bool(halt),
         "deferred": [{"scene_id": j.scene_id, "next_retry_at": j.next_retry_at,
                       "error_class": j.last_error_class, "attempts": j.attempts} for j in deferred],
-        "dead_letters": [{"error_class": g.error_class, "count": g.count} for g in groups],
+        "dead_letters": [{"error_class": g.error_class, "count": g.count,
+                          "entries": [_letter_dict(d) for d in shown.get(g.error_class, [])]} for g in groups],
     }
+
+
+#: Dead letters listed per reason in Queue Status (the JSON output adds each one's detail:
+#: candidates, paths tried, traceback).
+LETTERS_SHOWN = 20
+
+
+def dead_letters_by_reason(letters: list[DeadLetter], per_reason: int = LETTERS_SHOWN) -> dict[str, list[DeadLetter]]:
+    """The most recent `per_reason` dead letters of each error class. Pure."""
+    grouped: dict[str, list[DeadLetter]] = {}
+    for letter in sorted(letters, key=lambda d: d.last_failed_at, reverse=True):
+        bucket = grouped.setdefault(letter.error_class, [])
+        if len(bucket) < per_reason:
+            bucket.append(letter)
+    return grouped
+
+
+def _letter_dict(letter: DeadLetter) -> dict[str, Any]:
+    return {"scene_id": letter.scene_id, "message": letter.message, "detail": letter.detail,
+            "attempts": letter.attempts, "first_failed_at": letter.first_failed_at,
+            "last_failed_at": letter.last_failed_at, "reasons": list(letter.reasons)}
 
 
 def _mutate(ctx: RunContext, action: Callable[[JobQueue, float], int], verb: str) -> dict[str, Any]:
