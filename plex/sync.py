@@ -329,12 +329,18 @@ class PlexSync:
 
     def preview(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float | None = None) -> EditPlan:
         """The edit `sync()` would send, without writing or downloading anything."""
+        return self.preview_state(scene, ledger, now)[1]
+
+    def preview_state(self, scene: Scene, ledger: LedgerEntry | Any | None,
+                      now: float | None = None) -> tuple[CurrentState, EditPlan]:
+        """`preview` plus the item it was planned against, so a dry run can show each field's
+        value before and after without reading the item a second time."""
         now = self._now if now is None else now
         ledger = LedgerEntry.from_any(ledger)
         state = self._locate(scene, ledger, now)
         desired, _ = self._desired(scene)
-        return plan_edit(desired, state, ledger.written if ledger else None,
-                         lock=self.settings.lock_synced_fields, preserve=self.settings.preserve_plex_edits)
+        return state, plan_edit(desired, state, ledger.written if ledger else None,
+                                lock=self.settings.lock_synced_fields, preserve=self.settings.preserve_plex_edits)
 
     def sync(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float) -> SyncOutcome:
         """Bring the scene's Plex item to the state Stash asks for (see module docstring)."""
