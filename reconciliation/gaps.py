@@ -128,10 +128,17 @@ def _stem(path: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
 def title_is_placeholder(title: str, files: Sequence[str]) -> bool:
-    """No title, or the one Plex derives from a file name when nothing else is known."""
-    text = title.strip().casefold()
-    return not text or any(text == _stem(f) for f in files)
+    """No title, or the one Plex derives from a file name when nothing else is known.
+
+    Compared on letters and digits only, since a scanner may turn dots or underscores of the
+    file name into spaces."""
+    text = _squash(title)
+    return not text or any(text == _squash(_stem(f)) for f in files)
 
 
 def snapshot(item: ListedItem) -> Snapshot:

@@ -137,7 +137,10 @@ def test_placeholder_title_is_the_file_stem_in_any_case() -> None:
     assert title_is_placeholder("", ())
     assert title_is_placeholder("Real-Scene", ("/x/real-scene.mp4",))
     assert title_is_placeholder("  clip.final ", ("C:\\v\\clip.final.mkv",))
-    assert not title_is_placeholder("Real Scene", ("/x/real-scene.mp4",))
+    assert title_is_placeholder("My Movie 2020", ("/x/My.Movie.2020.mkv",))
+    assert title_is_placeholder("  ", ())
+    assert not title_is_placeholder("Real Scenes", ("/x/real-scene.mp4",))
+    assert not title_is_placeholder("Real Title", ("/x/real-scene.mp4",))
 
 
 def test_snapshot_is_small_and_drift_needs_only_it() -> None:
