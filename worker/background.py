@@ -173,6 +173,9 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
             log.debug(f"halted since {halt.get('since')}: {halt.get('reason')}; run Process Queue after fixing it")
             return {"worker": "halted"}
         while True:
+            # Taken before the drain's first ingest: a hook that records an event after that
+            # ingest touches the wake file after this, so it cuts the sleep below short.
+            news = _interrupted_by_news(ctx.data_dir)
             result = drain(svc, time.time, time.sleep,
                            should_yield=lambda: handover_requested(ctx.data_dir, time.time()))
             processed += result.processed
@@ -190,4 +193,4 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
             wake = next_wake(svc.queue.next_due_at(), result.breaker_until, now)
             if wake is None:
                 return {"worker": "idle", "processed": processed}
-            sleep_until(wake, _interrupted_by_news(ctx.data_dir))
+            sleep_until(wake, news)
