@@ -7,8 +7,10 @@ stdout text contains one of them (issue 2, point 6).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,42 @@ os.environ.setdefault("PLEXAPI_HEADER_IDENTIFIER", "stash2plex-tests")
 from tests.secret_audit import AUDIT  # noqa: E402
 
 
+def _stray_workers(base: Path) -> list[tuple[int, str]]:
+    """Plugin processes still running from this session's temporary folders (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(base)) and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
+            found.append((int(entry.name), cwd))
+    return found
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    base = factory.getbasetemp() if factory is not None and factory._basetemp is not None else None
+    stray = _stray_workers(base) if base is not None else []
+    deadline = time.monotonic() + 5.0  # a worker finishing its last job may exit on its own
+    while stray and time.monotonic() < deadline:
+        time.sleep(0.2)
+        stray = _stray_workers(base)
+    if stray:  # a test left a background worker behind: it would outlive CI's checkout
+        import signal
+
+        for pid, _ in stray:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if reporter is not None:
+            reporter.write_line(f"STRAY WORKERS: {len(stray)} plugin process(es) outlived their test:", red=True)
+            for pid, cwd in stray[:20]:
+                reporter.write_line(f"  pid {pid} in {cwd}", red=True)
+        session.exitstatus = 1
     leaks = AUDIT.leaks()
     if leaks:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"SECRET AUDIT FAILED: {len(leaks)} transcript(s) contain a secret:", red=True)
             for where, secret_hint in leaks[:20]:
