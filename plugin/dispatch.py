@@ -28,7 +28,7 @@ TASKS: dict[str, tuple[str, str | None]] = {
     "reconcile_recent": ("Reconcile Last 24 Hours", "reconciliation.reconcile:reconcile_recent"),
     "reconcile_7days": ("Reconcile Last 7 Days", "reconciliation.reconcile:reconcile_7days"),
     "health_check": ("Health Check", None),
-    "dry_run": ("Dry Run", None),
+    "dry_run": ("Dry Run", "reconciliation.dryrun:dry_run"),
 }
 
 #: Modes Stash never shows: the detached background worker started by hooks.
