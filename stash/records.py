@@ -70,8 +70,13 @@ class Scene:
     def has_metadata(self) -> bool:
         """False right after a file scan, before anyone identified the scene.
 
-        Such an update must never clear values in Plex (the quality gate).
+        Precisely: no title, details or date with a non-blank character, no studio, no
+        performer and no tag. A code, rating, URL, group or director alone does not count
+        (none of them is what identification or a person editing the scene sets first), so
+        such a scene is still "not identified". Such an update must never clear values in
+        Plex (the quality gate, applied in `plex.desired.desired_state` for every path).
         """
         return bool(
-            self.title or self.details or self.studio or self.performers or self.tags or self.date
+            any((text or "").strip() for text in (self.title, self.details, self.date))
+            or self.studio or self.performers or self.tags
         )
