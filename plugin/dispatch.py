@@ -27,7 +27,7 @@ TASKS: dict[str, tuple[str, str | None]] = {
     "reconcile_all": ("Reconcile All", "reconciliation.reconcile:reconcile_all"),
     "reconcile_recent": ("Reconcile Last 24 Hours", "reconciliation.reconcile:reconcile_recent"),
     "reconcile_7days": ("Reconcile Last 7 Days", "reconciliation.reconcile:reconcile_7days"),
-    "health_check": ("Health Check", None),
+    "health_check": ("Health Check", "worker.health:health_check"),
     "dry_run": ("Dry Run", "reconciliation.dryrun:dry_run"),
 }
 

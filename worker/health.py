@@ -1,0 +1,547 @@
+"""Health Check: one line per part of the set-up, OK, WARN or FAIL, readable at a glance.
+
+The task gathers facts first (`gather`, all the I/O, each part guarded so one failure is a
+fact about that part, not a crash) and judges them afterwards (`assess`, pure: the tests
+feed it facts). It fails in Stash (the task shows as failed) only when a line is FAIL, with
+one line saying what to fix first; warnings say what to look at but leave the task green.
+
+Nothing is written: no request that changes Plex (the path sample uses the sync's own
+lookup with Plex scans off), no database created or migrated (an absent database is "not
+created yet", an old schema is only reported), no job, breaker or halt changed. Secrets
+never appear: the token is reported as accepted or refused, never shown.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from plugin.errors import Stash2PlexError
+from plugin.runtime import RunContext
+from plugin.settings import WHERE_TO_SET
+from worker.summary import absolute_utc, relative
+
+#: Stash scenes whose first file is looked up in Plex to test the path mapping.
+SAMPLE = 5
+
+
+class Level(str, Enum):
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    text: str
+    fix: str = ""  # what to do, for WARN and FAIL
+
+    def line(self) -> str:
+        return f"[{self.level.value}] {self.name}: {self.text}" + (f" \u2192 {self.fix}" if self.fix else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "level": self.level.value, "text": self.text, "fix": self.fix}
+
+
+class HealthCheckFailed(Stash2PlexError):
+    """At least one check is FAIL: the task fails, so Stash shows it did."""
+
+
+# --- facts: plain data, gathered at the edge -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class StashFacts:
+    url: str
+    version: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PlexFacts:
+    url: str
+    error_kind: str | None = None  # "auth", "down", "other", "not_configured", "not_checked"
+    error: str | None = None
+    name: str | None = None
+    version: str | None = None
+    movie_sections: tuple[str, ...] = ()  # every movie library Plex has
+    wanted: tuple[str, ...] = ()  # plex_library as set (empty: all)
+
+
+@dataclass(frozen=True)
+class SampleFacts:
+    """The path-map test on the first file of a few Stash scenes."""
+
+    sampled: int = 0  # files looked up
+    prefix_hits: int = 0  # of those, files path_map changes (under one of its Stash prefixes)
+    found: int = 0  # files a Plex item holds at exactly the mapped path
+    by_name: int = 0  # files found only by the file-name fallback (same name, size, duration)
+    ambiguous: int = 0  # several Plex items share the file name
+    missing: tuple[tuple[str, str], ...] = ()  # (Stash path, Plex path tried), a few, not found by path
+    path_map_set: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    path: str
+    exists: bool = False
+    writable: bool = True
+    schema: int | None = None
+    expected: int = 0
+    db_bytes: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueFacts:
+    due: int = 0
+    deferred: int = 0
+    next_due: float | None = None
+    in_flight: int = 0
+    inbox: int = 0
+    synced: int = 0
+    dead_letters: tuple[tuple[str, int], ...] = ()  # (error class, count)
+    breaker: str = "closed"
+    breaker_until: float | None = None
+    halted: bool = False
+    last_reconcile: float | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    stash: StashFacts
+    missing_settings: tuple[str, ...] = ()
+    plex: PlexFacts = field(default_factory=lambda: PlexFacts(url=""))
+    sample: SampleFacts = field(default_factory=SampleFacts)
+    data: DataFacts = field(default_factory=lambda: DataFacts(path=""))
+    queue: QueueFacts | None = None
+    worker_running: bool = False
+    reconcile_interval: float | None = None
+    enabled: bool = True
+    packages: tuple[tuple[str, str | None], ...] = ()  # (PyPI name, version or None: missing)
+    install_hint: str = ""
+    python: str = ""
+
+
+# --- pure: facts to lines --------------------------------------------------------------------
+
+
+def _ago(seconds: float) -> str:
+    text = relative(seconds)
+    return "just now" if text == "now" else text.removeprefix("in ") + " ago"
+
+
+def check_stash(f: StashFacts) -> Check:
+    if f.error:
+        return Check("Stash", Level.FAIL, f"not reachable at {f.url} ({f.error})",
+                     "check that Stash is running and run the task from Stash itself")
+    return Check("Stash", Level.OK, f"reachable at {f.url}, version {f.version or 'unknown'}")
+
+
+def check_settings(missing: Sequence[str], enabled: bool) -> Check:
+    if missing:
+        return Check("Settings", Level.FAIL, f"{', '.join(missing)} not set", f"set {' and '.join(missing)} in {WHERE_TO_SET}")
+    if not enabled:
+        return Check("Settings", Level.WARN, "plugin disabled (setting 'enabled' is off): nothing is sent to Plex",
+                     f"turn 'Enabled' on in {WHERE_TO_SET}")
+    return Check("Settings", Level.OK, "Plex URL and token set")
+
+
+def check_plex(f: PlexFacts) -> list[Check]:
+    """Reachable, token, libraries: three lines, since each has its own fix."""
+    if f.error_kind in ("not_configured", "not_checked"):
+        why = f.error or "not checked"
+        return [Check("Plex", Level.WARN, why), Check("Plex token", Level.WARN, why),
+                Check("Plex libraries", Level.WARN, why)]
+    if f.error_kind == "auth":
+        return [Check("Plex", Level.OK, f"reachable at {f.url}"),
+                Check("Plex token", Level.FAIL, "refused by Plex (401)",
+                      f"set a valid X-Plex-Token as 'Plex token' in {WHERE_TO_SET}"),
+                Check("Plex libraries", Level.WARN, "not checked (the token was refused)")]
+    if f.error_kind:
+        fix = ("check that Plex is running and that this Stash can reach that address "
+               "(between Docker containers use the container name, not localhost)")
+        return [Check("Plex", Level.FAIL, f"not reachable at {f.url} ({f.error})", fix),
+                Check("Plex token", Level.WARN, "not checked (Plex not reachable)"),
+                Check("Plex libraries", Level.WARN, "not checked (Plex not reachable)")]
+    out = [Check("Plex", Level.OK, f"reachable at {f.url}: \"{f.name or 'unnamed'}\", version {f.version or 'unknown'}"),
+           Check("Plex token", Level.OK, "accepted")]
+    have = {s.casefold(): s for s in f.movie_sections}
+    missing = [w for w in f.wanted if w.casefold() not in have]
+    if missing:
+        out.append(Check("Plex libraries", Level.FAIL,
+                         f"no movie library named {', '.join(missing)} (Plex has: {', '.join(f.movie_sections) or 'none'})",
+                         f"fix 'Plex libraries' in {WHERE_TO_SET}"))
+    elif not f.movie_sections:
+        out.append(Check("Plex libraries", Level.FAIL, "Plex has no movie library",
+                         "add a Movies library in Plex holding your Stash files"))
+    else:
+        used = [have[w.casefold()] for w in f.wanted] if f.wanted else list(f.movie_sections)
+        how = "as set in 'Plex libraries'" if f.wanted else "every movie library, 'Plex libraries' is empty"
+        out.append(Check("Plex libraries", Level.OK, f"using {', '.join(used)} ({how})"))
+    return out
+
+
+def check_sample(f: SampleFacts, plex_ok: bool) -> Check:
+    """Found by the mapped path is the only proof path_map is right: the file-name fallback
+    finds an item whatever the mapping says, so it counts as a warning, not a success."""
+    name = "Path mapping"
+    if not plex_ok:
+        return Check(name, Level.WARN, "not checked (Plex not usable, see above)")
+    if f.error:
+        return Check(name, Level.WARN, f"not checked ({f.error})")
+    if f.sampled == 0:
+        return Check(name, Level.OK, "no Stash scene with a file to sample yet")
+    counted = f"{f.found} of {f.sampled} sampled Stash files map to a Plex item by path"
+    others = [f"{n} {what}" for n, what in ((f.by_name, "found by file name only"),
+                                             (f.ambiguous, "ambiguous by file name"),
+                                             (f.sampled - f.found - f.by_name - f.ambiguous, "not in Plex")) if n]
+    if others:
+        counted += " (" + ", ".join(others) + ")"
+    if f.missing:
+        stash_path, plex_path = f.missing[0]
+        counted += f"; e.g. {stash_path} was looked for as {plex_path}"
+    where = f"'Path mapping' in {WHERE_TO_SET}"
+    if f.path_map_set and f.prefix_hits == 0:
+        return Check(name, Level.WARN, f"path_map maps nothing: no sampled Stash file is under one of its Stash prefixes; {counted}",
+                     f"set {where} as STASH_PREFIX=>PLEX_PREFIX with the folder as Stash shows it")
+    if f.found == f.sampled:
+        return Check(name, Level.OK, counted)
+    if not f.path_map_set and f.found == 0:
+        return Check(name, Level.WARN, f"{counted}; no path_map is set",
+                     f"if Plex sees the files under another folder, set {where} as STASH_PREFIX=>PLEX_PREFIX")
+    return Check(name, Level.WARN, counted,
+                 f"check {where} (the Plex side as Plex shows the folder) and that Plex has scanned these files")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def check_data(f: DataFacts) -> Check:
+    name = "Data folder"
+    if f.error:
+        return Check(name, Level.FAIL, f"{f.path}: {f.error}", "check the folder's permissions and free space")
+    if not f.writable:
+        return Check(name, Level.FAIL, f"{f.path} is not writable", "give the user Stash runs as write access to it")
+    if not f.exists:
+        return Check(name, Level.OK, f"{f.path} (no database yet: created by the first sync)")
+    if f.schema is not None and f.schema > f.expected:
+        return Check(name, Level.FAIL, f"{f.path}: database schema {f.schema} is newer than this version understands ({f.expected})",
+                     "install the newer Stash2Plex again (the database was written by it)")
+    text = f"{f.path}, schema {f.schema} of {f.expected}, database {_size(f.db_bytes)}"
+    if f.schema is not None and f.schema < f.expected:
+        return Check(name, Level.OK, text + " (migrated on the next sync)")
+    return Check(name, Level.OK, text)
+
+
+def check_queue(q: QueueFacts | None, worker_running: bool, now: float) -> list[Check]:
+    if q is None:
+        return [Check("Queue", Level.OK, "empty (no database yet)"), Check("Plex circuit", Level.OK, "closed"),
+                Check("Worker", Level.OK, "running" if worker_running else "not running (nothing to do)")]
+    parts = [f"{q.due} due", f"{q.deferred} deferred"]
+    if q.deferred and q.next_due is not None:
+        parts[-1] += f" (next {relative(q.next_due - now)}, {absolute_utc(q.next_due)})"
+    parts += [f"{q.in_flight} in flight", f"{q.inbox} new events", f"{q.synced} scenes synced"]
+    dlq = sum(n for _, n in q.dead_letters)
+    out = []
+    text = ", ".join(parts)
+    if dlq:
+        by = ", ".join(f"{cls} {n}" for cls, n in q.dead_letters)
+        out.append(Check("Queue", Level.WARN, f"{text}; {dlq} dead letters ({by})",
+                         "see Queue Status for why, then Retry Dead Letters once it is fixed"))
+    else:
+        out.append(Check("Queue", Level.OK, text + ", no dead letters"))
+    if q.halted:
+        out.append(Check("Halt", Level.WARN, "processing is halted: Plex refused the token earlier",
+                         "fix the token if needed, then run Process Queue"))
+    if q.breaker == "closed":
+        out.append(Check("Plex circuit", Level.OK, "closed"))
+    else:
+        until = f" until {absolute_utc(q.breaker_until)}" if q.breaker_until else ""
+        out.append(Check("Plex circuit", Level.WARN, f"{q.breaker}{until}: Plex failed repeatedly, requests are paused",
+                         "it retries by itself; Process Queue tries again now"))
+    waiting = q.due + q.inbox
+    if worker_running:
+        out.append(Check("Worker", Level.OK, "running"))
+    elif waiting and not q.halted:
+        out.append(Check("Worker", Level.WARN, f"not running, with {waiting} jobs or events waiting",
+                         "run Process Queue (a scene update starts the worker too)"))
+    else:
+        out.append(Check("Worker", Level.OK, "not running (nothing is due)"))
+    return out
+
+
+def check_reconcile(last: float | None, interval: float | None, now: float) -> Check:
+    name = "Reconcile"
+    every = {3600.0: "hourly", 86400.0: "daily", 604800.0: "weekly"}.get(interval or 0.0, "never")
+    when = f"last full reconcile {_ago(now - last)} ({absolute_utc(last)})" if last else "no full reconcile yet"
+    if interval and last and now - last > 2 * interval + 3600:
+        return Check(name, Level.WARN, f"{when}, auto-reconcile {every} is overdue",
+                     "the background worker runs it after a drain; run Reconcile All once")
+    return Check(name, Level.OK, f"{when}; auto-reconcile {every}")
+
+
+def check_packages(packages: Sequence[tuple[str, str | None]], install_hint: str, python: str) -> Check:
+    missing = [name for name, version in packages if version is None]
+    listed = ", ".join(f"{name} {version or 'MISSING'}" for name, version in packages)
+    if missing:
+        return Check("Dependencies", Level.FAIL, f"Python {python}: {listed}", install_hint or "install the missing packages")
+    return Check("Dependencies", Level.OK, f"Python {python}: {listed}")
+
+
+def assess(facts: Facts, now: float) -> list[Check]:
+    """Every line of the report, in the order a person fixes things."""
+    plex = check_plex(facts.plex)
+    plex_ok = all(c.level is Level.OK for c in plex)
+    return [
+        check_stash(facts.stash),
+        check_settings(facts.missing_settings, facts.enabled),
+        *plex,
+        check_sample(facts.sample, plex_ok),
+        check_data(facts.data),
+        *check_queue(facts.queue, facts.worker_running, now),
+        check_reconcile(facts.queue.last_reconcile if facts.queue else None, facts.reconcile_interval, now),
+        check_packages(facts.packages, facts.install_hint, facts.python),
+    ]
+
+
+def first_fix(checks: Sequence[Check]) -> str | None:
+    """The one thing to fix first, or None when nothing is FAIL."""
+    for check in checks:
+        if check.level is Level.FAIL:
+            return f"Health check failed: {check.name}: {check.text}. Fix: {check.fix}."
+    return None
+
+
+def report_lines(checks: Sequence[Check]) -> list[str]:
+    counts = {lvl: sum(c.level is lvl for c in checks) for lvl in Level}
+    head = (f"Stash2Plex health check: {counts[Level.OK]} OK, {counts[Level.WARN]} WARN, "
+            f"{counts[Level.FAIL]} FAIL")
+    return [head] + [c.line() for c in checks]
+
+
+# --- I/O: gathering -----------------------------------------------------------------------
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc).rstrip(".") or type(exc).__name__
+
+
+def gather_stash(ctx: RunContext) -> StashFacts:
+    from stash import queries
+
+    url = ctx.stash.url
+    try:
+        data = ctx.stash.gql(queries.VERSION)
+    except Stash2PlexError as exc:
+        return StashFacts(url, error=_message(exc))
+    return StashFacts(url, version=str((data.get("version") or {}).get("version") or "") or None)
+
+
+def gather_plex(settings: Any, data_dir: Path) -> tuple[PlexFacts, Any]:
+    """Server root (name, version: also proves the token), the library list. Returns the
+    facts and a PlexSync for the path sample (None when Plex is not usable)."""
+    from plex import xmlread
+    from plex.connection import PlexConnection
+    from plex.sync import PlexSync
+    from plugin.errors import PlexAuthError, PlexUnavailable
+
+    url = settings.plex_url
+    conn = PlexConnection(url, settings.plex_token, connect_timeout=settings.connect_timeout,
+                          read_timeout=settings.read_timeout, data_dir=data_dir)
+    try:
+        server = conn.server()
+        sections = xmlread.sections(conn.query("/library/sections"))
+    except PlexAuthError as exc:
+        return PlexFacts(url, "auth", _message(exc)), None
+    except PlexUnavailable as exc:
+        return PlexFacts(url, "down", _message(exc)), None
+    except Stash2PlexError as exc:
+        return PlexFacts(url, "other", _message(exc)), None
+    facts = PlexFacts(url, name=getattr(server, "friendlyName", None), version=getattr(server, "version", None),
+                      movie_sections=tuple(s.title for s in sections if s.type == "movie"),
+                      wanted=tuple(settings.plex_library))
+    quiet = replace(settings, trigger_plex_scan=False)  # a scan request would change Plex
+
+    def no_images(url: str) -> bytes | None:
+        return None
+
+    return facts, PlexSync(conn, quiet, no_images)
+
+
+def gather_sample(ctx: RunContext, plex: Any, settings: Any, size: int = SAMPLE) -> SampleFacts:
+    """Look the first file of a few Stash scenes up in Plex through the sync's own lookup."""
+    from plex.pathmap import path_key, to_plex
+    from plugin.errors import AmbiguousMatch, PlexNotFound
+
+    pm = settings.path_map
+    sampled = prefix_hits = found = by_name = ambiguous = 0
+    missing: list[tuple[str, str]] = []
+    error = None
+    try:
+        scenes = []
+        for scene in ctx.stash.iter_scenes(page_size=size):
+            if scene.files:
+                scenes.append(replace(scene, files=scene.files[:1]))
+            if len(scenes) >= size:
+                break
+        for scene in scenes:
+            stash_path = scene.files[0].path
+            plex_path = to_plex(stash_path, pm)
+            sampled += 1
+            prefix_hits += plex_path != stash_path
+            try:
+                state, _ = plex.preview_state(scene, None, time.time())
+            except AmbiguousMatch:
+                ambiguous += 1
+                missing.append((stash_path, plex_path))
+                continue
+            except PlexNotFound:
+                missing.append((stash_path, plex_path))
+                continue
+            if path_key(plex_path) in {path_key(p) for p in state.files}:
+                found += 1
+            else:
+                by_name += 1
+                missing.append((stash_path, plex_path))
+    except Stash2PlexError as exc:
+        error = _message(exc)
+    return SampleFacts(sampled, prefix_hits, found, by_name, ambiguous, tuple(missing[:3]), bool(pm), error)
+
+
+def gather_data(data_dir: Path) -> tuple[DataFacts, bool]:
+    """The folder, the schema and the size, read without creating or migrating anything.
+    The second value says whether the queue can be read (database present and current)."""
+    from sync_queue.db import db_path
+    from sync_queue.schema import SCHEMA_VERSION, current_version
+
+    path = db_path(data_dir)
+    writable = os.access(data_dir, os.W_OK)
+    if not path.exists():
+        return DataFacts(str(data_dir), False, writable, None, SCHEMA_VERSION), False
+    try:
+        conn = sqlite3.connect(f"file:{path.as_posix()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            schema = current_version(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return DataFacts(str(data_dir), True, writable, None, SCHEMA_VERSION, error=f"database unreadable ({exc})"), False
+    size = sum(p.stat().st_size for p in (path, Path(str(path) + "-wal")) if p.exists())
+    return DataFacts(str(data_dir), True, writable, schema, SCHEMA_VERSION, size), schema == SCHEMA_VERSION
+
+
+def gather_queue(data_dir: Path, now: float) -> QueueFacts:
+    from sync_queue.jobs import JobQueue
+    from sync_queue.state import BREAKER, HALT, LAST_RECONCILE, StateStore
+    from worker.breaker import Breaker
+
+    queue = JobQueue(data_dir)
+    state = StateStore(data_dir)
+    try:
+        counts = queue.counts(now)
+        soonest = queue.deferred(now, limit=1)
+        groups = queue.dlq_summary()
+        breaker = Breaker.load(state.get(BREAKER))
+        halt = state.get(HALT)
+        last = state.get(LAST_RECONCILE)
+    finally:
+        state.close()
+        queue.close(compact=False)
+    try:
+        last_at = float(last) if last else None
+    except ValueError:
+        last_at = None
+    return QueueFacts(due=counts.due, deferred=counts.deferred,
+                      next_due=soonest[0].next_retry_at if soonest else None, in_flight=counts.in_flight,
+                      inbox=counts.inbox, synced=counts.ledger,
+                      dead_letters=tuple((g.error_class, g.count) for g in groups),
+                      breaker=breaker.state.value, breaker_until=breaker.open_until, halted=bool(halt),
+                      last_reconcile=last_at)
+
+
+def gather_packages(plugin_dir: Path) -> tuple[tuple[tuple[str, str | None], ...], str]:
+    from importlib import metadata
+
+    from plugin.deps import RUNTIME_PACKAGES, install_command, requirement_specs
+
+    found: list[tuple[str, str | None]] = []
+    for pypi in RUNTIME_PACKAGES.values():
+        try:
+            found.append((pypi, metadata.version(pypi)))
+        except metadata.PackageNotFoundError:
+            found.append((pypi, None))
+    missing = [name for name, version in found if version is None]
+    hint = ""
+    if missing:
+        try:
+            specs = requirement_specs((plugin_dir / "requirements.txt").read_text(encoding="utf-8"))
+        except OSError:
+            specs = {}
+        hint = "install with: " + install_command(sys.executable, plugin_dir, missing, specs)
+    return tuple(found), hint
+
+
+def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lambda f: None) -> Facts:
+    """Every fact the report needs; each part's failure becomes a fact about that part."""
+    from plugin.settings import load_settings
+    from sync_queue.lock import ProcessorLock
+
+    stash = gather_stash(ctx)
+    progress(0.1)
+    if stash.error:
+        settings = load_settings({}, lambda msg: None)
+        missing: tuple[str, ...] = ()
+        plex = PlexFacts(url="", error_kind="not_checked", error="not checked (settings are read from Stash)")
+        sample = SampleFacts()
+    else:
+        settings = ctx.settings
+        missing = tuple(n for n in ("plex_url", "plex_token") if not getattr(settings, n))
+        if missing:
+            plex, sync = PlexFacts(url=settings.plex_url, error_kind="not_configured",
+                                   error="not checked (setting missing)"), None
+        else:
+            plex, sync = gather_plex(settings, ctx.data_dir)
+        progress(0.4)
+        sample = gather_sample(ctx, sync, settings) if sync is not None else SampleFacts()
+    progress(0.7)
+    data, readable = gather_data(ctx.data_dir)
+    queue = gather_queue(ctx.data_dir, now) if readable else None
+    packages, hint = gather_packages(ctx.entrypoint.parent)
+    progress(0.9)
+    return Facts(stash=stash, missing_settings=missing, plex=plex, sample=sample, data=data, queue=queue,
+                 worker_running=ProcessorLock(ctx.data_dir).is_held_elsewhere() if data.exists else False,
+                 reconcile_interval=settings.reconcile_seconds, enabled=settings.enabled,
+                 packages=packages, install_hint=hint,
+                 python=f"{platform.python_version()} ({sys.executable})")
+
+
+def health_check(ctx: RunContext) -> dict[str, Any]:
+    """The task: gather, judge, log one line per check; fail only on a FAIL."""
+    now = time.time()
+    ctx.log.progress(0.0)
+    facts = gather(ctx, now, ctx.log.progress)
+    checks = assess(facts, now)
+    ctx.log.progress(1.0)
+    for line in report_lines(checks):
+        ctx.log.info(line)
+    problem = first_fix(checks)
+    if problem:
+        raise HealthCheckFailed(problem)
+    return {"ok": True, "checks": [c.to_dict() for c in checks]}
