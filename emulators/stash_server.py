@@ -49,6 +49,7 @@ from emulators.stash_library import File, StashLibrary, png_bytes
 SCHEMA_PATH = Path(__file__).with_name("stash_schema.graphql")
 STASH_VERSION = {"version": "v0.30.1", "hash": "e1b4ea7d", "build_time": "2025-06-01 12:00:00"}
 _IMAGE_ROUTE = re.compile(r"^/(scene)/(\d+)/screenshot$|^/(performer|studio|tag)/(\d+)/image$")
+_NAMED_OPERATION = re.compile(r"\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
 
 def load_schema() -> GraphQLSchema:
@@ -438,18 +439,18 @@ class StashEmulator:
         variables = body.get("variables") or {}
         operation = body.get("operationName") or None
         if not isinstance(query, str) or not query.strip():
-            return 422, _errors([GraphQLError("no operation provided")])
+            return 422, _errors([GraphQLError("no operation provided")], "GRAPHQL_PARSE_FAILED")
         try:
             document = parse(query)
         except GraphQLError as exc:
-            return 422, _errors([exc])
+            return 422, _errors([exc], "GRAPHQL_PARSE_FAILED")
         problems = validate(self.schema, document)
         if problems:
-            return 422, _errors(problems)
+            return 422, _errors(problems, "GRAPHQL_VALIDATION_FAILED")
         context = {"base": base}
         prepared = ExecutionContext.build(self.schema, document, None, context, variables, operation)
         if isinstance(prepared, list):  # variables that do not coerce, or no such operation
-            return 422, _errors(prepared)
+            return 422, _errors(prepared, "GRAPHQL_VALIDATION_FAILED")
         failure = self.faults.take_fail()
         middleware = [_failing_roots(failure)] if failure else None
         result = execute(self.schema, document, context_value=context, variable_values=variables,
@@ -461,8 +462,13 @@ class StashEmulator:
         return 200, answer
 
 
-def _errors(errors: list[GraphQLError]) -> dict[str, Any]:
-    return {"errors": [e.formatted for e in errors], "data": None}
+def _errors(errors: list[GraphQLError], code: str | None = None) -> dict[str, Any]:
+    """gqlgen tags request-level failures with `extensions.code` (errcode.ValidationFailed ...);
+    stashapi logs that code in front of each message."""
+    formatted = [e.formatted for e in errors]
+    if code:
+        formatted = [dict(e, extensions={**(e.get("extensions") or {}), "code": code}) for e in formatted]
+    return {"errors": formatted, "data": None}
 
 
 def _failing_roots(message: str) -> Callable[..., Any]:
@@ -532,7 +538,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         if isinstance(body, dict):
-            record.operation_name = body.get("operationName")
+            # stashapi never sends operationName; Stash then runs the document's one operation,
+            # so the log names it after that, and count("FindScenes") means what it says.
+            named = _NAMED_OPERATION.match(body.get("query") or "") if isinstance(body.get("query"), str) else None
+            record.operation_name = body.get("operationName") or (named.group(1) if named else None)
             record.variables = body.get("variables")
         if not self._gate(path, record):
             return
