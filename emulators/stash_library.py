@@ -161,7 +161,7 @@ def stash_timestamp(epoch: float, tz: tzinfo = timezone.utc) -> str:
     moment = datetime.fromtimestamp(int(epoch), tz)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     offset = moment.utcoffset() or timedelta(0)
-    if offset == timedelta(0) and tz is timezone.utc:
+    if offset == timedelta(0):  # Go's Z07:00 writes Z for any zero offset, not only for UTC
         return text + "Z"
     minutes = int(offset.total_seconds() // 60)
     sign = "-" if minutes < 0 else "+"
