@@ -132,17 +132,32 @@ class Stage:
         tells it from hook and task runs (their cwd is the host's) without any pid file.
         Linux only (/proc); elsewhere the list is empty.
         """
-        pids = []
-        want = str(self.data_dir.resolve())
-        for entry in Path("/proc").glob("[0-9]*"):
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-                cwd = os.readlink(entry / "cwd")
-            except OSError:
-                continue
-            if cwd == want and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
-                pids.append(int(entry.name))
-        return sorted(pids)
+        return _entrypoint_pids(self.data_dir)
+
+    def lock_holder(self) -> int | None:
+        """The pid holding the processor lock (an flock on `processor.lock`), from /proc/locks.
+
+        The pid is the one that took the lock; with no fork after that, it is the worker or
+        task doing the processing. None when the lock is free (or not on Linux).
+        """
+        from sync_queue.lock import LOCK_FILE
+
+        try:
+            inode = (self.data_dir / LOCK_FILE).stat().st_ino
+            table = Path("/proc/locks").read_text()
+        except OSError:
+            return None
+        for line in table.splitlines():
+            parts = line.split()
+            # "1: FLOCK  ADVISORY  WRITE 12371 fe:00:2156793 0 EOF"; a waiter's line has "->"
+            if len(parts) >= 6 and parts[1] == "FLOCK" and parts[3] == "WRITE" and parts[5].split(":")[-1] == str(inode):
+                return int(parts[4])
+        return None
+
+    def run_pids(self) -> list[int]:
+        """Hook and task processes the host is running right now (their cwd is the host's)."""
+        assert self.host.workdir is not None
+        return _entrypoint_pids(Path(self.host.workdir))
 
     def age(self, seconds: float) -> None:
         """Let `seconds` pass for the plugin's stored schedule: due times and the breaker move
@@ -182,6 +197,20 @@ class Stage:
             return
         with processor(self.data_dir, timeout=timeout):
             pass
+
+
+def _entrypoint_pids(cwd: Path) -> list[int]:
+    pids = []
+    want = str(Path(cwd).resolve())
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            where = os.readlink(entry / "cwd")
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+        if where == want and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
+            pids.append(int(entry.name))
+    return sorted(pids)
 
 
 @contextmanager

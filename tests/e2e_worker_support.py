@@ -44,6 +44,18 @@ def counts(st: Stage):
         return queue.counts(time.time())
 
 
+def inbox_ids(st: Stage) -> set[int]:
+    """Scenes with a hook event recorded but not yet turned into a job."""
+    from sync_queue.db import connect
+    from sync_queue.inbox import read_inbox
+
+    conn = connect(st.data_dir)
+    try:
+        return {e.entity_id for e in read_inbox(conn, 1_000_000)}
+    finally:
+        conn.close()
+
+
 def lookups(st: Stage, scene_id: int) -> int:
     """Narrow look-ups (`/all?file=<name>`) Plex saw for the scene's first file."""
     (path,) = st.scene_files([scene_id])

@@ -74,6 +74,7 @@ def test_a_hook_soon_after_a_worker_finished_starts_the_next_one(tmp_path: Path)
         assert counts(st).inbox == 0
 
 
+@pytest.mark.slow
 def test_two_hooks_at_once_give_one_worker(tmp_path: Path) -> None:
     with stage(6, seed=53, work_dir=tmp_path, settings=QUIET, on_result=audited("two hooks")) as st:
         ids = st.library.sorted_ids()
@@ -110,17 +111,28 @@ def test_two_hooks_at_once_give_one_worker(tmp_path: Path) -> None:
         assert all(synced(st, s) for s in ids[:4])
 
 
+@pytest.mark.slow
 def test_process_queue_takes_over_from_a_draining_worker(tmp_path: Path) -> None:
-    n = 12
+    n = 20
     with stage(n, seed=54, work_dir=tmp_path, settings=QUIET, on_result=audited("takeover draining")) as st:
         ids = st.library.sorted_ids()
-        st.plex.faults.latency = 0.05
-        for sid in ids:
-            st.hook(sid)
+        st.plex.faults.latency = 0.1  # the worker alone would need seconds: time for the task to start
+        for sid in ids[1:]:  # saves recorded a moment ago; the last one's hook starts the worker
+            record_event(st.data_dir, "scene", sid, "Scene.Update.Post", time.time())
+        st.hook(ids[0])
         st.wait_until(lambda: counts(st).ledger >= 2, timeout=30)  # the worker is draining
         assert st.worker_running()
+        handed = threading.Event()
+
+        def speed_up_after_the_request() -> None:
+            st.wait_until(lambda: (st.data_dir / "handover.request").exists() or handed.is_set(), poll=0.01)
+            st.plex.faults.latency = 0.0
+
+        helper = threading.Thread(target=speed_up_after_the_request)
+        helper.start()
         result = st.task("process_queue")
-        st.plex.faults.latency = 0.0
+        handed.set()
+        helper.join()
         summary = summary_of(result)
         assert result.progress and result.progress[0] == 0.0 and result.progress[-1] == 1.0
         assert result.progress == sorted(result.progress)
@@ -135,6 +147,7 @@ def test_process_queue_takes_over_from_a_draining_worker(tmp_path: Path) -> None
         assert any("synced" in line for line in result.lines("info"))
 
 
+@pytest.mark.slow
 def test_process_queue_takes_over_from_a_sleeping_worker_and_reports_what_waits(tmp_path: Path) -> None:
     with stage(3, seed=55, work_dir=tmp_path, scanned=False, settings=QUIET,
                on_result=audited("takeover sleeping")) as st:
