@@ -132,10 +132,12 @@ def test_seed_001_sync_all_again_and_hooks_for_unchanged_scenes_write_nothing(tm
         assert writes(st) == n  # one edit per scene, no artwork in this stage
 
         st.plex.reset_log()
-        for _ in range(3):  # reconcile-like passes over the whole library
-            again = st.task("all")
-            assert again.error is None and again.output["queued"] == 0
+        for mode in ("all", "reconcile_all", "all", "reconcile_all"):  # whole-library passes
+            again = st.task(mode)
+            assert again.error is None and again.output["queued"] == 0, (mode, again.output)
             assert summary_of(again)["synced"] == 0
+        assert writes(st) == 0
+        st.plex.reset_log()
         for sid in ids[:4]:  # the user saves scenes without changing anything Plex shows
             assert st.hook(sid).error is None
         st.wait_until(lambda: counts(st).inbox == 0 and counts(st).due == 0, timeout=30)
