@@ -7,6 +7,7 @@ so callers never depend on stashapi's behaviour or the answer's shape.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -19,16 +20,32 @@ from stash.records import Performer, Scene, SceneFile, Studio
 PAGE_SIZE = 200
 
 
+# stashapi logs each GraphQL error as "<code>:<path> <message>" before it raises a bare
+# "<status> <reason> query failed" (classes.py _handle_GQL_response).
+_GQL_ERROR_LINE = re.compile(r"^[A-Z_]+:(?:\[[^\]]*\])?\s*(?P<message>.+)$")
+
+
 class _QuietLogger:
-    """stashapi logs every failure at error level itself; we report one line of our own instead."""
+    """stashapi logs every failure at error level itself; we report one line of our own instead.
+
+    It keeps the GraphQL error messages of the current call: stashapi's exception carries
+    only the HTTP status, and "database is locked" is the part a user needs to read.
+    """
 
     def __init__(self, log: StashLog) -> None:
         self._log = log
+        self.graphql_errors: list[str] = []
 
     def _debug(self, msg: object, *args: object, **kwargs: object) -> None:
         self._log.debug(f"stashapi: {msg}")
 
-    debug = info = warning = error = trace = progress = _debug
+    def error(self, msg: object, *args: object, **kwargs: object) -> None:
+        match = _GQL_ERROR_LINE.match(str(msg))
+        if match:
+            self.graphql_errors.append(match.group("message"))
+        self._debug(msg)
+
+    debug = info = warning = trace = progress = _debug
 
 
 class StashClient:
@@ -37,6 +54,7 @@ class StashClient:
     def __init__(self, server_connection: Mapping[str, Any], log: StashLog) -> None:
         self._conn = dict(server_connection)
         self._log = log
+        self._stashapi_log = _QuietLogger(log)
         self._api = None
 
     @property
@@ -50,7 +68,7 @@ class StashClient:
         if self._api is None:
             from stashapi.stashapp import StashInterface
 
-            conn = dict(self._conn, Logger=_QuietLogger(self._log))
+            conn = dict(self._conn, Logger=self._stashapi_log)
             # force_api_key: the session cookie Stash gives us expires after an hour, and a
             # background worker may outlive it. We never mutate scenes, so losing the
             # cookie's hook-loop protection costs nothing.
@@ -60,6 +78,7 @@ class StashClient:
     def _call(self, fn: Any) -> Any:
         import requests
 
+        self._stashapi_log.graphql_errors.clear()
         try:
             return fn()
         except requests.exceptions.RequestException as exc:
@@ -71,8 +90,15 @@ class StashClient:
                     f"Stash at {self.url} refused our credentials (401): the session may have expired; "
                     "run the task again from Stash."
                 ) from None
+            errors = self._stashapi_log.graphql_errors
+            detail = f": {errors[0]}" if errors else ""
             if text[:3].isdigit() and text[0] in "45":
-                raise StashUnavailable(f"Stash at {self.url} answered {text.split(' query failed')[0]}.") from None
+                status = text.split(" query failed")[0]
+                raise StashUnavailable(f"Stash at {self.url} answered {status}{detail}.") from None
+            if text.startswith("200 "):
+                # HTTP 200 with `errors`: a resolver failed (a locked database, a closed
+                # connection). Stash itself is in trouble for a while; not our bug.
+                raise StashUnavailable(f"Stash at {self.url} could not answer the query{detail}.") from None
             raise
 
     def gql(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
