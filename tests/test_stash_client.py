@@ -1,0 +1,271 @@
+"""Our Stash façade (stash/client.py) against the emulated Stash, over loopback HTTP.
+
+The façade's promise (docs/DESIGN.md, Errors): whatever stashapi or requests raise, callers
+see one of `StashAuthError`, `StashUnavailable` or `SceneGone`, with a message a user can
+act on, and GraphQL answers arrive as `stash.records`. These tests hold it to that with
+the failure modes real Stash has (§2.2): 401 for bad or expired auth, 422 for a document
+this Stash does not accept, 200 with `errors` for a locked database, 500, refused
+connections.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+
+from emulators.stash_library import StashLibrary, generate_library, png_bytes
+from emulators.stash_server import StashEmulator
+from plugin.errors import SceneGone, Stash2PlexError, StashAuthError, StashUnavailable
+from plugin.protocol import StashLog
+from stash.client import StashClient
+
+USER, PASSWORD, KEY = "admin", "hunter2-pass", "client-test-api-key-9876543210"
+
+
+@pytest.fixture
+def library() -> StashLibrary:
+    return generate_library(150, seed=23)
+
+
+@pytest.fixture
+def stash(library: StashLibrary) -> Iterator[StashEmulator]:
+    with StashEmulator(library, username=USER, password=PASSWORD, api_key=KEY) as server:
+        yield server
+
+
+def client(conn: dict, log: io.StringIO | None = None) -> StashClient:
+    return StashClient(conn, StashLog(stream=log if log is not None else io.StringIO(), debug_enabled=True))
+
+
+# --- connection and auth ------------------------------------------------------------------
+
+
+def test_connects_with_the_session_cookie_stash_sends(stash: StashEmulator) -> None:
+    c = client(stash.connection())
+    assert c.url == stash.url
+    assert c.find_scene(1).id == 1
+    # construction (version, api key, introspection), then our own named query
+    assert [r.operation_name for r in stash.requests][:2] == ["StashVersion", "getApiKey"]
+    assert stash.requests[-1].operation_name == "S2PFindScene"
+
+
+def test_the_connection_is_built_once_per_client(stash: StashEmulator) -> None:
+    c = client(stash.connection())
+    c.find_scene(1)
+    c.find_scene(2)
+    c.count_scenes()
+    assert stash.count("StashVersion") == 1 and stash.count("getApiKey") == 1
+    assert stash.count("S2PFindScene") == 2 and stash.count("S2PCountScenes") == 1
+
+
+def test_host_0000_means_loopback(stash: StashEmulator) -> None:
+    conn = dict(stash.connection(), Host="0.0.0.0")
+    assert client(conn).find_scene(3).id == 3
+
+
+@pytest.mark.parametrize("conn_change", [
+    {"SessionCookie": None},  # a locked Stash and no credentials at all
+    {"SessionCookie": None, "ApiKey": "wrong-key"},
+])
+def test_refused_credentials_are_one_auth_error(stash: StashEmulator, conn_change: dict) -> None:
+    log = io.StringIO()
+    with pytest.raises(StashAuthError) as caught:
+        client(dict(stash.connection(), **conn_change), log).find_scene(1)
+    message = str(caught.value)
+    assert "401" in message and stash.url in message
+    assert "query failed" not in message  # stashapi's own wording stays behind the façade
+    assert "wrong-key" not in message and "wrong-key" not in log.getvalue()
+
+
+def test_a_wrong_key_is_refused_by_an_open_stash_too(library: StashLibrary) -> None:
+    with StashEmulator(library) as server:
+        assert client(server.connection()).find_scene(1).id == 1
+        with pytest.raises(StashAuthError):
+            client(dict(server.connection(), ApiKey="nope")).find_scene(1)
+
+
+def test_an_expired_session_without_an_api_key_is_an_auth_error(library: StashLibrary) -> None:
+    """No API key configured in Stash: force_api_key has nothing to switch to, the cookie is all."""
+    now = [1_700_000_000.0]
+    with StashEmulator(library, username=USER, password=PASSWORD, api_key="", session_max_age=3600,
+                       clock=lambda: now[0]) as server:
+        c = client(server.connection())
+        assert c.find_scene(1).id == 1
+        now[0] += 3601
+        with pytest.raises(StashAuthError, match="session may have expired"):
+            c.find_scene(1)
+        assert server.requests[-1].status == 401
+
+
+def test_with_an_api_key_in_stash_a_worker_outlives_its_session(library: StashLibrary) -> None:
+    now = [1_700_000_000.0]
+    with StashEmulator(library, username=USER, password=PASSWORD, api_key=KEY, session_max_age=3600,
+                       clock=lambda: now[0]) as server:
+        c = client(server.connection())
+        c.find_scene(1)
+        now[0] += 7 * 86400
+        assert c.find_scene(2).id == 2
+        assert server.requests[-1].status == 200
+
+
+def test_stash_down_is_unavailable_and_recovers(stash: StashEmulator) -> None:
+    conn = stash.connection()
+    stash.faults.down = True
+    with pytest.raises(StashUnavailable, match="Cannot reach Stash") as caught:
+        client(conn).find_scene(1)
+    assert stash.url in str(caught.value)
+    stash.faults.down = False
+    c = client(conn)
+    assert c.find_scene(1).id == 1
+    stash.faults.down = True  # goes away under a client that is already connected
+    with pytest.raises(StashUnavailable, match="Cannot reach Stash"):
+        c.find_scene(2)
+    stash.faults.down = False
+    assert c.find_scene(2).id == 2
+
+
+def test_http_500_is_unavailable(stash: StashEmulator) -> None:
+    c = client(stash.connection())
+    c.find_scene(1)
+    stash.faults.http_500_next(1)
+    with pytest.raises(StashUnavailable, match="500"):
+        c.find_scene(1)
+    assert c.find_scene(1).id == 1
+
+
+def test_a_500_during_construction_is_unavailable(stash: StashEmulator) -> None:
+    stash.faults.http_500_next(1)
+    with pytest.raises(StashUnavailable, match="500"):
+        client(stash.connection()).find_scene(1)
+
+
+def test_a_locked_database_is_unavailable_not_a_bug(stash: StashEmulator) -> None:
+    """Stash answers 200 with `errors` (data partly null); stashapi raises a bare Exception
+    whose text starts with "200". That is Stash failing for a while, not a plugin bug."""
+    c = client(stash.connection())
+    c.find_scene(1)
+    stash.faults.fail_next(1)
+    with pytest.raises(StashUnavailable) as caught:
+        c.find_scene(1)
+    assert "database is locked" in str(caught.value)
+    stash.faults.fail_next(1, message="sql: connection is already closed")
+    with pytest.raises(StashUnavailable, match="connection is already closed"):
+        list(c.iter_scenes())
+    assert c.find_scene(1).id == 1
+
+
+def test_a_document_this_stash_rejects_is_unavailable_with_its_422(stash: StashEmulator) -> None:
+    c = client(stash.connection())
+    with pytest.raises(StashUnavailable, match="422") as caught:
+        c.gql("query S2PBroken { findScene(id: 1) { no_such_field } }")
+    assert isinstance(caught.value, Stash2PlexError)
+    assert "no_such_field" in str(caught.value)  # says which part of our document this Stash lacks
+
+
+# --- scenes ---------------------------------------------------------------------------------
+
+
+def test_find_scene_maps_every_field(stash: StashEmulator, library: StashLibrary) -> None:
+    library.studios[2].parent_id = 1
+    library.performers[1].image = None
+    library.performers[2].image = png_bytes(77)
+    library.update_scene(9, title="Café — 東京 😀", date="2021-07", studio_id=2, performer_ids=[1, 2],
+                         tag_ids=[3, 1], groups=[(1, 4)], rating100=80, organized=True,
+                         files=["/data/stash/b/primary.mp4", "/data/stash/a/second.mp4"],
+                         urls=["https://example.com/9"], now=1_700_000_000)
+    scene = client(stash.connection()).find_scene(9)
+    assert scene.title == "Café — 東京 😀" and scene.date == "2021-07"  # partial date kept as Stash has it
+    assert [f.path for f in scene.files] == ["/data/stash/b/primary.mp4", "/data/stash/a/second.mp4"]
+    assert scene.files[0].size == library.scenes[9].files[0].size and scene.files[0].duration > 0
+    assert scene.studio is not None and scene.studio.name == library.studios[2].name
+    assert scene.studio.parent_name == library.studios[1].name
+    assert [p.name for p in scene.performers] == [library.performers[1].name, library.performers[2].name]
+    assert scene.performers[0].image_url is None  # Stash's placeholder is not an image of theirs
+    assert scene.performers[1].image_url and scene.performers[1].image_url.startswith(f"{stash.url}/performer/2/image")
+    assert scene.tags == (library.tags[3].name, library.tags[1].name) and scene.tag_ids == ("3", "1")
+    assert scene.groups == (library.groups[1].name,)
+    assert scene.rating100 == 80 and scene.organized is True and scene.urls == ("https://example.com/9",)
+    assert scene.screenshot_url == f"{stash.url}/scene/9/screenshot?t=1700000000"
+    assert scene.updated_at == "2023-11-14T22:13:20Z"
+    assert scene.created_at == library.stamp(library.scenes[9].created_at)
+
+
+def test_a_bare_scene_has_no_metadata(stash: StashEmulator, library: StashLibrary) -> None:
+    """Right after a scan: a file, nothing else. Empty strings count as missing, like None."""
+    new_id = library.add_scene(files=["/data/stash/new/clip.mp4"], title="", details="")
+    scene = client(stash.connection()).find_scene(new_id)
+    assert scene.title is None and scene.details is None and scene.studio is None
+    assert scene.performers == () and scene.tags == () and scene.date is None
+    assert scene.has_metadata is False
+
+
+def test_a_deleted_scene_is_gone(stash: StashEmulator, library: StashLibrary) -> None:
+    c = client(stash.connection())
+    library.remove_scene(5)
+    with pytest.raises(SceneGone, match="5"):
+        c.find_scene(5)
+    with pytest.raises(SceneGone):
+        c.find_scene(10**9)
+
+
+def test_iter_scenes_walks_everything_by_id_in_bounded_pages(stash: StashEmulator, library: StashLibrary) -> None:
+    c = client(stash.connection())
+    c.find_scene(1)
+    stash.reset_log()
+    ids = [s.id for s in c.iter_scenes(page_size=40)]
+    assert ids == sorted(library.scenes)
+    pages = [r.variables for r in stash.requests if r.operation_name == "S2PFindScenes"]
+    assert len(pages) == 4  # 40 + 40 + 40 + 30: the short page ends the walk
+    assert all(p["filter"]["per_page"] == 40 and p["filter"]["page"] == 1 for p in pages)
+    assert [p["scene_filter"]["id"]["value"] for p in pages] == [0, 40, 80, 120]
+
+
+def test_iter_scenes_on_an_exact_multiple_asks_once_more(stash: StashEmulator, library: StashLibrary) -> None:
+    c = client(stash.connection())
+    c.find_scene(1)
+    stash.reset_log()
+    assert len(list(c.iter_scenes(page_size=50))) == 150
+    assert stash.count("S2PFindScenes") == 4  # the last, empty page proves there is no more
+
+
+def test_iter_scenes_resumes_after_an_id_and_keeps_pages_stable(stash: StashEmulator,
+                                                                library: StashLibrary) -> None:
+    c = client(stash.connection())
+    assert [s.id for s in c.iter_scenes(after_id=140, page_size=4)] == list(range(141, 151))
+    walked = []
+    for scene in c.iter_scenes(page_size=20):
+        walked.append(scene.id)
+        if scene.id == 30:  # scenes arrive and leave while we walk
+            library.add_scene(files=["/data/stash/late.mp4"])
+            library.remove_scene(10)
+            library.remove_scene(70)
+    assert len(walked) == len(set(walked))
+    assert 70 not in walked and 10 in walked and 151 in walked
+
+
+def test_iter_scenes_with_an_updated_at_filter(stash: StashEmulator, library: StashLibrary) -> None:
+    since = library.stamp(library.scenes[100].updated_at)
+    criterion = {"updated_at": {"value": since, "modifier": "GREATER_THAN"}}
+    c = client(stash.connection())
+    got = [s.id for s in c.iter_scenes(criterion, page_size=7)]
+    expected = sorted(s.id for s in library.scenes.values() if library.stamp(s.updated_at) > since)
+    assert got == expected and 0 < len(got) < 150
+    assert c.count_scenes(criterion) == len(expected)
+    assert c.count_scenes() == 150
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def test_plugin_settings_are_found_by_id_ignoring_case(stash: StashEmulator) -> None:
+    c = client(stash.connection())
+    assert c.plugin_settings() == {}  # never saved
+    stash.set_plugin_settings("stash2plex", {"plex_url": "http://old:32400"})  # Stash before v0.26
+    assert c.plugin_settings() == {"plex_url": "http://old:32400"}
+    stash.plugin_settings.clear()
+    stash.set_plugin_settings("Stash2Plex", {"plex_url": "http://new:32400", "max_tags": 9})
+    stash.set_plugin_settings("OtherPlugin", {"plex_url": "http://not-ours"})
+    assert c.plugin_settings() == {"plex_url": "http://new:32400", "max_tags": 9}
+    assert stash.requests[-1].variables == {"include": ["Stash2Plex", "stash2plex"]}
