@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from emulators.stage import PLEX_ROOT, Stage, stage
+from sync_queue.inbox import record_event
 from sync_queue.state import BREAKER, HALT, StateStore
 from tests.e2e_worker_support import (
     QUIET,
@@ -392,6 +393,39 @@ def test_sigkill_of_the_background_worker_mid_drain_loses_no_job(tmp_path: Path)
         assert [(sid, mismatches(st, sid)) for sid in ids if mismatches(st, sid)] == []
         c = counts(st)
         assert (c.due, c.deferred, c.in_flight, c.dlq) == (0, 0, 0, 0)
+
+
+@pytest.mark.slow
+def test_a_task_killed_while_waiting_for_the_handover_does_not_stop_the_worker(tmp_path: Path) -> None:
+    """Stash cancels a task with SIGKILL, so the task's request to take over outlives it; the
+    worker must not take that for a live request and stop for a taker that never comes."""
+    n = 6
+    with stage(n, seed=70, work_dir=tmp_path, settings=QUIET, on_result=audited("killed requester")) as st:
+        ids = st.library.sorted_ids()
+        for sid in ids[1:]:
+            record_event(st.data_dir, "scene", sid, "Scene.Update.Post", time.time())
+        st.plex.faults.latency = 1.0  # the worker's job in hand takes seconds
+        st.hook(ids[0])
+        st.wait_until(st.worker_running, timeout=20, poll=0.01)
+        request = st.data_dir / "handover.request"
+        victims: list[int] = []
+
+        def cancel_when_waiting() -> None:
+            st.wait_until(request.exists, timeout=30, poll=0.01)
+            for pid in st.run_pids():
+                os.kill(pid, signal.SIGKILL)
+                victims.append(pid)
+
+        killer = threading.Thread(target=cancel_when_waiting)
+        killer.start()
+        task = st.task("process_queue")
+        killer.join()
+        assert task.returncode == -signal.SIGKILL and victims
+        st.plex.faults.latency = 0.0
+        # No hook, no task: the worker that was running carries on and syncs everything.
+        st.wait_until(lambda: all(synced(st, s) for s in ids), timeout=60)
+        c = counts(st)
+        assert (c.due, c.in_flight, c.inbox, c.dlq) == (0, 0, 0, 0)
 
 
 # --- waiting costs nothing ------------------------------------------------------------------
