@@ -5,8 +5,10 @@
 Both tasks run through the Stash host exactly as Stash runs them (the plugin is a
 subprocess reading stdin and writing Stash's log protocol), against the emulated Stash and
 Plex served from this process. Peak memory is the plugin process's maximum resident set
-size (`getrusage(RUSAGE_CHILDREN)` after it exited), so the emulators' own memory is not
-counted. Request counts are read from the emulators' request logs.
+size (`getrusage(RUSAGE_CHILDREN)` after it exited; the highest plugin run so far), so the
+emulators' own memory is not counted; "plugin CPU s" is that process's user + system time,
+which a busy machine inflates less than the wall time (the emulators share this process's
+CPU with each other, not with the plugin). Request counts are from the emulators' logs.
 
 Reconcile rows: an unchanged library (every scene synced, Plex showing what we wrote), and
 the same library with `--gaps` scenes of each gap type made beforehand (their drain is part
@@ -111,13 +113,20 @@ def make_gaps(st: Stage, per_type: int) -> None:
     st.scan_into_plex(new)
 
 
+def child_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_task(st: Stage, mode: str) -> dict[str, Any]:
     st.plex.reset_log()
     st.stash.reset_log()
+    cpu = child_cpu_s()
     result = st.task(mode)
+    cpu = child_cpu_s() - cpu
     if result.error is not None or not isinstance(result.output, dict):
         raise SystemExit(f"{mode} failed: {result.error}\n{result.stderr[-3000:]}")
-    return {"wall": result.wall_time, "peak": child_peak_mib(), "stash": st.stash.count(),
+    return {"wall": result.wall_time, "cpu": cpu, "peak": child_peak_mib(), "stash": st.stash.count(),
             "plex": st.plex.count(), "plex_get": st.plex.count("GET"),
             "plex_item_reads": st.plex.count("GET", "/library/metadata"),
             "plex_writes": st.plex.count("PUT") + st.plex.count("POST"), "out": result.output}
@@ -136,6 +145,7 @@ def bench_reconcile(n: int, per_type: int) -> list[list[str]]:
         if any(gaps.values()):
             print(f"warning: the unchanged library shows gaps {gaps}", file=sys.stderr)
         rows.append(_row(f"reconcile_all, {n} scenes, unchanged", first))
+        print(f"(row: {rows[-1]})", file=sys.stderr, flush=True)
         if per_type:
             make_gaps(st, per_type)
             second = run_task(st, "reconcile_all")
@@ -146,7 +156,7 @@ def bench_reconcile(n: int, per_type: int) -> list[list[str]]:
 def _row(name: str, r: dict[str, Any]) -> list[str]:
     out = r["out"]
     gaps = " ".join(f"{k}={v}" for k, v in out["gaps"].items() if v) or "none"
-    return [name, f"{r['wall']:.1f}", f"{r['peak']:.0f}", str(r["stash"]),
+    return [name, f"{r['wall']:.1f}", f"{r['cpu']:.1f}", f"{r['peak']:.0f}", str(r["stash"]),
             f"{r['plex']} ({r['plex_item_reads']} item reads, {r['plex_writes']} writes)",
             f"{gaps}; queued {out['queued']}, synced {out['summary']['synced']}"]
 
@@ -155,7 +165,8 @@ def bench_sync_all(n: int) -> list[list[str]]:
     with stage(n, seed=200, settings=QUIET, work_dir=Path(tempfile.mkdtemp(prefix="s2p-bench-all-"))) as st:
         r = run_task(st, "all")
         synced = r["out"]["summary"]["synced"]
-        return [[f"Sync All, {n} scenes, first sync", f"{r['wall']:.1f}", f"{synced / r['wall']:.0f}",
+        return [[f"Sync All, {n} scenes, first sync", f"{r['wall']:.1f}", f"{r['cpu']:.1f}",
+                 f"{synced / r['wall']:.0f}",
                  str(r["stash"]), f"{r['plex']} ({r['plex_item_reads']} item reads, {r['plex_writes']} writes)",
                  f"synced {synced}"]]
 
@@ -172,11 +183,11 @@ def main() -> None:
     parser.add_argument("--sync-scenes", type=int, default=10_000)
     parser.add_argument("--gaps", type=int, default=100, help="scenes per gap type in the second reconcile row")
     args = parser.parse_args()
-    print("Through the Stash host (plugin as a subprocess), emulators in this process.\n")
+    print("Through the Stash host (plugin as a subprocess), emulators in this process.\n", flush=True)
     rec = bench_reconcile(args.reconcile_scenes, args.gaps)
-    print(table(["run", "wall s", "peak MiB", "Stash requests", "Plex requests", "result"], rec))
-    print()
-    print(table(["run", "wall s", "scenes/s", "Stash requests", "Plex requests", "result"],
+    print(table(["run", "wall s", "plugin CPU s", "peak MiB", "Stash requests", "Plex requests", "result"], rec))
+    print(flush=True)
+    print(table(["run", "wall s", "plugin CPU s", "scenes/s", "Stash requests", "Plex requests", "result"],
                 bench_sync_all(args.sync_scenes)))
 
 
