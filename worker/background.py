@@ -181,8 +181,8 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
             processed += result.processed
             if result.processed:
                 log.info(format_summary(result.summary, time.time()))
-            if result.summary.stopped:
-                log.error(f"stopped: {result.summary.stopped}")
+            if result.summary.stopped:  # an open breaker is a wait, anything else needs the user
+                (log.info if result.breaker_until is not None else log.error)(f"stopped: {result.summary.stopped}")
             if result.yielded:
                 return {"worker": "handed over", "processed": processed}
             if result.summary.stopped and result.breaker_until is None:

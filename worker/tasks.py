@@ -76,7 +76,9 @@ def drain_and_report(ctx: RunContext, svc: Services,
     now = time.time()
     include_waiting(result.summary, svc.queue.deferred(now))
     ctx.log.info(format_summary(result.summary, now))
-    if result.summary.stopped:
+    if result.summary.stopped and result.breaker_until is None:
+        # An open breaker is not a failure of the task: the jobs wait for its probe, which the
+        # background worker the caller starts will send. Anything else needs the user.
         raise DrainStopped(f"{result.summary.stopped.rstrip('.')}. Every job is kept; run Process Queue once it is fixed.")
     return result.summary, svc.queue.counts(now)
 
