@@ -250,7 +250,8 @@ def test_plex_down_mid_drain_opens_the_breaker_without_a_storm_then_drains_fully
         # Once the probe is due, one drain finishes everything.
         st.age(601)  # past the longest open interval
         summary = summary_of(st.task("process_queue"))
-        assert summary["synced"] == n - len(done)
+        # (the worker the last task left behind may take a few of them first)
+        assert summary["deferred"] == []
         assert [sid for sid in ids if mismatches(st, sid)] == []
         assert breaker(st).state is BreakerState.CLOSED
         c = counts(st)
