@@ -369,12 +369,14 @@ def test_between_is_inclusive_and_defaults_its_upper_bound_to_tomorrow(open_stas
     outside = _ids(api, {"created_at": {"value": low, "value2": high, "modifier": "NOT_BETWEEN"}})
     assert outside == set(library.scenes) - got
 
-    now = time.time()
+    now = time.time()  # Stash binds time.Now() + 1 day: the real clock, not the emulator's
     library.update_scene(1, now=now + 3600)  # within "now + 1 day"
     library.update_scene(2, now=now + 3 * 86400)  # beyond it (a clock skewed ahead)
+    library.update_scene(3, now=now - 3600)  # before the lower bound
     since = library.stamp(now - 60)
-    assert _ids(api, {"updated_at": {"value": since, "modifier": "BETWEEN"}}) == {1}
-    assert _ids(api, {"updated_at": {"value": since, "modifier": "GREATER_THAN"}}) == {1, 2}
+    first_three = {"id": {"value": 4, "modifier": "LESS_THAN"}}  # whatever year the generator reached
+    assert _ids(api, {"updated_at": {"value": since, "modifier": "BETWEEN"}, **first_three}) == {1}
+    assert _ids(api, {"updated_at": {"value": since, "modifier": "GREATER_THAN"}, **first_three}) == {1, 2}
 
 
 def test_relative_values_do_not_work_in_filters(open_stash: StashEmulator, library: StashLibrary) -> None:
