@@ -56,6 +56,17 @@ def inbox_ids(st: Stage) -> set[int]:
         conn.close()
 
 
+def ledger_count(st: Stage) -> int:
+    """Scenes recorded as synced; a plain read, cheap enough to poll."""
+    from sync_queue.db import connect
+
+    conn = connect(st.data_dir)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def lookups(st: Stage, scene_id: int) -> int:
     """Narrow look-ups (`/all?file=<name>`) Plex saw for the scene's first file."""
     (path,) = st.scene_files([scene_id])
