@@ -181,6 +181,31 @@ def test_destroying_a_performer_removes_it_from_its_scenes(tmp_path: Path) -> No
         assert_only_written(st, affected)
 
 
+def test_destroying_a_studio_clears_it_and_its_collection_from_its_scenes(tmp_path: Path) -> None:
+    with synced_stage(tmp_path, 40, seed=77) as st:
+        lib = st.library
+        studio = busiest(lib.scene_counts("studio"))
+        name = lib.studios[studio].name
+        affected = {sid for sid, s in lib.scenes.items() if s.studio_id == studio}
+        assert all(st.plex_item(sid).fields.get("studio") == name for sid in affected)
+        del lib.studios[studio]
+        for sid in affected:
+            lib.scenes[sid].studio_id = None
+        for child in lib.studios.values():
+            if child.parent_id == studio:
+                child.parent_id = None
+        lib.revision += 1
+        st.plex.reset_log()
+
+        fire(st, "Studio.Destroy.Post", studio)
+        process(st)
+
+        for sid in affected:
+            item = st.plex_item(sid)
+            assert not item.fields.get("studio") and name not in item.tag_names("collection"), sid
+        assert_only_written(st, affected)
+
+
 def test_merging_tags_resyncs_the_scenes_of_the_merged_tags_only(tmp_path: Path) -> None:
     with synced_stage(tmp_path, 40, seed=74) as st:
         lib = st.library
