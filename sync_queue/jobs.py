@@ -208,7 +208,7 @@ def merge_fanout_payload(stored: Mapping[str, Any] | None, new: Mapping[str, Any
     merged: dict[str, Any] = {k: v for k, v in (stored or {}).items() if k != FANOUT_CURSOR}
     for key, value in (new or {}).items():
         old = merged.get(key)
-        if isinstance(old, list) and isinstance(value, list):
+        if isinstance(old, list) and isinstance(value, list) and all(isinstance(v, int) for v in old + value):
             merged[key] = sorted(set(old) | set(value))
         else:
             merged[key] = value
