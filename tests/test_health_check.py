@@ -190,7 +190,16 @@ def test_settings_line(missing: tuple[str, ...], enabled: bool, level: Level) ->
     check = check_settings(missing, enabled)
     assert check.level is level
     if missing:
+        assert check.text == "'Plex token' (plex_token) not set"
         assert "plex_token" in check.fix and "Settings" in check.fix
+
+
+def test_settings_are_not_judged_when_stash_cannot_be_read() -> None:
+    checks = assess(replace(GOOD, stash=StashFacts("http://stash:9999", error="Cannot reach Stash at http://stash:9999"),
+                            plex=PlexFacts("", error_kind="not_checked", error="not checked (settings are read from Stash)")),
+                    NOW)
+    assert levels(checks)["Settings"] is Level.WARN and levels(checks)["Stash"] is Level.FAIL
+    assert checks[0].text == "Cannot reach Stash at http://stash:9999"  # the URL is not said twice
 
 
 def test_the_first_fail_in_report_order_is_the_fix_named() -> None:
@@ -265,6 +274,17 @@ def test_plex_down_fails_the_task(tmp_path: Path) -> None:
         assert line_of(result, "Plex").startswith("[FAIL]")
         assert line_of(result, "Path mapping").startswith("[WARN]")
         assert line_of(result, "Dependencies").startswith("[OK]")  # the rest is still reported
+
+
+def test_stash_down_fails_the_task_and_still_reports_the_local_parts(tmp_path: Path) -> None:
+    with health_stage(tmp_path) as st:
+        AUDIT.add_secret(st.plex.token)
+        st.stash.faults.down = True
+        result = st.task("health_check")
+        assert result.error is not None and result.error.startswith("Health check failed: Stash: Cannot reach Stash")
+        assert line_of(result, "Settings").startswith("[WARN] Settings: not checked")
+        assert line_of(result, "Data folder").startswith("[OK]")
+        assert st.plex.count() == 0  # without settings, Plex is not guessed at
 
 
 def test_a_path_map_that_maps_nothing_warns_but_passes(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
-from plugin.settings import WHERE_TO_SET
+from plugin.settings import SCHEMA_BY_NAME, WHERE_TO_SET
 from worker.summary import absolute_utc, relative
 
 #: Stash scenes whose first file is looked up in Plex to test the path mapping.
@@ -144,14 +144,17 @@ def _ago(seconds: float) -> str:
 
 def check_stash(f: StashFacts) -> Check:
     if f.error:
-        return Check("Stash", Level.FAIL, f"not reachable at {f.url} ({f.error})",
-                     "check that Stash is running and run the task from Stash itself")
+        text = f.error if f.url in f.error else f"not reachable at {f.url} ({f.error})"
+        return Check("Stash", Level.FAIL, text, "check that Stash is running and run the task from Stash itself")
     return Check("Stash", Level.OK, f"reachable at {f.url}, version {f.version or 'unknown'}")
 
 
-def check_settings(missing: Sequence[str], enabled: bool) -> Check:
+def check_settings(missing: Sequence[str], enabled: bool, read: bool = True) -> Check:
+    if not read:
+        return Check("Settings", Level.WARN, "not checked (settings are read from Stash)")
     if missing:
-        return Check("Settings", Level.FAIL, f"{', '.join(missing)} not set", f"set {' and '.join(missing)} in {WHERE_TO_SET}")
+        names = [f"'{SCHEMA_BY_NAME[n].display_name}' ({n})" if n in SCHEMA_BY_NAME else n for n in missing]
+        return Check("Settings", Level.FAIL, f"{', '.join(names)} not set", f"set {' and '.join(names)} in {WHERE_TO_SET}")
     if not enabled:
         return Check("Settings", Level.WARN, "plugin disabled (setting 'enabled' is off): nothing is sent to Plex",
                      f"turn 'Enabled' on in {WHERE_TO_SET}")
@@ -172,7 +175,8 @@ def check_plex(f: PlexFacts) -> list[Check]:
     if f.error_kind:
         fix = ("check that Plex is running and that this Stash can reach that address "
                "(between Docker containers use the container name, not localhost)")
-        return [Check("Plex", Level.FAIL, f"not reachable at {f.url} ({f.error})", fix),
+        text = f"not reachable at {f.url}" + (f" ({f.error})" if f.error else "")
+        return [Check("Plex", Level.FAIL, text, fix),
                 Check("Plex token", Level.WARN, "not checked (Plex not reachable)"),
                 Check("Plex libraries", Level.WARN, "not checked (Plex not reachable)")]
     out = [Check("Plex", Level.OK, f"reachable at {f.url}: \"{f.name or 'unnamed'}\", version {f.version or 'unknown'}"),
@@ -311,7 +315,7 @@ def assess(facts: Facts, now: float) -> list[Check]:
     plex_ok = all(c.level is Level.OK for c in plex)
     return [
         check_stash(facts.stash),
-        check_settings(facts.missing_settings, facts.enabled),
+        check_settings(facts.missing_settings, facts.enabled, read=not facts.stash.error),
         *plex,
         check_sample(facts.sample, plex_ok),
         check_data(facts.data),
