@@ -644,19 +644,37 @@ class JobQueue:
             return dlq_table.clear(conn)
 
     def clear_queue(self) -> int:
-        """Drop every ready job (due or deferred); how many. In-flight jobs are left to their
-        processor, and the ledger and dead letters stay."""
+        """Drop all pending work; how many scenes would have synced.
+
+        Pending work is every ready job (due or deferred), every scene event still in the inbox
+        (left there, the next ``ingest`` would bring the cleared jobs back), every fan-out row,
+        and the "run again" mark of an in-flight job. Scene deletions in the inbox are facts,
+        not work: they are applied, so no ledger row or dead letter outlives its scene.
+        In-flight jobs themselves are left to their processor; the ledger and dead letters stay.
+        One transaction: an event recorded after it is kept.
+        """
         with write_txn(self._conn) as conn:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    f"SELECT s.job_id FROM schedule AS s JOIN {PQ_TABLE} AS q ON q._id = s.job_id WHERE q.status < 2"
-                ).fetchall()
-            ]
-            conn.executemany("DELETE FROM schedule WHERE job_id = ?", [(i,) for i in ids])
-            conn.executemany(f"UPDATE {PQ_TABLE} SET status = ? WHERE _id = ?", [(STATUS_ACKED, i) for i in ids])
-        self._finished(len(ids))
-        return len(ids)
+            scenes: set[int] = set()
+            while events := read_inbox(conn, 1000):
+                for event in events:
+                    if event.kind == SCENE:
+                        scenes.add(event.entity_id)
+                    elif event.kind == SCENE_DESTROYED:
+                        self._destroy(conn, event.entity_id)
+                        scenes.discard(event.entity_id)
+                conn.execute("DELETE FROM inbox WHERE id <= ?", (events[-1].event_id,))
+            conn.execute("DELETE FROM fanout")
+            rows = conn.execute(
+                f"SELECT s.job_id, s.scene_id, q.status, s.rerun FROM schedule AS s JOIN {PQ_TABLE} AS q "
+                "ON q._id = s.job_id WHERE q.status < 2 OR (q.status = 2 AND s.rerun > 0)"
+            ).fetchall()
+            ready = [job_id for job_id, _, status, _ in rows if status < 2]
+            conn.executemany("DELETE FROM schedule WHERE job_id = ?", [(i,) for i in ready])
+            conn.executemany(f"UPDATE {PQ_TABLE} SET status = ? WHERE _id = ?", [(STATUS_ACKED, i) for i in ready])
+            conn.execute("UPDATE schedule SET rerun = 0, rerun_reasons = NULL WHERE rerun > 0")
+            scenes.update(scene_id for _, scene_id, _, _ in rows)
+        self._finished(len(ready))
+        return len(scenes)
 
     # -- compaction --
 
