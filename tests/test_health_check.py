@@ -32,6 +32,7 @@ from worker.health import (
     check_settings,
     first_fix,
     report_lines,
+    within,
 )
 
 NOW = 1_800_000_000.0
@@ -177,6 +178,28 @@ def test_data_folder_line(facts: DataFacts, level: Level, words: str) -> None:
 def test_reconcile_line(last: float | None, interval: float | None, level: Level, words: str) -> None:
     check = check_reconcile(last, interval, NOW)
     assert check.level is level and words in check.text, check.line()
+
+
+@pytest.mark.parametrize("version,requirement,expected", [
+    ("4.18.3", "plexapi>=4.18.3,<4.19", True),
+    ("4.19.0", "plexapi>=4.18.3,<4.19", False),
+    ("4.18.2", "plexapi>=4.18.3,<4.19", False),
+    ("4.1.0", "filelock>=3.13,<4.1.1", True),
+    ("4.1.1", "filelock>=3.13,<4.1.1", False),
+    ("2.32.0.post1", "requests>=2.31,<3", True),
+    ("1.1.0", "persist-queue==1.1.0", True),
+    ("abc", "x>=1", None),
+    ("1.0", "x", None),
+])
+def test_versions_against_the_tested_range(version: str, requirement: str, expected: bool | None) -> None:
+    assert within(version, requirement) is expected
+
+
+def test_a_package_outside_the_tested_range_warns() -> None:
+    check = check_packages((("plexapi", "4.19.1"), ("requests", "2.32")), "", "3.11",
+                           {"plexapi": "plexapi>=4.18.3,<4.19", "requests": "requests>=2.31,<3"})
+    assert check.level is Level.WARN
+    assert check.text.endswith("outside the tested range: plexapi 4.19.1 (tested: plexapi>=4.18.3,<4.19)")
 
 
 def test_a_missing_package_fails_with_the_install_command() -> None:

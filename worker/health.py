@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -130,6 +131,7 @@ class Facts:
     reconcile_interval: float | None = None
     enabled: bool = True
     packages: tuple[tuple[str, str | None], ...] = ()  # (PyPI name, version or None: missing)
+    specs: Mapping[str, str] = field(default_factory=dict)  # PyPI name (lower) -> requirements.txt line
     install_hint: str = ""
     python: str = ""
 
@@ -301,11 +303,50 @@ def check_reconcile(last: float | None, interval: float | None, now: float) -> C
     return Check(name, Level.OK, f"{when}; auto-reconcile {every}")
 
 
-def check_packages(packages: Sequence[tuple[str, str | None]], install_hint: str, python: str) -> Check:
+def _release(text: str) -> tuple[int, ...]:
+    """The leading numeric release of a version ("4.18.3", "2.32.0.post1" -> (2, 32, 0))."""
+    out = []
+    for part in text.split("."):
+        digits = re.match(r"\d+", part)
+        if not digits:
+            break
+        out.append(int(digits.group()))
+        if digits.group() != part:
+            break
+    return tuple(out)
+
+
+def within(version: str, requirement: str) -> bool | None:
+    """Does `version` meet the ranges of a requirements.txt line ("plexapi>=4.18.3,<4.19")?
+    None when the line says nothing we can compare. Release numbers only: enough to tell a
+    version outside the tested range, which is all the report needs."""
+    have = _release(version)
+    clauses = re.findall(r"(>=|<=|==|!=|<|>)\s*([0-9][0-9.]*)", requirement)
+    if not have or not clauses:
+        return None
+    for op, bound in clauses:
+        want = _release(bound)
+        width = max(len(have), len(want))
+        a, b = have + (0,) * (width - len(have)), want + (0,) * (width - len(want))
+        ok = {">=": a >= b, "<=": a <= b, "==": a == b, "!=": a != b, "<": a < b, ">": a > b}[op]
+        if not ok:
+            return False
+    return True
+
+
+def check_packages(packages: Sequence[tuple[str, str | None]], install_hint: str, python: str,
+                   specs: Mapping[str, str] | None = None) -> Check:
+    """Missing is FAIL (nothing works without it); outside the tested range is WARN."""
+    specs = specs or {}
     missing = [name for name, version in packages if version is None]
     listed = ", ".join(f"{name} {version or 'MISSING'}" for name, version in packages)
     if missing:
         return Check("Dependencies", Level.FAIL, f"Python {python}: {listed}", install_hint or "install the missing packages")
+    outside = [f"{name} {version} (tested: {specs[name.lower()]})" for name, version in packages
+               if version and name.lower() in specs and within(version, specs[name.lower()]) is False]
+    if outside:
+        return Check("Dependencies", Level.WARN, f"Python {python}: {listed}; outside the tested range: {', '.join(outside)}",
+                     "if something misbehaves, install the tested versions from requirements.txt")
     return Check("Dependencies", Level.OK, f"Python {python}: {listed}")
 
 
@@ -321,7 +362,7 @@ def assess(facts: Facts, now: float) -> list[Check]:
         check_data(facts.data),
         *check_queue(facts.queue, facts.worker_running, now),
         check_reconcile(facts.queue.last_reconcile if facts.queue else None, facts.reconcile_interval, now),
-        check_packages(facts.packages, facts.install_hint, facts.python),
+        check_packages(facts.packages, facts.install_hint, facts.python, facts.specs),
     ]
 
 
@@ -480,7 +521,8 @@ def gather_queue(data_dir: Path, now: float) -> QueueFacts:
                       last_reconcile=last_at)
 
 
-def gather_packages(plugin_dir: Path) -> tuple[tuple[tuple[str, str | None], ...], str]:
+def gather_packages(plugin_dir: Path) -> tuple[tuple[tuple[str, str | None], ...], dict[str, str], str]:
+    """Installed versions of the runtime packages, the tested ranges, the install command."""
     from importlib import metadata
 
     from plugin.deps import RUNTIME_PACKAGES, install_command, requirement_specs
@@ -491,15 +533,13 @@ def gather_packages(plugin_dir: Path) -> tuple[tuple[tuple[str, str | None], ...
             found.append((pypi, metadata.version(pypi)))
         except metadata.PackageNotFoundError:
             found.append((pypi, None))
+    try:
+        specs = requirement_specs((plugin_dir / "requirements.txt").read_text(encoding="utf-8"))
+    except OSError:
+        specs = {}
     missing = [name for name, version in found if version is None]
-    hint = ""
-    if missing:
-        try:
-            specs = requirement_specs((plugin_dir / "requirements.txt").read_text(encoding="utf-8"))
-        except OSError:
-            specs = {}
-        hint = "install with: " + install_command(sys.executable, plugin_dir, missing, specs)
-    return tuple(found), hint
+    hint = "install with: " + install_command(sys.executable, plugin_dir, missing, specs) if missing else ""
+    return tuple(found), specs, hint
 
 
 def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lambda f: None) -> Facts:
@@ -527,12 +567,12 @@ def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lamb
     progress(0.7)
     data, readable = gather_data(ctx.data_dir)
     queue = gather_queue(ctx.data_dir, now) if readable else None
-    packages, hint = gather_packages(ctx.entrypoint.parent)
+    packages, specs, hint = gather_packages(ctx.entrypoint.parent)
     progress(0.9)
     return Facts(stash=stash, missing_settings=missing, plex=plex, sample=sample, data=data, queue=queue,
                  worker_running=ProcessorLock(ctx.data_dir).is_held_elsewhere() if data.exists else False,
                  reconcile_interval=settings.reconcile_seconds, enabled=settings.enabled,
-                 packages=packages, install_hint=hint,
+                 packages=packages, specs=specs, install_hint=hint,
                  python=f"{platform.python_version()} ({sys.executable})")
 
 
