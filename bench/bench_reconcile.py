@@ -4,9 +4,9 @@
 
 Both tasks run through the Stash host exactly as Stash runs them (the plugin is a
 subprocess reading stdin and writing Stash's log protocol), against the emulated Stash and
-Plex served from this process. Peak memory is the plugin process's maximum resident set
-size (`getrusage(RUSAGE_CHILDREN)` after it exited; the highest plugin run so far), so the
-emulators' own memory is not counted; "plugin CPU s" is that process's user + system time,
+Plex served from this process. Peak memory is the plugin process's peak resident set size
+(VmHWM, sampled from /proc while it runs), so the emulators' own memory is not counted;
+"plugin CPU s" is that process's user + system time (`getrusage(RUSAGE_CHILDREN)` deltas),
 which a busy machine inflates less than the wall time (the emulators share this process's
 CPU with each other, not with the plugin). Request counts are from the emulators' logs.
 
@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,8 +50,40 @@ from sync_queue.schema import ensure_schema
 QUIET = {"sync_poster": False, "sync_background": False, "trigger_plex_scan": False}
 
 
-def child_peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # KiB on Linux
+class PeakSampler:
+    """The highest VmHWM (peak resident set since exec) of the plugin processes this bench
+    started, sampled from /proc while they run.
+
+    `getrusage(RUSAGE_CHILDREN).ru_maxrss` would not do: a child forked from this large
+    process is charged the parent's pages until it execs.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(self.interval):
+            for status in Path("/proc").glob("[0-9]*/status"):
+                try:
+                    text = status.read_text()
+                    cmdline = (status.parent / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+                if fields.get("PPid", "").strip() == me and b"Stash2Plex.py" in cmdline and "VmHWM" in fields:
+                    self.peak_kib = max(self.peak_kib, int(fields["VmHWM"].split()[0]))
 
 
 def presync(st: Stage) -> int:
@@ -122,11 +156,12 @@ def run_task(st: Stage, mode: str) -> dict[str, Any]:
     st.plex.reset_log()
     st.stash.reset_log()
     cpu = child_cpu_s()
-    result = st.task(mode)
+    with PeakSampler() as peak:
+        result = st.task(mode)
     cpu = child_cpu_s() - cpu
     if result.error is not None or not isinstance(result.output, dict):
         raise SystemExit(f"{mode} failed: {result.error}\n{result.stderr[-3000:]}")
-    return {"wall": result.wall_time, "cpu": cpu, "peak": child_peak_mib(), "stash": st.stash.count(),
+    return {"wall": result.wall_time, "cpu": cpu, "peak": peak.peak_kib / 1024.0, "stash": st.stash.count(),
             "plex": st.plex.count(), "plex_get": st.plex.count("GET"),
             "plex_item_reads": st.plex.count("GET", "/library/metadata"),
             "plex_writes": st.plex.count("PUT") + st.plex.count("POST"), "out": result.output}
