@@ -184,10 +184,12 @@ def would_upload(desired: DesiredState, ledger: PlexLedger | None, plex_key: str
 
 
 def _short(value: Any, limit: int = 40) -> str:
+    """A value as the log line shows it: quoted text cut to `limit` characters, numbers as they are."""
     if value is None or value == "":
         return "(empty)"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 2] + "\u2026" + text[0]
+    if isinstance(value, str) and len(value) > limit:
+        value = value[: limit - 1] + "\u2026"
+    return repr(value)
 
 
 def change_words(change: FieldChange) -> str:
@@ -415,6 +417,9 @@ def dry_run(ctx: RunContext) -> dict[str, Any]:
     settings.require("plex_url", "plex_token")
     plex = PlexSync(shared_connection(settings, ctx.data_dir), settings, ctx.stash.fetch_image)
     report = DryRunReport(limit=limit)
+    if not settings.enabled:
+        ctx.log.warning("Stash2Plex is disabled (setting 'enabled'): this shows what a sync would change "
+                        "once it is turned on; nothing is sent now.")
     now = time.time()
     ctx.log.progress(0.0)
     ctx.log.info("Stash2Plex dry run: reading Plex's listings" + (f" for the first {limit} scenes" if limit else "")

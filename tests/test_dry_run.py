@@ -291,12 +291,13 @@ def test_a_change_on_either_side_after_a_sync_is_shown_field_by_field(tmp_path: 
         assert_nothing_written(st)
 
 
-def test_limit_checks_only_that_many_scenes(tmp_path: Path) -> None:
+def test_limit_checks_only_that_many_scenes_even_while_disabled(tmp_path: Path) -> None:
     with dry_stage(tmp_path, 9) as st:
         AUDIT.add_secret(st.plex.token)
-        st.stash.reset_log()
+        st.configure(enabled=False)  # a dry run is how one checks before turning syncing on
         result = st.task("dry_run", {"limit": "3"})
         out = ok(result)
+        assert any("disabled" in line for line in result.lines("warning"))
         assert out["scenes"] == 3 and out["limit"] == 3
         assert [d["scene_id"] for d in out["scenes_changed"]] == st.library.sorted_ids()[:3]
         assert len(scene_lines(result)) == 3
