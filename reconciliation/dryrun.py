@@ -2,7 +2,8 @@
 
 Nothing is written anywhere: no PUT or POST to Plex (not even a scan request: the Plex side
 is built with `trigger_plex_scan` off), no job, ledger row or cursor in our database (the
-ledger is only read, and only when the database exists), no image downloaded from Stash.
+ledger is only read, and only when the database exists; opening it brings an older schema up
+to date, as any run of this version would), no image downloaded from Stash.
 
 Cost, as for reconcile: Plex is read through the paged section listings that build the
 match index (`PlexSync.build_index(on_page=)`), and each listed item is kept as a
