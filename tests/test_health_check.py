@@ -30,6 +30,7 @@ from worker.health import (
     check_reconcile,
     check_sample,
     check_settings,
+    check_stash,
     first_fix,
     report_lines,
     within,
@@ -223,6 +224,14 @@ def test_settings_are_not_judged_when_stash_cannot_be_read() -> None:
                     NOW)
     assert levels(checks)["Settings"] is Level.WARN and levels(checks)["Stash"] is Level.FAIL
     assert checks[0].text == "Cannot reach Stash at http://stash:9999"  # the URL is not said twice
+
+
+def test_stash_answering_but_refusing_our_settings_fails_as_such() -> None:
+    check = check_stash(StashFacts("http://stash:9999", version="v0.30.1",
+                                   error="our settings could not be read: Stash refused our credentials (401)"))
+    assert check.level is Level.FAIL
+    assert check.text == ("reachable at http://stash:9999, version v0.30.1, but our settings could not be read: "
+                          "Stash refused our credentials (401)")
 
 
 def test_the_first_fail_in_report_order_is_the_fix_named() -> None:

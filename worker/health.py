@@ -145,6 +145,9 @@ def _ago(seconds: float) -> str:
 
 
 def check_stash(f: StashFacts) -> Check:
+    if f.error and f.version:
+        return Check("Stash", Level.FAIL, f"reachable at {f.url}, version {f.version}, but {f.error}",
+                     "run the task from Stash itself (it passes the plugin its credentials)")
     if f.error:
         text = f.error if f.url in f.error else f"not reachable at {f.url} ({f.error})"
         return Check("Stash", Level.FAIL, text, "check that Stash is running and run the task from Stash itself")
@@ -549,13 +552,18 @@ def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lamb
 
     stash = gather_stash(ctx)
     progress(0.1)
-    if stash.error:
+    settings = None
+    if not stash.error:
+        try:
+            settings = ctx.settings
+        except Stash2PlexError as exc:  # answered the version, then refused the settings query
+            stash = replace(stash, error=f"our settings could not be read: {_message(exc)}")
+    missing: tuple[str, ...] = ()
+    if settings is None:
         settings = load_settings({}, lambda msg: None)
-        missing: tuple[str, ...] = ()
         plex = PlexFacts(url="", error_kind="not_checked", error="not checked (settings are read from Stash)")
         sample = SampleFacts()
     else:
-        settings = ctx.settings
         missing = tuple(n for n in ("plex_url", "plex_token") if not getattr(settings, n))
         if missing:
             plex, sync = PlexFacts(url=settings.plex_url, error_kind="not_configured",
@@ -566,7 +574,12 @@ def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lamb
         sample = gather_sample(ctx, sync, settings) if sync is not None else SampleFacts()
     progress(0.7)
     data, readable = gather_data(ctx.data_dir)
-    queue = gather_queue(ctx.data_dir, now) if readable else None
+    queue = None
+    if readable:
+        try:
+            queue = gather_queue(ctx.data_dir, now)
+        except (sqlite3.Error, Stash2PlexError) as exc:
+            data = replace(data, error=f"queue unreadable ({exc})")
     packages, specs, hint = gather_packages(ctx.entrypoint.parent)
     progress(0.9)
     return Facts(stash=stash, missing_settings=missing, plex=plex, sample=sample, data=data, queue=queue,
