@@ -8,7 +8,8 @@ the ledger records the version a successful flight saw.
 Rules: Stash edits (with or without a hook), hook events, inbox ingest, bulk passes
 (``enqueue_if_changed`` one by one, or ``enqueue_changed_many``), ``take_due``, ``complete``,
 ``retry_later`` (always into the future), ``dead_letter``, a crash (the ``JobQueue`` dropped
-with jobs in flight, reopened, ``recover_abandoned``) and the clock moving on.
+with jobs in flight, reopened, ``recover_abandoned``), the user's ``clear_queue`` and
+``retry_dlq``, and the clock moving on.
 
 Invariants, after every step:
 
@@ -17,7 +18,8 @@ Invariants, after every step:
   returns None exactly when the model has nothing due, else a job due earliest;
 * no event lost: every recorded event (a hook, or a bulk pass that queued a change) is
   processed by a flight that started after it, or is still pending (in the inbox, in a ready
-  job, in a flight taken after it, or marked to run again after the flight), or is in the DLQ;
+  job, in a flight taken after it, or marked to run again after the flight), or is in the DLQ,
+  or was dropped by the user's Clear Queue;
 * the ledger rule: a bulk pass over a scene whose Stash state is what the ledger says was
   written queues nothing and changes no row.
 
@@ -74,7 +76,7 @@ class ModelJob:
 class Event:
     scene: int
     seq: int
-    status: str = "open"  # open -> done | dlq
+    status: str = "open"  # open -> done | dlq (-> open again by retry_dlq) | cleared
 
 
 class QueueMachine(RuleBasedStateMachine):
@@ -275,6 +277,36 @@ class QueueMachine(RuleBasedStateMachine):
         assert self.q.recover_abandoned(self.now, max_attempts=MAX_ATTEMPTS) == expected
         assert self.q.recover_abandoned(self.now, max_attempts=MAX_ATTEMPTS) == 0  # exactly once
 
+    # ---- rules: the user's queue tools ----
+
+    @rule()
+    def clear_queue(self) -> None:
+        """Clear Queue: pending work is dropped on purpose (its events count as answered);
+        a flight already under way is not pending, and finishes as usual."""
+        rerun = {s for s, j in self.jobs.items() if j.in_flight and j.rerun}
+        ready = {s for s, j in self.jobs.items() if not j.in_flight}
+        assert self.q.clear_queue() == len(ready | rerun | {e.scene for e in self.inbox})
+        for event in self.events:
+            job = self.jobs.get(event.scene)
+            covered = job is not None and job.in_flight and job.flight_seq > event.seq
+            if event.status == "open" and not covered:
+                event.status = "cleared"
+        for scene in ready:
+            del self.jobs[scene]
+        for scene in rerun:
+            self.jobs[scene].rerun = RERUN_NONE
+        self.inbox.clear()
+
+    @rule()
+    def retry_dlq(self) -> None:
+        assert self.q.retry_dlq(None, self.now) == len(self.dlq)
+        for scene in sorted(self.dlq):
+            self.apply_enqueue(scene, urgent=True, hash_=None)
+            for event in self.events:
+                if event.scene == scene and event.status == "dlq":
+                    event.status = "open"
+        self.dlq.clear()
+
     @rule(dt=st.sampled_from([0.5, 1.0, 30.0, 600.0]))
     def advance_clock(self, dt: float) -> None:
         self.now += dt
@@ -313,7 +345,7 @@ class QueueMachine(RuleBasedStateMachine):
         rerun = dict(self.raw.execute("SELECT scene_id, rerun FROM schedule").fetchall())
         in_dlq = {r[0] for r in self.raw.execute("SELECT scene_id FROM dlq")}
         for event in self.events:
-            if event.status == "done":
+            if event.status in ("done", "cleared"):
                 continue
             if event.status == "dlq":
                 assert event.scene in in_dlq, event
