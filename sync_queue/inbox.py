@@ -94,3 +94,17 @@ def read_inbox(conn: sqlite3.Connection, limit: int) -> list[InboxEvent]:
 
 def inbox_size(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+
+
+def has_events(data_dir: Path) -> bool:
+    """Whether an event waits to be turned into a job: what a processor checks before it
+    lets go for good, since a hook that found the lock held started no worker."""
+    conn = connect(Path(data_dir))
+    try:
+        return inbox_size(conn) > 0
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return False
+        raise
+    finally:
+        conn.close()

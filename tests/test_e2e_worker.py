@@ -188,3 +188,28 @@ def test_process_queue_takes_over_from_a_sleeping_worker_and_reports_what_waits(
         assert lookups(st, waiting) == 1
         assert pid not in st.worker_pids()  # the sleeper handed over and exited
         assert result.progress[0] == 0.0 and result.progress[-1] == 1.0
+
+
+def test_a_save_during_the_tail_of_process_queue_is_synced_after_it(tmp_path: Path) -> None:
+    """The hook finds the task holding the lock, so it starts nobody; its event lands after
+    the drain's last inbox read. The task must leave a worker for it when it finishes."""
+    with stage(4, seed=56, work_dir=tmp_path, settings=QUIET, on_result=audited("save during task")) as st:
+        queued, saved = st.library.sorted_ids()[:3], st.library.sorted_ids()[3]
+        for sid in queued:
+            record_event(st.data_dir, "scene", sid, "Scene.Update.Post", time.time())
+        last_key = st.plex_item(queued[-1]).rating_key
+        edit = st.plex.library.edit
+        hooked = []
+
+        def edit_then_save(section, keys, query, now):
+            edit(section, keys, query, now=now)
+            if last_key in keys and not hooked:  # the task's last write: the user saves meanwhile
+                hooked.append(st.hook(saved))
+
+        st.plex.library.edit = edit_then_save
+        result = st.task("process_queue")
+        assert summary_of(result)["synced"] == len(queued)
+        assert hooked and hooked[0].output["worker_started"] is False  # the task held the lock
+        st.wait_until(lambda: synced(st, saved), timeout=20)
+        st.wait_for_worker()
+        assert counts(st).inbox == 0

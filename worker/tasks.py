@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
 from sync_queue.dlq import DeadLetter
+from sync_queue.inbox import has_events
 from sync_queue.jobs import Job, JobQueue, QueueCounts
 from sync_queue.state import BREAKER, HALT, StateStore
 from worker.breaker import Breaker
@@ -39,7 +40,13 @@ class DrainStopped(Stash2PlexError):
 
 
 def start_worker_if_needed(ctx: RunContext, queue_has_work: bool) -> bool:
-    if not queue_has_work:
+    """Leave a background worker for what the task did not finish.
+
+    Counts the inbox too: a hook that ran while the task held the lock started nobody (it
+    only touched the wake file), and an event it recorded after the drain's last inbox read
+    has no job yet, so `queue_has_work` cannot know about it.
+    """
+    if not queue_has_work and not has_events(ctx.data_dir):
         return False
     from worker.launch import ensure_worker
 
