@@ -17,6 +17,7 @@ from typing import Any
 
 from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
+from sync_queue.inbox import has_events
 from sync_queue.lock import LockNotAcquired, ProcessorLock
 from sync_queue.state import HALT, LAST_RECONCILE
 from worker.core import drain, halt_applies
@@ -113,7 +114,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     try:
         while True:
             outcome = _hold_and_serve(ctx, log)
-            if outcome.get("worker") != "idle" or not _inbox_has_events(ctx.data_dir):
+            if outcome.get("worker") != "idle" or not has_events(ctx.data_dir):
                 return outcome
     finally:
         log.close()
@@ -141,17 +142,6 @@ def _hold_and_serve(ctx: RunContext, log: FileLog) -> dict[str, Any]:
         return {"worker": "crashed"}
     finally:
         lock.release()
-
-
-def _inbox_has_events(data_dir: Any) -> bool:
-    from sync_queue.db import connect
-    from sync_queue.inbox import inbox_size
-
-    conn = connect(data_dir)
-    try:
-        return inbox_size(conn) > 0
-    finally:
-        conn.close()
 
 
 def _serve(ctx: RunContext) -> dict[str, Any]:
