@@ -692,7 +692,9 @@ class JobQueue:
         free = self._scalar("PRAGMA freelist_count")
         pages = self._scalar("PRAGMA page_count")
         if free > 256 and free * 4 > pages:
-            retry_locked(lambda: self._conn.execute("PRAGMA incremental_vacuum").fetchall())
+            # executescript, not execute: the pragma frees one page per step of its statement,
+            # and execute() steps a statement that returns no rows only once (one page freed).
+            retry_locked(lambda: self._conn.executescript("PRAGMA incremental_vacuum;"))
         return before
 
     # -- internals --
