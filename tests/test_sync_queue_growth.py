@@ -71,3 +71,20 @@ def test_without_compaction_the_same_syncs_would_grow_with_every_one(tmp_path: P
         assert pq_rows == SCENES * (version + 1)
         pages.append(page_count)
     assert pages[2] > pages[1] + 2, pages
+
+
+def test_compaction_gives_the_pages_of_finished_jobs_back_to_the_file(tmp_path: Path) -> None:
+    """A burst of jobs (a Sync All of a big library) leaves hundreds of free pages once they
+    finish; compaction must return them, not keep the high-water size for good."""
+    q = JobQueue(tmp_path)
+    try:
+        q.enqueue_changed_many(((s, f"h{s}") for s in range(1, 12001)), "sync_all", T0)
+        pages_full = q._scalar("PRAGMA page_count")
+        assert q.clear_queue() == 12000  # every job finishes at once: 12000 finished rows
+        q.compact()
+        free, pages = q._scalar("PRAGMA freelist_count"), q._scalar("PRAGMA page_count")
+    finally:
+        q.close()
+    assert pages_full > 300  # the burst really took that much room (> the 256-page floor)
+    assert free == 0
+    assert pages < pages_full // 4, (pages, pages_full)
