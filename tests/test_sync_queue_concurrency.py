@@ -352,7 +352,7 @@ def test_repeated_crashes_bring_a_job_back_once_per_crash_never_more(tmp_path: P
     assert live_scene_counts(data_dir) == {}
 
 
-def test_lock_is_free_again_after_the_holder_exits_normally_or_by_exception(tmp_path: Path) -> None:
+def test_lock_is_free_the_moment_its_holder_exits_without_releasing_it(tmp_path: Path) -> None:
     script = """
     from sync_queue.lock import ProcessorLock
     lock = ProcessorLock(Path(sys.argv[1]))
