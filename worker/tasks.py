@@ -185,7 +185,13 @@ def _mutate(ctx: RunContext, action: Callable[[JobQueue, float], int], verb: str
 
 
 def clear_queue(ctx: RunContext) -> dict[str, Any]:
-    return _mutate(ctx, lambda q, now: q.clear_queue(), "dropped queued jobs:")
+    # We hold the processor lock, so a job still in flight was left by a processor that died:
+    # recovered first, it is cleared with the rest instead of coming back with the next worker.
+    def clear(q: JobQueue, now: float) -> int:
+        q.recover_abandoned(now)
+        return q.clear_queue()
+
+    return _mutate(ctx, clear, "dropped queued jobs:")
 
 
 def clear_dlq(ctx: RunContext) -> dict[str, Any]:
