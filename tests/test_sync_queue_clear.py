@@ -87,3 +87,32 @@ def test_an_event_recorded_after_the_clear_is_kept(q: JobQueue, tmp_path: Path) 
     record_event(tmp_path, SCENE, 1, "Scene.Update.Post", T0 + 1)  # the user saves again
     assert q.ingest(T0 + 1).created == 1
     assert q.take_due(T0 + 1).scene_id == 1
+
+
+def test_clear_queue_task_also_drops_a_job_a_dead_processor_left_in_flight(tmp_path: Path) -> None:
+    """Through the Stash host. The task holds the processor lock, so a job still in flight was
+    left by a processor that died; without clearing it too, the next worker's
+    recover_abandoned would bring it back and sync a scene the user had just cleared."""
+    from emulators.stage import stage
+    from tests.secret_audit import AUDIT
+
+    with stage(4, seed=5, work_dir=tmp_path,
+               on_result=lambda r: AUDIT.record("clear queue task", r.stdout + r.stderr)) as st:
+        AUDIT.add_secret(st.plex.token)
+        q = JobQueue(st.data_dir)
+        for scene in st.library.sorted_ids()[:3]:
+            q.enqueue(scene, "hook", T0)
+        abandoned = q.take_due(T0)
+        q.close(compact=False)  # the processor dies with the job in flight
+        record_event(st.data_dir, SCENE, st.library.sorted_ids()[3], "Scene.Update.Post", T0)
+
+        result = st.task("clear_queue")
+        assert result.error is None and result.returncode == 0, (result.error, result.stderr[-2000:])
+        assert result.output["count"] == 4
+        assert not st.worker_running()
+        with JobQueue(st.data_dir) as q:
+            assert q.recover_abandoned(T0 + 1) == 0
+            counts = q.counts(T0 + 1)
+            assert (counts.due, counts.deferred, counts.in_flight, counts.inbox) == (0, 0, 0, 0)
+            assert q.job_for_scene(abandoned.scene_id) is None
+        assert live_scene_counts(st.data_dir) == {}
