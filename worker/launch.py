@@ -72,8 +72,13 @@ def stamp(path: Path, now: float) -> None:
 
 
 def should_spawn(last_spawn: float | None, now: float, grace: float = SPAWN_GRACE) -> bool:
-    """Spawn unless a worker was started so recently that it may still be starting up."""
-    return last_spawn is None or not (0 <= now - last_spawn < grace)
+    """Spawn unless a worker was started so recently that it may still be starting up. Pure.
+
+    "Recently" reaches both ways: a hook's `now` is read when its process starts, and of two
+    hooks started together the one that read the earlier time may reach the lock second and
+    find a stamp a little *after* its `now`; that is the same burst, not a clock set back.
+    """
+    return last_spawn is None or not (-grace < now - last_spawn < grace)
 
 
 def ensure_worker(data_dir: Path, entrypoint: Path, stdin_payload: dict[str, Any], now: float) -> bool:
