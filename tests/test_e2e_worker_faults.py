@@ -325,12 +325,13 @@ def test_sigkill_of_process_queue_at_points_in_a_drain_loses_no_job(tmp_path: Pa
         with queue_of(st) as queue:
             for sid in ids:
                 queue.enqueue(sid, "test", time.time())
-        st.plex.faults.latency = 0.02
+        st.plex.faults.latency = 0.05
 
         def kill_when_synced(count: int) -> None:
+            st.wait_until(lambda: bool(st.run_pids()), timeout=60, poll=0.005)
+            (pid,) = st.run_pids()  # found before the drain: a /proc scan is slow on a busy machine
             st.wait_until(lambda: ledger_count(st) >= count, timeout=60, poll=0.005)
-            for pid in st.run_pids():
-                os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
 
         # Kill points by progress, so they land inside the drain however loaded the machine ...
         for at in (2, 7, 13):
