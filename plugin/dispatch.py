@@ -1,8 +1,7 @@
 """Which code answers which task mode or hook type.
 
 Handlers are named as `module:function` and imported only when their mode runs, so a hook
-never pays for plexapi or stashapi imports. A mode whose handler has not landed yet answers
-"not available yet" instead of falling through to another task.
+never pays for plexapi or stashapi imports.
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ from typing import Any
 
 from plugin.errors import Stash2PlexError
 
-#: Task mode -> (button name, handler "module:function" or None while not built yet).
-TASKS: dict[str, tuple[str, str | None]] = {
+#: Task mode -> (button name, handler "module:function").
+TASKS: dict[str, tuple[str, str]] = {
     "all": ("Sync All", "reconciliation.bulk:sync_all"),
     "recent": ("Sync Recent", "reconciliation.bulk:sync_recent"),
     "process_queue": ("Process Queue", "worker.tasks:process_queue"),
@@ -55,9 +54,6 @@ class UnknownMode(Stash2PlexError):
     """The task mode is not one we declare."""
 
 
-class NotAvailableYet(Stash2PlexError):
-    """The task is declared but its implementation has not landed."""
-
 
 @dataclass(frozen=True)
 class Route:
@@ -89,11 +85,6 @@ def route(args: dict[str, Any]) -> Route:
 
 def task_handler(mode: str) -> Callable[..., Any]:
     """Import and return the handler for a task (or internal) mode."""
-    if mode in INTERNAL:
-        target: str | None = INTERNAL[mode]
-    else:
-        title, target = TASKS[mode]
-        if target is None:
-            raise NotAvailableYet(f"The task '{title}' ({mode}) is not available yet in this version.")
+    target = INTERNAL[mode] if mode in INTERNAL else TASKS[mode][1]
     module_name, func_name = target.split(":")
     return getattr(importlib.import_module(module_name), func_name)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from emulators.host import StashHost
-from plugin.dispatch import TASKS
+from plugin.dispatch import INTERNAL, TASKS, task_handler
 from tests.plugin_host import make_host
 
 
@@ -46,13 +46,13 @@ def test_unknown_hook_type(host: StashHost) -> None:
     assert_clean_failure(host.run_raw(stdin, is_task=False), "Gallery.Update.Post")
 
 
-@pytest.mark.parametrize("mode", [m for m, (_t, target) in TASKS.items() if target is None])
-def test_tasks_not_built_yet_say_so(host: StashHost, mode: str) -> None:
-    result = host.run_task(mode)
-    assert_clean_failure(result, "not available yet", mode)
-
-
 def test_runs_from_a_foreign_working_directory(host: StashHost) -> None:
     assert host.workdir is not None and host.workdir.resolve() != host.plugin_dir.resolve()
     result = host.run_raw({"server_connection": {}, "args": {"mode": "nope"}})
     assert result.returncode == 0 and result.error
+
+
+@pytest.mark.parametrize("mode", [*TASKS, *INTERNAL])
+def test_every_declared_mode_has_a_handler_that_imports(mode: str) -> None:
+    handler = task_handler(mode)
+    assert callable(handler) and handler.__module__ == (INTERNAL.get(mode) or TASKS[mode][1]).split(":")[0]
