@@ -219,11 +219,13 @@ def main() -> None:
     parser.add_argument("--gaps", type=int, default=100, help="scenes per gap type in the second reconcile row")
     args = parser.parse_args()
     print("Through the Stash host (plugin as a subprocess), emulators in this process.\n", flush=True)
-    rec = bench_reconcile(args.reconcile_scenes, args.gaps)
-    print(table(["run", "wall s", "plugin CPU s", "peak MiB", "Stash requests", "Plex requests", "result"], rec))
-    print(flush=True)
-    print(table(["run", "wall s", "plugin CPU s", "scenes/s", "Stash requests", "Plex requests", "result"],
-                bench_sync_all(args.sync_scenes)))
+    if args.sync_scenes:
+        print(table(["run", "wall s", "plugin CPU s", "scenes/s", "Stash requests", "Plex requests", "result"],
+                    bench_sync_all(args.sync_scenes)), flush=True)
+        print(flush=True)
+    if args.reconcile_scenes:
+        rec = bench_reconcile(args.reconcile_scenes, args.gaps)
+        print(table(["run", "wall s", "plugin CPU s", "peak MiB", "Stash requests", "Plex requests", "result"], rec))
 
 
 if __name__ == "__main__":
