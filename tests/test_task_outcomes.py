@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from emulators.stage import stage
+from sync_queue.db import connect, write_txn
 from sync_queue.jobs import JobQueue
 from sync_queue.state import BREAKER, StateStore
 from tests.secret_audit import AUDIT
@@ -39,10 +40,17 @@ def test_sync_all_against_a_down_plex_succeeds_and_leaves_a_worker_that_recovers
             assert Breaker.load(state.get(BREAKER)).state is BreakerState.OPEN
 
         st.plex.faults.down = False
-        # Skip the 30 s open interval without touching the worker: move the probe time to
-        # now and wake it the way a hook would.
+        # Skip the 30 s open interval without making the worker hand over (which is what
+        # `stage.age` does): move the probe time, and the jobs held for it, to now, and wake
+        # the worker the way a hook would.
         with StateStore(st.data_dir) as state:
             state.update(BREAKER, lambda text: replace(Breaker.load(text), open_until=time.time() - 1).to_json())
+        conn = connect(st.data_dir)
+        try:
+            with write_txn(conn) as txn:
+                txn.execute("UPDATE schedule SET next_retry_at = MIN(next_retry_at, ?)", (time.time(),))
+        finally:
+            conn.close()
         stamp(st.data_dir / WAKE_FILE, time.time())
 
         queue = JobQueue(st.data_dir)
