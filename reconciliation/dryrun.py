@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from plex import xmlread
 from plex.desired import DesiredState, desired_state
 from plex.diff import SCALAR_FIELDS, EditPlan
 from plex.matcher import LibraryIndex, MatchKind, match
@@ -41,8 +40,8 @@ from plugin.errors import AmbiguousMatch, PlexNotFound
 from plugin.runtime import RunContext
 from plugin.settings import Settings
 from reconciliation.bulk import PAGE, desired_hash
-from reconciliation.gaps import Gap, Snapshot, classify, snapshot
-from reconciliation.reconcile import ledger_view, listed_item
+from reconciliation.gaps import Gap, Snapshot, classify
+from reconciliation.reconcile import ledger_view, read_listing
 from stash.records import Scene
 from sync_queue.ledger import LedgerEntry
 
@@ -316,21 +315,6 @@ class DryRunReport:
 
 def _title(scene: Scene, desired: DesiredState) -> str:
     return desired.title or scene.title or ""
-
-
-def read_listing(plex: Any, now: float, progress: Callable[[float], None]) -> tuple[LibraryIndex, dict[str, Snapshot]]:
-    """The match index from the paged listings, with a snapshot of every listed item."""
-    snaps: dict[str, Snapshot] = {}
-    seen = [0]
-
-    def on_page(root: Any) -> None:
-        videos = [v for v in root if v.tag == "Video" and v.get("ratingKey")]
-        for video in videos:
-            snaps[str(video.get("ratingKey"))] = snapshot(listed_item(video))
-        seen[0] += len(videos)
-        progress(min(seen[0] / max(xmlread.total_size(root, len(videos)), 1), 1.0))
-
-    return plex.build_index(now, on_page=on_page), snaps
 
 
 def pages(scenes: Iterable[Scene], size: int, limit: int | None) -> Iterator[list[Scene]]:

@@ -162,9 +162,10 @@ def ledger_view(entry: LedgerEntry | None) -> LedgerView | None:
     return LedgerView(entry.fields_hash, written, entry.plex_key, entry.lost)
 
 
-def read_plex(svc: Services, now: float,
-              progress: Callable[[float], None]) -> tuple[LibraryIndex, dict[str, Snapshot]]:
-    """Build the sync's match index from the paged listings and keep a snapshot per item."""
+def read_listing(plex: Any, now: float,
+                 progress: Callable[[float], None]) -> tuple[LibraryIndex, dict[str, Snapshot]]:
+    """Build the sync's match index from the paged listings and keep a snapshot per item:
+    one pass over Plex serves both matching and judging (reconcile and the dry run)."""
     snaps: dict[str, Snapshot] = {}
     seen = [0]
 
@@ -175,8 +176,7 @@ def read_plex(svc: Services, now: float,
         seen[0] += len(videos)
         progress(min(seen[0] / max(xmlread.total_size(root, len(videos)), 1), 1.0))
 
-    index = svc.plex.build_index(now, on_page=on_page)  # type: ignore[attr-defined]
-    return index, snaps
+    return plex.build_index(now, on_page=on_page), snaps
 
 
 # --- the pass -------------------------------------------------------------------------------
@@ -191,7 +191,7 @@ def reconcile_pass(svc: Services, stash: StashClient, settings: Settings, log: S
     whole-library pass resumes from its cursor next time.
     """
     report = ReconcileReport(scope)
-    index, snaps = read_plex(svc, now, lambda f: progress(PLEX_SHARE * f))
+    index, snaps = read_listing(svc.plex, now, lambda f: progress(PLEX_SHARE * f))
     report.plex_items = len(snaps)
     listing = LibraryPass(stash, svc.state, scope, SCOPES[scope], now, page_size)
     if listing.after:
