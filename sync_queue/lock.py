@@ -21,6 +21,22 @@ from filelock import FileLock, Timeout
 LOCK_FILE = "processor.lock"
 
 
+def file_lock(path: Path) -> FileLock:
+    """The one way we lock a file: a plain OS lock, not filelock's per-process singleton."""
+    return FileLock(str(path), is_singleton=False, thread_local=False)
+
+
+def held_elsewhere(path: Path) -> bool:
+    """Does some process hold the OS lock on `path`? Takes it for an instant to find out."""
+    probe = file_lock(path)
+    try:
+        probe.acquire(timeout=0)
+    except Timeout:
+        return True
+    probe.release(force=True)
+    return False
+
+
 class LockNotAcquired(RuntimeError):
     """Another process is the processor."""
 
@@ -31,7 +47,7 @@ class ProcessorLock:
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / LOCK_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(self.path), is_singleton=False, thread_local=False)
+        self._lock = file_lock(self.path)
 
     @property
     def held(self) -> bool:
@@ -66,15 +82,7 @@ class ProcessorLock:
 
         Probes with a second lock object, so it answers correctly inside the holder too.
         """
-        if self._lock.is_locked:
-            return False
-        probe = FileLock(str(self.path), is_singleton=False, thread_local=False)
-        try:
-            probe.acquire(timeout=0)
-        except Timeout:
-            return True
-        probe.release(force=True)
-        return False
+        return not self._lock.is_locked and held_elsewhere(self.path)
 
     def __enter__(self) -> ProcessorLock:
         if not self.try_acquire():

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
 from plugin.errors import Stash2PlexError
-from sync_queue.lock import LockNotAcquired, ProcessorLock
+from sync_queue.lock import LockNotAcquired, ProcessorLock, file_lock, held_elsewhere
 from worker.launch import WAKE_FILE, stamp
 
 REQUEST_FILE = "handover.request"
@@ -51,22 +51,7 @@ def _mtime(path: Path) -> float | None:
 
 def handover_requested(data_dir: Path, now: float) -> bool:
     path = Path(data_dir) / REQUEST_FILE
-    return fresh(_mtime(path), now) and _held(path)
-
-
-def _request_lock(path: Path) -> FileLock:
-    return FileLock(str(path), is_singleton=False, thread_local=False)
-
-
-def _held(path: Path) -> bool:
-    """Is a live task holding the request? (The probe takes the lock for an instant.)"""
-    probe = _request_lock(path)
-    try:
-        probe.acquire(timeout=0)
-    except Timeout:
-        return True
-    probe.release(force=True)
-    return False
+    return fresh(_mtime(path), now) and held_elsewhere(path)
 
 
 def wake_stamp(data_dir: Path) -> float | None:
@@ -83,7 +68,7 @@ def processor(data_dir: Path, timeout: float = TAKEOVER_TIMEOUT) -> Iterator[Pro
     lock = ProcessorLock(Path(data_dir))
     if not lock.try_acquire():
         path = Path(data_dir) / REQUEST_FILE
-        request = _request_lock(path)
+        request = file_lock(path)
         deadline = time.monotonic() + timeout
         try:
             while not lock.held:
