@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,6 +47,8 @@ def run(inp: PluginInput, log: StashLog) -> object:
 
 def report_bug(exc: BaseException, log: StashLog) -> None:
     """One error line for Stash's log; the traceback goes to debug level, where it helps."""
+    import traceback  # imported here: 25 ms a hook should not pay for a bug it does not have
+
     message = f"unexpected {type(exc).__name__}: {exc}"
     log.error(f"Stash2Plex: {message} (details at debug level)")
     log.debug_enabled = True

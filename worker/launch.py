@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -107,6 +106,8 @@ def spawn_detached(entrypoint: Path, stdin_payload: dict[str, Any], cwd: Path) -
     The input travels through the pipe, not the command line or a file, so Stash's session
     cookie never sits where another user could read it.
     """
+    import subprocess  # only the hook that starts a worker pays for it (7 ms)
+
     kwargs: dict[str, Any] = {}
     if os.name == "nt":
         kwargs["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | NEW_PROCESS_GROUP
