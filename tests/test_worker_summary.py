@@ -7,7 +7,15 @@ import json
 import pytest
 
 from worker.policy import Complete, CompleteReason, DeadLetter, ErrorClass, RetryAt, StopDrain
-from worker.summary import DEFERRED_SHOWN, DrainSummary, absolute_utc, format_summary, relative
+from worker.summary import (
+    DEFERRED_SHOWN,
+    Deferred,
+    DrainSummary,
+    absolute_utc,
+    format_summary,
+    held_for_probe,
+    relative,
+)
 
 NOW = 1_772_359_200.0  # 2026-03-01 10:00:00 UTC
 SYNCED = Complete(CompleteReason.SYNCED)
@@ -126,3 +134,14 @@ def test_to_dict_is_plain_json() -> None:
         "dead_lettered": {"ambiguous": [10], "invalid": [9, 11]},
         "stopped": None,
     }
+
+
+def test_jobs_deferred_before_the_breaker_opened_wait_for_its_probe() -> None:
+    summary = DrainSummary()
+    summary.deferred[1] = Deferred(NOW + 3, E.OUTAGE, "refused")
+    summary.deferred[2] = Deferred(NOW + 600, E.NOT_FOUND, "not scanned")
+    held_for_probe(summary, NOW + 30)
+    assert summary.deferred[1].next_retry_at == NOW + 30
+    assert summary.deferred[2].next_retry_at == NOW + 600  # later than the probe already
+    held_for_probe(summary, None)  # breaker closed: nothing moves
+    assert summary.deferred[1].next_retry_at == NOW + 30

@@ -24,7 +24,7 @@ from worker.core import drain, halt_applies
 from worker.filelog import FileLog, open_worker_log
 from worker.handover import handover_requested, wake_stamp
 from worker.launch import SPAWN_STAMP
-from worker.summary import format_summary
+from worker.summary import format_summary, held_for_probe
 
 #: Sleep for a due job at most this far ahead; beyond it, exit and let a hook restart us.
 HORIZON = 900.0
@@ -170,6 +170,7 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
                            should_yield=lambda: handover_requested(ctx.data_dir, time.time()))
             processed += result.processed
             if result.processed:
+                held_for_probe(result.summary, result.breaker_until)
                 log.info(format_summary(result.summary, time.time()))
             if result.summary.stopped:  # an open breaker is a wait, anything else needs the user
                 (log.info if result.breaker_until is not None else log.error)(f"stopped: {result.summary.stopped}")

@@ -8,7 +8,7 @@ synced in the same drain is synced, not also deferred.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -92,6 +92,16 @@ _SKIP_WORDS = {
     CompleteReason.SKIPPED_NOT_FOUND.value: "not in Plex, skipped as set",
     CompleteReason.SCENE_GONE.value: "deleted in Stash",
 }
+
+
+def held_for_probe(summary: DrainSummary, probe_at: float | None) -> None:
+    """A job deferred before the breaker opened cannot run before the breaker's probe, so its
+    next try is the later of the two: say that, not the earlier backoff it was given."""
+    if probe_at is None:
+        return
+    for scene_id, d in summary.deferred.items():
+        if d.next_retry_at < probe_at:
+            summary.deferred[scene_id] = replace(d, next_retry_at=probe_at)
 
 
 def format_summary(summary: DrainSummary, now: float) -> str:

@@ -18,10 +18,10 @@ from sync_queue.dlq import DeadLetter
 from sync_queue.inbox import has_events
 from sync_queue.jobs import Job, JobQueue, QueueCounts
 from sync_queue.state import BREAKER, HALT, StateStore
-from worker.breaker import Breaker
+from worker.breaker import Breaker, next_probe_at
 from worker.handover import processor
 from worker.policy import ErrorClass
-from worker.summary import Deferred, DrainSummary, absolute_utc, format_summary, relative
+from worker.summary import Deferred, DrainSummary, absolute_utc, format_summary, held_for_probe, relative
 
 if TYPE_CHECKING:
     from worker.core import Services
@@ -82,6 +82,7 @@ def drain_and_report(ctx: RunContext, svc: Services,
     ctx.log.progress(1.0)
     now = time.time()
     include_waiting(result.summary, svc.queue.deferred(now))
+    held_for_probe(result.summary, result.breaker_until)
     ctx.log.info(format_summary(result.summary, now))
     if result.summary.stopped and result.breaker_until is None:
         # An open breaker is not a failure of the task: the jobs wait for its probe, which the
@@ -129,9 +130,11 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
     ]
     if halt:
         lines.append("Processing is halted: Plex rejected the token. Fix it, then run Process Queue.")
+    probe_at = next_probe_at(breaker)  # nothing runs before the breaker's probe
     for job in deferred:
+        when = max(job.next_retry_at, probe_at or 0.0)
         lines.append(f"  scene {job.scene_id}: {job.last_error_class or 'waiting'}, attempt {job.attempts}, "
-                     f"next try {relative(job.next_retry_at - now)} ({absolute_utc(job.next_retry_at)})")
+                     f"next try {relative(when - now)} ({absolute_utc(when)})")
     shown = dead_letters_by_reason(letters)
     for group in groups:
         lines.append(f"  dead letters, {group.error_class}: {group.count}")
