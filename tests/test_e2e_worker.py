@@ -213,3 +213,18 @@ def test_a_save_during_the_tail_of_process_queue_is_synced_after_it(tmp_path: Pa
         st.wait_until(lambda: synced(st, saved), timeout=20)
         st.wait_for_worker()
         assert counts(st).inbox == 0
+
+
+def test_a_worker_that_finds_the_lock_taken_withdraws_its_spawn_stamp(tmp_path: Path) -> None:
+    """A task took the lock between a hook's spawn and the worker's start: the worker gives
+    up, and must not leave the stamp that would stop the task's own worker start at its end."""
+    from sync_queue.lock import ProcessorLock
+    from worker.launch import SPAWN_STAMP, stamp
+
+    with stage(2, seed=53, work_dir=tmp_path, settings=QUIET, on_result=audited("gives up")) as st:
+        AUDIT.add_secret(st.plex.token)
+        stamp(st.data_dir / SPAWN_STAMP, time.time())
+        with ProcessorLock(st.data_dir):  # the task
+            result = st.host.run_raw(st.host.build_input({"mode": "_worker"}))
+        assert result.output == {"worker": "another processor is running"}, result.stdout
+        assert not (st.data_dir / SPAWN_STAMP).exists()

@@ -125,6 +125,9 @@ def _hold_and_serve(ctx: RunContext, log: FileLog) -> dict[str, Any]:
     try:
         lock.acquire(START_WAIT)
     except LockNotAcquired:
+        # The holder serves instead; drop the stamp that announced us, or a task finishing
+        # within the spawn grace would take it for a worker still starting and start nobody.
+        (ctx.data_dir / SPAWN_STAMP).unlink(missing_ok=True)
         return {"worker": "another processor is running"}
     # We are the worker the spawn stamp announced; once we are gone, the next hook must
     # start a new one instead of taking the stamp for a worker still starting up.
