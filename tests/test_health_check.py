@@ -13,7 +13,7 @@ import pytest
 from emulators.stage import stage
 from tests.e2e_worker_support import QUIET, audited, writes
 from tests.secret_audit import AUDIT
-from worker.health import (
+from worker.health_checks import (
     Check,
     DataFacts,
     Facts,
