@@ -201,7 +201,7 @@ def bench_sync_all(n: int) -> list[list[str]]:
         r = run_task(st, "all")
         synced = r["out"]["summary"]["synced"]
         return [[f"Sync All, {n} scenes, first sync", f"{r['wall']:.1f}", f"{r['cpu']:.1f}",
-                 f"{synced / r['wall']:.0f}",
+                 f"{synced / r['wall']:.0f}", f"{r['peak']:.0f}",
                  str(r["stash"]), f"{r['plex']} ({r['plex_item_reads']} item reads, {r['plex_writes']} writes)",
                  f"synced {synced}"]]
 
@@ -220,7 +220,8 @@ def main() -> None:
     args = parser.parse_args()
     print("Through the Stash host (plugin as a subprocess), emulators in this process.\n", flush=True)
     if args.sync_scenes:
-        print(table(["run", "wall s", "plugin CPU s", "scenes/s", "Stash requests", "Plex requests", "result"],
+        print(table(["run", "wall s", "plugin CPU s", "scenes/s", "peak MiB", "Stash requests", "Plex requests",
+                     "result"],
                     bench_sync_all(args.sync_scenes)), flush=True)
         print(flush=True)
     if args.reconcile_scenes:
