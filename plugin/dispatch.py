@@ -54,7 +54,6 @@ class UnknownMode(Stash2PlexError):
     """The task mode is not one we declare."""
 
 
-
 @dataclass(frozen=True)
 class Route:
     """What the entrypoint should run: a hook trigger or a task mode."""

@@ -80,15 +80,13 @@ def state_hash_of(conn: sqlite3.Connection, scene_id: int) -> str | None:
     return row[0] if row else None
 
 
-def list_all(conn: sqlite3.Connection, error_class: str | None = None) -> list[DeadLetter]:
-    """Newest failure first."""
-    if error_class is None:
-        rows = conn.execute(f"SELECT {_COLUMNS} FROM dlq ORDER BY last_failed_at DESC, scene_id").fetchall()
-    else:
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM dlq WHERE error_class = ? ORDER BY last_failed_at DESC, scene_id",
-            (error_class,),
-        ).fetchall()
+def list_all(conn: sqlite3.Connection, error_class: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+    """Newest failure first; at most `limit` of them (None: all)."""
+    where, args = ("WHERE error_class = ? ", [error_class]) if error_class is not None else ("", [])
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM dlq {where}ORDER BY last_failed_at DESC, scene_id LIMIT ?",
+        (*args, -1 if limit is None else limit),
+    ).fetchall()
     return [_letter(r) for r in rows]
 
 

@@ -617,8 +617,8 @@ class JobQueue:
 
     # -- dead letters and clearing --
 
-    def dlq_list(self, error_class: str | None = None) -> list[DeadLetter]:
-        return dlq_table.list_all(self._conn, error_class)
+    def dlq_list(self, error_class: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+        return dlq_table.list_all(self._conn, error_class, limit)
 
     def dlq_summary(self) -> list[DlqGroup]:
         return dlq_table.summary(self._conn)

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 WORKER_MODE = "_worker"
 
+#: Dead letters listed per reason in Queue Status (the JSON output adds each one's detail:
+#: candidates, paths tried, traceback).
+LETTERS_SHOWN = 20
+
 
 class BadTaskArgument(Stash2PlexError):
     """A task argument (days, error class) that cannot be used."""
@@ -116,7 +120,7 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
         counts = queue.counts(now)
         deferred = queue.deferred(now, limit=10)
         groups = queue.dlq_summary()
-        letters = queue.dlq_list()
+        shown = {g.error_class: queue.dlq_list(g.error_class, limit=LETTERS_SHOWN) for g in groups}
         breaker = Breaker.load(state.get(BREAKER))
         halt = state.get(HALT)
     finally:
@@ -135,7 +139,6 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
         when = max(job.next_retry_at, probe_at or 0.0)
         lines.append(f"  scene {job.scene_id}: {job.last_error_class or 'waiting'}, attempt {job.attempts}, "
                      f"next try {relative(when - now)} ({absolute_utc(when)})")
-    shown = dead_letters_by_reason(letters)
     for group in groups:
         lines.append(f"  dead letters, {group.error_class}: {group.count}")
         for letter in shown.get(group.error_class, []):
@@ -151,21 +154,6 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
         "dead_letters": [{"error_class": g.error_class, "count": g.count,
                           "entries": [_letter_dict(d) for d in shown.get(g.error_class, [])]} for g in groups],
     }
-
-
-#: Dead letters listed per reason in Queue Status (the JSON output adds each one's detail:
-#: candidates, paths tried, traceback).
-LETTERS_SHOWN = 20
-
-
-def dead_letters_by_reason(letters: list[DeadLetter], per_reason: int = LETTERS_SHOWN) -> dict[str, list[DeadLetter]]:
-    """The most recent `per_reason` dead letters of each error class. Pure."""
-    grouped: dict[str, list[DeadLetter]] = {}
-    for letter in sorted(letters, key=lambda d: d.last_failed_at, reverse=True):
-        bucket = grouped.setdefault(letter.error_class, [])
-        if len(bucket) < per_reason:
-            bucket.append(letter)
-    return grouped
 
 
 def _letter_dict(letter: DeadLetter) -> dict[str, Any]:
