@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plex.desired import DesiredState, desired_state
 from plex.diff import state_hash
@@ -25,7 +25,9 @@ from plugin.settings import Settings
 from stash.client import StashClient
 from stash.records import Scene
 from sync_queue.state import StateStore
-from worker.handover import processor
+
+if TYPE_CHECKING:
+    from worker.core import Services
 
 PAGE = 200
 _FRACTION = re.compile(r"\.\d+(?=Z|[+-]\d\d:\d\d$|$)")
@@ -136,26 +138,22 @@ def sync_recent(ctx: RunContext) -> dict[str, Any]:
 
 
 def bulk_sync(ctx: RunContext, reason: str, window: float | None) -> dict[str, Any]:
-    from worker.services import services
-    from worker.tasks import drain_and_report, queue_counts, require_enabled, start_worker_if_needed
+    from worker.tasks import foreground_drain
 
-    require_enabled(ctx)
     settings = ctx.settings
-    with processor(ctx.data_dir), services(ctx) as svc:
+
+    def prepare(svc: Services, progress: Callable[[float], None]) -> dict[str, Any]:
         listing = LibraryPass(ctx.stash, svc.state, reason, window, time.time())
         queued = 0
-        ctx.log.progress(0.0)
         if listing.after:
             ctx.log.info(f"Stash2Plex: resuming {reason} after scene {listing.after}.")
         for page in listing.pages():
             states = [(scene.id, scene_state(scene, settings)) for scene in page]
             queued += svc.queue.enqueue_changed_many(states, reason, time.time())
-            ctx.log.progress(LISTING_SHARE * listing.fraction)
+            progress(listing.fraction)
         seen = listing.seen
         ctx.log.info(f"Stash2Plex: {seen} scenes read from Stash, {queued} queued, "
                      f"{seen - queued} unchanged since their last sync.")
-        summary, counts = drain_and_report(
-            ctx, svc, lambda f: ctx.log.progress(LISTING_SHARE + (1 - LISTING_SHARE) * f))
-    start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
-    return {"scenes": seen, "queued": queued, "unchanged": seen - queued,
-            "summary": summary.to_dict(), "queue": queue_counts(counts)}
+        return {"scenes": seen, "queued": queued, "unchanged": seen - queued}
+
+    return foreground_drain(ctx, prepare, prepare_share=LISTING_SHARE)

@@ -48,7 +48,6 @@ from stash.records import Scene
 from sync_queue.ledger import LedgerEntry
 from sync_queue.state import LAST_RECONCILE
 from worker.core import Services
-from worker.handover import processor
 
 #: Task mode -> window in seconds (None: the whole library, resumable).
 SCOPES: dict[str, float | None] = {
@@ -259,19 +258,14 @@ def record_reconcile(svc: Services, report: ReconcileReport, now: float) -> None
 
 
 def reconcile_task(ctx: RunContext, scope: str) -> dict[str, Any]:
-    from worker.services import services
-    from worker.tasks import drain_and_report, queue_counts, require_enabled, start_worker_if_needed
+    from worker.tasks import foreground_drain
 
-    require_enabled(ctx)
-    with processor(ctx.data_dir), services(ctx) as svc:
-        ctx.log.progress(0.0)
+    def prepare(svc: Services, progress: Callable[[float], None]) -> dict[str, Any]:
         now = time.time()
-        report = reconcile_pass(svc, ctx.stash, ctx.settings, ctx.log, scope, now,
-                                progress=lambda f: ctx.log.progress(LISTING_SHARE * f))
+        report = reconcile_pass(svc, ctx.stash, ctx.settings, ctx.log, scope, now, progress=progress)
         record_reconcile(svc, report, now)
         for line in report.lines():
             ctx.log.info(line)
-        summary, counts = drain_and_report(
-            ctx, svc, lambda f: ctx.log.progress(LISTING_SHARE + (1 - LISTING_SHARE) * f))
-    start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
-    return {**report.to_dict(), "summary": summary.to_dict(), "queue": queue_counts(counts)}
+        return report.to_dict()
+
+    return foreground_drain(ctx, prepare, prepare_share=LISTING_SHARE)

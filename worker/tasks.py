@@ -60,16 +60,30 @@ def start_worker_if_needed(ctx: RunContext, queue_has_work: bool) -> bool:
 
 def process_queue(ctx: RunContext) -> dict[str, Any]:
     """Sync every due job now, then report what is deferred and until when."""
+    def prepare(svc: Services, _progress: Callable[[float], None]) -> dict[str, Any]:
+        svc.state.put(HALT, None)  # the user asked for a run: a remembered 401 is tried again
+        svc.queue.recover_abandoned(time.time(), max_attempts=svc.policy.max_retries)
+        return {}
+
+    return foreground_drain(ctx, prepare, prepare_share=0.0)
+
+
+def foreground_drain(ctx: RunContext, prepare: Callable[[Services, Callable[[float], None]], dict[str, Any]],
+                     prepare_share: float) -> dict[str, Any]:
+    """What every foreground task that syncs shares (Process Queue, Sync All/Recent,
+    Reconcile): the processor lock, `prepare` (listing, queueing) on the first
+    `prepare_share` of one progress bar, the shared drain on the rest, and a background
+    worker left for what is still to do. Returns prepare's output with the summary."""
     from worker.services import services
 
     require_enabled(ctx)
     with processor(ctx.data_dir), services(ctx) as svc:
-        svc.state.put(HALT, None)  # the user asked for a run: a remembered 401 is tried again
-        svc.queue.recover_abandoned(time.time(), max_attempts=svc.policy.max_retries)
         ctx.log.progress(0.0)
-        summary, counts = drain_and_report(ctx, svc, ctx.log.progress)
+        output = prepare(svc, lambda f: ctx.log.progress(prepare_share * f))
+        summary, counts = drain_and_report(
+            ctx, svc, lambda f: ctx.log.progress(prepare_share + (1 - prepare_share) * f))
     start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
-    return {"summary": summary.to_dict(), "queue": queue_counts(counts)}
+    return {**output, "summary": summary.to_dict(), "queue": queue_counts(counts)}
 
 
 def require_enabled(ctx: RunContext) -> None:
