@@ -3,7 +3,7 @@
 The one place request pacing is decided. Two callers act on it, each with its own
 `Pacer` state: `plex.connection` spaces every HTTP request to `max_request_rate`, and the
 worker's drain waits out a server's Retry-After (`hold`) before its next job. It lives in
-`plex/` because the connection may not import `worker`; `worker.pacing` re-exports it.
+`plex/` because the connection may not import `worker`; the worker imports it from here.
 
 The drain never sleeps a fixed amount between jobs (a fixed sleep only slows a healthy
 sync and does nothing for a struggling server). Waiting comes from three places only: the

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from plex.pacing import Pacer, RateLimit, hold, wait_turn
 from plex.records import LedgerEntry as PlexLedger
 from plex.records import SyncOutcome, SyncStatus
 from plugin.errors import Stash2PlexError
@@ -42,7 +43,6 @@ from worker.breaker import (
     next_probe_at,
     transition,
 )
-from worker.pacing import Pacer, RateLimit, hold, wait_turn
 from worker.policy import (
     LABELS,
     Complete,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.pacing import MAX_HOLD, Pacer, RateLimit, hold, take, wait_turn
+from plex.pacing import MAX_HOLD, Pacer, RateLimit, hold, take, wait_turn
 
 T0 = 1_700_000_000.0
 
