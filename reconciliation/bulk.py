@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from plex.desired import DesiredState, desired_state
 from plex.diff import state_hash
@@ -28,6 +28,8 @@ from sync_queue.state import StateStore
 
 if TYPE_CHECKING:
     from worker.core import Services
+
+T = TypeVar("T")
 
 PAGE = 200
 _FRACTION = re.compile(r"\.\d+(?=Z|[+-]\d\d:\d\d$|$)")
@@ -76,6 +78,19 @@ def changed_within(scenes: Iterable[Scene], since: float) -> Iterator[Scene]:
             yield scene
 
 
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last may be shorter), read lazily: memory stays one
+    page whatever the library's size."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def cursor_key(reason: str) -> str:
     return f"bulk_cursor.{reason}"
 
@@ -107,16 +122,10 @@ class LibraryPass:
         scenes: Iterable[Scene] = self.stash.iter_scenes(self.filter, after_id=self.after, page_size=self.page_size)
         if self.since is not None:
             scenes = changed_within(scenes, self.since)
-        page: list[Scene] = []
-        for scene in scenes:
-            page.append(scene)
-            self.seen += 1
-            if len(page) >= self.page_size:
-                yield page
-                self.handled(page)
-                page = []
-        if page:
+        for page in chunked(scenes, self.page_size):
+            self.seen += len(page)
             yield page
+            self.handled(page)
         self.state.put(self.key, None)
 
     def handled(self, page: list[Scene]) -> None:

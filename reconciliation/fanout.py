@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from plugin.settings import Settings
+from reconciliation.bulk import chunked, scene_state
 from stash.records import Scene
 from sync_queue.jobs import FANOUT_CURSOR, FanOutEvent, JobQueue
 
@@ -131,8 +132,6 @@ def state_function(settings: Settings | None) -> StateOf | None:
     """The ledger hash a sync would store, so unchanged scenes are skipped; None without settings."""
     if settings is None:
         return None
-    from reconciliation.bulk import scene_state
-
     return lambda scene: scene_state(scene, settings)
 
 
@@ -144,17 +143,6 @@ class FanOutResult:
     events: int = 0  # fan-out events fully expanded (their rows deleted)
     scenes: int = 0  # affected scenes found
     queued: int = 0  # of those, enqueued (created or merged into a live job)
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def expand(event: FanOutEvent, queue: JobQueue, stash: SceneLister, state_of: StateOf | None, now: float,
@@ -170,7 +158,7 @@ def expand(event: FanOutEvent, queue: JobQueue, stash: SceneLister, state_of: St
     for phase, after in remaining(lookup, cursor):
         if phase == STASH:
             scenes = stash.iter_scenes(scene_filter(event.kind, event.entity_id), after_id=after, page_size=page)
-            for chunk in _chunks(scenes, page):
+            for chunk in chunked(scenes, page):
                 result.scenes += len(chunk)
                 result.queued += _enqueue_scenes(queue, chunk, reason, state_of, now)
                 queue.fanout_progress(event.event_id, {"phase": phase, "after": chunk[-1].id})
