@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from base.protocol import StashLog
+from base.settings import load_settings
 from emulators.stash_library import StashLibrary, Tag
 from emulators.stash_server import StashEmulator
-from plugin.protocol import StashLog
-from plugin.settings import load_settings
 from reconciliation.fanout import expand, state_function
 from stash.client import StashClient
 from sync_queue.inbox import record_event

@@ -33,14 +33,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from base.protocol import StashLog
+from base.settings import load_settings
 from emulators.stage import Stage, stage
 from emulators.stash_library import generate_library
 from plex.desired import desired_state
 from plex.diff import plan_edit
 from plex.records import CurrentState
 from plex.records import LedgerEntry as PlexLedger
-from plugin.protocol import StashLog
-from plugin.settings import load_settings
 from reconciliation.bulk import desired_hash
 from stash.client import StashClient
 from sync_queue import ledger as ledger_table

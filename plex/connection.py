@@ -30,8 +30,7 @@ from typing import Any
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
-from plex.pacing import Pacer, RateLimit, wait_turn
-from plugin.errors import (
+from base.errors import (
     InvalidData,
     PlexAuthError,
     PlexNotFound,
@@ -39,6 +38,7 @@ from plugin.errors import (
     Stash2PlexError,
     TransientError,
 )
+from plex.pacing import Pacer, RateLimit, wait_turn
 
 PRODUCT = "Stash2Plex"
 CLIENT_ID_FILE = "client_id"

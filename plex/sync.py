@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from base.errors import AmbiguousMatch, PlexNotFound, SettingsError
+from base.settings import WHERE_TO_SET, Settings
 from plex import xmlread
 from plex.connection import PlexConnection
 from plex.desired import DesiredState, desired_state
@@ -39,8 +41,6 @@ from plex.diff import EditPlan, plan_edit, state_hash
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
 from plex.pathmap import basename_key, parent_folder, path_key, to_plex
 from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
-from plugin.errors import AmbiguousMatch, PlexNotFound, SettingsError
-from plugin.settings import WHERE_TO_SET, Settings
 from stash.records import Scene
 
 #: Seconds a full index is trusted before the next lookup rebuilds it.

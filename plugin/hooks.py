@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from base.errors import Stash2PlexError
+from base.protocol import PluginInput
 from plugin.dispatch import HOOKS
-from plugin.errors import Stash2PlexError
-from plugin.protocol import PluginInput
 
 WORKER_MODE = "_worker"
 

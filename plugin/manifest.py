@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
+from base.settings import SCHEMA
 from plugin.dispatch import HOOKS, TASKS
-from plugin.settings import SCHEMA
 
 TASK_DESCRIPTIONS = {
     "all": "Queue every scene that differs from what was last written to Plex, then sync them.",

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from base.settings import Settings
 from plex.desired import DesiredState, desired_state
 from plex.diff import state_hash
-from plugin.runtime import RunContext
-from plugin.settings import Settings
 from stash.client import StashClient
 from stash.records import Scene
 from sync_queue.state import StateStore
+from worker.runtime import RunContext
 
 if TYPE_CHECKING:
     from worker.core import Services
@@ -147,7 +147,7 @@ def sync_recent(ctx: RunContext) -> dict[str, Any]:
 
 
 def bulk_sync(ctx: RunContext, reason: str, window: float | None) -> dict[str, Any]:
-    from worker.tasks import foreground_drain
+    from tasks.queue import foreground_drain
 
     settings = ctx.settings
 

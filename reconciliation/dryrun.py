@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from base.errors import AmbiguousMatch, PlexNotFound
+from base.settings import Settings
 from plex.desired import DesiredState, desired_state
 from plex.diff import SCALAR_FIELDS, EditPlan
 from plex.matcher import LibraryIndex, MatchKind, match
@@ -36,14 +38,12 @@ from plex.pathmap import to_plex
 from plex.records import CurrentState
 from plex.records import LedgerEntry as PlexLedger
 from plex.sync import image_steps
-from plugin.errors import AmbiguousMatch, PlexNotFound
-from plugin.runtime import RunContext
-from plugin.settings import Settings
 from reconciliation.bulk import PAGE, desired_hash
 from reconciliation.gaps import Gap, Snapshot, classify
 from reconciliation.reconcile import ledger_view, read_listing
 from stash.records import Scene
 from sync_queue.ledger import LedgerEntry
+from worker.runtime import RunContext
 
 #: Share of the progress bar for Plex's listing; Stash's pages get the rest.
 INDEX_SHARE = 0.3
@@ -265,7 +265,7 @@ def summary_line(scenes: int, counts: Mapping[str, int]) -> str:
 
 def parse_limit(raw: Any) -> int | None:
     """The `limit` task argument: empty, 0 or "all" is every scene; else a positive whole number."""
-    from worker.tasks import BadTaskArgument
+    from tasks.queue import BadTaskArgument
 
     text = "" if raw is None else str(raw).strip().lower()
     if text in ("", "0", "all"):

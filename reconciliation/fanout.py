@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from plugin.settings import Settings
+from base.settings import Settings
 from reconciliation.bulk import chunked, scene_state
 from stash.records import Scene
 from sync_queue.jobs import FANOUT_CURSOR, FanOutEvent, JobQueue

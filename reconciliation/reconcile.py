@@ -22,14 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from base.protocol import StashLog
+from base.settings import Settings
 from plex import xmlread
 from plex.desired import desired_state
 from plex.matcher import LibraryIndex, match
 from plex.pathmap import to_plex
 from plex.records import LedgerEntry as PlexLedger
-from plugin.protocol import StashLog
-from plugin.runtime import RunContext
-from plugin.settings import Settings
 from reconciliation.bulk import LISTING_SHARE, PAGE, RECENT_WINDOW, LibraryPass, desired_hash
 from reconciliation.gaps import (
     BY_LEDGER_RULE,
@@ -48,6 +47,7 @@ from stash.records import Scene
 from sync_queue.ledger import LedgerEntry
 from sync_queue.state import LAST_RECONCILE
 from worker.core import Services
+from worker.runtime import RunContext
 
 #: Task mode -> window in seconds (None: the whole library, resumable).
 SCOPES: dict[str, float | None] = {
@@ -258,7 +258,7 @@ def record_reconcile(svc: Services, report: ReconcileReport, now: float) -> None
 
 
 def reconcile_task(ctx: RunContext, scope: str) -> dict[str, Any]:
-    from worker.tasks import foreground_drain
+    from tasks.queue import foreground_drain
 
     def prepare(svc: Services, progress: Callable[[float], None]) -> dict[str, Any]:
         now = time.time()

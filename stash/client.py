@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from plugin.errors import SceneGone, StashAuthError, StashUnavailable
-from plugin.protocol import StashLog
-from plugin.settings import PLUGIN_ID, plugin_settings_map
+from base.errors import SceneGone, StashAuthError, StashUnavailable
+from base.protocol import StashLog
+from base.settings import PLUGIN_ID, plugin_settings_map
 from stash import queries
 from stash.records import Performer, Scene, SceneFile, Studio
 

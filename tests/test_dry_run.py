@@ -27,9 +27,9 @@ from reconciliation.dryrun import (
     would_upload,
 )
 from sync_queue.db import db_path
+from tasks.queue import BadTaskArgument
 from tests.e2e_worker_support import audited, counts, queue_of, writes
 from tests.secret_audit import AUDIT
-from worker.tasks import BadTaskArgument
 
 # --- pure: a plan read back as field changes ------------------------------------------------
 

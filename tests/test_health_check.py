@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 
 from emulators.stage import stage
-from tests.e2e_worker_support import QUIET, audited, writes
-from tests.secret_audit import AUDIT
-from worker.health_checks import (
+from tasks.health_checks import (
     Check,
     DataFacts,
     Facts,
@@ -35,6 +33,8 @@ from worker.health_checks import (
     report_lines,
     within,
 )
+from tests.e2e_worker_support import QUIET, audited, writes
+from tests.secret_audit import AUDIT
 
 NOW = 1_800_000_000.0
 GOOD_PLEX = PlexFacts("http://plex:32400", name="Home", version="1.41", movie_sections=("Movies", "Stash"))

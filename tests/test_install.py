@@ -248,7 +248,7 @@ def test_every_runtime_module_imports_in_the_image_python_with_vendor(
     report = run_tool(image_python, IMPORT_TOOL, str(folder))
     assert report["bare"] == {"plexapi": False, "persistqueue": False, "tenacity": False, "filelock": False}
     assert report["failed"] == {}
-    assert {"plugin.deps", "sync_queue.jobs", "worker.launch", "plex.pathmap"} <= set(report["done"])
+    assert {"base.deps", "sync_queue.jobs", "worker.launch", "plex.pathmap"} <= set(report["done"])
     for name in ("plexapi", "persistqueue", "tenacity", "filelock"):
         assert report["where"][name].startswith(str(folder / "vendor")), name
     for name in ("requests", "stashapi"):
@@ -291,7 +291,7 @@ def test_missing_dependency_in_the_image_python_is_one_line_with_the_command(
     # The real ModuleNotFoundError of the bare interpreter, turned into the line.
     probe = (
         "import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1])\n"
-        "from plugin.deps import missing_dependency\n"
+        "from base.deps import missing_dependency\n"
         "try:\n    import plexapi.server\nexcept ModuleNotFoundError as exc:\n"
         "    print(json.dumps({'line': str(missing_dependency(exc, Path(sys.argv[1])))}))\n"
     )

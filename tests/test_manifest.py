@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from base.settings import SCHEMA, SCHEMA_BY_NAME
 from emulators.host import ManifestError, load_manifest
 from plugin import manifest as generated
 from plugin.dispatch import HOOKS, TASKS
-from plugin.settings import SCHEMA, SCHEMA_BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "Stash2Plex.yml"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from base.errors import AmbiguousMatch, PlexAuthError, PlexNotFound, PlexUnavailable, TransientError
+from base.settings import load_settings
 from emulators.plex_server import PlexEmulator
 from plex.connection import PlexConnection
 from plex.desired import desired_state
@@ -15,8 +17,6 @@ from plex.diff import state_hash
 from plex.records import LedgerEntry, SyncStatus
 from plex.sync import PlexSync, ScanMemory, section_for_folder
 from plex.xmlread import Section
-from plugin.errors import AmbiguousMatch, PlexAuthError, PlexNotFound, PlexUnavailable, TransientError
-from plugin.settings import load_settings
 from stash.records import Performer, Scene, SceneFile, Studio
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"cover-bytes"

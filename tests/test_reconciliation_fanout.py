@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from base.errors import StashUnavailable
+from base.protocol import StashLog
+from base.settings import load_settings
 from emulators.stash_library import StashLibrary
 from emulators.stash_server import StashEmulator
 from plugin.dispatch import HOOKS
-from plugin.errors import StashUnavailable
 from plugin.hooks import hook_payload, merged_sources
-from plugin.protocol import StashLog
-from plugin.settings import load_settings
 from reconciliation.fanout import (
     LEDGER,
     STASH,

@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from base.protocol import PluginInput, StashLog
 from emulators.stage import Stage, stage
-from plugin.protocol import PluginInput, StashLog
-from plugin.runtime import RunContext
 from reconciliation.bulk import cursor_key
 from reconciliation.gaps import Gap
 from reconciliation.reconcile import reconcile_pass
 from sync_queue.jobs import JobQueue
 from tests.e2e_worker_support import QUIET
+from worker.runtime import RunContext
 from worker.services import services
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from base.errors import SceneGone, Stash2PlexError, StashAuthError, StashUnavailable
+from base.protocol import StashLog
 from emulators.stash_library import StashLibrary, generate_library, png_bytes
 from emulators.stash_server import StashEmulator
-from plugin.errors import SceneGone, Stash2PlexError, StashAuthError, StashUnavailable
-from plugin.protocol import StashLog
 from stash.client import StashClient
 
 USER, PASSWORD, KEY = "admin", "hunter2-pass", "client-test-api-key-9876543210"

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from base.errors import SceneGone
+from base.protocol import StashLog
+from base.settings import load_settings
 from emulators.plex_server import PlexEmulator
 from plex.connection import PlexConnection
 from plex.desired import desired_state
 from plex.diff import state_hash
 from plex.sync import PlexSync
-from plugin.errors import SceneGone
-from plugin.protocol import StashLog
-from plugin.settings import load_settings
 from stash.records import Scene, SceneFile, Studio
 from sync_queue.jobs import JobQueue
 from sync_queue.state import HALT, StateStore

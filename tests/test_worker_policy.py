@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tenacity import RetryCallState, wait_exponential
 
-from plugin.errors import (
+from base.errors import (
     AmbiguousMatch,
     InvalidData,
     PlexAuthError,

@@ -15,8 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from plugin.errors import Stash2PlexError
-from plugin.runtime import RunContext
+from base.errors import Stash2PlexError
 from sync_queue.inbox import has_events
 from sync_queue.lock import LockNotAcquired, ProcessorLock
 from sync_queue.state import HALT, LAST_RECONCILE
@@ -24,6 +23,7 @@ from worker.core import drain, halt_applies
 from worker.filelog import FileLog, open_worker_log
 from worker.handover import handover_requested, wake_stamp
 from worker.launch import SPAWN_STAMP
+from worker.runtime import RunContext
 from worker.summary import format_summary, held_for_probe
 
 #: Sleep for a due job at most this far ahead; beyond it, exit and let a hook restart us.

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from base.errors import Stash2PlexError
+from base.protocol import StashLog
+from base.settings import Settings
 from plex.pacing import Pacer, RateLimit, hold, wait_turn
 from plex.records import LedgerEntry as PlexLedger
 from plex.records import SyncOutcome, SyncStatus
-from plugin.errors import Stash2PlexError
-from plugin.protocol import StashLog
-from plugin.settings import Settings
 from reconciliation.fanout import expand_pending, scene_refs, state_function
 from stash.records import Scene
 from sync_queue.jobs import LEDGER_REFS, IngestResult, Job, JobQueue

@@ -1,6 +1,6 @@
 """What happens to a job after an attempt: classify the outcome, then decide. Nothing here acts.
 
-`classify(exc)` maps the small exception vocabulary of `plugin.errors` to an `ErrorClass`;
+`classify(exc)` maps the small exception vocabulary of `base.errors` to an `ErrorClass`;
 `decide(failure, attempts, policy, now, rng, ...)` returns one `Decision` value, which the
 drain applies to the queue (complete, retry later, dead-letter) or to itself (stop). One
 policy serves every path that processes jobs, so there is no second copy to drift.
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from plugin.errors import (
+from base.errors import (
     AmbiguousMatch,
     InvalidData,
     PlexAuthError,
@@ -200,7 +200,7 @@ Decision = Complete | RetryAt | DeadLetter | StopDrain
 
 
 class RetrySettings(Protocol):
-    """The part of `plugin.settings.Settings` the policy reads."""
+    """The part of `base.settings.Settings` the policy reads."""
 
     @property
     def max_retries(self) -> int: ...

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from plugin.protocol import StashLog
+from base.protocol import StashLog
 from sync_queue.jobs import JobQueue
 from sync_queue.state import StateStore
 from worker.core import Services
 from worker.policy import RetryPolicy
 
 if TYPE_CHECKING:
-    from plugin.runtime import RunContext
+    from worker.runtime import RunContext
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Health Check: one line per part of the set-up, OK, WARN or FAIL, readable at a glance.
 
 The task gathers facts first (`gather`, all the I/O, each part guarded so one failure is a
-fact about that part, not a crash) and judges them afterwards (`worker.health_checks.assess`,
+fact about that part, not a crash) and judges them afterwards (`tasks.health_checks.assess`,
 pure: the tests feed it facts). It fails in Stash (the task shows as failed) only when a line is FAIL, with
 one line saying what to fix first; warnings say what to look at but leave the task green.
 
@@ -23,9 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from plugin.errors import Stash2PlexError
-from plugin.runtime import RunContext
-from worker.health_checks import (
+from base.errors import Stash2PlexError
+from tasks.health_checks import (
     SAMPLE,
     DataFacts,
     Facts,
@@ -38,6 +37,7 @@ from worker.health_checks import (
     first_fix,
     report_lines,
 )
+from worker.runtime import RunContext
 
 # --- I/O: gathering -----------------------------------------------------------------------
 
@@ -60,10 +60,10 @@ def gather_stash(ctx: RunContext) -> StashFacts:
 def gather_plex(settings: Any, data_dir: Path) -> tuple[PlexFacts, Any]:
     """Server root (name, version: also proves the token), the library list. Returns the
     facts and a PlexSync for the path sample (None when Plex is not usable)."""
+    from base.errors import PlexAuthError, PlexUnavailable
     from plex import xmlread
     from plex.connection import PlexConnection
     from plex.sync import PlexSync
-    from plugin.errors import PlexAuthError, PlexUnavailable
 
     url = settings.plex_url
     conn = PlexConnection(url, settings.plex_token, connect_timeout=settings.connect_timeout,
@@ -90,8 +90,8 @@ def gather_plex(settings: Any, data_dir: Path) -> tuple[PlexFacts, Any]:
 
 def gather_sample(ctx: RunContext, plex: Any, settings: Any, size: int = SAMPLE) -> SampleFacts:
     """Look the first file of a few Stash scenes up in Plex through the sync's own lookup."""
+    from base.errors import AmbiguousMatch, PlexNotFound
     from plex.pathmap import path_key, to_plex
-    from plugin.errors import AmbiguousMatch, PlexNotFound
 
     pm = settings.path_map
     sampled = prefix_hits = found = by_name = ambiguous = 0
@@ -183,7 +183,7 @@ def gather_packages(plugin_dir: Path) -> tuple[tuple[tuple[str, str | None], ...
     """Installed versions of the runtime packages, the tested ranges, the install command."""
     from importlib import metadata
 
-    from plugin.deps import RUNTIME_PACKAGES, install_command, requirement_specs
+    from base.deps import RUNTIME_PACKAGES, install_command, requirement_specs
 
     found: list[tuple[str, str | None]] = []
     for pypi in RUNTIME_PACKAGES.values():
@@ -202,7 +202,7 @@ def gather_packages(plugin_dir: Path) -> tuple[tuple[tuple[str, str | None], ...
 
 def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lambda f: None) -> Facts:
     """Every fact the report needs; each part's failure becomes a fact about that part."""
-    from plugin.settings import load_settings
+    from base.settings import load_settings
     from sync_queue.lock import ProcessorLock
 
     stash = gather_stash(ctx)

@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from plugin.errors import Stash2PlexError
-from plugin.runtime import RunContext
+from base.errors import Stash2PlexError
 from sync_queue.dlq import DeadLetter
 from sync_queue.inbox import has_events
 from sync_queue.jobs import Job, JobQueue, QueueCounts
@@ -21,6 +20,7 @@ from sync_queue.state import BREAKER, HALT, StateStore
 from worker.breaker import Breaker, next_probe_at
 from worker.handover import processor
 from worker.policy import ErrorClass
+from worker.runtime import RunContext
 from worker.summary import Deferred, DrainSummary, absolute_utc, format_summary, held_for_probe, relative
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Health Check's judgement: facts about the set-up in, one OK/WARN/FAIL line per part out.
 
-Pure: `worker.health` gathers the facts (all the I/O) and these functions judge them, so the
+Pure: `tasks.health` gathers the facts (all the I/O) and these functions judge them, so the
 tests feed facts directly. Kept apart so every rule about what is OK can be read, and
 tested, without a server in sight.
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from plugin.errors import Stash2PlexError
-from plugin.settings import SCHEMA_BY_NAME, WHERE_TO_SET
+from base.errors import Stash2PlexError
+from base.settings import SCHEMA_BY_NAME, WHERE_TO_SET
 from worker.summary import absolute_utc, relative
 
 #: Stash scenes whose first file is looked up in Plex to test the path mapping.

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from plugin.errors import SettingsError
+from base.errors import SettingsError
 
 PLUGIN_ID = "Stash2Plex"
 WHERE_TO_SET = "Stash → Settings → Plugins → Stash2Plex"
