@@ -12,26 +12,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from base.errors import Stash2PlexError
+from worker.launch import WORKER_MODE
 
 #: Task mode -> (button name, handler "module:function").
 TASKS: dict[str, tuple[str, str]] = {
-    "all": ("Sync All", "reconciliation.bulk:sync_all"),
-    "recent": ("Sync Recent", "reconciliation.bulk:sync_recent"),
+    "all": ("Sync All", "tasks.sync:sync_all"),
+    "recent": ("Sync Recent", "tasks.sync:sync_recent"),
     "process_queue": ("Process Queue", "tasks.queue:process_queue"),
     "queue_status": ("Queue Status", "tasks.queue:queue_status"),
     "clear_queue": ("Clear Queue", "tasks.queue:clear_queue"),
     "clear_dlq": ("Clear Dead Letters", "tasks.queue:clear_dlq"),
     "purge_dlq": ("Purge Old Dead Letters", "tasks.queue:purge_dlq"),
     "retry_dlq": ("Retry Dead Letters", "tasks.queue:retry_dlq"),
-    "reconcile_all": ("Reconcile All", "reconciliation.reconcile:reconcile_all"),
-    "reconcile_recent": ("Reconcile Last 24 Hours", "reconciliation.reconcile:reconcile_recent"),
-    "reconcile_7days": ("Reconcile Last 7 Days", "reconciliation.reconcile:reconcile_7days"),
+    "reconcile_all": ("Reconcile All", "tasks.reconcile:reconcile_all"),
+    "reconcile_recent": ("Reconcile Last 24 Hours", "tasks.reconcile:reconcile_recent"),
+    "reconcile_7days": ("Reconcile Last 7 Days", "tasks.reconcile:reconcile_7days"),
     "health_check": ("Health Check", "tasks.health:health_check"),
-    "dry_run": ("Dry Run", "reconciliation.dryrun:dry_run"),
+    "dry_run": ("Dry Run", "tasks.dry_run:dry_run"),
 }
 
 #: Modes Stash never shows: the detached background worker started by hooks.
-INTERNAL: dict[str, str] = {"_worker": "worker.background:run"}
+INTERNAL: dict[str, str] = {WORKER_MODE: "worker.background:run"}
 
 #: Hook trigger -> the inbox event kind it records. Only triggers Stash fires (shared
 #: reference §1.6: `Post` hooks only, `Merge` for tags only); Stash accepts a misspelt

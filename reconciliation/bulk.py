@@ -1,22 +1,22 @@
-"""Sync All and Sync Recent: page through Stash, enqueue only what differs, drain.
+"""Sync All's listing pass: page through Stash, enqueue only what differs.
 
 A scene is enqueued only when the state it asks Plex for differs from what the ledger says
 we last wrote (or it was never synced, or Plex lost it): running Sync All twice on an
-unchanged library enqueues nothing the second time (field report 001 cannot happen).
+unchanged library enqueues nothing the second time, so no pass can keep requeueing a scene.
 The state hash needs no Plex request, so the listing pass costs Stash pages only.
 
 Resumable: the id of the last scene whose page was enqueued is kept in the state store, so
 a cancelled Sync All (Stash kills it with SIGKILL) continues after it when run again.
 Memory stays flat: one page of scenes at a time, enqueued in one transaction.
+The tasks themselves (`tasks.sync`) add the processor lock and the drain.
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from base.settings import Settings
 from plex.desired import DesiredState, desired_state
@@ -24,10 +24,6 @@ from plex.diff import state_hash
 from stash.client import StashClient
 from stash.records import Scene
 from sync_queue.state import StateStore
-from worker.runtime import RunContext
-
-if TYPE_CHECKING:
-    from worker.core import Services
 
 T = TypeVar("T")
 
@@ -36,8 +32,6 @@ _FRACTION = re.compile(r"\.\d+(?=Z|[+-]\d\d:\d\d$|$)")
 #: Stash compares timestamp filters as text in its own zone; ask this much wider, then check.
 ZONE_SLACK = 14 * 3600.0
 RECENT_WINDOW = 86400.0
-#: Share of the progress bar for the listing pass; the drain gets the rest.
-LISTING_SHARE = 0.3
 
 
 def scene_state(scene: Scene, settings: Settings) -> str:
@@ -136,33 +130,3 @@ class LibraryPass:
     @property
     def fraction(self) -> float:
         return min(self.seen / self.total, 1.0)
-
-
-def sync_all(ctx: RunContext) -> dict[str, Any]:
-    return bulk_sync(ctx, "sync_all", window=None)
-
-
-def sync_recent(ctx: RunContext) -> dict[str, Any]:
-    return bulk_sync(ctx, "sync_recent", window=RECENT_WINDOW)
-
-
-def bulk_sync(ctx: RunContext, reason: str, window: float | None) -> dict[str, Any]:
-    from tasks.queue import foreground_drain
-
-    settings = ctx.settings
-
-    def prepare(svc: Services, progress: Callable[[float], None]) -> dict[str, Any]:
-        listing = LibraryPass(ctx.stash, svc.state, reason, window, time.time())
-        queued = 0
-        if listing.after:
-            ctx.log.info(f"Stash2Plex: resuming {reason} after scene {listing.after}.")
-        for page in listing.pages():
-            states = [(scene.id, scene_state(scene, settings)) for scene in page]
-            queued += svc.queue.enqueue_changed_many(states, reason, time.time())
-            progress(listing.fraction)
-        seen = listing.seen
-        ctx.log.info(f"Stash2Plex: {seen} scenes read from Stash, {queued} queued, "
-                     f"{seen - queued} unchanged since their last sync.")
-        return {"scenes": seen, "queued": queued, "unchanged": seen - queued}
-
-    return foreground_drain(ctx, prepare, prepare_share=LISTING_SHARE)

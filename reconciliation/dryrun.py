@@ -23,10 +23,9 @@ turn out the same as last time (a new source on the same item) or Stash has no i
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from base.errors import AmbiguousMatch, PlexNotFound
@@ -38,15 +37,12 @@ from plex.pathmap import to_plex
 from plex.records import CurrentState
 from plex.records import LedgerEntry as PlexLedger
 from plex.sync import image_steps
-from reconciliation.bulk import PAGE, desired_hash
+from reconciliation.bulk import desired_hash
 from reconciliation.gaps import Gap, Snapshot, classify
-from reconciliation.reconcile import ledger_view, read_listing
+from reconciliation.reconcile import ledger_view
 from stash.records import Scene
 from sync_queue.ledger import LedgerEntry
-from worker.runtime import RunContext
 
-#: Share of the progress bar for Plex's listing; Stash's pages get the rest.
-INDEX_SHARE = 0.3
 #: Scenes with a change (or no match) kept in the JSON output; the counts are always complete.
 OUTPUT_SCENES = 500
 
@@ -263,22 +259,6 @@ def summary_line(scenes: int, counts: Mapping[str, int]) -> str:
     return f"Stash2Plex dry run: {scenes} scenes checked: {body}. Nothing was written."
 
 
-def parse_limit(raw: Any) -> int | None:
-    """The `limit` task argument: empty, 0 or "all" is every scene; else a positive whole number."""
-    from tasks.queue import BadTaskArgument
-
-    text = "" if raw is None else str(raw).strip().lower()
-    if text in ("", "0", "all"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise BadTaskArgument(f"Task argument 'limit' must be a number of scenes, got {raw!r}.") from None
-    if value < 0 or value != int(value):
-        raise BadTaskArgument(f"Task argument 'limit' must be a whole number of scenes, got {raw!r}.")
-    return int(value)
-
-
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -390,41 +370,3 @@ class LedgerReader:
     def close(self) -> None:
         if self._queue is not None:
             self._queue.close(compact=False)
-
-
-def dry_run(ctx: RunContext) -> dict[str, Any]:
-    """The task: every scene (or the first `limit` by id), judged and reported, nothing written."""
-    from plex.connection import shared_connection
-    from plex.sync import PlexSync
-
-    limit = parse_limit(ctx.args.get("limit"))
-    settings = replace(ctx.settings, trigger_plex_scan=False)  # a scan request is a write too
-    settings.require("plex_url", "plex_token")
-    plex = PlexSync(shared_connection(settings, ctx.data_dir), settings, ctx.stash.fetch_image)
-    report = DryRunReport(limit=limit)
-    if not settings.enabled:
-        ctx.log.warning("Stash2Plex is disabled (setting 'enabled'): this shows what a sync would change "
-                        "once it is turned on; nothing is sent now.")
-    now = time.time()
-    ctx.log.progress(0.0)
-    ctx.log.info("Stash2Plex dry run: reading Plex's listings" + (f" for the first {limit} scenes" if limit else "")
-                 + "; nothing will be written.")
-    index, snaps = read_listing(plex, now, lambda f: ctx.log.progress(INDEX_SHARE * f))
-    report.plex_items = len(snaps)
-    total = ctx.stash.count_scenes()
-    total = max(min(total, limit) if limit else total, 1)
-    size = min(PAGE, limit) if limit else PAGE
-    ledger = LedgerReader(ctx.data_dir)
-    try:
-        for page in pages(ctx.stash.iter_scenes(page_size=size), size, limit):
-            diffs, read = preview_page(plex, settings, page, ledger.rows(s.id for s in page),
-                                       index, snaps, time.time())
-            report.reloaded += read
-            for diff in diffs:
-                report.add(diff, ctx.log.info)
-            ctx.log.progress(INDEX_SHARE + (1 - INDEX_SHARE) * min(report.scenes / total, 1.0))
-    finally:
-        ledger.close()
-    ctx.log.progress(1.0)
-    ctx.log.info(summary_line(report.scenes, report.counts))
-    return report.to_dict()

@@ -21,13 +21,12 @@ from reconciliation.dryrun import (
     change_kinds,
     field_changes,
     pages,
-    parse_limit,
     scene_line,
     summary_line,
     would_upload,
 )
 from sync_queue.db import db_path
-from tasks.queue import BadTaskArgument
+from tasks.args import BadTaskArgument, parse_limit
 from tests.e2e_worker_support import audited, counts, queue_of, writes
 from tests.secret_audit import AUDIT
 

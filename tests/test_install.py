@@ -94,7 +94,7 @@ for name in list(sys.modules):
         del sys.modules[name]
 sys.path[:0] = [str(plugin), str(plugin / "vendor")]
 failed, done = {}, []
-for package in ("plugin", "stash", "sync_queue", "worker", "plex", "reconciliation"):
+for package in RUNTIME_PACKAGES:
     for path in sorted((plugin / package).rglob("*.py")) if (plugin / package).is_dir() else []:
         rel = path.relative_to(plugin).with_suffix("")
         name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
@@ -111,7 +111,7 @@ for name in ("plexapi.server", "persistqueue", "tenacity", "filelock", "requests
 where = {n: sys.modules[n].__file__ or list(sys.modules[n].__path__)[0] for n in ("plexapi", "persistqueue", "tenacity", "filelock",
                                               "requests", "stashapi") if n in sys.modules}
 print(json.dumps({"bare": bare, "failed": failed, "done": done, "where": where}))
-'''
+'''.replace("RUNTIME_PACKAGES", repr(rb.PACKAGES))
 
 
 def run_tool(python: str, script: str, *args: str) -> dict[str, Any]:

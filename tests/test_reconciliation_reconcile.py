@@ -34,7 +34,7 @@ def context(st: Stage) -> RunContext:
 def run_pass(st: Stage, scope: str = "reconcile_all", **kwargs: Any):
     ctx = context(st)
     with services(ctx) as svc:
-        return reconcile_pass(svc, ctx.stash, ctx.settings, ctx.log, scope, time.time(), **kwargs)
+        return reconcile_pass(svc.queue, svc.state, svc.plex, ctx.stash, ctx.settings, ctx.log, scope, time.time(), **kwargs)
 
 
 def titled(st: Stage) -> list[int]:

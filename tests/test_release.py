@@ -18,8 +18,9 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from base import deps, upgrade_note
+from base import deps
 from emulators.host import load_manifest
+from plugin import upgrade_note
 from release import build as rb
 from release import stash_pkg
 

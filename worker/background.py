@@ -19,7 +19,7 @@ from base.errors import Stash2PlexError
 from sync_queue.inbox import has_events
 from sync_queue.lock import LockNotAcquired, ProcessorLock
 from sync_queue.state import HALT, LAST_RECONCILE
-from worker.core import drain, halt_applies
+from worker.core import Services, drain, halt_applies
 from worker.filelog import FileLog, open_worker_log
 from worker.handover import handover_requested, wake_stamp
 from worker.launch import SPAWN_STAMP
@@ -57,7 +57,7 @@ def reconcile_due(last: float | None, interval: float | None, now: float) -> boo
     return last is None or not 0 <= now - last < interval
 
 
-def _auto_reconcile(ctx: RunContext, svc: Any) -> bool:
+def _auto_reconcile(ctx: RunContext, svc: Services) -> bool:
     """Run a whole-library reconcile if `reconcile_interval` says it is due; True when the
     caller should drain again (gaps were queued, or a handover interrupted the pass).
 
@@ -77,13 +77,13 @@ def _auto_reconcile(ctx: RunContext, svc: Any) -> bool:
         return False
     ctx.log.info(f"auto-reconcile ({ctx.settings.reconcile_interval}) is due: looking for gaps")
     try:
-        report = reconcile_pass(svc, ctx.stash, ctx.settings, ctx.log, "reconcile_all", now,
+        report = reconcile_pass(svc.queue, svc.state, svc.plex, ctx.stash, ctx.settings, ctx.log, "reconcile_all", now,
                                 should_stop=lambda: handover_requested(ctx.data_dir, time.time()))
     except Stash2PlexError as exc:
         svc.state.put(LAST_RECONCILE, repr(now))
         ctx.log.warning(f"auto-reconcile failed: {exc}; next try after {ctx.settings.reconcile_interval} interval")
         return False
-    record_reconcile(svc, report, now)
+    record_reconcile(svc.state, report, now)
     for line in report.lines():
         ctx.log.info(line)
     return report.queued > 0 or not report.completed

@@ -26,6 +26,13 @@ LOCK_FILE = "processor.lock"
 SPAWN_STAMP = "worker.spawned"
 WAKE_FILE = "worker.wake"  # touched when a worker runs already: new events wait in the inbox
 SPAWN_GRACE = 10.0  # seconds a freshly spawned worker has to take the lock
+#: The internal task mode the background worker runs under (never shown in Stash).
+WORKER_MODE = "_worker"
+
+
+def worker_input(server_connection: dict[str, Any]) -> dict[str, Any]:
+    """The stdin a spawned worker reads, as Stash would give a task in `WORKER_MODE`."""
+    return {"server_connection": server_connection, "args": {"mode": WORKER_MODE}}
 
 
 def lock_path(data_dir: Path) -> Path:

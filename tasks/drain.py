@@ -1,0 +1,102 @@
+"""The drain every syncing task ends with: Process Queue, Sync All/Recent, Reconcile.
+
+A task holds the processor lock (taking it over from the background worker), runs its own
+step (listing and queueing) on the first share of one progress bar, then the core's drain
+(`worker.core.drain`, the code the background worker runs) on the rest, and leaves a
+background worker for whatever is still deferred. A cause outside any one job (bad token,
+missing setting, Stash down) fails the task with that cause, and every job stays queued.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from base.errors import Stash2PlexError
+from sync_queue.inbox import has_events
+from sync_queue.jobs import Job, QueueCounts
+from worker.core import Services, drain
+from worker.handover import processor
+from worker.policy import ErrorClass
+from worker.runtime import RunContext
+from worker.summary import Deferred, DrainSummary, format_summary, held_for_probe
+
+#: Share of the progress bar for a listing pass (Sync All, Reconcile); the drain gets the rest.
+LISTING_SHARE = 0.3
+
+Prepare = Callable[[Services, Callable[[float], None]], dict[str, Any]]
+
+
+class DrainStopped(Stash2PlexError):
+    """The drain stopped for a cause outside any one job (bad token, missing setting, Stash
+    down): the task fails with that cause, so Stash shows it failed and why, and every job
+    stays queued."""
+
+
+def start_worker_if_needed(ctx: RunContext, queue_has_work: bool) -> bool:
+    """Leave a background worker for what the task did not finish.
+
+    Counts the inbox too: a hook that ran while the task held the lock started nobody (it
+    only touched the wake file), and an event it recorded after the drain's last inbox read
+    has no job yet, so `queue_has_work` cannot know about it.
+    """
+    if not queue_has_work and not has_events(ctx.data_dir):
+        return False
+    from worker.launch import ensure_worker, worker_input
+
+    return ensure_worker(ctx.data_dir, ctx.entrypoint, worker_input(ctx.input.server_connection), time.time())
+
+
+def foreground_drain(ctx: RunContext, prepare: Prepare, prepare_share: float) -> dict[str, Any]:
+    """What every foreground task that syncs shares (Process Queue, Sync All/Recent,
+    Reconcile): the processor lock, `prepare` (listing, queueing) on the first
+    `prepare_share` of one progress bar, the shared drain on the rest, and a background
+    worker left for what is still to do. Returns prepare's output with the summary."""
+    from worker.services import services
+
+    require_enabled(ctx)
+    with processor(ctx.data_dir), services(ctx) as svc:
+        ctx.log.progress(0.0)
+        output = prepare(svc, lambda f: ctx.log.progress(prepare_share * f))
+        summary, counts = drain_and_report(
+            ctx, svc, lambda f: ctx.log.progress(prepare_share + (1 - prepare_share) * f))
+    start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
+    return {**output, "summary": summary.to_dict(), "queue": queue_counts(counts)}
+
+
+def require_enabled(ctx: RunContext) -> None:
+    if not ctx.settings.enabled:
+        raise Stash2PlexError("Stash2Plex is disabled (setting 'enabled'): nothing was sent to Plex.")
+
+
+def drain_and_report(ctx: RunContext, svc: Services,
+                     progress: Callable[[float], None]) -> tuple[DrainSummary, QueueCounts]:
+    """The foreground tasks' drain: the shared core, then one summary in Stash's log."""
+    result = drain(svc, time.time, time.sleep, progress=progress)
+    ctx.log.progress(1.0)
+    now = time.time()
+    include_waiting(result.summary, svc.queue.deferred(now))
+    held_for_probe(result.summary, result.breaker_until)
+    ctx.log.info(format_summary(result.summary, now))
+    if result.summary.stopped and result.breaker_until is None:
+        # An open breaker is not a failure of the task: the jobs wait for its probe, which the
+        # background worker the caller starts will send. Anything else needs the user.
+        raise DrainStopped(f"{result.summary.stopped.rstrip('.')}. Every job is kept; run Process Queue once it is fixed.")
+    return result.summary, svc.queue.counts(now)
+
+
+def include_waiting(summary: DrainSummary, waiting: Iterable[Job]) -> None:
+    """Add jobs deferred before this drain: the user asked what is left and when it runs,
+    and a job an earlier worker deferred is as much left as one this drain deferred."""
+    for job in waiting:
+        try:
+            kind = ErrorClass(job.last_error_class)
+        except ValueError:  # None, or a queue-side mark such as an abandoned flight
+            kind = ErrorClass.TRANSIENT
+        summary.deferred.setdefault(job.scene_id, Deferred(job.next_retry_at, kind, job.last_error or ""))
+
+
+def queue_counts(counts: QueueCounts) -> dict[str, int]:
+    return {"due": counts.due, "deferred": counts.deferred, "in_flight": counts.in_flight,
+            "dead_letters": counts.dlq, "synced_scenes": counts.ledger, "inbox": counts.inbox}
