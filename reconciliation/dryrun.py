@@ -365,7 +365,7 @@ class LedgerReader:
     def rows(self, scene_ids: Iterable[int]) -> dict[int, LedgerEntry | None]:
         if self._queue is None:
             return {}
-        return {sid: self._queue.ledger_get(sid) for sid in scene_ids}
+        return {sid: self._queue.ledger.get(sid) for sid in scene_ids}
 
     def close(self) -> None:
         if self._queue is not None:

@@ -220,7 +220,7 @@ def _reconcile_page(queue: JobQueue, settings: Settings, page: list[Scene], inde
     for scene in page:
         desired = desired_state(scene, settings)
         digest = desired_hash(desired, settings)
-        entry = queue.ledger_get(scene.id)
+        entry = queue.ledger.get(scene.id)
         found = match(scene.files, index, pm, settings.strict_matching)
         snap = snaps.get(found.rating_key) if found.rating_key else None
         verdict = classify(digest, desired, ledger_view(entry), found, snap,
@@ -231,7 +231,7 @@ def _reconcile_page(queue: JobQueue, settings: Settings, page: list[Scene], inde
             continue
         if verdict.gap in BY_LEDGER_RULE:
             if verdict.gap is Gap.MISSING and entry is not None and not entry.lost:
-                queue.ledger_mark_lost(scene.id)  # the ledger rule now queues it, once per state
+                queue.ledger.mark_lost(scene.id)  # the ledger rule now queues it, once per state
             by_rule.setdefault(verdict.gap, []).append((scene.id, digest))
         else:
             forced.append((scene.id, verdict.gap))

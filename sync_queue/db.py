@@ -39,6 +39,7 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     that matters for a plugin Stash SIGKILLs); only a power cut can lose the last commits.
     """
     conn = sqlite3.connect(str(db_path(data_dir)), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.row_factory = sqlite3.Row  # rows are read by column name
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     # Takes effect only on a database without tables, and must come before the first write
     # (switching to WAL writes the header). Lets compaction give pages back to the OS. Only on

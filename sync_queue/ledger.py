@@ -16,9 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from sync_queue.db import write_txn
+
+#: Key of ``written`` under which the worker keeps the Stash ids a sync showed
+#: (``{"performer": [..], "studio": [..], "tag": [..]}``).
+LEDGER_REFS = "refs"
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,9 @@ def needs_sync(entry: LedgerEntry | None, current_hash: str) -> bool:
 _COLUMNS = "scene_id, fields_hash, plex_key, poster_hash, art_hash, written, synced_at, lost"
 
 
-def _entry(row: tuple[Any, ...]) -> LedgerEntry:
-    return LedgerEntry(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], bool(row[7]))
+def _entry(row: sqlite3.Row) -> LedgerEntry:
+    return LedgerEntry(row["scene_id"], row["fields_hash"], row["plex_key"], row["poster_hash"], row["art_hash"],
+                       json.loads(row["written"]), row["synced_at"], bool(row["lost"]))
 
 
 def get(conn: sqlite3.Connection, scene_id: int) -> LedgerEntry | None:
@@ -107,8 +114,55 @@ def iterate(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[LedgerEntry
             return
         for row in rows:
             yield _entry(row)
-        last = rows[-1][0]
+        last = rows[-1]["scene_id"]
 
 
 def size(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+
+
+def scenes_referencing(conn: sqlite3.Connection, kind: str, entity_ids: Iterable[int], after: int = 0,
+                       limit: int = 1000) -> list[int]:
+    """Scenes whose last sync showed one of these performers/studios/tags, by scene id.
+
+    Reads ``written[LEDGER_REFS][kind]`` (ids the worker stores at sync time), because
+    after a delete or merge Stash no longer relates any scene to the old id. A full scan
+    of the ledger, inside SQLite: it serves deletes and merges, which are rare.
+    """
+    ids = sorted({int(i) for i in entity_ids})
+    if not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    rows = conn.execute(
+        f"SELECT DISTINCT l.scene_id FROM ledger AS l, json_each(l.written, ?) AS j "
+        f"WHERE l.scene_id > ? AND j.value IN ({marks}) ORDER BY l.scene_id LIMIT ?",
+        (f"$.{LEDGER_REFS}.{kind}", after, *ids, limit),
+    )
+    return [r["scene_id"] for r in rows]
+
+
+class LedgerTable:
+    """The ledger verbs callers use, on the queue's connection; each write its own transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def get(self, scene_id: int) -> LedgerEntry | None:
+        return get(self._conn, scene_id)
+
+    def put(self, scene_id: int, fields_hash: str, plex_key: str | None, poster_hash: str | None,
+            art_hash: str | None, written: Mapping[str, Any], now: float) -> None:
+        """Record what a successful sync wrote; call before ``JobQueue.complete`` for that job."""
+        with write_txn(self._conn) as conn:
+            put(conn, scene_id, fields_hash, plex_key, poster_hash, art_hash, written, now)
+
+    def mark_lost(self, scene_id: int) -> bool:
+        with write_txn(self._conn) as conn:
+            return mark_lost(conn, scene_id)
+
+    def iterate(self) -> Iterator[LedgerEntry]:
+        return iterate(self._conn)
+
+    def scenes_referencing(self, kind: str, entity_ids: Iterable[int], after: int = 0,
+                           limit: int = 1000) -> list[int]:
+        return scenes_referencing(self._conn, kind, entity_ids, after, limit)

@@ -15,7 +15,8 @@ from typing import Any
 
 from base.errors import Stash2PlexError
 from sync_queue.inbox import has_events
-from sync_queue.jobs import Job, QueueCounts
+from sync_queue.report import QueueCounts
+from sync_queue.schedule import Job
 from worker.core import Services, drain
 from worker.handover import processor
 from worker.policy import ErrorClass
@@ -76,14 +77,14 @@ def drain_and_report(ctx: RunContext, svc: Services,
     result = drain(svc, time.time, time.sleep, progress=progress)
     ctx.log.progress(1.0)
     now = time.time()
-    include_waiting(result.summary, svc.queue.deferred(now))
+    include_waiting(result.summary, svc.queue.report.deferred(now))
     held_for_probe(result.summary, result.breaker_until)
     ctx.log.info(format_summary(result.summary, now))
     if result.summary.stopped and result.breaker_until is None:
         # An open breaker is not a failure of the task: the jobs wait for its probe, which the
         # background worker the caller starts will send. Anything else needs the user.
         raise DrainStopped(f"{result.summary.stopped.rstrip('.')}. Every job is kept; run Process Queue once it is fixed.")
-    return result.summary, svc.queue.counts(now)
+    return result.summary, svc.queue.report.counts(now)
 
 
 def include_waiting(summary: DrainSummary, waiting: Iterable[Job]) -> None:

@@ -158,9 +158,9 @@ def gather_queue(data_dir: Path, now: float) -> QueueFacts:
     queue = JobQueue(data_dir)
     state = StateStore(data_dir)
     try:
-        counts = queue.counts(now)
-        soonest = queue.deferred(now, limit=1)
-        groups = queue.dlq_summary()
+        counts = queue.report.counts(now)
+        soonest = queue.report.deferred(now, limit=1)
+        groups = queue.dlq.summary()
         breaker = Breaker.load(state.get(BREAKER))
         halt = state.get(HALT)
         last = state.get(LAST_RECONCILE)

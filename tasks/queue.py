@@ -43,10 +43,10 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
     queue = JobQueue(ctx.data_dir)
     state = StateStore(ctx.data_dir)
     try:
-        counts = queue.counts(now)
-        deferred = queue.deferred(now, limit=10)
-        groups = queue.dlq_summary()
-        shown = {g.error_class: queue.dlq_list(g.error_class, limit=LETTERS_SHOWN) for g in groups}
+        counts = queue.report.counts(now)
+        deferred = queue.report.deferred(now, limit=10)
+        groups = queue.dlq.summary()
+        shown = {g.error_class: queue.dlq.list_all(g.error_class, limit=LETTERS_SHOWN) for g in groups}
         breaker = Breaker.load(state.get(BREAKER))
         halt = state.get(HALT)
     finally:
@@ -93,7 +93,7 @@ def _mutate(ctx: RunContext, action: Callable[[JobQueue, float], int], verb: str
         queue = JobQueue(ctx.data_dir)
         try:
             done = action(queue, time.time())
-            counts = queue.counts(time.time())
+            counts = queue.report.counts(time.time())
         finally:
             queue.close()
     ctx.log.info(f"Stash2Plex: {verb} {done}.")
@@ -112,12 +112,12 @@ def clear_queue(ctx: RunContext) -> dict[str, Any]:
 
 
 def clear_dlq(ctx: RunContext) -> dict[str, Any]:
-    return _mutate(ctx, lambda q, now: q.clear_dlq(), "dropped dead letters:")
+    return _mutate(ctx, lambda q, now: q.dlq.clear(), "dropped dead letters:")
 
 
 def purge_dlq(ctx: RunContext) -> dict[str, Any]:
     days = number(ctx.args.get("days", "30"), "days")
-    return _mutate(ctx, lambda q, now: q.purge_dlq(days, now), f"dropped dead letters older than {days:g} days:")
+    return _mutate(ctx, lambda q, now: q.dlq.purge(days, now), f"dropped dead letters older than {days:g} days:")
 
 
 def retry_dlq(ctx: RunContext) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def plex_scan(st: Stage, folder: str = PLEX_ROOT) -> None:
 
 def jobs(st: Stage, ids):
     with queue_of(st) as queue:
-        return {sid: queue.job_for_scene(sid) for sid in ids}
+        return {sid: queue.report.job_for_scene(sid) for sid in ids}
 
 
 def breaker(st: Stage) -> Breaker:
@@ -376,8 +376,8 @@ def test_a_job_killed_in_the_middle_of_its_plex_write_is_done_again_harmlessly(t
         assert first.returncode == -signal.SIGKILL and state["killed"], first.stderr
         assert mismatches(st, target) == []  # the write landed
         with queue_of(st) as queue:
-            assert queue.ledger_get(target) is None  # but was never recorded
-            assert queue.job_for_scene(target) is not None  # so the job is still there
+            assert queue.ledger.get(target) is None  # but was never recorded
+            assert queue.report.job_for_scene(target) is not None  # so the job is still there
         summary = summary_of(st.task("process_queue"))
         assert summary["synced"] + summary["unchanged"] == len(ids) - (ids.index(target))
         assert [(sid, mismatches(st, sid)) for sid in ids if mismatches(st, sid)] == []

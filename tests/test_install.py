@@ -56,14 +56,14 @@ if action == "seed":
         q.enqueue(scene, "hook", T0)
     job = q.take_due(T0)
     q.dead_letter(job, "PlexNotFound", "not in Plex", T0)
-    q.ledger_put(10, "hash-10", "501", "p10", None, {"title": "Ten"}, T0)
-    q.ledger_put(11, "hash-11", "502", None, None, {"title": "Eleven"}, T0)
-counts = q.counts(T0 + 1)
+    q.ledger.put(10, "hash-10", "501", "p10", None, {"title": "Ten"}, T0)
+    q.ledger.put(11, "hash-11", "502", None, None, {"title": "Eleven"}, T0)
+counts = q.report.counts(T0 + 1)
 out = {
     "code": sync_queue.__file__,
     "due": counts.due, "dlq": counts.dlq, "ledger": counts.ledger,
-    "dead": [(d.scene_id, d.error_class, d.message) for d in q.dlq_list()],
-    "ledger_rows": sorted((e.scene_id, e.fields_hash, e.plex_key, e.written) for e in q.ledger_iter()),
+    "dead": [(d.scene_id, d.error_class, d.message) for d in q.dlq.list_all()],
+    "ledger_rows": sorted((e.scene_id, e.fields_hash, e.plex_key, e.written) for e in q.ledger.iterate()),
 }
 if action == "take":
     taken = []

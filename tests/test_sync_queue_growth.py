@@ -14,8 +14,9 @@ from contextlib import closing
 from pathlib import Path
 
 from sync_queue.db import DB_FILE
-from sync_queue.jobs import PQ_TABLE, JobQueue
+from sync_queue.jobs import JobQueue
 from sync_queue.ledger import state_hash
+from sync_queue.schedule import PQ_TABLE
 from tests.fixtures_queue import T0
 
 SCENES = 1000
@@ -30,7 +31,7 @@ def full_sync(data_dir: Path, version: int, compact: bool = True) -> int:
     q.enqueue_changed_many(states, "sync_all", now)
     ran = 0
     while (job := q.take_due(now)) is not None:
-        q.ledger_put(job.scene_id, state_hash({"id": job.scene_id, "v": version}),
+        q.ledger.put(job.scene_id, state_hash({"id": job.scene_id, "v": version}),
                      f"/library/metadata/{job.scene_id}", None, None, {"title": f"scene {job.scene_id}"}, now)
         q.complete(job, now)
         ran += 1

@@ -116,7 +116,7 @@ def test_a_fresh_library_syncs_in_one_drain(world, plex: PlexEmulator) -> None:
     assert result.summary.synced == 5 and result.processed == 5
     assert all(plex.item_by_file(f"/media/stash/a/s{sid}.mp4").fields["title"] == f"Scene {sid}"
                for sid in range(1, 6))
-    assert queue.counts(clock()).due == 0 and queue.counts(clock()).ledger == 5
+    assert queue.report.counts(clock()).due == 0 and queue.report.counts(clock()).ledger == 5
     assert clock.sleeps == []  # no fixed pause between jobs
 
 
@@ -145,7 +145,7 @@ def test_seed_000_not_yet_scanned_is_looked_up_once_per_backoff_window(world, pl
                  headers={"X-Plex-Token": plex.token}, timeout=5).raise_for_status()
     clock.now = max(d.next_retry_at for d in first.summary.deferred.values()) + 1
     last = run(svc, clock)
-    assert last.summary.synced == 3 and queue.counts(clock()).deferred == 0
+    assert last.summary.synced == 3 and queue.report.counts(clock()).deferred == 0
 
 
 def test_seed_001_unchanged_library_is_never_requeued(world, plex: PlexEmulator) -> None:
@@ -185,7 +185,7 @@ def test_a_deferred_job_never_delays_a_fresh_one(world, plex: PlexEmulator) -> N
     queue.enqueue(2, "hook", clock())
     result = run(svc, clock)
     assert result.processed == 1 and result.summary.synced == 1
-    assert queue.job_for_scene(1) is not None and queue.job_for_scene(2) is None
+    assert queue.report.job_for_scene(1) is not None and queue.report.job_for_scene(2) is None
 
 
 def test_outage_mid_drain_opens_the_breaker_without_a_storm(world, plex: PlexEmulator) -> None:
@@ -198,7 +198,7 @@ def test_outage_mid_drain_opens_the_breaker_without_a_storm(world, plex: PlexEmu
     breaker = svc.breaker()
     assert breaker.state is BreakerState.OPEN and outage.breaker_until == breaker.open_until
     assert outage.processed == svc.breaker_config.threshold  # then no job is even taken
-    attempts = [queue.job_for_scene(sid).attempts for sid in range(6, 21)]
+    attempts = [queue.report.job_for_scene(sid).attempts for sid in range(6, 21)]
     assert attempts == [0] * 15  # an outage uses no attempt
     for _ in range(20):
         assert run(svc, clock).processed == 0  # refused before any request while open
@@ -214,8 +214,8 @@ def test_a_bad_token_stops_once_and_keeps_every_job(world, plex: PlexEmulator) -
     plex.faults.revoke_token()
     result = run(svc, clock)
     assert result.processed == 1 and result.summary.stopped and "token" in result.summary.stopped
-    assert queue.counts(clock()).due == 5 and queue.counts(clock()).dlq == 0
-    assert all(queue.job_for_scene(sid).attempts == 0 for sid in range(1, 6))
+    assert queue.report.counts(clock()).due == 5 and queue.report.counts(clock()).dlq == 0
+    assert all(queue.report.job_for_scene(sid).attempts == 0 for sid in range(1, 6))
     assert halt_applies(svc.state.get(HALT), plex.token) is not None
     assert halt_applies(svc.state.get(HALT), "a-new-token") is None
 
@@ -238,7 +238,7 @@ def test_a_deleted_scene_completes_and_a_bug_is_dead_lettered_with_its_traceback
     for _ in range(5):
         clock.now += 3600
         run(svc, clock)
-    letters = queue.dlq_list()
+    letters = queue.dlq.list_all()
     assert [letter.scene_id for letter in letters] == [7]
     assert letters[0].error_class == "bug" and "KeyError" in (letters[0].detail or "")
     assert letters[0].attempts == 3

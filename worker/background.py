@@ -184,7 +184,7 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
             if result.breaker_until is None and not result.summary.stopped and _auto_reconcile(ctx, svc):
                 continue  # it queued gaps (or was interrupted): drain them / hand over
             now = time.time()
-            wake = next_wake(svc.queue.next_due_at(), result.breaker_until, now)
+            wake = next_wake(svc.queue.report.next_due_at(), result.breaker_until, now)
             if wake is None:
                 return {"worker": "idle", "processed": processed}
             sleep_until(wake, news)

@@ -30,7 +30,9 @@ from plex.records import LedgerEntry as PlexLedger
 from plex.records import SyncOutcome, SyncStatus
 from reconciliation.fanout import expand_pending, scene_refs, state_function
 from stash.records import Scene
-from sync_queue.jobs import LEDGER_REFS, IngestResult, Job, JobQueue
+from sync_queue.jobs import IngestResult, JobQueue
+from sync_queue.ledger import LEDGER_REFS
+from sync_queue.schedule import Job
 from sync_queue.state import BREAKER, HALT, StateStore
 from worker.backoff import RandomSource
 from worker.breaker import (
@@ -133,7 +135,7 @@ class Services:
 
 def previous_sync(queue: JobQueue, scene_id: int) -> PlexLedger | None:
     """What the last sync wrote, as plex/ expects it; a lost item keeps `written`, not its key."""
-    entry = queue.ledger_get(scene_id)
+    entry = queue.ledger.get(scene_id)
     if entry is None:
         return None
     record = PlexLedger.from_any(entry.written)
@@ -150,7 +152,7 @@ def record_sync(queue: JobQueue, scene_id: int, outcome: SyncOutcome, now: float
     written = ledger.to_dict()
     if scene is not None:
         written[LEDGER_REFS] = scene_refs(scene)
-    queue.ledger_put(scene_id, ledger.state_hash or "", outcome.plex_key, ledger.poster_hash,
+    queue.ledger.put(scene_id, ledger.state_hash or "", outcome.plex_key, ledger.poster_hash,
                      ledger.art_hash, written, now)
 
 
@@ -284,10 +286,9 @@ def drain(
     (not this loop) decides whether to sleep until it is.
     """
     result = DrainResult(DrainSummary())
-    queue = svc.queue
     ingest(svc, clock())
     last_ingest = clock()
-    total = queue.counts(clock()).due
+    total = svc.queue.report.counts(clock()).due
     pacer = Pacer()
     while max_jobs is None or result.processed < max_jobs:
         if should_yield():
@@ -295,18 +296,13 @@ def drain(
             break
         now = clock()
         if now - last_ingest >= INGEST_EVERY:
-            folded = ingest(svc, now)
-            total += folded.created
+            total += ingest(svc, now).created
             last_ingest = now
-        breaker = svc.breaker()
-        if not allows_request(breaker, now, svc.breaker_config):
-            result.breaker_until = next_probe_at(breaker)
-            result.summary.stopped = result.summary.stopped or (
-                f"{LABELS[ErrorClass.OUTAGE]}; next probe {_when(result.breaker_until)}")
+        if _breaker_refuses(svc, now, result):
             break
         pacer = wait_turn(pacer, RateLimit(), now, sleep)  # a Retry-After hold, if any
         now = clock()
-        job = queue.take_due(now)
+        job = svc.queue.take_due(now)
         if job is None:
             break
         decision = process_job(job, svc, now)
@@ -316,14 +312,29 @@ def drain(
         if progress is not None:
             progress(result.processed / max(total, result.processed, 1))
         if isinstance(decision, StopDrain):
-            if decision.error_class is ErrorClass.AUTH:
-                # Every later job would get the same 401: remember it, so no worker started by
-                # the next hook asks Plex again with this token (the error is said once).
-                svc.state.put(HALT, halt_record(decision.reason, svc.token, now))
+            _stop(svc, decision, now)
             break
         if isinstance(decision, RetryAt) and decision.error_class is ErrorClass.TRANSIENT:
             pacer = hold(pacer, decision.when, now)
     return result
+
+
+def _breaker_refuses(svc: Services, now: float, result: DrainResult) -> bool:
+    """While the breaker refuses, no job is taken at all; the result says until when."""
+    breaker = svc.breaker()
+    if allows_request(breaker, now, svc.breaker_config):
+        return False
+    result.breaker_until = next_probe_at(breaker)
+    result.summary.stopped = result.summary.stopped or (
+        f"{LABELS[ErrorClass.OUTAGE]}; next probe {_when(result.breaker_until)}")
+    return True
+
+
+def _stop(svc: Services, decision: StopDrain, now: float) -> None:
+    if decision.error_class is ErrorClass.AUTH:
+        # Every later job would get the same 401: remember it, so no worker started by the
+        # next hook asks Plex again with this token (the error is said once).
+        svc.state.put(HALT, halt_record(decision.reason, svc.token, now))
 
 
 def _log_decision(log: StashLog, job: Job, decision: Decision) -> None:
