@@ -40,7 +40,7 @@ from urllib.parse import quote
 from plex.desired import Actor, DesiredState
 from plex.records import CurrentState
 
-#: (DesiredState attribute, Plex field name, CurrentState attribute)
+#: (attribute, the same on DesiredState and CurrentState; Plex field name)
 SCALAR_FIELDS: tuple[tuple[str, str], ...] = (
     ("title", "title"),
     ("title_sort", "titleSort"),

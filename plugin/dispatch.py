@@ -34,9 +34,9 @@ TASKS: dict[str, tuple[str, str]] = {
 #: Modes Stash never shows: the detached background worker started by hooks.
 INTERNAL: dict[str, str] = {WORKER_MODE: "worker.background:run"}
 
-#: Hook trigger -> the inbox event kind it records. Only triggers Stash fires (shared
-#: reference §1.6: `Post` hooks only, `Merge` for tags only); Stash accepts a misspelt
-#: trigger silently and never fires it, so this table is the one place they are written.
+#: Hook trigger -> the inbox event kind it records. Only triggers Stash fires (`Post` hooks
+#: only, `Merge` for tags only); Stash accepts a misspelt trigger silently and never fires
+#: it, so this table is the one place they are written.
 HOOKS: dict[str, str] = {
     "Scene.Create.Post": "scene",
     "Scene.Update.Post": "scene",

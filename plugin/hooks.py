@@ -1,6 +1,6 @@
 """The hook fast path: record the event durably, make sure a worker will see it, return.
 
-Stash makes the user's save wait for this process (shared reference §1.6, §1.8), so it does
+Stash makes the user's save wait for this process (until its stdout closes), so it does
 no network call and imports nothing beyond the standard library and our inbox.
 """
 

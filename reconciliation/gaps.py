@@ -2,8 +2,7 @@
 
 Reconcile reads Plex only through paged section listings (`/all`), never one request per
 scene. A listing shows every scalar field in full but cuts tag lists short and shows no
-locks (shared reference §4.4-4.6), so every judgement here uses only what a listing can
-prove:
+locks, so every judgement here uses only what a listing can prove:
 
 * **never synced**: the ledger has no row for the scene, or its row is for an item Plex no
   longer has (marked lost, or the file is now under another item's key).

@@ -1,7 +1,6 @@
 """The sync ledger: per scene, what was last written to Plex.
 
-This is what makes "dedup including recently completed rows" exact (seed 001): a bulk or
-reconcile pass enqueues a scene only when its current Stash state differs from what we last
+This is what keeps a bulk or reconcile pass from requeueing work already done: a pass enqueues a scene only when its current Stash state differs from what we last
 wrote, when it was never synced, or when Plex lost the item. No time window is involved, so
 Sync All followed by Reconcile enqueues nothing for an unchanged library however long ago
 the last sync was, and an edit made after a sync always gets through.

@@ -8,7 +8,7 @@ the exact delay. What is left to write is the envelope `min(cap, base * 2**(n-1)
 tests check it against `tenacity.wait_exponential` so the two cannot disagree.
 
 Every delay lies in `[base, cap]`: the floor is what makes a retry storm impossible (the
-field report `000`: the same scene retried five times in two seconds).
+same scene retried five times in two seconds).
 """
 
 from __future__ import annotations

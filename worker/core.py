@@ -1,10 +1,11 @@
 """The one processing core: take a due job, sync its scene, decide, acknowledge.
 
 Every caller goes through `drain` (and so through `process_job`): the background worker,
-Process Queue, and the drains after Sync All and Reconcile. There is no second loop that
-could forget a due-time check (field report 000) or keep its own idea of what is done
-(field report 001): due-ness is the queue's `take_due`, the outcome is `policy.decide`,
-and the acknowledgement is one queue transition.
+Process Queue, and the drains after Sync All and Reconcile (run by `tasks.drain`). There is
+no second loop that could forget a due-time check (and retry a failing scene at once, again
+and again) or keep its own idea of what is done (and requeue it forever): due-ness is the
+queue's `take_due`, the outcome is `policy.decide`, and the acknowledgement is one queue
+transition.
 
 What the drain waits on, and nothing else (no fixed sleep between jobs):
 * the circuit breaker: while it refuses, no job is taken at all, so a Plex outage costs

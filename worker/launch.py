@@ -1,7 +1,7 @@
 """Start the background worker from a hook without making Stash's save wait for it.
 
 Stash waits for EOF on the hook's stdout, so the worker gets its own session and none of our
-stdio (shared reference §1.8). Standard library only: this runs on the hook's fast path.
+stdio. Standard library only: this runs on the hook's fast path.
 
 Who starts a worker, and when, is decided with the processor lock itself, which the OS
 releases when its holder dies:

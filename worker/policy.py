@@ -303,7 +303,7 @@ def decide(
         return _retry(policy.transient_backoff, used, policy, now, rng, failure)
 
     # A bug: an exception nobody translated. Retrying a few times covers a race; more would
-    # only hide it. Still backed off, so a bug can never spin (field report 000).
+    # only hide it. Still backed off, so a bug can never spin.
     if used >= min(policy.bug_max_attempts, policy.max_retries):
         return DeadLetter(ErrorClass.BUG, _gave_up(failure, used), failure.detail)
     return _retry(policy.bug_backoff, used, policy, now, rng, failure)
