@@ -28,9 +28,9 @@ from worker.breaker import BreakerEvent
 from worker.policy import (
     Complete,
     CompleteReason,
-    DeadLetter,
     ErrorClass,
     Failure,
+    GiveUp,
     RetryAt,
     RetryPolicy,
     StopDrain,
@@ -115,7 +115,7 @@ def policy(max_retries: int = 5, skip: bool = False, strict: bool = True) -> Ret
 
 
 # (class, attempts before, max_retries, skip_not_found, strict, expected kind, consume_attempt)
-RETRY, DLQ, DONE, STOP = RetryAt, DeadLetter, Complete, StopDrain
+RETRY, DLQ, DONE, STOP = RetryAt, GiveUp, Complete, StopDrain
 TABLE = [
     # not in Plex yet: retries up to the limit, then dead letter or skipped
     (E.NOT_FOUND, 0, 5, False, True, RETRY, True),
@@ -174,7 +174,7 @@ def test_decision_table(
         assert decision.consume_attempt is consume
         assert decision.error_class is kind
         assert decision.when > NOW
-    if isinstance(decision, DeadLetter):
+    if isinstance(decision, GiveUp):
         assert decision.error_class is kind
         assert decision.detail == f"detail of {kind.value}"
     if isinstance(decision, StopDrain):
@@ -195,7 +195,7 @@ def test_complete_reasons() -> None:
 
 def test_dead_letter_message_says_why_and_how_many_attempts() -> None:
     decision = decide(failure(E.NOT_FOUND), 4, policy(), NOW, LOW)
-    assert isinstance(decision, DeadLetter)
+    assert isinstance(decision, GiveUp)
     assert decision.message == "not in Plex yet after 5 attempts: not_found happened"
 
 
@@ -236,7 +236,7 @@ def test_retry_after_wins_within_bounds(retry_after: float, expected_delay: floa
 
 
 def test_retry_after_does_not_outlive_max_retries() -> None:
-    assert isinstance(decide(failure(E.TRANSIENT, 5.0), 4, policy(), NOW, LOW), DeadLetter)
+    assert isinstance(decide(failure(E.TRANSIENT, 5.0), 4, policy(), NOW, LOW), GiveUp)
 
 
 @pytest.mark.parametrize(
@@ -372,7 +372,7 @@ def test_not_found_ends_exactly_at_max_retries(pol: RetryPolicy, seed: int) -> N
     if pol.skip_not_found:
         assert decision == Complete(CompleteReason.SKIPPED_NOT_FOUND, decision.message)
     else:
-        assert isinstance(decision, DeadLetter) and decision.error_class is E.NOT_FOUND
+        assert isinstance(decision, GiveUp) and decision.error_class is E.NOT_FOUND
 
 
 @given(policies, st.integers(0, 2**32))
@@ -381,5 +381,5 @@ def test_a_bug_never_gets_more_than_three_attempts(pol: RetryPolicy, seed: int) 
     while isinstance(decision := decide(failure(E.BUG), attempts, pol, NOW, rng), RetryAt):
         assert decision.when - NOW >= 15.0
         attempts += 1
-    assert isinstance(decision, DeadLetter)
+    assert isinstance(decision, GiveUp)
     assert attempts + 1 == min(3, pol.max_retries)

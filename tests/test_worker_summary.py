@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from worker.policy import Complete, CompleteReason, DeadLetter, ErrorClass, RetryAt, StopDrain
+from worker.policy import Complete, CompleteReason, ErrorClass, GiveUp, RetryAt, StopDrain
 from worker.summary import (
     DEFERRED_SHOWN,
     Deferred,
@@ -35,9 +35,9 @@ def sample() -> DrainSummary:
     summary.record(6, Complete(CompleteReason.SCENE_GONE))
     summary.record(7, later(270))
     summary.record(8, later(30, E.TRANSIENT))
-    summary.record(9, DeadLetter(E.INVALID, "Plex rejected the data: 400"))
-    summary.record(10, DeadLetter(E.AMBIGUOUS, "several Plex items match"))
-    summary.record(11, DeadLetter(E.INVALID, "Plex rejected the data: 400"))
+    summary.record(9, GiveUp(E.INVALID, "Plex rejected the data: 400"))
+    summary.record(10, GiveUp(E.AMBIGUOUS, "several Plex items match"))
+    summary.record(11, GiveUp(E.INVALID, "Plex rejected the data: 400"))
     return summary
 
 

@@ -50,10 +50,10 @@ from worker.policy import (
     LABELS,
     Complete,
     CompleteReason,
-    DeadLetter,
     Decision,
     ErrorClass,
     Failure,
+    GiveUp,
     RetryAt,
     RetryPolicy,
     StopDrain,
@@ -223,7 +223,7 @@ def acknowledge(job: Job, decision: Decision, queue: JobQueue, now: float) -> No
     elif isinstance(decision, RetryAt):
         queue.retry_later(job, decision.when, decision.error_class.value, decision.message, now,
                           consume_attempt=decision.consume_attempt)
-    elif isinstance(decision, DeadLetter):
+    elif isinstance(decision, GiveUp):
         queue.dead_letter(job, decision.error_class.value, decision.message, now, decision.detail or None)
     else:  # StopDrain: the job goes back as it was taken; only the reason is noted on it
         queue.retry_later(job, job.next_retry_at, decision.error_class.value, decision.reason, now,
@@ -343,7 +343,7 @@ def _log_decision(log: StashLog, job: Job, decision: Decision) -> None:
         log.debug(f"scene {job.scene_id}: {decision.reason.value}")
     elif isinstance(decision, RetryAt):
         log.debug(f"scene {job.scene_id}: {decision.message}; next try {_when(decision.when)}")
-    elif isinstance(decision, DeadLetter):
+    elif isinstance(decision, GiveUp):
         log.warning(f"Stash2Plex: scene {job.scene_id} moved to the dead-letter list: {decision.message}")
     else:  # said once, by the caller: a task fails with it, the background worker logs it
         log.debug(f"scene {job.scene_id}: stops the drain: {decision.reason}")

@@ -176,8 +176,9 @@ class RetryAt:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    """Move the job to the dead-letter list; `message` says why in one line, `detail` the rest."""
+class GiveUp:
+    """Move the job to the dead-letter list (`sync_queue.dlq.DeadLetter` is the letter it
+    becomes); `message` says why in one line, `detail` the rest."""
 
     error_class: ErrorClass
     message: str
@@ -196,7 +197,7 @@ class StopDrain:
     keep_job: bool = True
 
 
-Decision = Complete | RetryAt | DeadLetter | StopDrain
+Decision = Complete | RetryAt | GiveUp | StopDrain
 
 
 class RetrySettings(Protocol):
@@ -269,11 +270,11 @@ def decide(
     if kind is ErrorClass.INVALID:
         # Plex said 400, or the data cannot be written as it is: the same request will get the
         # same answer, so retrying only delays the moment a person sees it.
-        return DeadLetter(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
+        return GiveUp(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
 
     if kind is ErrorClass.AMBIGUOUS and policy.strict_matching:
         # Strict matching: the user asked us never to guess; a person picks from the list.
-        return DeadLetter(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
+        return GiveUp(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
 
     if kind is ErrorClass.OUTAGE:
         # Plex down says nothing about this job: no attempt used, so a long outage can never
@@ -290,13 +291,13 @@ def decide(
             return Complete(CompleteReason.SKIPPED_NOT_FOUND, _gave_up(failure, used))
         # skip_not_found speaks of files Plex does not have; an ambiguous file is there twice,
         # so it still needs a person to choose.
-        return DeadLetter(kind, _gave_up(failure, used), failure.detail)
+        return GiveUp(kind, _gave_up(failure, used), failure.detail)
 
     if kind is ErrorClass.TRANSIENT:
         # Timeouts, resets, 5xx, 429: usually gone in seconds. The server's Retry-After knows
         # better than our backoff, so it wins, within a cap.
         if used >= policy.max_retries:
-            return DeadLetter(kind, _gave_up(failure, used), failure.detail)
+            return GiveUp(kind, _gave_up(failure, used), failure.detail)
         if failure.retry_after is not None:
             wait = min(max(failure.retry_after, policy.min_delay), policy.retry_after_cap)
             return RetryAt(now + wait, True, kind, failure.message)
@@ -305,7 +306,7 @@ def decide(
     # A bug: an exception nobody translated. Retrying a few times covers a race; more would
     # only hide it. Still backed off, so a bug can never spin.
     if used >= min(policy.bug_max_attempts, policy.max_retries):
-        return DeadLetter(ErrorClass.BUG, _gave_up(failure, used), failure.detail)
+        return GiveUp(ErrorClass.BUG, _gave_up(failure, used), failure.detail)
     return _retry(policy.bug_backoff, used, policy, now, rng, failure)
 
 

@@ -16,9 +16,9 @@ from worker.policy import (
     LABELS,
     Complete,
     CompleteReason,
-    DeadLetter,
     Decision,
     ErrorClass,
+    GiveUp,
     RetryAt,
     StopDrain,
 )
@@ -52,7 +52,7 @@ class DrainSummary:
             self._complete(decision.reason)
         elif isinstance(decision, RetryAt):
             self.deferred[scene_id] = Deferred(decision.when, decision.error_class, decision.message)
-        elif isinstance(decision, DeadLetter):
+        elif isinstance(decision, GiveUp):
             self.dead_lettered.setdefault(decision.error_class, []).append(scene_id)
         elif isinstance(decision, StopDrain) and self.stopped is None:
             self.stopped = decision.reason  # said once: later stops add nothing new
