@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tenacity import RetryCallState, wait_exponential
 
+from base.backoff import Backoff, Jitter, bounds, ceiling, delay
 from base.errors import (
     AmbiguousMatch,
     InvalidData,
@@ -23,7 +24,6 @@ from base.errors import (
     StashUnavailable,
     TransientError,
 )
-from worker.backoff import Backoff, Jitter, bounds, ceiling, delay
 from worker.breaker import BreakerEvent
 from worker.policy import (
     Complete,

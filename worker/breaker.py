@@ -18,7 +18,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 
-from worker.backoff import Backoff, Jitter, ceiling
+from base.backoff import Backoff, Jitter, ceiling
 
 SCHEMA_VERSION = 1
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from base.backoff import RandomSource
 from base.errors import Stash2PlexError
 from base.protocol import StashLog
 from base.settings import Settings
@@ -35,7 +36,6 @@ from sync_queue.jobs import IngestResult, JobQueue
 from sync_queue.ledger import LEDGER_REFS
 from sync_queue.schedule import Job
 from sync_queue.state import BREAKER, HALT, StateStore
-from worker.backoff import RandomSource
 from worker.breaker import (
     Breaker,
     BreakerConfig,

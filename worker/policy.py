@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from base.backoff import Backoff, Jitter, RandomSource, delay
 from base.errors import (
     AmbiguousMatch,
     InvalidData,
@@ -45,7 +46,6 @@ from base.errors import (
     StashUnavailable,
     TransientError,
 )
-from worker.backoff import Backoff, Jitter, RandomSource, delay
 from worker.breaker import BreakerEvent
 
 
