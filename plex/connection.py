@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
+from base.backoff import REQUEST_BACKOFF, REQUEST_RETRIES, RETRY_AFTER_IN_REQUEST
 from base.errors import (
     InvalidData,
     PlexAuthError,
@@ -43,12 +46,6 @@ from plex.pacing import Pacer, RateLimit, wait_turn
 PRODUCT = "Stash2Plex"
 CLIENT_ID_FILE = "client_id"
 
-#: Extra attempts after the first, for transient failures only.
-TRANSIENT_RETRIES = 2
-#: A `Retry-After` up to this many seconds is waited out here; a longer one goes to the queue.
-RETRY_AFTER_CAP = 5.0
-#: Wait before the n-th retry when the server gave no hint: 0.25 s, 0.5 s.
-FIRST_WAIT = 0.25
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
@@ -183,22 +180,37 @@ def _http_error(exc: Exception, what: str, session: RecordingSession | None) -> 
 # --- retry policy (tenacity, transient only) ---------------------------------------------
 
 
-def _stop(state: RetryCallState) -> bool:
-    """Stop after the bounded attempts, or at once when the server asks for a long pause."""
+def _retry_after(state: RetryCallState) -> float | None:
     exc = state.outcome.exception() if state.outcome else None
-    hint = getattr(exc, "retry_after", None)
-    return state.attempt_number > TRANSIENT_RETRIES or (hint is not None and hint > RETRY_AFTER_CAP)
+    return getattr(exc, "retry_after", None)
 
 
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    hint = getattr(exc, "retry_after", None)
-    return hint if hint is not None else FIRST_WAIT * 2 ** (state.attempt_number - 1)
+class stop_on_long_retry_after(stop_base):
+    """Stop at once when the server asks for a pause longer than a request should wait: the
+    queue defers the job instead (`base.backoff.RETRY_AFTER_IN_REQUEST`)."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        hint = _retry_after(retry_state)
+        return hint is not None and hint > RETRY_AFTER_IN_REQUEST
+
+
+class wait_retry_after(wait_base):
+    """The server's Retry-After when it gave one, else `fallback`."""
+
+    def __init__(self, fallback: wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        hint = _retry_after(retry_state)
+        return hint if hint is not None else self.fallback(retry_state)
 
 
 def retrying(sleep: Sleep) -> Retrying:
-    return Retrying(retry=retry_if_exception_type(TransientError), stop=_stop, wait=_wait,
-                    sleep=sleep, reraise=True)
+    return Retrying(
+        retry=retry_if_exception_type(TransientError),
+        stop=stop_after_attempt(REQUEST_RETRIES + 1) | stop_on_long_retry_after(),
+        wait=wait_retry_after(wait_exponential(multiplier=REQUEST_BACKOFF.base, max=REQUEST_BACKOFF.cap)),
+        sleep=sleep, reraise=True)
 
 
 # --- the connection ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from base.backoff import RandomSource
+from base.backoff import FANOUT_BACKOFF, RandomSource, ceiling
 from base.errors import Stash2PlexError
 from base.protocol import StashLog
 from base.settings import Settings
@@ -64,8 +64,6 @@ from worker.summary import DrainSummary, absolute_utc
 
 #: Inbox events (hooks that arrived during the drain) are folded in this often, in seconds.
 INGEST_EVERY = 2.0
-#: After a fan-out could not be expanded (Stash down), wait this long before trying again.
-FANOUT_RETRY = 60.0
 
 
 class SceneSource(Protocol):
@@ -237,7 +235,7 @@ def ingest(svc: Services, now: float) -> IngestResult:
     """Turn hook events into jobs, then expand performer/studio/tag events into their scenes.
 
     A fan-out that cannot finish (Stash unreachable) stays stored with its cursor and is tried
-    again after `FANOUT_RETRY`; the drain goes on with the jobs it has.
+    again after `FANOUT_BACKOFF`; the drain goes on with the jobs it has.
     """
     result = svc.queue.ingest(now)
     if not result.fanout or now < svc.fanout_retry_at:
@@ -245,7 +243,7 @@ def ingest(svc: Services, now: float) -> IngestResult:
     try:
         expanded = expand_pending(result.fanout, svc.queue, svc.stash, state_function(svc.settings), now)  # type: ignore[arg-type]
     except Exception as exc:  # the events stay stored; a bug must not stop the jobs either
-        svc.fanout_retry_at = now + FANOUT_RETRY
+        svc.fanout_retry_at = now + ceiling(FANOUT_BACKOFF, 1)
         if isinstance(exc, Stash2PlexError):
             svc.log.warning(f"Stash2Plex: performer/studio/tag changes not expanded yet: {exc}")
         else:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from base.backoff import Backoff, Jitter, RandomSource, delay
+from base.backoff import RETRY_AFTER_DEFER, Backoff, Jitter, RandomSource, delay
 from base.errors import (
     AmbiguousMatch,
     InvalidData,
@@ -226,7 +226,7 @@ class RetryPolicy:
     bug_backoff: Backoff = Backoff(15.0, 300.0, Jitter.EQUAL)
     bug_max_attempts: int = 3
     #: A server's Retry-After is honoured up to this many seconds.
-    retry_after_cap: float = 600.0
+    retry_after_cap: float = RETRY_AFTER_DEFER
     #: And no sooner than this, so Retry-After: 0 cannot make a job spin.
     min_delay: float = 1.0
 
