@@ -9,7 +9,7 @@ few attributes we need from the element is shorter and cannot cost a request.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from plex.desired import Actor
@@ -97,6 +97,11 @@ def current_state(video: Element, section_id: str = "") -> CurrentState:
         art=video.get("art", ""),
         files=tuple(p.get("file") for p in video.iter("Part") if p.get("file")),
     )
+
+
+def listed_state(video: Element) -> CurrentState:
+    """An item of a section listing page: read like a full item, marked as cut short."""
+    return replace(current_state(video), listing=True)
 
 
 def current_states(root: Element) -> dict[str, CurrentState]:

@@ -31,7 +31,8 @@ from typing import Any
 from base.errors import AmbiguousMatch, PlexNotFound
 from base.settings import Settings
 from plex.desired import DesiredState, desired_state
-from plex.diff import SCALAR_FIELDS, EditPlan
+from plex.diff import EditPlan
+from plex.fields import SCALARS, TAG_LISTS
 from plex.matcher import LibraryIndex, MatchKind, match
 from plex.pathmap import to_plex
 from plex.records import CurrentState
@@ -46,11 +47,8 @@ from sync_queue.ledger import LedgerEntry
 #: Scenes with a change (or no match) kept in the JSON output; the counts are always complete.
 OUTPUT_SCENES = 500
 
-#: Plex field name -> `CurrentState` attribute, for the "before" of a scalar.
-_BEFORE = {name: attr for attr, name in SCALAR_FIELDS}
-#: Tag lists as the edit names them -> (`CurrentState` attribute, the word users read).
-LISTS: tuple[tuple[str, str, str], ...] = (
-    ("genre", "genres", "genres"), ("actor", "actors", "actors"), ("collection", "collections", "collections"))
+#: Tag list as the edit names it -> the word users read.
+LIST_WORDS = {f.name: f.word for f in TAG_LISTS}
 IMAGE_WORDS = {"poster": "poster", "art": "background"}
 #: A stand-in for image bytes: `image_steps` decides "would upload" without a download.
 _NOT_DOWNLOADED = b"\0dry-run: not downloaded"
@@ -83,7 +81,7 @@ class FieldChange:
         out: dict[str, Any] = {"field": self.field}
         if self.lock_only:
             out["lock_only"] = True
-        elif self.added or self.removed or self.field in {t for t, _, _ in LISTS}:
+        elif self.added or self.removed or self.field in LIST_WORDS:
             out.update(added=list(self.added), removed=list(self.removed),
                        before=list(self.before or ()), after=list(self.after or ()))
         elif self.field in IMAGE_WORDS:
@@ -141,12 +139,14 @@ def field_changes(plan: EditPlan, state: CurrentState, uploads: Sequence[tuple[s
     `uploads` are (image kind, why) pairs: "poster"/"art" and a short reason."""
     params = plan.params
     out: list[FieldChange] = []
-    for _attr, name in SCALAR_FIELDS:
+    for scalar in SCALARS:
+        name = scalar.name
         if f"{name}.value" in params:
-            out.append(FieldChange(name, before=getattr(state, _BEFORE[name]), after=params[f"{name}.value"]))
+            out.append(FieldChange(name, before=getattr(state, scalar.attr), after=params[f"{name}.value"]))
         elif f"{name}.locked" in params:
             out.append(FieldChange(name, lock_only=True))
-    for tag, attr, _word in LISTS:
+    for tags in TAG_LISTS:
+        tag, attr = tags.name, tags.attr
         sent = f"{tag}[0].tag.tag" in params or f"{tag}[].tag.tag-" in params
         if sent:
             before = _names(getattr(state, attr))
@@ -191,7 +191,7 @@ def _short(value: Any, limit: int = 40) -> str:
 def change_words(change: FieldChange) -> str:
     if change.field in IMAGE_WORDS:
         return IMAGE_WORDS[change.field]
-    word = {t: w for t, _, w in LISTS}.get(change.field)
+    word = LIST_WORDS.get(change.field)
     if word is None:
         return f"{change.field} {_short(change.before)} \u2192 {_short(change.after)}"
     if change.detail == "photos":
@@ -226,7 +226,7 @@ def change_kinds(diff: SceneDiff) -> list[str]:
                   Status.AMBIGUOUS: "ambiguous match"}[diff.status]]
         return kinds + (["kept as edited in Plex"] if diff.kept else [])
     kinds = ["would change"]
-    words = {t: w for t, _, w in LISTS}
+    words = LIST_WORDS
     for change in diff.changes:
         if change.lock_only:
             continue
@@ -246,11 +246,11 @@ def change_kinds(diff: SceneDiff) -> list[str]:
 
 
 #: Order of the counts in the summary line; kinds not listed follow in the order met.
-KIND_ORDER = ("would change", "unchanged", "not in Plex", "ambiguous match", "title changed", "titleSort changed",
-              "studio changed", "summary changed", "tagline changed", "originallyAvailableAt changed",
-              "userRating changed", "genres added", "genres removed", "actors added", "actors removed",
-              "actor photos", "collections added", "collections removed", "poster would upload",
-              "background would upload", "locks only", "kept as edited in Plex")
+KIND_ORDER = ("would change", "unchanged", "not in Plex", "ambiguous match",
+              *(f"{f.name} changed" for f in SCALARS),
+              *(kind for f in TAG_LISTS for kind in (f"{f.word} added", f"{f.word} removed")
+                + (("actor photos",) if f.name == "actor" else ())),
+              *(f"{word} would upload" for word in IMAGE_WORDS.values()), "locks only", "kept as edited in Plex")
 
 
 def summary_line(scenes: int, counts: Mapping[str, int]) -> str:

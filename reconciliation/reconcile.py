@@ -34,7 +34,6 @@ from reconciliation.gaps import (
     GAP_ORDER,
     Gap,
     LedgerView,
-    ListedItem,
     Snapshot,
     Verdict,
     classify,
@@ -140,17 +139,6 @@ def _example_text(example: dict[str, Any]) -> str:
 # --- reading --------------------------------------------------------------------------------
 
 
-def listed_item(video: Any) -> ListedItem:
-    """A listing's Video element as the record `gaps` judges (read like a full item; its tag
-    lists are cut short and it has no locks, which `gaps` allows for)."""
-    state = xmlread.current_state(video)
-    return ListedItem(
-        rating_key=state.rating_key, title=state.title, title_sort=state.title_sort, studio=state.studio,
-        summary=state.summary, tagline=state.tagline, originally_available_at=state.originally_available_at,
-        rating=state.rating, genres=state.genres, actors=tuple(a.name for a in state.actors), files=state.files,
-    )
-
-
 def ledger_view(entry: LedgerEntry | None) -> LedgerView | None:
     if entry is None:
         return None
@@ -175,7 +163,7 @@ def read_listing(plex: ListingReader, now: float,
     def on_page(root: Any) -> None:
         videos = [v for v in root if v.tag == "Video" and v.get("ratingKey")]
         for video in videos:
-            snaps[str(video.get("ratingKey"))] = snapshot(listed_item(video))
+            snaps[str(video.get("ratingKey"))] = snapshot(xmlread.listed_state(video))
         seen[0] += len(videos)
         progress(min(seen[0] / max(xmlread.total_size(root, len(videos)), 1), 1.0))
 
