@@ -35,14 +35,13 @@ from plex.diff import EditPlan
 from plex.fields import SCALARS, TAG_LISTS
 from plex.matcher import LibraryIndex, MatchKind, match
 from plex.pathmap import to_plex
-from plex.records import CurrentState
-from plex.records import LedgerEntry as PlexLedger
+from plex.records import CurrentState, LedgerEntry
 from plex.sync import image_steps
 from reconciliation.bulk import desired_hash
 from reconciliation.gaps import Gap, Snapshot, classify
 from reconciliation.reconcile import ledger_view
 from stash.records import Scene
-from sync_queue.ledger import LedgerEntry
+from sync_queue.ledger import LedgerRow
 
 #: Scenes with a change (or no match) kept in the JSON output; the counts are always complete.
 OUTPUT_SCENES = 500
@@ -163,7 +162,7 @@ def field_changes(plan: EditPlan, state: CurrentState, uploads: Sequence[tuple[s
     return tuple(out)
 
 
-def would_upload(desired: DesiredState, ledger: PlexLedger | None, plex_key: str) -> tuple[tuple[str, str], ...]:
+def would_upload(desired: DesiredState, ledger: LedgerEntry | None, plex_key: str) -> tuple[tuple[str, str], ...]:
     """The images a sync would upload, decided by the sync's own rule without a download."""
     same_item = bool(ledger and ledger.plex_key == plex_key)
     steps = image_steps(desired, ledger, same_item, lambda url: _NOT_DOWNLOADED)
@@ -310,13 +309,13 @@ def pages(scenes: Iterable[Scene], size: int, limit: int | None) -> Iterator[lis
         yield page
 
 
-def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapping[int, LedgerEntry | None],
+def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapping[int, LedgerRow | None],
                  index: LibraryIndex, snaps: Mapping[str, Snapshot], now: float) -> tuple[list[SceneDiff], int]:
     """Judge one page: the listing answers what it can, the rest is read in batches and
     planned by the sync's own preview. Returns the diffs and how many items were read."""
     pm = settings.path_map
     judged: dict[int, SceneDiff] = {}
-    todo: list[tuple[Scene, DesiredState, PlexLedger | None]] = []
+    todo: list[tuple[Scene, DesiredState, LedgerEntry | None]] = []
     for scene in page:
         desired = desired_state(scene, settings)
         entry = ledgers.get(scene.id)
@@ -332,14 +331,14 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
             judged[scene.id] = SceneDiff(scene.id, title, status, paths_tried=verdict.paths_tried,
                                          candidates=verdict.candidates)
         else:
-            todo.append((scene, desired, PlexLedger.from_any(entry.written) if entry else None))
+            todo.append((scene, desired, LedgerEntry.from_any(entry.written) if entry else None))
     read = plex.prefetch([s for s, _, _ in todo], [led for _, _, led in todo], now=now) if todo else 0
     for scene, desired, led in todo:
         judged[scene.id] = preview_scene(plex, scene, desired, led, now)
     return [judged[s.id] for s in page], read
 
 
-def preview_scene(plex: Any, scene: Scene, desired: DesiredState, ledger: PlexLedger | None, now: float) -> SceneDiff:
+def preview_scene(plex: Any, scene: Scene, desired: DesiredState, ledger: LedgerEntry | None, now: float) -> SceneDiff:
     title = _title(scene, desired)
     try:
         state, plan = plex.preview_state(scene, ledger, now)
@@ -362,7 +361,7 @@ class LedgerReader:
 
         self._queue = JobQueue(data_dir) if db_path(data_dir).exists() else None
 
-    def rows(self, scene_ids: Iterable[int]) -> dict[int, LedgerEntry | None]:
+    def rows(self, scene_ids: Iterable[int]) -> dict[int, LedgerRow | None]:
         if self._queue is None:
             return {}
         return {sid: self._queue.ledger.get(sid) for sid in scene_ids}

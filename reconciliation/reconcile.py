@@ -27,7 +27,7 @@ from plex import xmlread
 from plex.desired import desired_state
 from plex.matcher import LibraryIndex, match
 from plex.pathmap import to_plex
-from plex.records import LedgerEntry as PlexLedger
+from plex.records import LedgerEntry
 from reconciliation.bulk import PAGE, RECENT_WINDOW, LibraryPass, desired_hash
 from reconciliation.gaps import (
     BY_LEDGER_RULE,
@@ -43,7 +43,7 @@ from reconciliation.gaps import (
 from stash.client import StashClient
 from stash.records import Scene
 from sync_queue.jobs import JobQueue
-from sync_queue.ledger import LedgerEntry
+from sync_queue.ledger import LedgerRow
 from sync_queue.state import LAST_RECONCILE, StateStore
 
 #: Task mode -> window in seconds (None: the whole library, resumable).
@@ -139,10 +139,10 @@ def _example_text(example: dict[str, Any]) -> str:
 # --- reading --------------------------------------------------------------------------------
 
 
-def ledger_view(entry: LedgerEntry | None) -> LedgerView | None:
+def ledger_view(entry: LedgerRow | None) -> LedgerView | None:
     if entry is None:
         return None
-    record = PlexLedger.from_any(entry.written)
+    record = LedgerEntry.from_any(entry.written)
     written = record.written if record is not None else {}
     return LedgerView(entry.fields_hash, written, entry.plex_key, entry.lost)
 

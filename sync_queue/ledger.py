@@ -27,8 +27,10 @@ LEDGER_REFS = "refs"
 
 
 @dataclass(frozen=True)
-class LedgerEntry:
-    """What the last successful sync of a scene wrote.
+class LedgerRow:
+    """A scene's ledger row: the columns the ledger rule and the queries read, and in
+    ``written`` the whole record the last successful sync kept (``plex.records.LedgerEntry``
+    as a dict, plus the Stash ids it showed under ``LEDGER_REFS``).
 
     ``written`` holds the values themselves (not just their hash) because a three-way merge
     with edits made in Plex needs to know what we wrote last time.
@@ -55,7 +57,7 @@ def state_hash(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def needs_sync(entry: LedgerEntry | None, current_hash: str) -> bool:
+def needs_sync(entry: LedgerRow | None, current_hash: str) -> bool:
     """The ledger rule for bulk and reconcile sources."""
     return entry is None or entry.lost or entry.fields_hash != current_hash
 
@@ -63,12 +65,12 @@ def needs_sync(entry: LedgerEntry | None, current_hash: str) -> bool:
 _COLUMNS = "scene_id, fields_hash, plex_key, poster_hash, art_hash, written, synced_at, lost"
 
 
-def _entry(row: sqlite3.Row) -> LedgerEntry:
-    return LedgerEntry(row["scene_id"], row["fields_hash"], row["plex_key"], row["poster_hash"], row["art_hash"],
+def _entry(row: sqlite3.Row) -> LedgerRow:
+    return LedgerRow(row["scene_id"], row["fields_hash"], row["plex_key"], row["poster_hash"], row["art_hash"],
                        json.loads(row["written"]), row["synced_at"], bool(row["lost"]))
 
 
-def get(conn: sqlite3.Connection, scene_id: int) -> LedgerEntry | None:
+def get(conn: sqlite3.Connection, scene_id: int) -> LedgerRow | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM ledger WHERE scene_id = ?", (scene_id,)).fetchone()
     return _entry(row) if row else None
 
@@ -102,7 +104,7 @@ def delete(conn: sqlite3.Connection, scene_id: int) -> bool:
     return conn.execute("DELETE FROM ledger WHERE scene_id = ?", (scene_id,)).rowcount > 0
 
 
-def iterate(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[LedgerEntry]:
+def iterate(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[LedgerRow]:
     """All entries by scene id, read in pages so a 100,000-row ledger never sits in memory."""
     last = -1
     while True:
@@ -146,7 +148,7 @@ class LedgerTable:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def get(self, scene_id: int) -> LedgerEntry | None:
+    def get(self, scene_id: int) -> LedgerRow | None:
         return get(self._conn, scene_id)
 
     def put(self, scene_id: int, fields_hash: str, plex_key: str | None, poster_hash: str | None,
@@ -159,7 +161,7 @@ class LedgerTable:
         with write_txn(self._conn) as conn:
             return mark_lost(conn, scene_id)
 
-    def iterate(self) -> Iterator[LedgerEntry]:
+    def iterate(self) -> Iterator[LedgerRow]:
         return iterate(self._conn)
 
     def scenes_referencing(self, kind: str, entity_ids: Iterable[int], after: int = 0,

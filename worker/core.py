@@ -28,8 +28,7 @@ from base.errors import Stash2PlexError
 from base.protocol import StashLog
 from base.settings import Settings
 from plex.pacing import Pacer, RateLimit, hold, wait_turn
-from plex.records import LedgerEntry as PlexLedger
-from plex.records import SyncOutcome, SyncStatus
+from plex.records import LedgerEntry, SyncOutcome, SyncStatus
 from reconciliation.fanout import expand_pending, scene_refs, state_function
 from stash.records import Scene
 from sync_queue.jobs import IngestResult, JobQueue
@@ -71,7 +70,7 @@ class SceneSource(Protocol):
 
 
 class PlexTarget(Protocol):
-    def sync(self, scene: Scene, ledger: PlexLedger | None, now: float) -> SyncOutcome: ...
+    def sync(self, scene: Scene, ledger: LedgerEntry | None, now: float) -> SyncOutcome: ...
 
 
 @dataclass
@@ -132,12 +131,12 @@ class Services:
 # --- ledger: sync_queue stores it, plex/ reads and writes it --------------------------------
 
 
-def previous_sync(queue: JobQueue, scene_id: int) -> PlexLedger | None:
+def previous_sync(queue: JobQueue, scene_id: int) -> LedgerEntry | None:
     """What the last sync wrote, as plex/ expects it; a lost item keeps `written`, not its key."""
     entry = queue.ledger.get(scene_id)
     if entry is None:
         return None
-    record = PlexLedger.from_any(entry.written)
+    record = LedgerEntry.from_any(entry.written)
     if record is not None and entry.lost:
         record = replace(record, plex_key=None)
     return record
