@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from base.clock import absolute_utc, relative
 from base.errors import Stash2PlexError
 from base.settings import SCHEMA_BY_NAME, WHERE_TO_SET
-from worker.summary import absolute_utc, relative
 
 #: Stash scenes whose first file is looked up in Plex to test the path mapping.
 SAMPLE = 5

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from base.clock import absolute_utc, relative
 from sync_queue.dlq import DeadLetter
 from sync_queue.jobs import JobQueue
 from sync_queue.state import BREAKER, HALT, StateStore
@@ -20,7 +21,6 @@ from worker.breaker import Breaker, next_probe_at
 from worker.core import Services
 from worker.handover import processor
 from worker.runtime import RunContext
-from worker.summary import absolute_utc, relative
 
 #: Dead letters listed per reason in Queue Status (the JSON output adds each one's detail:
 #: candidates, paths tried, traceback).

@@ -6,15 +6,14 @@ import json
 
 import pytest
 
+from base.clock import absolute_utc, relative
 from worker.policy import Complete, CompleteReason, ErrorClass, GiveUp, RetryAt, StopDrain
 from worker.summary import (
     DEFERRED_SHOWN,
     Deferred,
     DrainSummary,
-    absolute_utc,
     format_summary,
     held_for_probe,
-    relative,
 )
 
 NOW = 1_772_359_200.0  # 2026-03-01 10:00:00 UTC

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from base.backoff import FANOUT_BACKOFF, RandomSource, ceiling
+from base.clock import absolute_utc
 from base.errors import Stash2PlexError
 from base.protocol import StashLog
 from base.settings import Settings
@@ -59,7 +60,7 @@ from worker.policy import (
     breaker_event,
     decide,
 )
-from worker.summary import DrainSummary, absolute_utc
+from worker.summary import DrainSummary
 
 #: Inbox events (hooks that arrived during the drain) are folded in this often, in seconds.
 INGEST_EVERY = 2.0
