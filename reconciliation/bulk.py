@@ -14,15 +14,17 @@ The tasks themselves (`tasks.sync`) add the processor lock and the drain.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from base.protocol import StashLog
 from base.settings import Settings
 from plex.desired import DesiredState, desired_state
 from plex.diff import state_hash
 from stash.client import StashClient
 from stash.records import Scene
+from sync_queue.jobs import JobQueue
 from sync_queue.state import StateStore
 
 T = TypeVar("T")
@@ -130,3 +132,23 @@ class LibraryPass:
     @property
     def fraction(self) -> float:
         return min(self.seen / self.total, 1.0)
+
+
+def sync_pass(queue: JobQueue, state: StateStore, stash: StashClient, settings: Settings, log: StashLog,
+              reason: str, window: float | None, clock: Callable[[], float],
+              progress: Callable[[float], None] = lambda f: None) -> dict[str, Any]:
+    """Sync All's (or Sync Recent's) listing: every scene in the window whose state differs
+    from the ledger is queued, page by page, stamped with `clock()` as each page is queued;
+    the caller drains. Returns the counts."""
+    listing = LibraryPass(stash, state, reason, window, clock())
+    queued = 0
+    if listing.after:
+        log.info(f"Stash2Plex: resuming {reason} after scene {listing.after}.")
+    for page in listing.pages():
+        states = [(scene.id, scene_state(scene, settings)) for scene in page]
+        queued += queue.enqueue_changed_many(states, reason, clock())
+        progress(listing.fraction)
+    seen = listing.seen
+    log.info(f"Stash2Plex: {seen} scenes read from Stash, {queued} queued, "
+             f"{seen - queued} unchanged since their last sync.")
+    return {"scenes": seen, "queued": queued, "unchanged": seen - queued}

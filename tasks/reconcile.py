@@ -31,7 +31,8 @@ def reconcile_7days(ctx: RunContext) -> dict[str, Any]:
 def reconcile_task(ctx: RunContext, scope: str) -> dict[str, Any]:
     def prepare(svc: Services, progress: Callable[[float], None]) -> dict[str, Any]:
         now = time.time()
-        report = reconcile_pass(svc.queue, svc.state, svc.plex, ctx.stash, ctx.settings, ctx.log, scope, now, progress=progress)
+        report = reconcile_pass(svc.queue, svc.state, svc.plex, ctx.stash, ctx.settings, ctx.log, scope, now,
+                                progress=progress)
         record_reconcile(svc.state, report, now)
         for line in report.lines():
             ctx.log.info(line)

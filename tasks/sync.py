@@ -1,7 +1,7 @@
 """Sync All and Sync Recent: the listing pass enqueues what differs, then the core drains.
 
-The pass (`reconciliation.bulk.LibraryPass` and the ledger rule) decides what to enqueue;
-this module adds the processor lock and the drain under one progress bar.
+The pass (`reconciliation.bulk.sync_pass`: the listing and the ledger rule) decides what to
+enqueue; this module adds the processor lock and the drain under one progress bar.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from reconciliation.bulk import RECENT_WINDOW, LibraryPass, scene_state
+from reconciliation.bulk import RECENT_WINDOW, sync_pass
 from tasks.drain import LISTING_SHARE, foreground_drain
 from worker.core import Services
 from worker.runtime import RunContext
@@ -25,20 +25,8 @@ def sync_recent(ctx: RunContext) -> dict[str, Any]:
 
 
 def bulk_sync(ctx: RunContext, reason: str, window: float | None) -> dict[str, Any]:
-    settings = ctx.settings
-
     def prepare(svc: Services, progress: Callable[[float], None]) -> dict[str, Any]:
-        listing = LibraryPass(ctx.stash, svc.state, reason, window, time.time())
-        queued = 0
-        if listing.after:
-            ctx.log.info(f"Stash2Plex: resuming {reason} after scene {listing.after}.")
-        for page in listing.pages():
-            states = [(scene.id, scene_state(scene, settings)) for scene in page]
-            queued += svc.queue.enqueue_changed_many(states, reason, time.time())
-            progress(listing.fraction)
-        seen = listing.seen
-        ctx.log.info(f"Stash2Plex: {seen} scenes read from Stash, {queued} queued, "
-                     f"{seen - queued} unchanged since their last sync.")
-        return {"scenes": seen, "queued": queued, "unchanged": seen - queued}
+        return sync_pass(svc.queue, svc.state, ctx.stash, ctx.settings, ctx.log, reason, window, time.time,
+                         progress)
 
     return foreground_drain(ctx, prepare, prepare_share=LISTING_SHARE)
