@@ -42,7 +42,6 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     that matters for a plugin Stash SIGKILLs); only a power cut can lose the last commits.
     """
     conn = sqlite3.connect(str(db_path(data_dir)), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    conn.row_factory = sqlite3.Row  # rows are read by column name
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     # Takes effect only on a database without tables, and must come before the first write
     # (switching to WAL writes the header). Lets compaction give pages back to the OS. Only on
@@ -56,6 +55,14 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     # its high-water size for good after the checkpoint.
     conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     return conn
+
+
+def named(conn: sqlite3.Connection) -> sqlite3.Cursor:
+    """A cursor on `conn` whose rows read by column name (`row["scene_id"]`) as well as by
+    position; the connection's other cursors keep plain tuples."""
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    return cursor
 
 
 def is_lock_error(exc: BaseException) -> bool:

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sync_queue.db import write_txn
+from sync_queue.db import named, write_txn
 
 DAY_S = 86_400.0
 
@@ -79,14 +79,14 @@ def add(
 
 def state_hash_of(conn: sqlite3.Connection, scene_id: int) -> str | None:
     """The state a scene's dead letter was queued for; None if unknown or no letter."""
-    row = conn.execute("SELECT state_hash FROM dlq WHERE scene_id = ?", (scene_id,)).fetchone()
+    row = named(conn).execute("SELECT state_hash FROM dlq WHERE scene_id = ?", (scene_id,)).fetchone()
     return row["state_hash"] if row else None
 
 
 def list_all(conn: sqlite3.Connection, error_class: str | None = None, limit: int | None = None) -> list[DeadLetter]:
     """Newest failure first; at most `limit` of them (None: all)."""
     where, args = ("WHERE error_class = ? ", [error_class]) if error_class is not None else ("", [])
-    rows = conn.execute(
+    rows = named(conn).execute(
         f"SELECT {_COLUMNS} FROM dlq {where}ORDER BY last_failed_at DESC, scene_id LIMIT ?",
         (*args, -1 if limit is None else limit),
     ).fetchall()
@@ -95,13 +95,13 @@ def list_all(conn: sqlite3.Connection, error_class: str | None = None, limit: in
 
 def summary(conn: sqlite3.Connection, samples: int = 5) -> list[DlqGroup]:
     """Grouped by error class, largest group first."""
-    groups = conn.execute(
+    groups = named(conn).execute(
         "SELECT error_class, COUNT(*) AS count, MIN(last_failed_at) AS oldest, MAX(last_failed_at) AS newest "
         "FROM dlq GROUP BY error_class ORDER BY COUNT(*) DESC, error_class"
     ).fetchall()
     result = []
     for group in groups:
-        ids = conn.execute(
+        ids = named(conn).execute(
             "SELECT scene_id FROM dlq WHERE error_class = ? ORDER BY scene_id LIMIT ?", (group["error_class"], samples)
         )
         result.append(DlqGroup(group["error_class"], group["count"], group["oldest"], group["newest"],
@@ -126,7 +126,7 @@ def clear(conn: sqlite3.Connection) -> int:
 
 
 def size(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COUNT(*) FROM dlq").fetchone()[0]
+    return named(conn).execute("SELECT COUNT(*) FROM dlq").fetchone()[0]
 
 
 class DeadLetterTable:

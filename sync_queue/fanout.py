@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sync_queue.db import write_txn
+from sync_queue.db import named, write_txn
 from sync_queue.inbox import InboxEvent
 from sync_queue.schedule import merge_reasons
 
@@ -60,7 +60,7 @@ def _loads(text: str | None) -> Any:
 
 def store(conn: sqlite3.Connection, event: InboxEvent) -> None:
     """Add the event's row, or merge it into the entity's row (reasons united, payload merged)."""
-    row = conn.execute(
+    row = named(conn).execute(
         "SELECT id, reasons, payload FROM fanout WHERE kind = ? AND entity_id = ?", (event.kind, event.entity_id)
     ).fetchone()
     if row is None:
@@ -79,7 +79,7 @@ def store(conn: sqlite3.Connection, event: InboxEvent) -> None:
 
 def pending(conn: sqlite3.Connection) -> list[FanOutEvent]:
     """Every stored fan-out, oldest first."""
-    rows = conn.execute("SELECT id, kind, entity_id, reasons, payload, created_at FROM fanout ORDER BY id")
+    rows = named(conn).execute("SELECT id, kind, entity_id, reasons, payload, created_at FROM fanout ORDER BY id")
     return [FanOutEvent(r["id"], r["kind"], r["entity_id"], tuple(json.loads(r["reasons"])), _loads(r["payload"]),
                         r["created_at"]) for r in rows]
 
@@ -89,7 +89,7 @@ def delete(conn: sqlite3.Connection, event_id: int) -> bool:
 
 
 def set_cursor(conn: sqlite3.Connection, event_id: int, cursor: Mapping[str, Any] | None) -> None:
-    row = conn.execute("SELECT payload FROM fanout WHERE id = ?", (event_id,)).fetchone()
+    row = named(conn).execute("SELECT payload FROM fanout WHERE id = ?", (event_id,)).fetchone()
     if row is None:
         return
     payload = _loads(row["payload"]) or {}
@@ -105,7 +105,7 @@ def clear(conn: sqlite3.Connection) -> int:
 
 
 def size(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COUNT(*) FROM fanout").fetchone()[0]
+    return named(conn).execute("SELECT COUNT(*) FROM fanout").fetchone()[0]
 
 
 class FanOutTable:

@@ -61,7 +61,7 @@ import persistqueue
 from persistqueue.serializers import json as pq_json
 
 from sync_queue import compaction, counters, dlq, fanout, ledger, schedule
-from sync_queue.db import BUSY_TIMEOUT_S, DB_FILE, connect, write_txn
+from sync_queue.db import BUSY_TIMEOUT_S, DB_FILE, connect, named, write_txn
 from sync_queue.fanout import FanOutEvent
 from sync_queue.inbox import FANOUT_KINDS, SCENE, SCENE_DESTROYED, InboxEvent, read_inbox
 from sync_queue.report import QueueReport
@@ -224,7 +224,7 @@ class JobQueue:
         ``dead_letter`` (or a crash and ``recover_abandoned``).
         """
         with write_txn(self._conn) as conn:
-            row = conn.execute(TAKE_SQL, (now,)).fetchone()
+            row = named(conn).execute(TAKE_SQL, (now,)).fetchone()
             if row is None:
                 return None
             job = job_from_row(row)
@@ -236,7 +236,7 @@ class JobQueue:
             ).rowcount
             if marked != 1:
                 raise AssertionError(f"job {job.job_id} changed status under the processor lock")
-            data = conn.execute(f"SELECT data FROM {PQ_TABLE} WHERE _id = ?", (job.job_id,)).fetchone()["data"]
+            data = named(conn).execute(f"SELECT data FROM {PQ_TABLE} WHERE _id = ?", (job.job_id,)).fetchone()["data"]
             if envelope_scene(pq_json.loads(data)) != job.scene_id:
                 raise AssertionError(f"job {job.job_id}: payload and schedule disagree on the scene")
             conn.execute("UPDATE schedule SET taken_at = ? WHERE job_id = ?", (now, job.job_id))
@@ -305,7 +305,7 @@ class JobQueue:
         recovered = 0
         message = "the processor stopped while this job was in flight"
         with write_txn(self._conn) as conn:
-            rows = conn.execute(
+            rows = named(conn).execute(
                 f"SELECT {JOB_COLUMNS}, s.rerun_reasons {schedule.LIVE} WHERE q.status = ?", (STATUS_IN_FLIGHT,)
             ).fetchall()
             for row in rows:
@@ -353,7 +353,7 @@ class JobQueue:
         with write_txn(self._conn) as conn:
             scenes = self._drop_inbox(conn)
             fanout.clear(conn)
-            rows = conn.execute(
+            rows = named(conn).execute(
                 f"SELECT s.job_id, s.scene_id, q.status {schedule.LIVE} "
                 f"WHERE q.status < ? OR (q.status = ? AND s.rerun > 0)", (STATUS_IN_FLIGHT, STATUS_IN_FLIGHT)
             ).fetchall()
@@ -394,7 +394,7 @@ class JobQueue:
             # brings it back, or every pass would replay the same failure.
             counters.bump(conn, counters.SKIPPED_DEAD_LETTERED)
             return False
-        live = conn.execute(
+        live = named(conn).execute(
             f"SELECT s.state_hash {schedule.LIVE} WHERE s.scene_id = ? AND q.status = ?",
             (scene_id, STATUS_IN_FLIGHT),
         ).fetchone()
@@ -451,7 +451,7 @@ class JobQueue:
 
     def _dead_letter(self, conn: sqlite3.Connection, job: Job, error_class: str, message: str, now: float,
                      detail: str | None) -> None:
-        row = conn.execute(
+        row = named(conn).execute(
             "SELECT attempts, reasons, first_failed_at, state_hash FROM schedule WHERE job_id = ?", (job.job_id,)
         ).fetchone()
         first = row["first_failed_at"] if row["first_failed_at"] is not None else now

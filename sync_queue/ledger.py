@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sync_queue.db import write_txn
+from sync_queue.db import named, write_txn
 
 #: Key of ``written`` under which the worker keeps the Stash ids a sync showed
 #: (``{"performer": [..], "studio": [..], "tag": [..]}``).
@@ -71,7 +71,7 @@ def _entry(row: sqlite3.Row) -> LedgerRow:
 
 
 def get(conn: sqlite3.Connection, scene_id: int) -> LedgerRow | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM ledger WHERE scene_id = ?", (scene_id,)).fetchone()
+    row = named(conn).execute(f"SELECT {_COLUMNS} FROM ledger WHERE scene_id = ?", (scene_id,)).fetchone()
     return _entry(row) if row else None
 
 
@@ -108,7 +108,7 @@ def iterate(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[LedgerRow]:
     """All entries by scene id, read in pages so a 100,000-row ledger never sits in memory."""
     last = -1
     while True:
-        rows = conn.execute(
+        rows = named(conn).execute(
             f"SELECT {_COLUMNS} FROM ledger WHERE scene_id > ? ORDER BY scene_id LIMIT ?", (last, batch)
         ).fetchall()
         if not rows:
@@ -119,7 +119,7 @@ def iterate(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[LedgerRow]:
 
 
 def size(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    return named(conn).execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
 
 
 def scenes_referencing(conn: sqlite3.Connection, kind: str, entity_ids: Iterable[int], after: int = 0,
@@ -134,7 +134,7 @@ def scenes_referencing(conn: sqlite3.Connection, kind: str, entity_ids: Iterable
     if not ids:
         return []
     marks = ", ".join("?" for _ in ids)
-    rows = conn.execute(
+    rows = named(conn).execute(
         f"SELECT DISTINCT l.scene_id FROM ledger AS l, json_each(l.written, ?) AS j "
         f"WHERE l.scene_id > ? AND j.value IN ({marks}) ORDER BY l.scene_id LIMIT ?",
         (f"$.{LEDGER_REFS}.{kind}", after, *ids, limit),

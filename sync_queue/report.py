@@ -10,6 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from sync_queue import counters, dlq, fanout, inbox, ledger
+from sync_queue.db import named
 from sync_queue.schedule import (
     DEFERRED_SQL,
     JOB_COLUMNS,
@@ -39,7 +40,7 @@ class QueueReport:
         self._conn = conn
 
     def counts(self, now: float) -> QueueCounts:
-        row = self._conn.execute(
+        row = named(self._conn).execute(
             f"SELECT COALESCE(SUM(q.status < {STATUS_IN_FLIGHT} AND s.next_retry_at <= ?), 0) AS due, "
             f"COALESCE(SUM(q.status < {STATUS_IN_FLIGHT} AND s.next_retry_at > ?), 0) AS deferred, "
             f"COALESCE(SUM(q.status = {STATUS_IN_FLIGHT}), 0) AS in_flight {LIVE}",
@@ -52,21 +53,21 @@ class QueueReport:
 
     def next_due_at(self) -> float | None:
         """When the earliest ready job falls due (maybe in the past), so a worker can sleep."""
-        row = self._conn.execute(NEXT_DUE_SQL).fetchone()
+        row = named(self._conn).execute(NEXT_DUE_SQL).fetchone()
         return row["next_retry_at"] if row else None
 
     def deferred(self, now: float, limit: int = 1000) -> list[Job]:
         """Ready jobs not yet due, soonest first."""
-        return [job_from_row(r) for r in self._conn.execute(DEFERRED_SQL, (now, limit))]
+        return [job_from_row(r) for r in named(self._conn).execute(DEFERRED_SQL, (now, limit))]
 
     def in_flight(self) -> list[Job]:
-        rows = self._conn.execute(
+        rows = named(self._conn).execute(
             f"SELECT {JOB_COLUMNS} {LIVE} WHERE q.status = {STATUS_IN_FLIGHT} ORDER BY s.job_id")
         return [job_from_row(r) for r in rows]
 
     def job_for_scene(self, scene_id: int) -> Job | None:
         """The scene's live job, ready or in flight."""
-        row = self._conn.execute(
+        row = named(self._conn).execute(
             f"SELECT {JOB_COLUMNS} {LIVE} WHERE s.scene_id = ? AND q.status <= {STATUS_IN_FLIGHT}", (scene_id,)
         ).fetchone()
         return job_from_row(row) if row else None

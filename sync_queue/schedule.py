@@ -27,6 +27,7 @@ from typing import Any
 from persistqueue.serializers import json as pq_json
 
 from sync_queue import counters
+from sync_queue.db import named
 
 PQ_NAME = "jobs"
 PQ_TABLE = f"ack_queue_{PQ_NAME}"
@@ -152,7 +153,7 @@ def set_status(conn: sqlite3.Connection, job_id: int, status: int) -> None:
 
 def live_row(conn: sqlite3.Connection, scene_id: int) -> sqlite3.Row | None:
     """The scene's schedule row with its persist-queue ``status`` (None when that row is gone)."""
-    return conn.execute(
+    return named(conn).execute(
         f"SELECT s.job_id, s.reasons, s.next_retry_at, s.rerun, s.rerun_reasons, q.status "
         f"FROM schedule AS s LEFT JOIN {PQ_TABLE} AS q ON q._id = s.job_id WHERE s.scene_id = ?",
         (scene_id,),
@@ -228,7 +229,7 @@ def enqueue(conn: sqlite3.Connection, scene_id: int, reasons: Sequence[str], now
 
 def in_flight_row(conn: sqlite3.Connection, job: Job) -> tuple[int, tuple[str, ...]]:
     """(rerun mark, rerun reasons) of a job that must be in flight."""
-    row = conn.execute(
+    row = named(conn).execute(
         f"SELECT s.rerun, s.rerun_reasons, q.status {LIVE} WHERE s.job_id = ?", (job.job_id,)
     ).fetchone()
     if row is None or row["status"] != STATUS_IN_FLIGHT:

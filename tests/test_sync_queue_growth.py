@@ -80,10 +80,10 @@ def test_compaction_gives_the_pages_of_finished_jobs_back_to_the_file(tmp_path: 
     q = JobQueue(tmp_path)
     try:
         q.enqueue_changed_many(((s, f"h{s}") for s in range(1, 12001)), "sync_all", T0)
-        pages_full = q._scalar("PRAGMA page_count")
+        pages_full = q._conn.execute("PRAGMA page_count").fetchone()[0]
         assert q.clear_queue() == 12000  # every job finishes at once: 12000 finished rows
         q.compact()
-        free, pages = q._scalar("PRAGMA freelist_count"), q._scalar("PRAGMA page_count")
+        free, pages = q._conn.execute("PRAGMA freelist_count").fetchone()[0], q._conn.execute("PRAGMA page_count").fetchone()[0]
     finally:
         q.close()
     assert pages_full > 300  # the burst really took that much room (> the 256-page floor)
