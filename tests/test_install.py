@@ -51,19 +51,24 @@ import sync_queue
 from sync_queue.jobs import JobQueue
 T0 = 1_700_000_000.0
 q = JobQueue(data)
+# The tool runs on release N (an older commit) and on N+1: it speaks both queue APIs, the
+# per-table handles (q.ledger, q.dlq, q.report) and the methods on JobQueue before them.
+split = hasattr(q, "report")
+ledger_put = q.ledger.put if split else q.ledger_put
 if action == "seed":
     for scene in (1, 2, 3):
         q.enqueue(scene, "hook", T0)
     job = q.take_due(T0)
     q.dead_letter(job, "PlexNotFound", "not in Plex", T0)
-    q.ledger.put(10, "hash-10", "501", "p10", None, {"title": "Ten"}, T0)
-    q.ledger.put(11, "hash-11", "502", None, None, {"title": "Eleven"}, T0)
-counts = q.report.counts(T0 + 1)
+    ledger_put(10, "hash-10", "501", "p10", None, {"title": "Ten"}, T0)
+    ledger_put(11, "hash-11", "502", None, None, {"title": "Eleven"}, T0)
+counts = (q.report.counts if split else q.counts)(T0 + 1)
 out = {
     "code": sync_queue.__file__,
     "due": counts.due, "dlq": counts.dlq, "ledger": counts.ledger,
-    "dead": [(d.scene_id, d.error_class, d.message) for d in q.dlq.list_all()],
-    "ledger_rows": sorted((e.scene_id, e.fields_hash, e.plex_key, e.written) for e in q.ledger.iterate()),
+    "dead": [(d.scene_id, d.error_class, d.message) for d in (q.dlq.list_all if split else q.dlq_list)()],
+    "ledger_rows": sorted((e.scene_id, e.fields_hash, e.plex_key, e.written)
+                          for e in (q.ledger.iterate if split else q.ledger_iter)()),
 }
 if action == "take":
     taken = []
