@@ -13,6 +13,29 @@ This module holds the names (statuses, rerun marks), the record (``Job``), the s
 SQL, the pure rules for merging events into a job, and the row helpers the queue's
 transitions are built from. The helpers take a connection and never commit: the caller
 (``JobQueue``) owns the transaction, so a transition that writes both rows is one commit.
+
+How persist-queue's pitfalls are designed around
+================================================
+
+* *No delayed visibility; a nacked row comes straight back at the head*: we never use
+  ``get()``'s FIFO to choose. Selection is our indexed query on ``schedule``.
+* *auto_resume resets rows another process is working on*: the queue is always opened with
+  ``auto_resume=False``; hooks never open it at all (they write the inbox). In-flight rows
+  come back only through ``recover_abandoned``, called by the lock holder at start-up.
+* *get(id=) hands out acked rows*: we never call it. A job is marked in flight by
+  ``UPDATE ... SET status = <in flight> WHERE _id = ? AND status < <in flight>`` in the same
+  transaction that chose it, which cannot touch an acked or failed row.
+* *Size counters drift*: ``qsize``/``size``/``len`` are never read; counts are SQL.
+* *Payload keys can collide with its internals*: ``ack(item)`` treats any dict with a
+  ``pqid`` key as a raw record. We never pass items, only ``id=``, and the payload is our
+  envelope, never a caller's dict spread at top level.
+* *Multi-process use is unsupported*: one processor (the lock); hooks append to our inbox.
+* *Each persist-queue method commits on its own connection*: a transition that changes its
+  row and our schedule row would have a crash window between two commits. So every
+  transition is one transaction on our connection that writes both rows, using
+  persist-queue's own row format and status codes. A crash leaves the state before or after
+  the transition, never between; there is no ordering to get right and nothing to repair.
+* *Acked rows are never removed*: ``JobQueue.compact`` removes them (``sync_queue.compaction``).
 """
 
 from __future__ import annotations
