@@ -10,11 +10,17 @@ path style is a property of each *string*, not of the machine we run on. A path 
 "Windows style" when it starts with a drive letter (`C:`) or a UNC prefix (`\\\\server`);
 such paths compare case-insensitively and with either separator, because that is how
 Windows resolves them. POSIX paths compare exactly.
+
+Every comparison is made in Unicode NFC. The same name reaches the two programs in
+different normal forms: files written on macOS or through SMB/AFP shares carry NFD
+(`e` + combining accent) and Plex stores what the file system gives it, while Stash
+reports NFC. Compared code point by code point, such a scene would match nothing.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 PathMap = Sequence[tuple[str, str]]
@@ -27,6 +33,17 @@ def is_windows_path(path: str) -> bool:
     return bool(_DRIVE.match(path)) or path.startswith("\\\\")
 
 
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def name_forms(name: str) -> tuple[str, ...]:
+    """The distinct normal forms a file name may be stored in (NFC first), for a server
+    whose filter compares the stored text as it is."""
+    forms = (nfc(name), unicodedata.normalize("NFD", name))
+    return forms[:1] if forms[0] == forms[1] else forms
+
+
 def _split(path: str) -> list[str]:
     """Components with either separator; empty components (doubled separators) dropped."""
     return [part for part in re.split(r"[\\/]", path) if part]
@@ -37,8 +54,9 @@ def path_key(path: str) -> str:
 
     Windows-style paths lose case and separator differences; POSIX paths only lose doubled
     and trailing separators (a POSIX file system is case-sensitive, so `A.mp4` and `a.mp4`
-    are two files).
+    are two files). Both in NFC.
     """
+    path = nfc(path)
     if is_windows_path(path):
         lead = "//" if path.startswith("\\\\") else ""
         return lead + "/".join(_split(path)).casefold()
@@ -47,8 +65,9 @@ def path_key(path: str) -> str:
 
 
 def basename_key(path: str) -> str:
-    """The file-name part, compared case-insensitively: the fallback matches across OSes."""
-    parts = _split(path)
+    """The file-name part, compared case-insensitively (and in NFC): the fallback matches
+    across OSes."""
+    parts = _split(nfc(path))
     return parts[-1].casefold() if parts else ""
 
 
@@ -63,7 +82,7 @@ def _strip_prefix(path: str, prefix: str) -> list[str] | None:
         return None
     if prefix.startswith("/") != path.startswith("/") and not fold:
         return None
-    for want, got in zip(head, tail, strict=False):
+    for want, got in zip(map(nfc, head), map(nfc, tail), strict=False):
         if (want.casefold() != got.casefold()) if fold else (want != got):
             return None
     return tail[len(head):]

@@ -39,6 +39,7 @@ class CurrentState:
     thumb: str = ""
     art: str = ""
     files: tuple[str, ...] = ()
+    primary_file: str = ""  # the first Part that is not an optimised version
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
   built once per process and rebuilt when older than `INDEX_MAX_AGE`. A path the index
   does not hold is re-read narrowly (`/all?type=1&file=<file name>`, one request per
   section) before we conclude anything; `file=` only narrows, `Part@file` is compared
-  exactly. A miss is remembered for `MISS_TTL` seconds only. Until `NARROW_LOOKUPS`
+  exactly (in NFC, see `plex.pathmap`). Plex's filter compares the name as stored, so a
+  name that differs between NFC and NFD is asked for in the form this server was last
+  seen to hold, and only when that finds nothing in the other (one more request). A miss is remembered for `MISS_TTL` seconds only. Until `NARROW_LOOKUPS`
   scenes were looked up, the full index is not built at all: a single hook job costs one
   narrow lookup instead of a whole-library listing.
 * **a scene we synced before** (ledger has its item key) skips matching: its one read
@@ -37,7 +39,7 @@ from plex.connection import PlexConnection
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, plan_edit, state_hash
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
-from plex.pathmap import basename_key, parent_folder, path_key, to_plex
+from plex.pathmap import basename_key, name_forms, nfc, parent_folder, path_key, to_plex
 from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
 from plugin.errors import AmbiguousMatch, PlexNotFound, SettingsError
 from plugin.settings import WHERE_TO_SET, Settings
@@ -168,6 +170,7 @@ class PlexSync:
         self._idx = _Index()
         self._prefetched: dict[str, tuple[float, CurrentState]] = {}
         self.scans = ScanMemory()
+        self._nfd_first = False  # this server was last seen holding file names in NFD
         self._now = 0.0
 
     # -- reads -----------------------------------------------------------------------
@@ -207,10 +210,23 @@ class PlexSync:
     def _narrow(self, files: Sequence[Any]) -> None:
         """Re-read only the items whose file name is one of `files`' (file= narrows)."""
         names = sorted({f.basename for f in files if f.basename})
-        entries = [e for s in self.sections() for n in names
-                   for e in self._listing(s, "&file=" + quote(n, safe=""))]
-        wanted = {basename_key(n) for n in names}
-        self._idx.index = merge_index(self._idx.index, [e for e in entries if basename_key(e.path) in wanted])
+        entries = [e for s in self.sections() for n in names for e in self._narrow_name(s, n)]
+        self._idx.index = merge_index(self._idx.index, entries)
+
+    def _narrow_name(self, section: xmlread.Section, name: str) -> list[Any]:
+        """Parts named `name` in one section, asked for in each normal form until one answers."""
+        forms = name_forms(name)
+        if self._nfd_first:
+            forms = forms[::-1]
+        wanted = basename_key(name)
+        for form in forms:
+            found = [e for e in self._listing(section, "&file=" + quote(form, safe=""))
+                     if basename_key(e.path) == wanted]
+            if found:
+                if len(forms) > 1:
+                    self._nfd_first = form != nfc(form)
+                return found
+        return []
 
     def prefetch(self, scenes: Iterable[Scene], ledgers: Iterable[LedgerEntry | None] = (), *,
                  now: float) -> int:

@@ -38,7 +38,7 @@ from typing import Any
 
 from plex.desired import DesiredState
 from plex.matcher import MatchResult
-from plex.pathmap import basename_key
+from plex.pathmap import basename_key, nfc
 
 
 class Gap(str, Enum):
@@ -129,7 +129,7 @@ def _stem(path: str) -> str:
 
 
 def _squash(text: str) -> str:
-    return "".join(ch for ch in text.casefold() if ch.isalnum())
+    return "".join(ch for ch in nfc(text).casefold() if ch.isalnum())
 
 
 def title_is_placeholder(title: str, files: Sequence[str]) -> bool:
