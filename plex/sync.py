@@ -8,7 +8,8 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
   section) before we conclude anything; `file=` only narrows, `Part@file` is compared
   exactly (in NFC, see `plex.pathmap`). Plex's filter compares the name as stored, so a
   name that differs between NFC and NFD is asked for in the form this server was last
-  seen to hold, and only when that finds nothing in the other (one more request). A miss is remembered for `MISS_TTL` seconds only. Until `NARROW_LOOKUPS`
+  seen to hold, and only when that finds nothing in the other (one more request). A miss
+  is remembered for `MISS_TTL` seconds only. Until `NARROW_LOOKUPS`
   scenes were looked up, the full index is not built at all: a single hook job costs one
   narrow lookup instead of a whole-library listing.
 * **a scene we synced before** (ledger has its item key) skips matching: its one read
