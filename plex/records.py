@@ -53,6 +53,7 @@ class LedgerEntry:
     """
 
     plex_key: str | None = None
+    plex_file: str | None = None  # the item's Part this scene holds (its claim, see plex.claims)
     state_hash: str | None = None
     written: Mapping[str, Any] = field(default_factory=dict)
     poster_source: str | None = None
@@ -95,3 +96,4 @@ class SyncOutcome:
     kept: tuple[str, ...] = ()  # fields where a Plex edit was preserved
     images_uploaded: tuple[str, ...] = ()  # "poster", "art"
     requests: int = 0  # Plex requests this sync made (for summaries and the benchmark)
+    displaced: int | None = None  # a scene whose claim on this item the sync took over

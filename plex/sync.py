@@ -32,17 +32,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
-from plex import xmlread
+from plex import claims, xmlread
 from plex.connection import PlexConnection
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, plan_edit, state_hash
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
-from plex.pathmap import basename_key, name_forms, nfc, parent_folder, path_key, to_plex
+from plex.pathmap import basename_key, name_forms, nfc, parent_folder, path_key, to_plex, to_stash
 from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
-from plugin.errors import AmbiguousMatch, PlexNotFound, SettingsError
+from plugin.errors import AmbiguousMatch, DuplicateItem, PlexNotFound, SettingsError
 from plugin.settings import WHERE_TO_SET, Settings
 from stash.records import Scene
 
@@ -63,6 +63,18 @@ MOVIE = 1  # plexapi's searchType("movie")
 
 #: Downloads an image from Stash; None when Stash has no such image (404).
 FetchImage = Callable[[str], bytes | None]
+
+
+class ClaimSource(Protocol):
+    """Who else holds an item: the sync ledger, and Stash for the primary Part's file."""
+
+    def rival(self, plex_key: str, scene_id: int) -> claims.Claim | None:
+        """Another scene's live ledger claim on the item, if any."""
+        ...
+
+    def scene_with_file(self, stash_path: str) -> int | None:
+        """The Stash scene that has this file, if any."""
+        ...
 
 
 # --- pure decisions --------------------------------------------------------------------
@@ -162,10 +174,12 @@ class _Index:
 class PlexSync:
     """Per-process Plex writer; `sync()` is called once per job by the worker."""
 
-    def __init__(self, conn: PlexConnection, settings: Settings, fetch_image: FetchImage) -> None:
+    def __init__(self, conn: PlexConnection, settings: Settings, fetch_image: FetchImage,
+                 claim_source: ClaimSource | None = None) -> None:
         self.conn = conn
         self.settings = settings
         self.fetch_image = fetch_image
+        self.claim_source = claim_source
         self._sections: tuple[xmlread.Section, ...] | None = None
         self._all_sections: tuple[xmlread.Section, ...] = ()
         self._idx = _Index()
@@ -325,6 +339,37 @@ class PlexSync:
             self._idx.misses.clear()
         raise PlexNotFound(f"Scene {scene.id}: its Plex item changed while we read it", ())
 
+    def _held_file(self, state: CurrentState, scene: Scene) -> str:
+        """The item's Part that is this scene's file: the primary Part when the scene has it."""
+        wanted = {path_key(to_plex(f.path, self.settings.path_map)) for f in scene.files}
+        held = [f for f in state.files if path_key(f) in wanted]
+        if not held:  # matched by file name (a path_map that does not fit)
+            names = {basename_key(f.path) for f in scene.files}
+            held = [f for f in state.files if basename_key(f) in names]
+        if state.primary_file in held:
+            return state.primary_file
+        return held[0] if held else ""
+
+    def _ownership(self, scene: Scene, state: CurrentState, mine: str) -> claims.Ownership:
+        """Whether this scene may write the item (`plex.claims`); raises DuplicateItem if not."""
+        source = self.claim_source
+        if source is None:
+            return claims.Ownership(scene.id)
+        rival = source.rival(state.rating_key, scene.id)
+        holder = None
+        if claims.needs_holder(mine, state.primary_file, rival):
+            holder = source.scene_with_file(to_stash(state.primary_file, self.settings.path_map))
+        verdict = claims.decide(scene.id, mine, state.primary_file, state.files, rival, holder)
+        if verdict.owner == scene.id:
+            return verdict
+        why = (f"whose file is the item's primary part ({state.primary_file})" if verdict.by_primary else
+               f"which synced it first; neither file is the item's primary part ({state.primary_file})")
+        raise DuplicateItem(
+            f"Scene {scene.id}: Plex item {state.rating_key} ('{state.title}') belongs to scene {verdict.owner}, "
+            f"{why}. This scene's file ({mine}) is another part of the same item, such as a Plex optimised "
+            f"version or a duplicate; it was not written, so the two scenes do not overwrite each other.",
+            verdict.owner)
+
     def _scan(self, result: MatchResult, now: float) -> None:
         """Ask Plex to scan the folder of each file not found (once per folder per window)."""
         if not self.settings.trigger_plex_scan:
@@ -365,6 +410,8 @@ class PlexSync:
         ledger = LedgerEntry.from_any(ledger)
         before = self.conn.requests_made
         state = self._locate(scene, ledger, now)
+        mine = self._held_file(state, scene)
+        ownership = self._ownership(scene, state, mine)
         desired, digest = self._desired(scene)
         same_item = bool(ledger and ledger.plex_key == state.rating_key)
         steps = image_steps(desired, ledger, same_item, self.fetch_image)
@@ -379,7 +426,7 @@ class PlexSync:
                             "POST", data=step.data)
         by_kind = {step.kind: step for step in steps}
         entry = LedgerEntry(
-            plex_key=state.rating_key, state_hash=digest, written=dict(plan.written),
+            plex_key=state.rating_key, plex_file=mine or None, state_hash=digest, written=dict(plan.written),
             poster_source=by_kind["poster"].source if "poster" in by_kind else None,
             poster_hash=by_kind["poster"].sha256 if "poster" in by_kind else None,
             art_source=by_kind["art"].source if "art" in by_kind else None,
@@ -389,7 +436,7 @@ class PlexSync:
         return SyncOutcome(SyncStatus.WRITTEN if wrote else SyncStatus.UNCHANGED, state.rating_key, entry,
                            changes=plan.changes, kept=plan.kept,
                            images_uploaded=tuple(u.kind for u in uploads),
-                           requests=self.conn.requests_made - before)
+                           requests=self.conn.requests_made - before, displaced=ownership.displaced)
 
     def _edit(self, state: CurrentState, plan: EditPlan) -> None:
         from plexapi.utils import joinArgs

@@ -87,6 +87,15 @@ def put(
     )
 
 
+def holder(conn: sqlite3.Connection, plex_key: str, other_than: int) -> LedgerEntry | None:
+    """Another scene whose live row holds this Plex item (the oldest, should there be two):
+    one item, one scene (`plex.claims`)."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM ledger WHERE plex_key = ? AND scene_id != ? AND lost = 0 "
+        "ORDER BY synced_at, scene_id LIMIT 1", (plex_key, other_than)).fetchone()
+    return _entry(row) if row else None
+
+
 def mark_lost(conn: sqlite3.Connection, scene_id: int) -> bool:
     """Plex no longer has the item: the next bulk or reconcile pass must enqueue the scene."""
     return conn.execute("UPDATE ledger SET lost = 1 WHERE scene_id = ?", (scene_id,)).rowcount > 0

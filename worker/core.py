@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from plex.claims import Claim
 from plex.pacing import Pacer, RateLimit, hold, wait_turn
 from plex.records import LedgerEntry as PlexLedger
 from plex.records import SyncOutcome, SyncStatus
@@ -67,6 +68,10 @@ FANOUT_RETRY = 60.0
 
 class SceneSource(Protocol):
     def find_scene(self, scene_id: int) -> Scene: ...
+
+
+class FileOwners(Protocol):
+    def scene_with_file(self, path: str) -> int | None: ...
 
 
 class PlexTarget(Protocol):
@@ -154,6 +159,28 @@ def record_sync(queue: JobQueue, scene_id: int, outcome: SyncOutcome, now: float
                      ledger.art_hash, written, now)
 
 
+#: Reason on the job of a scene whose Plex item another scene took over.
+ITEM_CLAIMED = "item_claimed"
+
+
+@dataclass
+class LedgerClaims:
+    """`plex.sync.ClaimSource` over our ledger and Stash: who else holds an item."""
+
+    queue: JobQueue
+    stash: FileOwners
+
+    def rival(self, plex_key: str, scene_id: int) -> Claim | None:
+        entry = self.queue.ledger_holder(plex_key, scene_id)
+        if entry is None:
+            return None
+        record = PlexLedger.from_any(entry.written)
+        return Claim(entry.scene_id, record.plex_file if record else None)
+
+    def scene_with_file(self, stash_path: str) -> int | None:
+        return self.stash.scene_with_file(stash_path)
+
+
 # --- a processing halt (bad Plex token): said once, kept until the token changes ------------
 
 
@@ -187,6 +214,10 @@ def attempt(job: Job, svc: Services, now: float) -> SyncOutcome:
     scene = svc.stash.find_scene(job.scene_id)
     outcome = svc.plex.sync(scene, previous_sync(svc.queue, job.scene_id), now)
     record_sync(svc.queue, job.scene_id, outcome, now, scene)
+    if outcome.displaced is not None and svc.queue.release_claim(outcome.displaced, ITEM_CLAIMED, now):
+        svc.log.warning(f"Stash2Plex: scene {job.scene_id} now owns Plex item {outcome.plex_key}; scene "
+                        f"{outcome.displaced}, synced to it before, is queued again and is dead-lettered if it "
+                        f"still resolves to this item.")
     return outcome
 
 
