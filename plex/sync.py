@@ -38,7 +38,7 @@ from urllib.parse import quote, urlencode
 from plex import claims, xmlread
 from plex.connection import PlexConnection
 from plex.desired import DesiredState, desired_state
-from plex.diff import EditPlan, plan_edit, state_hash
+from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
 from plex.pathmap import basename_key, name_forms, nfc, parent_folder, path_key, to_plex, to_stash
 from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
@@ -401,8 +401,16 @@ class PlexSync:
         ledger = LedgerEntry.from_any(ledger)
         state = self._locate(scene, ledger, now)
         desired, _ = self._desired(scene)
-        return state, plan_edit(desired, state, ledger.written if ledger else None,
-                                lock=self.settings.lock_synced_fields, preserve=self.settings.preserve_plex_edits)
+        return state, self._plan(desired, state, ledger)
+
+    def _plan(self, desired: DesiredState, state: CurrentState, ledger: LedgerEntry | None,
+              uploads: Sequence[str] = ()) -> EditPlan:
+        s = self.settings
+        same_item = bool(ledger and ledger.plex_key == state.rating_key)
+        images = [k for k, url in (("poster", desired.poster_url), ("art", desired.art_url)) if url]
+        return plan_edit(desired, state, ledger.written if ledger else None, lock=s.lock_synced_fields,
+                         preserve=s.preserve_plex_edits, uploads=uploads, images=images,
+                         ours=locks_we_set(ledger if same_item else None), overwrite_locks=s.overwrite_user_locks)
 
     def sync(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float) -> SyncOutcome:
         """Bring the scene's Plex item to the state Stash asks for (see module docstring)."""
@@ -415,26 +423,26 @@ class PlexSync:
         desired, digest = self._desired(scene)
         same_item = bool(ledger and ledger.plex_key == state.rating_key)
         steps = image_steps(desired, ledger, same_item, self.fetch_image)
-        uploads = [s for s in steps if s.data is not None]
-        s = self.settings
-        plan = plan_edit(desired, state, ledger.written if ledger else None, lock=s.lock_synced_fields,
-                         preserve=s.preserve_plex_edits, uploads=tuple(u.kind for u in uploads))
+        plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None])
+        uploads = [s for s in steps if s.kind in plan.uploads]
         if not plan.empty:
             self._edit(state, plan)
         for step in uploads:
             self.conn.query(f"/library/metadata/{state.rating_key}/{'posters' if step.kind == 'poster' else 'arts'}",
                             "POST", data=step.data)
-        by_kind = {step.kind: step for step in steps}
+        # An image kept off by someone else's lock is not recorded: once they unlock it, it is sent.
+        by_kind = {step.kind: step for step in steps if step.data is None or step.kind in plan.uploads}
         entry = LedgerEntry(
             plex_key=state.rating_key, plex_file=mine or None, state_hash=digest, written=dict(plan.written),
             poster_source=by_kind["poster"].source if "poster" in by_kind else None,
             poster_hash=by_kind["poster"].sha256 if "poster" in by_kind else None,
             art_source=by_kind["art"].source if "art" in by_kind else None,
             art_hash=by_kind["art"].sha256 if "art" in by_kind else None,
+            locks=plan.locks, user_locked=plan.kept_locked,
         )
         wrote = not plan.empty or bool(uploads)
         return SyncOutcome(SyncStatus.WRITTEN if wrote else SyncStatus.UNCHANGED, state.rating_key, entry,
-                           changes=plan.changes, kept=plan.kept,
+                           changes=plan.changes, kept=plan.kept, kept_locked=plan.kept_locked,
                            images_uploaded=tuple(u.kind for u in uploads),
                            requests=self.conn.requests_made - before, displaced=ownership.displaced)
 
