@@ -30,6 +30,7 @@ Rules:
   the ledger recorded them). Such a field is left alone: no value, no lock, no upload, and
   it is listed in `kept_locked`. With `overwrite_user_locks` it is written, and its lock is
   sent as 1 whatever `lock_synced_fields` says: we never unlock a lock we did not set.
+  The sort title follows the title: a title kept this way keeps its sort title too.
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ class _Plan:
 
     def left_alone(self, name: str, last: Mapping[str, Any]) -> bool:
         """True (and noted) when someone else's lock keeps us off this field."""
-        if self.overwrite or not self.theirs_locked(name):
+        follows_title = name == "titleSort" and "title" in self.kept_locked
+        if self.overwrite or not (self.theirs_locked(name) or follows_title):
             return False
         self.kept_locked.append(name)
         if name in last:
