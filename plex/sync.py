@@ -400,6 +400,7 @@ class PlexSync:
         now = self._now if now is None else now
         ledger = LedgerEntry.from_any(ledger)
         state = self._locate(scene, ledger, now)
+        self._ownership(scene, state, self._held_file(state, scene))
         desired, _ = self._desired(scene)
         return state, self._plan(desired, state, ledger)
 

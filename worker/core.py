@@ -167,11 +167,11 @@ ITEM_CLAIMED = "item_claimed"
 class LedgerClaims:
     """`plex.sync.ClaimSource` over our ledger and Stash: who else holds an item."""
 
-    queue: JobQueue
+    queue: JobQueue | None  # None: no ledger yet (a dry run before the first sync)
     stash: FileOwners
 
     def rival(self, plex_key: str, scene_id: int) -> Claim | None:
-        entry = self.queue.ledger_holder(plex_key, scene_id)
+        entry = self.queue.ledger_holder(plex_key, scene_id) if self.queue is not None else None
         if entry is None:
             return None
         record = PlexLedger.from_any(entry.written)
