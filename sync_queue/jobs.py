@@ -619,6 +619,9 @@ class JobQueue:
             self._enqueue(conn, scene_id, (reason,), now, urgent=False, state_hash=entry.fields_hash)
             return True
 
+    def ledger_user_locked(self, limit: int) -> tuple[int, list[tuple[int, list[str]]]]:
+        return ledger_table.user_locked(self._conn, limit)
+
     def ledger_mark_lost(self, scene_id: int) -> bool:
         with write_txn(self._conn) as conn:
             return ledger_table.mark_lost(conn, scene_id)

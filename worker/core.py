@@ -214,6 +214,9 @@ def attempt(job: Job, svc: Services, now: float) -> SyncOutcome:
     scene = svc.stash.find_scene(job.scene_id)
     outcome = svc.plex.sync(scene, previous_sync(svc.queue, job.scene_id), now)
     record_sync(svc.queue, job.scene_id, outcome, now, scene)
+    if outcome.kept_locked:
+        svc.log.info(f"Stash2Plex: scene {job.scene_id}: left {', '.join(outcome.kept_locked)} alone in Plex: "
+                     f"someone else locked them there (setting overwrite_user_locks).")
     if outcome.displaced is not None and svc.queue.release_claim(outcome.displaced, ITEM_CLAIMED, now):
         svc.log.warning(f"Stash2Plex: scene {job.scene_id} now owns Plex item {outcome.plex_key}; scene "
                         f"{outcome.displaced}, synced to it before, is queued again and is dead-lettered if it "
