@@ -28,7 +28,7 @@ Rules:
   `art.locked=1`), so an agent refresh cannot replace it.
 * A lock this plugin did not set is a person's decision (`ours` lists the locks we set, as
   the ledger recorded them). Such a field is left alone: no value, no lock, no upload, and
-  it is listed in `kept_locked`. With `overwrite_user_locks` it is written, and its lock is
+  it is listed in `kept_locked` when Stash's value differs from Plex's. With `overwrite_user_locks` it is written, and its lock is
   sent as 1 whatever `lock_synced_fields` says: we never unlock a lock we did not set.
   The sort title follows the title: a title kept this way keeps its sort title too.
 """
@@ -171,14 +171,19 @@ class _Plan:
         """Someone else locked this field in Plex."""
         return bool(lock_names(name) & self.theirs)
 
-    def left_alone(self, name: str, last: Mapping[str, Any]) -> bool:
-        """True (and noted) when someone else's lock keeps us off this field."""
+    def left_alone(self, name: str, last: Mapping[str, Any], differs: bool, ours: Any = None) -> bool:
+        """True when someone else's lock keeps us off this field. When Plex's value differs
+        from Stash's (`differs`) the field is noted as kept and the ledger keeps what we last
+        wrote; when it does not, the ledger records `ours` as if we had written it."""
         follows_title = name == "titleSort" and "title" in self.kept_locked
         if self.overwrite or not (self.theirs_locked(name) or follows_title):
             return False
-        self.kept_locked.append(name)
-        if name in last:
-            self.written[name] = last[name]
+        if differs:
+            self.kept_locked.append(name)
+            if name in last:
+                self.written[name] = last[name]
+        elif ours is not None:
+            self.written[name] = ours
         return True
 
     def set_lock(self, name: str, wanted: bool) -> None:
@@ -205,7 +210,7 @@ class _Plan:
 def _scalar(plan: _Plan, name: str, want: Any, now: Any, last: Mapping[str, Any], preserve: bool) -> None:
     if want is None or (name == "title" and not want):
         return
-    if plan.left_alone(name, last):
+    if plan.left_alone(name, last, _norm(now) != _norm(want), want):
         return
     if preserve and name in last and _norm(now) != _norm(last[name]) and _norm(now) != _norm(want):
         plan.kept.append(name)
@@ -234,7 +239,7 @@ def _names_list(
     plan: _Plan, tag: str, want: tuple[str, ...] | None, now: tuple[str, ...],
     last: Mapping[str, Any], preserve: bool, mirror: bool,
 ) -> None:
-    if want is None or plan.left_alone(tag, last):
+    if want is None or plan.left_alone(tag, last, _fold(now) != _fold(want), list(want)):
         return
     result = merge_list(now, last.get(tag), want, mirror, preserve)
     plan.written[tag] = list(want)
@@ -245,9 +250,12 @@ def _names_list(
 
 
 def _actors(plan: _Plan, want: tuple[Actor, ...] | None, last: Mapping[str, Any], preserve: bool) -> None:
-    if want is None or plan.left_alone("actor", last):
+    if want is None:
         return
     now = plan.current.actors
+    if plan.left_alone("actor", last, _fold(a.name for a in now) != _fold(a.name for a in want),
+                       [[a.name, a.thumb] for a in want]):
+        return
     last_pairs = last.get("actor")
     last_names = None if last_pairs is None else [p[0] for p in last_pairs]
     names = merge_list(tuple(a.name for a in now), last_names, tuple(a.name for a in want), True, preserve)
@@ -278,15 +286,12 @@ def plan_edit(
     uploads: Collection[str] = (),
     ours: Collection[str] | None = None,
     overwrite_locks: bool = False,
-    images: Collection[str] = (),
 ) -> EditPlan:
     """The one edit that brings `current` to `desired` under the rules above.
 
     `uploads` names the images the writer is about to upload ("poster", "art"), so their
-    locks ride in this same request; `plan.uploads` are those it may send. `images` names
-    every image Stash has for the scene (uploaded or not), so one kept under someone else's
-    lock is reported on every sync. `ours` lists the locks this plugin set (None: every
-    lock counts as ours).
+    locks ride in this same request; `plan.uploads` are those it may send. `ours` lists the
+    locks this plugin set (None: every lock counts as ours).
     """
     last = written or {}
     plan = _Plan(current, lock, ours, overwrite_locks)
@@ -301,10 +306,8 @@ def plan_edit(
     _actors(plan, desired.actors, last, preserve)
     _names_list(plan, "collection", desired.collections, current.collections, last, preserve, mirror=False)
     allowed = []
-    for image in (*uploads, *(i for i in images if i not in uploads)):
-        if plan.left_alone(image, {}):
-            continue
-        if image not in uploads:
+    for image in uploads:
+        if plan.left_alone(image, {}, True):
             continue
         allowed.append(image)
         plan.changes.append(f"{image}: new image")

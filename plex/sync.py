@@ -394,23 +394,23 @@ class PlexSync:
         return self.preview_state(scene, ledger, now)[1]
 
     def preview_state(self, scene: Scene, ledger: LedgerEntry | Any | None,
-                      now: float | None = None) -> tuple[CurrentState, EditPlan]:
+                      now: float | None = None, images: Sequence[str] = ()) -> tuple[CurrentState, EditPlan]:
         """`preview` plus the item it was planned against, so a dry run can show each field's
-        value before and after without reading the item a second time."""
+        value before and after without reading the item a second time. `images` are uploads
+        to plan for, so the plan says which of them someone else's lock keeps off."""
         now = self._now if now is None else now
         ledger = LedgerEntry.from_any(ledger)
         state = self._locate(scene, ledger, now)
         self._ownership(scene, state, self._held_file(state, scene))
         desired, _ = self._desired(scene)
-        return state, self._plan(desired, state, ledger)
+        return state, self._plan(desired, state, ledger, images)
 
     def _plan(self, desired: DesiredState, state: CurrentState, ledger: LedgerEntry | None,
               uploads: Sequence[str] = ()) -> EditPlan:
         s = self.settings
         same_item = bool(ledger and ledger.plex_key == state.rating_key)
-        images = [k for k, url in (("poster", desired.poster_url), ("art", desired.art_url)) if url]
         return plan_edit(desired, state, ledger.written if ledger else None, lock=s.lock_synced_fields,
-                         preserve=s.preserve_plex_edits, uploads=uploads, images=images,
+                         preserve=s.preserve_plex_edits, uploads=uploads,
                          ours=locks_we_set(ledger if same_item else None), overwrite_locks=s.overwrite_user_locks)
 
     def sync(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float) -> SyncOutcome:
@@ -431,7 +431,8 @@ class PlexSync:
         for step in uploads:
             self.conn.query(f"/library/metadata/{state.rating_key}/{'posters' if step.kind == 'poster' else 'arts'}",
                             "POST", data=step.data)
-        # An image kept off by someone else's lock is not recorded: once they unlock it, it is sent.
+        # An image kept off by someone else's lock is not recorded: it is reported (and sent
+        # once they unlock it) on every sync.
         by_kind = {step.kind: step for step in steps if step.data is None or step.kind in plan.uploads}
         entry = LedgerEntry(
             plex_key=state.rating_key, plex_file=mine or None, state_hash=digest, written=dict(plan.written),

@@ -383,19 +383,21 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
 
 def preview_scene(plex: Any, scene: Scene, desired: DesiredState, ledger: PlexLedger | None, now: float) -> SceneDiff:
     title = _title(scene, desired)
+    images = [k for k, url in (("poster", desired.poster_url), ("art", desired.art_url)) if url]
     try:
-        state, plan = plex.preview_state(scene, ledger, now)
+        state, plan = plex.preview_state(scene, ledger, now, images)
     except AmbiguousMatch as exc:
         return SceneDiff(scene.id, title, Status.AMBIGUOUS, candidates=tuple(exc.candidates))
     except PlexNotFound as exc:
         return SceneDiff(scene.id, title, Status.NOT_IN_PLEX, paths_tried=tuple(exc.paths_tried))
     except DuplicateItem as exc:
         return SceneDiff(scene.id, title, Status.DUPLICATE, message=str(exc).split(": ", 1)[-1])
-    uploads = [u for u in would_upload(desired, ledger, state.rating_key) if u[0] not in plan.kept_locked]
-    changes = field_changes(plan, state, uploads)
+    would = would_upload(desired, ledger, state.rating_key)
+    wanted = {kind for kind, _why in would}
+    changes = field_changes(plan, state, [u for u in would if u[0] in plan.uploads])
+    kept_locked = tuple(k for k in plan.kept_locked if k not in images or k in wanted)
     status = Status.CHANGES if changes else Status.UNCHANGED
-    return SceneDiff(scene.id, title, status, state.rating_key, changes, tuple(plan.kept),
-                     kept_locked=tuple(plan.kept_locked))
+    return SceneDiff(scene.id, title, status, state.rating_key, changes, tuple(plan.kept), kept_locked=kept_locked)
 
 
 class LedgerReader:

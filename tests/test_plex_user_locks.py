@@ -69,7 +69,7 @@ def test_overwrite_user_locks_writes_the_field_and_keeps_their_lock() -> None:
 def test_with_locking_off_no_lock_we_did_not_set_is_ever_unlocked(overwrite: bool) -> None:
     for name in EVERY_LOCK | {"role"}:
         current = CurrentState(**{**CURRENT.__dict__, "locked": frozenset({name})})
-        out = plan(current, lock=False, overwrite=overwrite, uploads=("poster", "art"), images=("poster", "art"))
+        out = plan(current, lock=False, overwrite=overwrite, uploads=("poster", "art"))
         for lock_name in (name, "actor" if name == "role" else name):
             assert out.params.get(f"{lock_name}.locked") != 0, (name, out.params)
 
@@ -80,14 +80,20 @@ def test_with_locking_off_our_own_lock_may_be_released() -> None:
     assert out.params["title.locked"] == 0 and "title" not in out.locks
 
 
-def test_an_image_someone_else_locked_is_not_uploaded_and_is_reported_every_time() -> None:
+def test_an_image_someone_else_locked_is_not_uploaded() -> None:
     current = CurrentState(**{**CURRENT.__dict__, "locked": frozenset({"thumb"})})
-    out = plan(current, uploads=("poster", "art"), images=("poster", "art"))
+    out = plan(current, uploads=("poster", "art"))
     assert out.uploads == ("art",) and out.kept_locked == ("poster",)
     assert "thumb.locked" not in out.params and out.params["art.locked"] == 1
-    again = plan(current, uploads=(), images=("poster", "art"))  # nothing new to upload
-    assert again.kept_locked == ("poster",)
-    assert plan(current, uploads=("poster",), images=("poster",), overwrite=True).uploads == ("poster",)
+    assert plan(current, uploads=("poster",), overwrite=True).uploads == ("poster",)
+
+
+def test_a_locked_field_that_already_shows_stash_s_value_is_not_reported() -> None:
+    current = CurrentState(**{**CURRENT.__dict__, "summary": "Stash text", "genres": ("b", "a"),
+                              "locked": frozenset({"summary", "genre"})})
+    out = plan(current)
+    assert out.kept_locked == () and not {"summary", "genre"} & sent_fields(out.params)
+    assert out.written["summary"] == "Stash text" and out.written["genre"] == ["A", "B"]
 
 
 def test_without_a_record_of_ours_every_lock_counts_as_ours() -> None:
@@ -212,3 +218,6 @@ def test_a_poster_someone_locked_is_not_replaced(plex: PlexEmulator, tmp_path: P
     assert out.images_uploaded == ("art",) and "poster" in out.kept_locked
     assert plex.item(key).poster is before
     assert out.ledger.poster_hash is None and out.ledger.art_hash is not None
+    plex.reset_log()
+    again = make(plex, tmp_path).sync(scene(), out.ledger, now=2.0)
+    assert again.kept_locked == ("poster",) and plex.count("POST") == 0 and plex.count("PUT") == 0
