@@ -13,7 +13,7 @@ The rule (README, "One Plex item, two scenes"):
    already owns the item in the sync ledger keeps it.
 3. Only the owner writes. Every other scene is dead-lettered with a message naming the
    owner; an owner that displaces an earlier claimant sends that one to be dead-lettered
-   the same way.
+   the same way, and takes over the locks it set (they are this plugin's, not a person's).
 
 Who holds the primary Part is asked of the ledger first and of Stash only when the ledger
 cannot say (`holder`): the rule does not depend on which scene happened to sync first.
@@ -33,6 +33,7 @@ class Claim:
 
     scene_id: int
     plex_file: str | None = None  # the Part its last sync matched; None: recorded before we kept it
+    locks: frozenset[str] = frozenset()  # the Plex locks its syncs set on the item
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Ownership:
     owner: int
     by_primary: bool = False  # the owner holds the primary Part (else: it owned the item first)
     displaced: int | None = None
+    locks: frozenset[str] = frozenset()  # the displaced claimant's locks, now the owner's
 
 
 def _same(a: str | None, b: str | None) -> bool:
@@ -66,11 +68,17 @@ def decide(scene_id: int, my_file: str, primary: str, files: Sequence[str], riva
     the Stash scene whose file is the primary Part (None: none, or not asked)."""
     current = live(rival, files)
     if _same(my_file, primary):
-        return Ownership(scene_id, True, rival.scene_id if rival else None)
+        return _displacing(Ownership(scene_id, True), rival)
     if current is not None and _same(current.plex_file, primary):
         return Ownership(current.scene_id, True)
     if holder is not None and holder != scene_id:
         return Ownership(holder, True)
     if current is not None:
         return Ownership(current.scene_id, False)
-    return Ownership(scene_id, False, rival.scene_id if rival else None)
+    return _displacing(Ownership(scene_id, False), rival)
+
+
+def _displacing(verdict: Ownership, rival: Claim | None) -> Ownership:
+    if rival is None:
+        return verdict
+    return Ownership(verdict.owner, verdict.by_primary, rival.scene_id, rival.locks)

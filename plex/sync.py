@@ -401,17 +401,20 @@ class PlexSync:
         now = self._now if now is None else now
         ledger = LedgerEntry.from_any(ledger)
         state = self._locate(scene, ledger, now)
-        self._ownership(scene, state, self._held_file(state, scene))
+        ownership = self._ownership(scene, state, self._held_file(state, scene))
         desired, _ = self._desired(scene)
-        return state, self._plan(desired, state, ledger, images)
+        return state, self._plan(desired, state, ledger, images, ownership.locks)
 
     def _plan(self, desired: DesiredState, state: CurrentState, ledger: LedgerEntry | None,
-              uploads: Sequence[str] = ()) -> EditPlan:
+              uploads: Sequence[str] = (), inherited: frozenset[str] = frozenset()) -> EditPlan:
+        """The edit, with the locks this plugin set on the item: those of this scene's own
+        syncs, plus those of a scene whose claim it just took over (`inherited`)."""
         s = self.settings
         same_item = bool(ledger and ledger.plex_key == state.rating_key)
+        ours = locks_we_set(ledger if same_item else None) | inherited
         return plan_edit(desired, state, ledger.written if ledger else None, lock=s.lock_synced_fields,
-                         preserve=s.preserve_plex_edits, uploads=uploads,
-                         ours=locks_we_set(ledger if same_item else None), overwrite_locks=s.overwrite_user_locks)
+                         preserve=s.preserve_plex_edits, uploads=uploads, ours=ours,
+                         overwrite_locks=s.overwrite_user_locks)
 
     def sync(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float) -> SyncOutcome:
         """Bring the scene's Plex item to the state Stash asks for (see module docstring)."""
@@ -424,7 +427,7 @@ class PlexSync:
         desired, digest = self._desired(scene)
         same_item = bool(ledger and ledger.plex_key == state.rating_key)
         steps = image_steps(desired, ledger, same_item, self.fetch_image)
-        plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None])
+        plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None], ownership.locks)
         uploads = [s for s in steps if s.kind in plan.uploads]
         if not plan.empty:
             self._edit(state, plan)

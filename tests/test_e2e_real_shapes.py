@@ -127,3 +127,32 @@ def test_with_locking_off_a_plex_web_edit_is_kept_and_nothing_repeats(tmp_path: 
         assert sync_all(st)["summary"]["synced"] == 0
         reconcile = ok(st.task("reconcile_all"))
         assert reconcile["queued"] == 0 and writes(st) == 0, reconcile
+
+
+def test_the_owner_arriving_later_takes_the_item_over_and_the_copy_is_dead_lettered(tmp_path: Path) -> None:
+    with stage_with_every_shape(tmp_path, False) as st:
+        folder = "/data/stash/Später (2021)"
+        original, copy = f"{folder}/Später (2021).mkv", f"{folder}/Plex Versions/Optimized for Mobile/Später (2021).mp4"
+        copy_id = st.library.add_scene(files=[copy], title="Scanned copy", details="From the copy")
+        key = st.plex.add_item(plex_path(original))
+        st.plex.add_item(plex_path(copy))
+        first = sync_all(st)
+        assert first["summary"]["dead_lettered"] == {} and st.plex.item(key).title == "Scanned copy"
+
+        owner = st.library.add_scene(files=[original], title="The film itself", details="From Stash")
+        st.plex.reset_log()
+        result = st.task("all")
+        out = ok(result)
+        assert out["summary"]["synced"] == 1 and out["summary"]["dead_lettered"] == {"duplicate": [copy_id]}
+        assert st.plex.item(key).title == "The film itself"
+        assert st.plex.count("PUT", rating_key=key) == 1  # the copy wrote nothing after the takeover
+        assert any(f"scene {owner} now owns Plex item {key}" in line for line in result.lines("warning"))
+        with queue_of(st) as queue:
+            (letter,) = queue.dlq_list("duplicate")
+            assert f"Scene {copy_id}" in letter.message and f"scene {owner}" in letter.message
+            assert queue.ledger_get(copy_id).lost and queue.ledger_holder(str(key), copy_id).scene_id == owner
+
+        st.plex.reset_log()
+        assert sync_all(st)["summary"]["synced"] == 0
+        reconcile = ok(st.task("reconcile_all"))
+        assert reconcile["queued"] == 0 and writes(st) == 0, reconcile

@@ -19,6 +19,12 @@ def test_the_primary_part_wins_over_an_earlier_claim_and_displaces_it() -> None:
     assert decide(9, ORIGINAL, ORIGINAL, FILES, Claim(3, MOBILE)) == Ownership(9, True, displaced=3)
 
 
+def test_the_owner_takes_over_the_locks_the_displaced_claimant_set() -> None:
+    rival = Claim(3, MOBILE, frozenset({"title", "genre"}))
+    assert decide(9, ORIGINAL, ORIGINAL, FILES, rival).locks == {"title", "genre"}
+    assert decide(2, MOBILE, ORIGINAL, FILES, Claim(5, ORIGINAL, frozenset({"title"}))).locks == frozenset()
+
+
 def test_a_rival_holding_the_primary_part_keeps_the_item() -> None:
     assert decide(2, MOBILE, ORIGINAL, FILES, Claim(5, ORIGINAL)) == Ownership(5, True)
 

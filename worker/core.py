@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from plex.claims import Claim
+from plex.diff import locks_we_set
 from plex.pacing import Pacer, RateLimit, hold, wait_turn
 from plex.records import LedgerEntry as PlexLedger
 from plex.records import SyncOutcome, SyncStatus
@@ -175,7 +176,7 @@ class LedgerClaims:
         if entry is None:
             return None
         record = PlexLedger.from_any(entry.written)
-        return Claim(entry.scene_id, record.plex_file if record else None)
+        return Claim(entry.scene_id, record.plex_file if record else None, locks_we_set(record))
 
     def scene_with_file(self, stash_path: str) -> int | None:
         return self.stash.scene_with_file(stash_path)
