@@ -310,11 +310,13 @@ def element_for(kind: str) -> str:
     raise KeyError(f"unknown tag type {kind!r}")
 
 
-def _under(path: str, folder: str) -> bool:
+def _under(path: str, folder: str, same_form: bool = False) -> bool:
     """`path` is `folder` or inside it. A Windows Plex (drive or UNC location) separates
     with backslashes and compares ignoring case, as NTFS does; elsewhere exact, with '/'.
-    Both sides in NFC: a folder the scan request names in one form is the folder on disk."""
-    path, folder = unicodedata.normalize("NFC", path), unicodedata.normalize("NFC", folder)
+    Compared in NFC unless `same_form`: a scan request must name the folder as the disk
+    holds it, while a section's location is configured by hand."""
+    if not same_form:
+        path, folder = unicodedata.normalize("NFC", path), unicodedata.normalize("NFC", folder)
     if re.match(r"^([A-Za-z]:|\\\\)", folder):
         p, f = path.replace("/", "\\").casefold(), folder.replace("/", "\\").rstrip("\\").casefold()
         return p == f or p.startswith(f + "\\")
@@ -659,7 +661,7 @@ class PlexLibrary:
         """A library scan: pending files of the section (under `path` if given) become items."""
         home = self.section(section_key)
         due = [p for p in self.pending.values()
-               if p.section == home.key and (path is None or _under(p.path, path))]
+               if p.section == home.key and (path is None or _under(p.path, path, same_form=True))]
         keys = []
         for pending in sorted(due, key=lambda p: p.path):
             del self.pending[pending.path]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 PathMap = Sequence[tuple[str, str]]
 
@@ -37,11 +37,24 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def name_forms(name: str) -> tuple[str, ...]:
-    """The distinct normal forms a file name may be stored in (NFC first), for a server
-    whose filter compares the stored text as it is."""
-    forms = (nfc(name), unicodedata.normalize("NFD", name))
-    return forms[:1] if forms[0] == forms[1] else forms
+def name_forms(name: str, held: str | None = None) -> tuple[str, ...]:
+    """The distinct normal forms a name may be stored in, for a server that compares the
+    stored text as it is: only the form it is known to hold (`held`, "NFC" or "NFD"), else
+    both, NFC first."""
+    forms = {form: unicodedata.normalize(form, name) for form in ("NFC", "NFD")}
+    if forms["NFC"] == forms["NFD"]:
+        return (forms["NFC"],)
+    return (forms[held],) if held in forms else (forms["NFC"], forms["NFD"])
+
+
+def form_of(paths: Iterable[str]) -> str | None:
+    """The normal form the first path that tells them apart is in; None when none does."""
+    for path in paths:
+        if not unicodedata.is_normalized("NFC", path):
+            return "NFD"
+        if not unicodedata.is_normalized("NFD", path):
+            return "NFC"
+    return None
 
 
 def _split(path: str) -> list[str]:

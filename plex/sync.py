@@ -7,9 +7,10 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
   does not hold is re-read narrowly (`/all?type=1&file=<file name>`, one request per
   section) before we conclude anything; `file=` only narrows, `Part@file` is compared
   exactly (in NFC, see `plex.pathmap`). Plex's filter compares the name as stored, so a
-  name that differs between NFC and NFD is asked for in the form this server was last
-  seen to hold, and only when that finds nothing in the other (one more request). A miss
-  is remembered for `MISS_TTL` seconds only. Until `NARROW_LOOKUPS`
+  name that differs between NFC and NFD is asked for in the form this server holds (seen
+  in any listing), and in both while that is not known (one more request). Scan requests
+  name the folder the same way. A miss is remembered for `MISS_TTL` seconds only. Until
+  `NARROW_LOOKUPS`
   scenes were looked up, the full index is not built at all: a single hook job costs one
   narrow lookup instead of a whole-library listing.
 * **a scene we synced before** (ledger has its item key) skips matching: its one read
@@ -40,7 +41,7 @@ from plex.connection import PlexConnection
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
-from plex.pathmap import basename_key, name_forms, nfc, parent_folder, path_key, to_plex, to_stash
+from plex.pathmap import basename_key, form_of, name_forms, parent_folder, path_key, to_plex, to_stash
 from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
 from plugin.errors import AmbiguousMatch, DuplicateItem, PlexNotFound, SettingsError
 from plugin.settings import WHERE_TO_SET, Settings
@@ -185,7 +186,7 @@ class PlexSync:
         self._idx = _Index()
         self._prefetched: dict[str, tuple[float, CurrentState]] = {}
         self.scans = ScanMemory()
-        self._nfd_first = False  # this server was last seen holding file names in NFD
+        self._form: str | None = None  # "NFC" or "NFD": how this server stores names, once seen
         self._now = 0.0
 
     # -- reads -----------------------------------------------------------------------
@@ -218,6 +219,7 @@ class PlexSync:
     def build_index(self, now: float, on_page: Callable[[Any], None] | None = None) -> LibraryIndex:
         """Read every configured section in full (the amortised index)."""
         entries = [e for s in self.sections() for e in self._listing(s, on_page=on_page)]
+        self._form = form_of(e.path for e in entries) or self._form
         idx = self._idx  # updated in place: callers hold a reference to it
         idx.index, idx.complete, idx.built_at, idx.misses = build_index(entries), True, now, {}
         return idx.index
@@ -230,16 +232,12 @@ class PlexSync:
 
     def _narrow_name(self, section: xmlread.Section, name: str) -> list[Any]:
         """Parts named `name` in one section, asked for in each normal form until one answers."""
-        forms = name_forms(name)
-        if self._nfd_first:
-            forms = forms[::-1]
         wanted = basename_key(name)
-        for form in forms:
+        for form in name_forms(name, self._form):
             found = [e for e in self._listing(section, "&file=" + quote(form, safe=""))
                      if basename_key(e.path) == wanted]
             if found:
-                if len(forms) > 1:
-                    self._nfd_first = form != nfc(form)
+                self._form = form_of(e.path for e in found) or self._form
                 return found
         return []
 
@@ -380,7 +378,8 @@ class PlexSync:
             if section is None or not self.scans.due(folder, now):
                 continue
             self.scans.mark(folder, now)
-            self.conn.query(f"/library/sections/{section.key}/refresh?" + urlencode({"path": folder}))
+            for form in name_forms(folder, self._form):
+                self.conn.query(f"/library/sections/{section.key}/refresh?" + urlencode({"path": form}))
 
     # -- the job ---------------------------------------------------------------------
 

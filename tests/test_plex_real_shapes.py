@@ -19,6 +19,7 @@ from plex.desired import desired_state
 from plex.diff import plan_edit
 from plex.records import LedgerEntry, SyncStatus
 from plex.sync import PlexSync
+from plugin.errors import PlexNotFound
 from plugin.settings import load_settings
 from reconciliation.gaps import drifted_fields, snapshot
 from reconciliation.reconcile import listed_item
@@ -158,6 +159,37 @@ def test_the_full_index_matches_across_normal_forms(tmp_path: Path, plex_form: s
         assert sync.prefetch([scene(1, stash_path)], now=1.0) == 1
         out = sync.sync(scene(1, stash_path), None, now=1.0)
         assert out.plex_key == str(key)
+
+
+def scans(plex: PlexEmulator) -> list[str]:
+    return [r.query["path"] for r in plex.requests if r.path == "/library/sections/1/refresh"]
+
+
+def test_a_scan_names_the_folder_as_plex_holds_it(plex: PlexEmulator, tmp_path: Path) -> None:
+    folder = unicodedata.normalize("NFC", "/media/stash/Études")
+    plex.add_pending(f"{folder}/{NFC_NAME}")  # on disk in NFD, not scanned yet
+    sync = make(plex, tmp_path, trigger_plex_scan=True)
+    with pytest.raises(PlexNotFound):
+        sync.sync(scene(1, f"/data/stash/Études/{NFC_NAME}"), None, now=1.0)
+    # The server's form is not known yet: both are asked for; only the NFD one finds the folder.
+    assert scans(plex) == [folder, unicodedata.normalize("NFD", folder)]
+    assert sync.sync(scene(1, f"/data/stash/Études/{NFC_NAME}"), None, now=10.0).status is SyncStatus.WRITTEN
+    # Once a listing showed the form, one scan request names the folder in it.
+    plex.add_pending(f"{folder}/Zoë.mp4")
+    plex.reset_log()
+    sync.build_index(3.0)
+    with pytest.raises(PlexNotFound):
+        sync.sync(scene(2, "/data/stash/Études/Zoë.mp4"), None, now=200.0)
+    assert scans(plex) == [unicodedata.normalize("NFD", folder)]
+    assert plex.item_by_file(f"{folder}/Zoë.mp4") is not None
+
+
+def test_a_scan_in_the_wrong_form_finds_nothing_on_the_emulated_disk(plex: PlexEmulator) -> None:
+    plex.add_pending(f"/media/stash/Études/{NFC_NAME}")
+    plex.library.scan(1, unicodedata.normalize("NFC", "/media/stash/Études"), now=1)
+    assert plex.library.pending and not plex.library.items
+    plex.library.scan(1, unicodedata.normalize("NFD", "/media/stash/Études"), now=2)
+    assert not plex.library.pending and len(plex.library.items) == 1
 
 
 # --- multi-key reads ------------------------------------------------------------------------
