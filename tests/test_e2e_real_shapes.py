@@ -51,14 +51,14 @@ def sync_all(st: Stage) -> dict[str, Any]:
     return ok(st.task("all"))
 
 
-def stage_with_every_shape(tmp_path: Path, copy_first: bool, **settings: Any):
+def stage_with_every_shape(tmp_path: Path, **settings: Any):
     return stage(10, seed=151, work_dir=tmp_path, settings={**QUIET, **settings},
                  on_result=audited("real shapes e2e"))
 
 
 @pytest.mark.parametrize("copy_first", [False, True])
 def test_after_one_sync_all_another_and_a_reconcile_write_nothing(tmp_path: Path, copy_first: bool) -> None:
-    with stage_with_every_shape(tmp_path, copy_first) as st:
+    with stage_with_every_shape(tmp_path) as st:
         owner, copy = add_optimised_pair(st, copy_first)
         locked = titled(st)[0]
         locked_key = st.plex_item(locked).rating_key
@@ -106,7 +106,7 @@ def test_after_one_sync_all_another_and_a_reconcile_write_nothing(tmp_path: Path
 
 
 def test_with_locking_off_a_plex_web_edit_is_kept_and_nothing_repeats(tmp_path: Path) -> None:
-    with stage_with_every_shape(tmp_path, False, lock_synced_fields=False, preserve_plex_edits=True) as st:
+    with stage_with_every_shape(tmp_path, lock_synced_fields=False, preserve_plex_edits=True) as st:
         sync_all(st)
         edited = titled(st)[1]
         key = st.plex_item(edited).rating_key
@@ -130,7 +130,7 @@ def test_with_locking_off_a_plex_web_edit_is_kept_and_nothing_repeats(tmp_path: 
 
 
 def test_the_owner_arriving_later_takes_the_item_over_and_the_copy_is_dead_lettered(tmp_path: Path) -> None:
-    with stage_with_every_shape(tmp_path, False) as st:
+    with stage_with_every_shape(tmp_path) as st:
         folder = "/data/stash/Später (2021)"
         original, copy = f"{folder}/Später (2021).mkv", f"{folder}/Plex Versions/Optimized for Mobile/Später (2021).mp4"
         copy_id = st.library.add_scene(files=[copy], title="Scanned copy", details="From the copy")
