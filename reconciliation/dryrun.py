@@ -16,6 +16,11 @@ are read in batches (`PlexSync.prefetch`, one request per 50 items) and planned 
 read one bounded page at a time (id-keyed, no cursor stored), so memory stays flat in the
 library size beside the index itself; the JSON output keeps at most `OUTPUT_SCENES` scenes.
 
+Fields a sync would leave alone because someone else locked them in Plex are listed per
+scene ("kept, locked in Plex"): from the planned edit for a scene read in full, from the
+ledger's record of the last sync for one the listing proves in sync. A scene whose item
+belongs to another scene (`plex.claims`, judged against the ledger) is shown as such.
+
 Images: a sync compares downloaded bytes with what it uploaded last; a dry run downloads
 nothing, so "poster" means the sync would download the cover and upload it unless the bytes
 turn out the same as last time (a new source on the same item) or Stash has no image.
@@ -28,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from base.errors import AmbiguousMatch, PlexNotFound
+from base.errors import AmbiguousMatch, DuplicateItem, PlexNotFound
 from base.settings import Settings
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan
@@ -58,6 +63,7 @@ class Status:
     UNCHANGED = "unchanged"
     NOT_IN_PLEX = "not_in_plex"
     AMBIGUOUS = "ambiguous"
+    DUPLICATE = "duplicate"
 
 
 # --- pure: a plan as field changes --------------------------------------------------------
@@ -104,6 +110,8 @@ class SceneDiff:
     kept: tuple[str, ...] = ()
     paths_tried: tuple[str, ...] = ()
     candidates: tuple[str, ...] = ()
+    kept_locked: tuple[str, ...] = ()
+    message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scene_id": self.scene_id, "title": self.title, "status": self.status}
@@ -113,6 +121,10 @@ class SceneDiff:
             out["changes"] = [c.to_dict() for c in self.changes]
         if self.kept:
             out["kept"] = list(self.kept)
+        if self.kept_locked:
+            out["kept_locked"] = list(self.kept_locked)
+        if self.message:
+            out["message"] = self.message
         if self.status in (Status.NOT_IN_PLEX, Status.AMBIGUOUS):
             out["paths_tried"] = list(self.paths_tried)
         if self.candidates:
@@ -207,6 +219,8 @@ def scene_line(diff: SceneDiff) -> str:
         return f"{head}: not in Plex (tried {', '.join(diff.paths_tried) or 'no file'})"
     if diff.status == Status.AMBIGUOUS:
         return f"{head}: several Plex items share its file name ({'; '.join(diff.candidates)})"
+    if diff.status == Status.DUPLICATE:
+        return f"{head}: not written, {diff.message}"
     real = [c for c in diff.changes if not c.lock_only]
     locks = [c.field for c in diff.changes if c.lock_only]
     parts = [change_words(c) for c in real]
@@ -214,6 +228,8 @@ def scene_line(diff: SceneDiff) -> str:
         parts.append("lock " + ", ".join(locks))
     if diff.kept:
         parts.append("kept as edited in Plex: " + ", ".join(diff.kept))
+    if diff.kept_locked:
+        parts.append(f"kept, locked in Plex: {', '.join(diff.kept_locked)}")
     return f"{head}: " + "; ".join(parts)
 
 
@@ -222,8 +238,9 @@ def change_kinds(diff: SceneDiff) -> list[str]:
     scene a sync would send anything for, a lock alone included."""
     if diff.status != Status.CHANGES:
         kinds = [{Status.UNCHANGED: "unchanged", Status.NOT_IN_PLEX: "not in Plex",
-                  Status.AMBIGUOUS: "ambiguous match"}[diff.status]]
-        return kinds + (["kept as edited in Plex"] if diff.kept else [])
+                  Status.AMBIGUOUS: "ambiguous match", Status.DUPLICATE: "item of another scene"}[diff.status]]
+        return kinds + (["kept as edited in Plex"] if diff.kept else []) + (
+            ["kept, locked in Plex"] if diff.kept_locked else [])
     kinds = ["would change"]
     words = LIST_WORDS
     for change in diff.changes:
@@ -241,6 +258,8 @@ def change_kinds(diff: SceneDiff) -> list[str]:
         kinds.append("locks only")
     if diff.kept:
         kinds.append("kept as edited in Plex")
+    if diff.kept_locked:
+        kinds.append("kept, locked in Plex")
     return list(dict.fromkeys(kinds))
 
 
@@ -249,7 +268,8 @@ KIND_ORDER = ("would change", "unchanged", "not in Plex", "ambiguous match",
               *(f"{f.name} changed" for f in SCALARS),
               *(kind for f in TAG_LISTS for kind in (f"{f.word} added", f"{f.word} removed")
                 + (("actor photos",) if f.name == "actor" else ())),
-              *(f"{word} would upload" for word in IMAGE_WORDS.values()), "locks only", "kept as edited in Plex")
+              *(f"{word} would upload" for word in IMAGE_WORDS.values()), "locks only", "kept as edited in Plex",
+              "kept, locked in Plex", "item of another scene")
 
 
 def summary_line(scenes: int, counts: Mapping[str, int]) -> str:
@@ -325,7 +345,9 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
                            preserve=settings.preserve_plex_edits, files=tuple(to_plex(f.path, pm) for f in scene.files))
         title = _title(scene, desired)
         if verdict.gap is None:
-            judged[scene.id] = SceneDiff(scene.id, title, Status.UNCHANGED, found.rating_key)
+            record = LedgerEntry.from_any(entry.written) if entry else None
+            judged[scene.id] = SceneDiff(scene.id, title, Status.UNCHANGED, found.rating_key,
+                                         kept_locked=record.user_locked if record else ())
         elif verdict.gap is Gap.MISSING:
             status = Status.AMBIGUOUS if found.kind is MatchKind.AMBIGUOUS else Status.NOT_IN_PLEX
             judged[scene.id] = SceneDiff(scene.id, title, status, paths_tried=verdict.paths_tried,
@@ -340,15 +362,21 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
 
 def preview_scene(plex: Any, scene: Scene, desired: DesiredState, ledger: LedgerEntry | None, now: float) -> SceneDiff:
     title = _title(scene, desired)
+    images = [k for k, url in (("poster", desired.poster_url), ("art", desired.art_url)) if url]
     try:
-        state, plan = plex.preview_state(scene, ledger, now)
+        state, plan = plex.preview_state(scene, ledger, now, images)
     except AmbiguousMatch as exc:
         return SceneDiff(scene.id, title, Status.AMBIGUOUS, candidates=tuple(exc.candidates))
     except PlexNotFound as exc:
         return SceneDiff(scene.id, title, Status.NOT_IN_PLEX, paths_tried=tuple(exc.paths_tried))
-    changes = field_changes(plan, state, would_upload(desired, ledger, state.rating_key))
+    except DuplicateItem as exc:
+        return SceneDiff(scene.id, title, Status.DUPLICATE, message=str(exc).split(": ", 1)[-1])
+    would = would_upload(desired, ledger, state.rating_key)
+    wanted = {kind for kind, _why in would}
+    changes = field_changes(plan, state, [u for u in would if u[0] in plan.uploads])
+    kept_locked = tuple(k for k in plan.kept_locked if k not in images or k in wanted)
     status = Status.CHANGES if changes else Status.UNCHANGED
-    return SceneDiff(scene.id, title, status, state.rating_key, changes, tuple(plan.kept))
+    return SceneDiff(scene.id, title, status, state.rating_key, changes, tuple(plan.kept), kept_locked=kept_locked)
 
 
 class LedgerReader:
@@ -360,6 +388,11 @@ class LedgerReader:
         from sync_queue.jobs import JobQueue
 
         self._queue = JobQueue(data_dir) if db_path(data_dir).exists() else None
+
+    @property
+    def queue(self) -> Any:
+        """The queue the ledger is read through; None before the first sync ever."""
+        return self._queue
 
     def rows(self, scene_ids: Iterable[int]) -> dict[int, LedgerRow | None]:
         if self._queue is None:

@@ -308,6 +308,19 @@ class JobQueue:
 
     # -- transitions between tables --
 
+    def release_claim(self, scene_id: int, reason: str, now: float) -> bool:
+        """Another scene took over this scene's Plex item: its row no longer holds the item
+        (marked lost) and it is queued once more, for the state it was synced in, so its own
+        job reaches the ownership rule and is dead-lettered there, naming the owner."""
+        with write_txn(self._conn) as conn:
+            entry = ledger.get(conn, scene_id)
+            if entry is None or entry.lost:
+                return False
+            ledger.mark_lost(conn, scene_id)
+            schedule.enqueue(conn, scene_id, (reason,), now, urgent=False, state_hash=entry.fields_hash)
+            return True
+
+
     def retry_dlq(self, error_class: str | None, now: float) -> int:
         """Re-queue dead letters (all, or one error class) as fresh jobs due now; how many.
 

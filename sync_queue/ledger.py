@@ -95,6 +95,25 @@ def put(
     )
 
 
+def holder(conn: sqlite3.Connection, plex_key: str, other_than: int) -> LedgerRow | None:
+    """Another scene whose live row holds this Plex item (the oldest, should there be two):
+    one item, one scene (`plex.claims`)."""
+    row = named(conn).execute(
+        f"SELECT {_COLUMNS} FROM ledger WHERE plex_key = ? AND scene_id != ? AND lost = 0 "
+        "ORDER BY synced_at, scene_id LIMIT 1", (plex_key, other_than)).fetchone()
+    return _entry(row) if row else None
+
+
+def user_locked(conn: sqlite3.Connection, limit: int) -> tuple[int, list[tuple[int, list[str]]]]:
+    """Scenes whose last sync left fields alone under someone else's Plex lock: how many,
+    and the first `limit` by id with those fields (the ``user_locked`` list in ``written``)."""
+    where = "json_array_length(written, '$.user_locked') > 0"
+    count = conn.execute(f"SELECT COUNT(*) FROM ledger WHERE {where}").fetchone()[0]
+    rows = named(conn).execute(f"SELECT scene_id, json_extract(written, '$.user_locked') AS fields FROM ledger "
+                               f"WHERE {where} ORDER BY scene_id LIMIT ?", (limit,)).fetchall()
+    return count, [(row["scene_id"], json.loads(row["fields"])) for row in rows]
+
+
 def mark_lost(conn: sqlite3.Connection, scene_id: int) -> bool:
     """Plex no longer has the item: the next bulk or reconcile pass must enqueue the scene."""
     return conn.execute("UPDATE ledger SET lost = 1 WHERE scene_id = ?", (scene_id,)).rowcount > 0
@@ -119,7 +138,7 @@ def iterate(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[LedgerRow]:
 
 
 def size(conn: sqlite3.Connection) -> int:
-    return named(conn).execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    return conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
 
 
 def scenes_referencing(conn: sqlite3.Connection, kind: str, entity_ids: Iterable[int], after: int = 0,
@@ -163,6 +182,12 @@ class LedgerTable:
 
     def iterate(self) -> Iterator[LedgerRow]:
         return iterate(self._conn)
+
+    def holder(self, plex_key: str, other_than: int) -> LedgerRow | None:
+        return holder(self._conn, plex_key, other_than)
+
+    def user_locked(self, limit: int) -> tuple[int, list[tuple[int, list[str]]]]:
+        return user_locked(self._conn, limit)
 
     def scenes_referencing(self, kind: str, entity_ids: Iterable[int], after: int = 0,
                            limit: int = 1000) -> list[int]:

@@ -15,6 +15,7 @@ from reconciliation.bulk import PAGE
 from reconciliation.dryrun import DryRunReport, LedgerReader, pages, preview_page, summary_line
 from reconciliation.reconcile import read_listing
 from tasks.args import parse_limit
+from worker.core import LedgerClaims
 from worker.runtime import RunContext
 
 #: Share of the progress bar for Plex's listing; Stash's pages get the rest.
@@ -29,22 +30,23 @@ def dry_run(ctx: RunContext) -> dict[str, Any]:
     limit = parse_limit(ctx.args.get("limit"))
     settings = replace(ctx.settings, trigger_plex_scan=False)  # a scan request is a write too
     settings.require("plex_url", "plex_token")
-    plex = PlexSync(shared_connection(settings, ctx.data_dir), settings, ctx.stash.fetch_image)
-    report = DryRunReport(limit=limit)
-    if not settings.enabled:
-        ctx.log.warning("Stash2Plex is disabled (setting 'enabled'): this shows what a sync would change "
-                        "once it is turned on; nothing is sent now.")
-    now = time.time()
-    ctx.log.progress(0.0)
-    ctx.log.info("Stash2Plex dry run: reading Plex's listings" + (f" for the first {limit} scenes" if limit else "")
-                 + "; nothing will be written.")
-    index, snaps = read_listing(plex, now, lambda f: ctx.log.progress(INDEX_SHARE * f))
-    report.plex_items = len(snaps)
-    total = ctx.stash.count_scenes()
-    total = max(min(total, limit) if limit else total, 1)
-    size = min(PAGE, limit) if limit else PAGE
     ledger = LedgerReader(ctx.data_dir)
     try:
+        plex = PlexSync(shared_connection(settings, ctx.data_dir), settings, ctx.stash.fetch_image,
+                        LedgerClaims(ledger.queue, ctx.stash))
+        report = DryRunReport(limit=limit)
+        if not settings.enabled:
+            ctx.log.warning("Stash2Plex is disabled (setting 'enabled'): this shows what a sync would change "
+                            "once it is turned on; nothing is sent now.")
+        now = time.time()
+        ctx.log.progress(0.0)
+        ctx.log.info("Stash2Plex dry run: reading Plex's listings" + (f" for the first {limit} scenes" if limit else "")
+                     + "; nothing will be written.")
+        index, snaps = read_listing(plex, now, lambda f: ctx.log.progress(INDEX_SHARE * f))
+        report.plex_items = len(snaps)
+        total = ctx.stash.count_scenes()
+        total = max(min(total, limit) if limit else total, 1)
+        size = min(PAGE, limit) if limit else PAGE
         for page in pages(ctx.stash.iter_scenes(page_size=size), size, limit):
             diffs, read = preview_page(plex, settings, page, ledger.rows(s.id for s in page),
                                        index, snaps, time.time())

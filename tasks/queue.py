@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from base.clock import absolute_utc, relative
-from sync_queue.dlq import DeadLetter
+from sync_queue.dlq import DeadLetter, DlqGroup
 from sync_queue.jobs import JobQueue
+from sync_queue.report import QueueCounts
+from sync_queue.schedule import Job
 from sync_queue.state import BREAKER, HALT, StateStore
 from tasks.args import number
 from tasks.drain import foreground_drain, queue_counts, start_worker_if_needed
@@ -25,6 +29,8 @@ from worker.runtime import RunContext
 #: Dead letters listed per reason in Queue Status (the JSON output adds each one's detail:
 #: candidates, paths tried, traceback).
 LETTERS_SHOWN = 20
+#: Scenes listed whose fields were left alone under someone else's Plex lock.
+LOCKED_SHOWN = 20
 
 
 def process_queue(ctx: RunContext) -> dict[str, Any]:
@@ -37,48 +43,81 @@ def process_queue(ctx: RunContext) -> dict[str, Any]:
     return foreground_drain(ctx, prepare, prepare_share=0.0)
 
 
-def queue_status(ctx: RunContext) -> dict[str, Any]:
-    """Read-only: counts, the soonest deferred jobs, dead letters by reason, breaker, halt."""
-    now = time.time()
-    queue = JobQueue(ctx.data_dir)
-    state = StateStore(ctx.data_dir)
+@dataclass(frozen=True)
+class StatusFacts:
+    """What Queue Status reads, all at one moment."""
+
+    now: float
+    counts: QueueCounts
+    deferred: list[Job]
+    groups: list[DlqGroup]
+    letters: dict[str, list[DeadLetter]]
+    locked_count: int
+    locked: list[tuple[int, list[str]]]
+    breaker: Breaker
+    halt: str | None
+
+
+def read_status(data_dir: Path, now: float) -> StatusFacts:
+    queue = JobQueue(data_dir)
+    state = StateStore(data_dir)
     try:
-        counts = queue.report.counts(now)
-        deferred = queue.report.deferred(now, limit=10)
         groups = queue.dlq.summary()
-        shown = {g.error_class: queue.dlq.list_all(g.error_class, limit=LETTERS_SHOWN) for g in groups}
-        breaker = Breaker.load(state.get(BREAKER))
-        halt = state.get(HALT)
+        locked_count, locked = queue.ledger.user_locked(LOCKED_SHOWN)
+        return StatusFacts(
+            now, queue.report.counts(now), queue.report.deferred(now, limit=10), groups,
+            {g.error_class: queue.dlq.list_all(g.error_class, limit=LETTERS_SHOWN) for g in groups},
+            locked_count, locked, Breaker.load(state.get(BREAKER)), state.get(HALT))
     finally:
         state.close()
         queue.close(compact=False)
+
+
+def status_lines(facts: StatusFacts, overwrite_user_locks: bool) -> list[str]:
+    """Queue Status as Stash's log shows it. Pure."""
+    counts, breaker, now = facts.counts, facts.breaker, facts.now
     lines = [
         f"Stash2Plex queue: {counts.due} due, {counts.deferred} deferred, {counts.in_flight} in flight, "
         f"{counts.inbox} new events, {counts.dlq} dead letters, {counts.ledger} scenes synced.",
         f"Plex circuit: {breaker.state.value}"
         + (f" until {absolute_utc(breaker.open_until)}" if breaker.open_until else "") + ".",
     ]
-    if halt:
+    if facts.halt:
         lines.append("Processing is halted: Plex rejected the token. Fix it, then run Process Queue.")
     probe_at = next_probe_at(breaker)  # nothing runs before the breaker's probe
-    for job in deferred:
+    for job in facts.deferred:
         when = max(job.next_retry_at, probe_at or 0.0)
         lines.append(f"  scene {job.scene_id}: {job.last_error_class or 'waiting'}, attempt {job.attempts}, "
                      f"next try {relative(when - now)} ({absolute_utc(when)})")
-    for group in groups:
+    for group in facts.groups:
         lines.append(f"  dead letters, {group.error_class}: {group.count}")
-        for letter in shown.get(group.error_class, []):
+        for letter in facts.letters.get(group.error_class, []):
             lines.append(f"    scene {letter.scene_id}: {letter.message} (attempts {letter.attempts}, "
                          f"last {absolute_utc(letter.last_failed_at)})")
-    ctx.log.info("\n".join(lines))
+    if facts.locked_count:
+        lines.append(f"  fields kept because someone locked them in Plex (overwrite_user_locks is "
+                     f"{'on' if overwrite_user_locks else 'off'}): {facts.locked_count} scenes")
+        lines += [f"    scene {sid}: {', '.join(fields)}" for sid, fields in facts.locked]
+    return lines
+
+
+def queue_status(ctx: RunContext) -> dict[str, Any]:
+    """Read-only: counts, the soonest deferred jobs, dead letters by reason, breaker, halt."""
+    facts = read_status(ctx.data_dir, time.time())
+    # Settings are a Stash round trip: read only when there is something they explain.
+    overwrite = ctx.settings.overwrite_user_locks if facts.locked_count else False
+    ctx.log.info("\n".join(status_lines(facts, overwrite)))
     return {
-        "queue": queue_counts(counts),
-        "breaker": breaker.state.value,
-        "halted": bool(halt),
+        "queue": queue_counts(facts.counts),
+        "kept_locked": {"scenes": facts.locked_count,
+                        "entries": [{"scene_id": sid, "fields": fields} for sid, fields in facts.locked]},
+        "breaker": facts.breaker.state.value,
+        "halted": bool(facts.halt),
         "deferred": [{"scene_id": j.scene_id, "next_retry_at": j.next_retry_at,
-                      "error_class": j.last_error_class, "attempts": j.attempts} for j in deferred],
+                      "error_class": j.last_error_class, "attempts": j.attempts} for j in facts.deferred],
         "dead_letters": [{"error_class": g.error_class, "count": g.count,
-                          "entries": [_letter_dict(d) for d in shown.get(g.error_class, [])]} for g in groups],
+                          "entries": [_letter_dict(d) for d in facts.letters.get(g.error_class, [])]}
+                         for g in facts.groups],
     }
 
 

@@ -166,7 +166,7 @@ def test_listed_item_reads_a_listing_element() -> None:
     assert item == CurrentState("7", title="Real Title", title_sort="Real Title", studio="Studio",
                                 summary="Line one\nline two", originally_available_at="2021-06-01", rating=8.3,
                                 genres=("Blonde",), actors=(Actor("Ann"), Actor("Bo")), collections=("Studio",),
-                                thumb="/t", files=(FILE,), listing=True)
+                                thumb="/t", files=(FILE,), primary_file=FILE, listing=True)
 
 
 def test_report_counts_every_gap_and_lists_paths_tried() -> None:
