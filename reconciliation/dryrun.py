@@ -38,10 +38,10 @@ from base.settings import Settings
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan
 from plex.fields import SCALARS, TAG_LISTS
+from plex.images import image_steps
 from plex.matcher import LibraryIndex, MatchKind, match
 from plex.pathmap import to_plex
 from plex.records import CurrentState, LedgerEntry
-from plex.sync import image_steps
 from reconciliation.bulk import desired_hash
 from reconciliation.gaps import Gap, Snapshot, classify
 from reconciliation.reconcile import ledger_view

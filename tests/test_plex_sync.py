@@ -15,7 +15,8 @@ from plex.connection import PlexConnection
 from plex.desired import desired_state
 from plex.diff import state_hash
 from plex.records import LedgerEntry, SyncStatus
-from plex.sync import PlexSync, ScanMemory, section_for_folder
+from plex.sections import ScanMemory, section_for_folder
+from plex.sync import PlexSync
 from plex.xmlread import Section
 from stash.records import Performer, Scene, SceneFile, Studio
 
@@ -351,7 +352,7 @@ def scan_paths(plex: PlexEmulator) -> list[str]:
 def test_scan_once_per_folder_per_burst(plex: PlexEmulator, tmp_path: Path) -> None:
     """Files Plex has not seen yet (its scan runs in the background and has not found them):
     each miss asks for its own folder, mapped to Plex's path, once within the window."""
-    from plex.sync import SCAN_WINDOW
+    from plex.sections import SCAN_WINDOW
 
     sync, _ = make(plex, tmp_path)
     misses = [scene(1, "/data/stash/new/a.mp4"), scene(2, "/data/stash/new/b.mp4"),
