@@ -34,6 +34,9 @@ class PlexField:
     word: str = ""
     #: Reconcile calls an item "empty" when Plex shows nothing here but Stash has a value.
     empty_gap: bool = False
+    #: When Plex leaves the attribute out, it equals this field (Plex omits a value equal to
+    #: its default, and the sort title's default is the title); otherwise it is empty.
+    omitted_means: str = ""
     #: Reconcile calls an item "drifted" when Plex lists a name here that we never wrote
     #: (collections are shared with the user's own, so an extra one is not drift).
     drift_gap: bool = False
@@ -41,7 +44,7 @@ class PlexField:
 
 FIELDS: tuple[PlexField, ...] = (
     PlexField("title", "title", Kind.SCALAR, "title", empty_gap=True),
-    PlexField("title_sort", "titleSort", Kind.SCALAR, "titleSort"),
+    PlexField("title_sort", "titleSort", Kind.SCALAR, "titleSort", omitted_means="title"),
     PlexField("summary", "summary", Kind.SCALAR, "summary", empty_gap=True),
     PlexField("studio", "studio", Kind.SCALAR, "studio", empty_gap=True),
     PlexField("tagline", "tagline", Kind.SCALAR, "tagline", empty_gap=True),
