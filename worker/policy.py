@@ -260,8 +260,6 @@ def decide(
     that just opened the breaker reschedules the job to the probe time.
     """
     kind = failure.error_class
-    used = attempts + 1  # attempts counted once this failure is recorded
-
     if kind is ErrorClass.GONE:
         # The scene was deleted in Stash: there is nothing left to sync, which is success.
         return Complete(CompleteReason.SCENE_GONE, failure.message)
@@ -291,6 +289,13 @@ def decide(
         # dead-letter a library. The breaker holds every job back until it allows a probe.
         return RetryAt(_outage_until(policy, now, rng, breaker_open_until), False, kind, failure.message)
 
+    return _decide_counted(failure, attempts + 1, policy, now, rng)
+
+
+def _decide_counted(failure: Failure, used: int, policy: RetryPolicy, now: float, rng: RandomSource) -> Decision:
+    """The rows that use an attempt: retried with backoff until `max_retries` (`used` counts
+    this failure), then dead-lettered or, for a file Plex never sees, skipped."""
+    kind = failure.error_class
     if kind in (ErrorClass.NOT_FOUND, ErrorClass.AMBIGUOUS):
         # Usually Plex has not scanned the file yet (or a scan will tell two items apart):
         # wait minutes, not seconds, and let max_retries bound the wait.
