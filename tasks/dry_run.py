@@ -15,8 +15,8 @@ from reconciliation.bulk import PAGE
 from reconciliation.dryrun import DryRunReport, LedgerReader, pages, preview_page, summary_line
 from reconciliation.reconcile import read_listing
 from tasks.args import parse_limit
-from worker.core import LedgerClaims
 from worker.runtime import RunContext
+from worker.sync_ledger import LedgerClaims
 
 #: Share of the progress bar for Plex's listing; Stash's pages get the rest.
 INDEX_SHARE = 0.3

@@ -26,7 +26,8 @@ from stash.records import Scene, SceneFile, Studio
 from sync_queue.jobs import JobQueue
 from sync_queue.state import HALT, StateStore
 from worker.breaker import BreakerState
-from worker.core import Services, drain, halt_applies
+from worker.core import Services, drain
+from worker.halt import halt_applies
 from worker.policy import ErrorClass, RetryPolicy
 
 START = 1_800_000_000.0

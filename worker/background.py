@@ -19,8 +19,9 @@ from base.errors import Stash2PlexError
 from sync_queue.inbox import has_events
 from sync_queue.lock import LockNotAcquired, ProcessorLock
 from sync_queue.state import HALT, LAST_RECONCILE
-from worker.core import Services, drain, halt_applies
+from worker.core import Services, drain
 from worker.filelog import FileLog, open_worker_log
+from worker.halt import halt_applies
 from worker.handover import handover_requested, wake_stamp
 from worker.launch import SPAWN_STAMP
 from worker.runtime import RunContext

@@ -16,11 +16,9 @@ What the drain waits on, and nothing else (no fixed sleep between jobs):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from base.backoff import FANOUT_BACKOFF, RandomSource, ceiling
@@ -28,14 +26,11 @@ from base.clock import absolute_utc
 from base.errors import Stash2PlexError
 from base.protocol import StashLog
 from base.settings import Settings
-from plex.claims import Claim
-from plex.diff import locks_we_set
 from plex.pacing import Pacer, RateLimit, hold, wait_turn
 from plex.records import LedgerEntry, SyncOutcome, SyncStatus
-from reconciliation.fanout import expand_pending, scene_refs, state_function
+from reconciliation.fanout import expand_pending, state_function
 from stash.records import Scene
 from sync_queue.jobs import IngestResult, JobQueue
-from sync_queue.ledger import LEDGER_REFS
 from sync_queue.schedule import Job
 from sync_queue.state import BREAKER, HALT, StateStore
 from worker.breaker import (
@@ -48,6 +43,7 @@ from worker.breaker import (
     next_probe_at,
     transition,
 )
+from worker.halt import halt_record
 from worker.policy import (
     LABELS,
     Complete,
@@ -63,6 +59,7 @@ from worker.policy import (
     decide,
 )
 from worker.summary import DrainSummary
+from worker.sync_ledger import ITEM_CLAIMED, previous_sync, record_sync
 
 #: Inbox events (hooks that arrived during the drain) are folded in this often, in seconds.
 INGEST_EVERY = 2.0
@@ -70,10 +67,6 @@ INGEST_EVERY = 2.0
 
 class SceneSource(Protocol):
     def find_scene(self, scene_id: int) -> Scene: ...
-
-
-class FileOwners(Protocol):
-    def scene_with_file(self, path: str) -> int | None: ...
 
 
 class PlexTarget(Protocol):
@@ -133,79 +126,6 @@ class Services:
             elif after.state is BreakerState.CLOSED and before.state is not BreakerState.CLOSED:
                 self.log.info("Stash2Plex: Plex answers again; resuming.")
         return after
-
-
-# --- ledger: sync_queue stores it, plex/ reads and writes it --------------------------------
-
-
-def previous_sync(queue: JobQueue, scene_id: int) -> LedgerEntry | None:
-    """What the last sync wrote, as plex/ expects it; a lost item keeps `written`, not its key."""
-    entry = queue.ledger.get(scene_id)
-    if entry is None:
-        return None
-    record = LedgerEntry.from_any(entry.written)
-    if record is not None and entry.lost:
-        record = replace(record, plex_key=None)
-    return record
-
-
-def record_sync(queue: JobQueue, scene_id: int, outcome: SyncOutcome, now: float,
-                scene: Scene | None = None) -> None:
-    """Store what the sync wrote, plus the Stash ids it showed (`LEDGER_REFS`): once a
-    performer, studio or tag is deleted, only these tell which scenes showed it."""
-    ledger = outcome.ledger
-    written = ledger.to_dict()
-    if scene is not None:
-        written[LEDGER_REFS] = scene_refs(scene)
-    queue.ledger.put(scene_id, ledger.state_hash or "", outcome.plex_key, ledger.poster_hash,
-                     ledger.art_hash, written, now)
-
-
-#: Reason on the job of a scene whose Plex item another scene took over.
-ITEM_CLAIMED = "item_claimed"
-
-
-@dataclass
-class LedgerClaims:
-    """`plex.sync.ClaimSource` over our ledger and Stash: who else holds an item."""
-
-    queue: JobQueue | None  # None: no ledger yet (a dry run before the first sync)
-    stash: FileOwners
-
-    def rival(self, plex_key: str, scene_id: int) -> Claim | None:
-        entry = self.queue.ledger.holder(plex_key, scene_id) if self.queue is not None else None
-        if entry is None:
-            return None
-        record = LedgerEntry.from_any(entry.written)
-        return Claim(entry.scene_id, record.plex_file if record else None, locks_we_set(record))
-
-    def scene_with_file(self, stash_path: str) -> int | None:
-        return self.stash.scene_with_file(stash_path)
-
-
-# --- a processing halt (bad Plex token): said once, kept until the token changes ------------
-
-
-def token_fingerprint(token: str) -> str:
-    """Enough to tell a changed token from the same one, without storing the token."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
-
-
-def halt_record(reason: str, token: str, now: float) -> str:
-    return json.dumps({"reason": reason, "token": token_fingerprint(token), "since": now})
-
-
-def halt_applies(record: str | None, token: str) -> dict[str, Any] | None:
-    """The stored halt if it still applies to this token; a new token lifts it."""
-    if not record:
-        return None
-    try:
-        data = json.loads(record)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or data.get("token") != token_fingerprint(token):
-        return None
-    return data
 
 
 # --- one job -------------------------------------------------------------------------------

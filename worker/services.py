@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from base.protocol import StashLog
 from sync_queue.jobs import JobQueue
 from sync_queue.state import StateStore
-from worker.core import LedgerClaims, Services
+from worker.core import Services
 from worker.policy import RetryPolicy
+from worker.sync_ledger import LedgerClaims
 
 if TYPE_CHECKING:
     from worker.runtime import RunContext
