@@ -46,6 +46,7 @@ from emulators.plex_library import (
     section_element,
     to_bytes,
 )
+from emulators.tls import CertFiles, TlsServer, server_context
 
 MACHINE_ID = "5f0c1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b"
 VERSION = "1.41.3.9314-a0bfb8370"
@@ -143,8 +144,9 @@ class Faults:
         return None
 
 
-class _Server(ThreadingHTTPServer):
-    """Remembers open connections so that going down can reset kept-alive ones too."""
+class _Server(TlsServer, ThreadingHTTPServer):
+    """Remembers open connections so that going down can reset kept-alive ones too; serves
+    HTTPS when the emulator has a certificate."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -153,7 +155,29 @@ class _Server(ThreadingHTTPServer):
         self.emulator = emulator
         self.connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        if emulator.tls is not None:
+            self.tls_context = server_context(emulator.tls)
+            self.plain_http_answer = emulator.plain_http_answer
         super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        wrapped = self.wrap_connection(request)
+        if wrapped is None:
+            return
+        if wrapped is not request:
+            with self._connections_lock:
+                self.connections.add(wrapped)
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            if wrapped is not request:
+                with self._connections_lock:
+                    self.connections.discard(wrapped)
+                with contextlib.suppress(OSError):
+                    wrapped.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a client that hung up or refused our certificate is not the server's error."""
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -201,8 +225,11 @@ class PlexEmulator:
     def __init__(self, token: str = "test-token", *, sections: Iterable[tuple[Any, ...]] = DEFAULT_SECTIONS,
                  listing_limits: Mapping[str, int] | None = None, friendly_name: str = "Emulated Plex",
                  machine_identifier: str = MACHINE_ID, version: str = VERSION,
-                 fetch_url: Callable[[str], bytes] | None = None) -> None:
+                 fetch_url: Callable[[str], bytes] | None = None, tls: CertFiles | None = None,
+                 plain_http_answer: bytes | None = None) -> None:
         self.token = token
+        self.tls = tls
+        self.plain_http_answer = plain_http_answer
         self.friendly_name = friendly_name
         self.machine_identifier = machine_identifier
         self.version = version
@@ -235,7 +262,7 @@ class PlexEmulator:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> PlexEmulator:
         self._start_listening()
@@ -342,7 +369,8 @@ class PlexEmulator:
         if fault is not None:
             return fault
         token = headers.get("X-Plex-Token") or query.get("X-Plex-Token")
-        if self.faults.revoked or token != self.token:
+        if (self.faults.revoked or token != self.token) and (method, path) != ("GET", "/identity"):
+            # /identity answers without a token on real Plex: clients use it to tell servers apart.
             return error(401)
         route_path = path.rstrip("/") or "/"
         for route_method, pattern, route in self._routes:
