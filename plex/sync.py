@@ -342,6 +342,10 @@ class PlexSync:
         return state, plan_edit(desired, state, ledger.written if ledger else None,
                                 lock=self.settings.lock_synced_fields, preserve=self.settings.preserve_plex_edits)
 
+    def probe(self) -> None:
+        """One cheap request that proves Plex answers (see `PlexConnection.probe`)."""
+        self.conn.probe()
+
     def sync(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float) -> SyncOutcome:
         """Bring the scene's Plex item to the state Stash asks for (see module docstring)."""
         self._now = max(self._now, now)

@@ -539,6 +539,20 @@ class JobQueue:
                 recovered += 1
         return recovered
 
+    def held(self, error_class: str, now: float) -> int:
+        """Ready jobs deferred after a failure of this class and not yet due."""
+        return self._scalar(
+            f"SELECT COUNT(*) FROM schedule AS s JOIN {PQ_TABLE} AS q ON q._id = s.job_id "
+            "WHERE q.status < 2 AND s.last_error_class = ? AND s.next_retry_at > ?", (error_class, now))
+
+    def release_held(self, error_class: str, now: float) -> int:
+        """Make every job deferred after a failure of this class due now: what held it is over
+        (Plex answers again). Attempts and messages stay; only the due time moves."""
+        with write_txn(self._conn) as conn:
+            return conn.execute(
+                f"UPDATE schedule SET next_retry_at = ? WHERE last_error_class = ? AND next_retry_at > ? "
+                f"AND job_id IN (SELECT _id FROM {PQ_TABLE} WHERE status < 2)", (now, error_class, now)).rowcount
+
     # -- reading state --
 
     def counts(self, now: float) -> QueueCounts:

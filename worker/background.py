@@ -165,6 +165,7 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
         if halt is not None:
             log.debug(f"halted since {halt.get('since')}: {halt.get('reason')}; run Process Queue after fixing it")
             return {"worker": "halted"}
+        outage_said = False
         while True:
             # Taken before the drain's first ingest: a hook that records an event after that
             # ingest touches the wake file after this, so it cuts the sleep below short.
@@ -175,8 +176,12 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
             if result.processed:
                 held_for_probe(result.summary, result.breaker_until)
                 log.info(format_summary(result.summary, time.time()))
+            if result.outage and not outage_said:  # once per outage, not once per probe
+                log.warning(f"{result.outage.rstrip('.')}. Every job is kept; Plex is asked again every few "
+                            "seconds, then every minute, and the jobs go as soon as it answers.")
+            outage_said = bool(result.outage) or (outage_said and result.breaker_until is not None)
             if result.summary.stopped:  # an open breaker is a wait, anything else needs the user
-                (log.info if result.breaker_until is not None else log.error)(f"stopped: {result.summary.stopped}")
+                (log.debug if result.breaker_until is not None else log.error)(f"stopped: {result.summary.stopped}")
             if result.yielded:
                 return {"worker": "handed over", "processed": processed}
             if result.summary.stopped and result.breaker_until is None:

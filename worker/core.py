@@ -8,7 +8,9 @@ and the acknowledgement is one queue transition.
 
 What the drain waits on, and nothing else (no fixed sleep between jobs):
 * the circuit breaker: while it refuses, no job is taken at all, so a Plex outage costs
-  no request and no database churn; the drain stops and says when the next probe is due;
+  no request and no database churn; the drain stops and says when the next probe is due.
+  The probe is one cheap request (`probe_plex`), not a job: once Plex answers, every job
+  held back for the outage is due at once;
 * a server's Retry-After: every request pauses for it, bounded by `pacing.MAX_HOLD`;
 * `max_request_rate`, which the Plex connection applies per request.
 """
@@ -71,6 +73,11 @@ class SceneSource(Protocol):
 
 class PlexTarget(Protocol):
     def sync(self, scene: Scene, ledger: PlexLedger | None, now: float) -> SyncOutcome: ...
+    def probe(self) -> None: ...
+
+
+#: Why a job did not run: the breaker refused it, which says nothing new about Plex.
+BREAKER_OPEN = "Plex circuit breaker is open"
 
 
 @dataclass
@@ -88,11 +95,14 @@ class Services:
     breaker_config: BreakerConfig = field(default_factory=BreakerConfig)
     settings: Settings | None = None  # lets fan-out skip scenes whose Plex state is unchanged
     fanout_retry_at: float = 0.0
+    #: Which Plex the stored breaker is about (`plex_target`): a breaker opened while
+    #: `plex_url` or the token was wrong must not hold the jobs once the user fixed it.
+    target: str = ""
 
     # -- the persisted breaker --
 
     def breaker(self) -> Breaker:
-        return Breaker.load(self.state.get(BREAKER))
+        return breaker_for(self.state.get(BREAKER), self.target)
 
     def admit(self, now: float) -> tuple[Breaker, bool]:
         """Ask the stored breaker for permission; granting a probe is stored atomically.
@@ -106,9 +116,9 @@ class Services:
         verdict: dict[str, Any] = {}
 
         def change(text: str | None) -> str:
-            breaker, allowed = admit(Breaker.load(text), now, self.breaker_config)
+            breaker, allowed = admit(breaker_for(text, self.target), now, self.breaker_config)
             verdict.update(breaker=breaker, allowed=allowed)
-            return breaker.to_json()
+            return stored_breaker(breaker, self.target)
 
         self.state.update(BREAKER, change)
         return verdict["breaker"], verdict["allowed"]
@@ -117,15 +127,52 @@ class Services:
         before = self.breaker()
         after = transition(before, event, now, self.breaker_config)
         if after != before:
-            self.state.put(BREAKER, after.to_json())
-            if after.state is BreakerState.OPEN and before.state is not BreakerState.OPEN:
-                self.log.warning(
-                    f"Stash2Plex: Plex is unreachable; pausing every request until "
-                    f"{_when(after.open_until)} (circuit breaker open)."
-                )
-            elif after.state is BreakerState.CLOSED and before.state is not BreakerState.CLOSED:
+            # The outage itself is said by the caller, once, with its cause (see DrainResult.outage).
+            self.state.put(BREAKER, stored_breaker(after, self.target))
+            if after.state is BreakerState.CLOSED and before.state is not BreakerState.CLOSED:
                 self.log.info("Stash2Plex: Plex answers again; resuming.")
         return after
+
+
+def plex_target(url: str, token: str) -> str:
+    """Names the Plex a breaker is about, without storing the token."""
+    return token_fingerprint(f"{url}\n{token}")
+
+
+def breaker_for(text: str | None, target: str) -> Breaker:
+    """The stored breaker if it is about `target`; a closed one if it was opened for another
+    address or token. A breaker stored without a target (older versions) applies to any."""
+    if text and target:
+        try:
+            stored = json.loads(text).get("target")
+        except (ValueError, AttributeError):
+            stored = None
+        if stored not in (None, target):
+            return Breaker()
+    return Breaker.load(text)
+
+
+def stored_breaker(breaker: Breaker, target: str) -> str:
+    if not target:
+        return breaker.to_json()
+    return json.dumps({**json.loads(breaker.to_json()), "target": target}, sort_keys=True)
+
+
+def probe_plex(svc: Services, now: float) -> Failure | None:
+    """One cheap request to Plex, its outcome fed to the breaker. When Plex answers, every job
+    held back for an outage is due at once: it waited for Plex, and Plex is back."""
+    try:
+        svc.plex.probe()
+    except Exception as exc:  # classified like any attempt's failure
+        failure: Failure | None = Failure.from_exception(exc)
+    else:
+        failure = None
+    svc.feed(breaker_event(failure.error_class if failure else None), now)
+    if failure is None or breaker_event(failure.error_class) is BreakerEvent.REACHABLE:
+        released = svc.queue.release_held(ErrorClass.OUTAGE.value, now)
+        if released:
+            svc.log.debug(f"{released} job(s) held for the outage are due now")
+    return failure
 
 
 # --- ledger: sync_queue stores it, plex/ reads and writes it --------------------------------
@@ -197,7 +244,7 @@ def process_job(job: Job, svc: Services, now: float) -> Decision:
     if not allowed:
         until = next_probe_at(breaker) or now + svc.policy.min_delay
         decision: Decision = RetryAt(max(until, now + svc.policy.min_delay), False, ErrorClass.OUTAGE,
-                                     "Plex circuit breaker is open")
+                                     BREAKER_OPEN)
     else:
         try:
             outcome = attempt(job, svc, now)
@@ -267,6 +314,29 @@ class DrainResult:
     processed: int = 0
     breaker_until: float | None = None  # set when the drain stopped for an open breaker
     yielded: bool = False  # another processor asked to take over
+    outage: str | None = None  # why Plex could not be reached (address and cause), if it was not
+    probed: bool = False  # a probe was sent this drain
+
+
+def stop_for(result: DrainResult, failure: Failure, svc: Services, now: float) -> None:
+    """A probe failed without an answer from Plex: the drain stops. For an outage it says when
+    the next probe is; a setting to fix (certificate, scheme, host name) or a bad token stops
+    it the way the same failure stops a job's drain."""
+    if failure.error_class is ErrorClass.OUTAGE:
+        result.outage = failure.message
+        result.breaker_until = next_probe_at(svc.breaker())
+        result.summary.stopped = result.summary.stopped or (
+            f"{LABELS[ErrorClass.OUTAGE]}; next probe {_when(result.breaker_until)}")
+        return
+    decision = decide(failure, 0, svc.policy, now, svc.rng)
+    reason = decision.reason if isinstance(decision, StopDrain) else f"{LABELS[failure.error_class]}: {failure.message}"
+    result.summary.stopped = result.summary.stopped or reason
+    if failure.error_class is ErrorClass.AUTH:
+        svc.state.put(HALT, halt_record(reason, svc.token, now))
+
+
+def answered(failure: Failure | None) -> bool:
+    return failure is None or breaker_event(failure.error_class) is BreakerEvent.REACHABLE
 
 
 def drain(
@@ -277,14 +347,24 @@ def drain(
     progress: Callable[[float], None] | None = None,
     should_yield: Callable[[], bool] = lambda: False,
     max_jobs: int | None = None,
+    probe_first: bool = False,
 ) -> DrainResult:
     """Process due jobs until none is due, the breaker refuses, or a decision stops it.
 
     Never waits for a deferred job: what is not due is reported, and the background worker
-    (not this loop) decides whether to sleep until it is.
+    (not this loop) decides whether to sleep until it is. `probe_first`: a task the user
+    started asks Plex at once, whatever the breaker's schedule, when jobs wait for an outage
+    (one cheap request; see `probe_plex`), instead of saying "next probe in 24s".
     """
     result = DrainResult(DrainSummary())
     queue = svc.queue
+    if probe_first and (svc.breaker().state is not BreakerState.CLOSED
+                        or queue.held(ErrorClass.OUTAGE.value, clock()) > 0):
+        result.probed = True
+        failure = probe_plex(svc, clock())
+        if not answered(failure):
+            stop_for(result, failure, svc, clock())  # type: ignore[arg-type]
+            return result
     ingest(svc, clock())
     last_ingest = clock()
     total = queue.counts(clock()).due
@@ -304,6 +384,13 @@ def drain(
             result.summary.stopped = result.summary.stopped or (
                 f"{LABELS[ErrorClass.OUTAGE]}; next probe {_when(result.breaker_until)}")
             break
+        if breaker.state is not BreakerState.CLOSED and svc.admit(now)[1]:
+            result.probed = True  # the breaker's probe: one cheap request, not a job
+            failure = probe_plex(svc, now)
+            if not answered(failure):
+                stop_for(result, failure, svc, now)  # type: ignore[arg-type]
+                break
+            continue
         pacer = wait_turn(pacer, RateLimit(), now, sleep)  # a Retry-After hold, if any
         now = clock()
         job = queue.take_due(now)
@@ -312,6 +399,8 @@ def drain(
         decision = process_job(job, svc, now)
         result.summary.record(job.scene_id, decision)
         result.processed += 1
+        if isinstance(decision, RetryAt) and decision.error_class is ErrorClass.OUTAGE and decision.message != BREAKER_OPEN:
+            result.outage = decision.message
         _log_decision(svc.log, job, decision)
         if progress is not None:
             progress(result.processed / max(total, result.processed, 1))

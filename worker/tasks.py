@@ -96,17 +96,29 @@ def drain_and_report(ctx: RunContext, svc: Services,
     """The foreground tasks' drain: the shared core, then one summary in Stash's log."""
     from worker.core import drain
 
-    result = drain(svc, time.time, time.sleep, progress=progress)
+    result = drain(svc, time.time, time.sleep, progress=progress, probe_first=True)
     ctx.log.progress(1.0)
     now = time.time()
     include_waiting(result.summary, svc.queue.deferred(now))
     held_for_probe(result.summary, result.breaker_until)
+    if result.outage:
+        # Said once, as a warning: the task still succeeds (an outage may pass by itself).
+        ctx.log.warning(outage_line(result.outage, svc.queue.counts(now), result.breaker_until
+                                    or svc.queue.next_due_at(), now))
     ctx.log.info(format_summary(result.summary, now))
     if result.summary.stopped and result.breaker_until is None:
         # An open breaker is not a failure of the task: the jobs wait for its probe, which the
         # background worker the caller starts will send. Anything else needs the user.
         raise DrainStopped(f"{result.summary.stopped.rstrip('.')}. Every job is kept; run Process Queue once it is fixed.")
     return result.summary, svc.queue.counts(now)
+
+
+def outage_line(cause: str, counts: QueueCounts, next_try: float | None, now: float) -> str:
+    """The one warning of a task that could not reach Plex: where, why, what is kept, when next."""
+    kept = counts.due + counts.deferred + counts.in_flight + counts.inbox
+    when = f"next try {relative(next_try - now)} ({absolute_utc(next_try)})" if next_try else "next try with the next run"
+    return (f"Stash2Plex: {cause.rstrip('.')}. Every job is kept ({kept} waiting, no attempt used); {when}, "
+            "by the background worker.")
 
 
 def include_waiting(summary: DrainSummary, waiting: Iterable[Job]) -> None:
