@@ -75,7 +75,7 @@ class StashUnavailable(Stash2PlexError):
     """Stash's GraphQL endpoint cannot be reached or answered 5xx."""
 
 
-class StashRejectedQuery(StashUnavailable):
+class StashRejectedQuery(Stash2PlexError):
     """Stash answered 422: it does not know a field or argument we sent (an older Stash).
 
     Not an outage and not our credentials: the message names the Stash version and the field,
