@@ -31,8 +31,9 @@ STASH_CERT = "stash.crt"
 FIXES = network.Fixes(url="the address Stash gave the plugin (Stash's host and port settings)",
                       tls=f"Keep the certificate Stash serves as {STASH_CERT} in Stash's config folder, "
                           "where Stash2Plex trusts it")
-#: What gqlgen says about a field or argument the schema does not have.
-_UNKNOWN_FIELD = re.compile(r'(?:Cannot query field|Unknown argument|Unknown field|Field) "(?P<name>[^"]+)"')
+#: What a GraphQL server says about a field or argument its schema does not have (gqlgen
+#: quotes the name with ", graphql-js and graphql-core with ').
+_UNKNOWN_FIELD = re.compile(r"""(?:Cannot query field|Unknown argument|Unknown field|Field) ["'](?P<name>[^"']+)["']""")
 
 
 def certificate_pin(server_connection: Mapping[str, Any]) -> str | None:
