@@ -230,6 +230,51 @@ def speaks_tls(url: str, timeout: float) -> bool:
         return False
 
 
+def certificate_names(url: str, timeout: float) -> tuple[str, ...]:
+    """The names (subjectAltName) on the certificate an https:// URL presents, for Health
+    Check's advice when it does not verify. The first handshake only fetches the certificate;
+    the second verifies it against itself, which is what makes the ssl module parse it."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    where = (parts.hostname or "", parts.port or 443)
+    fetch = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    fetch.check_hostname = False
+    fetch.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(where, timeout=timeout) as raw, fetch.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+        if not der:
+            return ()
+        parse = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        parse.check_hostname = False
+        parse.load_verify_locations(cadata=der)
+        parse.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        with socket.create_connection(where, timeout=timeout) as raw, parse.wrap_socket(raw) as tls:
+            names = tls.getpeercert().get("subjectAltName", ())
+    except (OSError, ValueError):
+        return ()
+    return tuple(str(value) for _kind, value in names)
+
+
+def machine_identifier(url: str, timeout: float) -> str | None:
+    """Plex's `machineIdentifier` from `/identity`, which answers without a token; read
+    without verifying, since it is asked only to name the server in advice."""
+    import warnings
+    from xml.etree import ElementTree
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            answer = requests.get(url.rstrip("/") + "/identity", timeout=timeout, verify=False)
+        answer.raise_for_status()
+        return ElementTree.fromstring(answer.content).get("machineIdentifier") or None
+    except (requests.RequestException, ValueError, ElementTree.ParseError):
+        return None
+
+
 # --- retry policy (tenacity, transient only) ---------------------------------------------
 
 
