@@ -99,7 +99,9 @@ def classify(exc: BaseException) -> NetFailure | None:
     cert = has(ssl.SSLCertVerificationError)
     if cert is not None:
         return NetFailure(Cause.CERTIFICATE, getattr(cert, "verify_message", "") or str(cert))
-    tls = has(ssl.SSLError)
+    tls = has(ssl.SSLError) or has(u3.SSLError)
+    if tls is not None and "fingerprint" in str(tls).lower():
+        return NetFailure(Cause.CERTIFICATE, "it is not the certificate expected (fingerprint differs)")
     if tls is not None:
         reason = str(getattr(tls, "reason", "") or "") + " " + str(tls)
         if any(word in reason.upper() for word in _WRONG_PROTOCOL):

@@ -222,3 +222,26 @@ def test_http_to_an_https_port_fails_the_task_with_the_scheme_to_use(tmp_path: P
         assert result.error is not None
         assert f"Plex at {wrong} speaks HTTPS on that port, not plain HTTP: use https:// in 'Plex URL'" in result.error
         jobs_kept(st)
+
+
+# --- Stash over HTTPS ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_stash_over_https_with_its_own_stash_crt_is_trusted_exactly(tmp_path: Path) -> None:
+    """Stash serves the stash.crt of its config folder, made for a name, while the plugin
+    reaches it at 127.0.0.1: trusting exactly that certificate works without a host-name match,
+    whatever REQUESTS_CA_BUNDLE says."""
+    certs = issue(tmp_path / "stash-config", ("stash.example.org",), stem="stash", self_signed=True)
+    with stage(N, seed=167, work_dir=tmp_path, settings={**QUIET, "sync_poster": True},
+               stash_options={"tls": certs}, on_result=audited("stash https")) as st:
+        with_ca_bundle(st)
+        assert st.stash.url.startswith("https://") and st.host.connection["Scheme"] == "https"
+        summary = summary_of(st.task("all"))
+        assert summary["synced"] == N and all(synced(st, sid) for sid in st.library.sorted_ids())
+
+        (tmp_path / "stash-config" / "stash.crt").write_text(
+            issue(tmp_path / "other", ("stash.example.org",), stem="other", self_signed=True).cert.read_text())
+        result = st.task("process_queue")  # another certificate than Stash serves: refused
+        assert result.error is not None and f"Stash at {st.stash.url}" in result.error, result.logs
+        assert "certificate" in result.error

@@ -46,6 +46,8 @@ CASES = [
      Cause.READ_TIMEOUT),
     ("certificate", wrapped(u3.SSLError(cert_error("Hostname mismatch, certificate is not valid for '127.0.0.1'.")),
                             requests.exceptions.SSLError), Cause.CERTIFICATE),
+    ("pinned certificate differs", wrapped(u3.SSLError('Fingerprints did not match. Expected "ab", got "cd"'),
+                                           requests.exceptions.SSLError), Cause.CERTIFICATE),
     ("https to an http port", wrapped(u3.SSLError(tls_error("WRONG_VERSION_NUMBER")), requests.exceptions.SSLError),
      Cause.HTTPS_TO_HTTP),
     ("tls alert read as a status line", requests.exceptions.ConnectionError(
