@@ -20,7 +20,7 @@ import pytest
 from emulators.proxy import ReverseProxy, silent_port
 from emulators.stage import Stage, stage
 from emulators.tls import NGINX_PLAIN_HTTP, PLEX_HASH, issue, plex_direct
-from tests.e2e_worker_support import QUIET, audited, counts, queue_of, summary_of, synced
+from tests.e2e_worker_support import QUIET, audited, counts, queue_of, summary_of, synced, worker_log
 from tests.secret_audit import AUDIT
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
@@ -245,3 +245,75 @@ def test_stash_over_https_with_its_own_stash_crt_is_trusted_exactly(tmp_path: Pa
         result = st.task("process_queue")  # another certificate than Stash serves: refused
         assert result.error is not None and f"Stash at {st.stash.url}" in result.error, result.logs
         assert "certificate" in result.error
+
+
+# --- prompt recovery -----------------------------------------------------------------------------
+
+#: Once Plex answers again, the jobs it held go within this many seconds.
+RECOVERY_TARGET = 5.0
+
+
+@pytest.mark.slow
+def test_after_a_short_outage_the_background_worker_resumes_within_seconds(tmp_path: Path) -> None:
+    """A 2 s outage during a drain: the background worker the task leaves probes Plex with
+    one cheap request every few seconds and releases every held job when it answers. The lag
+    from Plex answering to the first job reaching it is measured from the emulator's own
+    request log; waiting is on conditions only."""
+    import threading
+
+    n = 30
+    with stage(n, seed=168, work_dir=tmp_path, settings=QUIET, on_result=audited("recovery")) as st:
+        ids = st.library.sorted_ids()
+        st.plex.faults.latency = 0.02
+        down_at: list[float] = []
+
+        def pull_the_plug() -> None:
+            st.wait_until(lambda: st.plex.count("PUT") >= 5, timeout=60, poll=0.005)
+            st.plex.faults.down = True
+            down_at.append(time.time())
+
+        plug = threading.Thread(target=pull_the_plug)
+        plug.start()
+        result = st.task("all")
+        plug.join()
+        assert result.error is None, result.logs
+        assert any("refused the connection" in m for m in result.lines("warning")), result.logs
+        assert not all(synced(st, sid) for sid in ids)
+
+        st.wait_until(lambda: time.time() >= down_at[0] + 2.0, timeout=10)
+        st.plex.faults.latency = 0.0
+        st.plex.faults.down = False
+        up_at = time.time()
+        st.wait_until(lambda: all(synced(st, sid) for sid in ids), timeout=90)
+        first_job = min(r.t for r in st.plex.requests if r.t >= up_at and r.method == "PUT")
+        lag = first_job - up_at
+        print(f"recovery: first job reached Plex {lag:.2f} s after it answered again")
+        assert lag <= RECOVERY_TARGET, lag
+        probes = [r for r in st.plex.requests if r.t >= up_at and r.path in ("/identity", "/")]
+        assert 1 <= len(probes) <= 2  # one cheap probe (plus the root of a connection made anew)
+        c = counts(st)
+        assert (c.due, c.deferred, c.in_flight, c.dlq) == (0, 0, 0, 0)
+        # The worker said the outage once, with its cause, however many probes it sent.
+        said = [line for line in worker_log(st).splitlines() if " WARNING " in line]
+        assert len(said) <= 1 and all("refused the connection" in line for line in said), said
+
+
+@pytest.mark.slow
+def test_the_background_worker_says_an_outage_once_however_many_probes_fail(tmp_path: Path) -> None:
+    with stage(3, seed=169, work_dir=tmp_path, settings=QUIET, on_result=audited("worker outage")) as st:
+        ids = st.library.sorted_ids()
+        st.plex.faults.down = True
+        for sid in ids:
+            st.hook(sid)
+        st.wait_until(lambda: " WARNING " in worker_log(st), timeout=30)
+        said_at = time.time()
+        # Probes go after 2 s, then 4 s more: wait until at least two have failed.
+        st.wait_until(lambda: time.time() >= said_at + 7, timeout=10)
+        st.plex.faults.down = False
+        st.wait_until(lambda: all(synced(st, sid) for sid in ids), timeout=90)
+        lines = worker_log(st).splitlines()
+        said = [line for line in lines if " WARNING " in line]
+        assert len(said) == 1, said
+        assert f"Plex at {st.plex.url} refused the connection" in said[0] and "Every job is kept" in said[0]
+        assert any("Plex answers again" in line for line in lines)
+        assert st.plex.count("GET", re.compile(r"/(identity)?")) >= 1  # the probe that found Plex back
