@@ -32,8 +32,8 @@ from worker.health_checks import (
     check_settings,
     check_stash,
     first_fix,
-    report_lines,
     plex_direct_url,
+    report_lines,
     within,
 )
 
