@@ -98,7 +98,7 @@ def classify(exc: BaseException) -> NetFailure | None:
         return NetFailure(Cause.PROXY_UNREACHABLE, str(exc)[:200])
     cert = has(ssl.SSLCertVerificationError)
     if cert is not None:
-        return NetFailure(Cause.CERTIFICATE, getattr(cert, "verify_message", "") or str(cert))
+        return NetFailure(Cause.CERTIFICATE, (getattr(cert, "verify_message", "") or str(cert)).rstrip("."))
     tls = has(ssl.SSLError) or has(u3.SSLError)
     if tls is not None and "fingerprint" in str(tls).lower():
         return NetFailure(Cause.CERTIFICATE, "it is not the certificate expected (fingerprint differs)")

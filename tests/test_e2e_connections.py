@@ -317,3 +317,15 @@ def test_the_background_worker_says_an_outage_once_however_many_probes_fail(tmp_
         assert f"Plex at {st.plex.url} refused the connection" in said[0] and "Every job is kept" in said[0]
         assert any("Plex answers again" in line for line in lines)
         assert st.plex.count("GET", re.compile(r"/(identity)?")) >= 1  # the probe that found Plex back
+
+
+@pytest.mark.slow
+def test_reconcile_with_plex_unreachable_warns_once_and_succeeds(tmp_path: Path) -> None:
+    with stage(N, seed=170, work_dir=tmp_path, settings=QUIET, on_result=audited("reconcile refused")) as st:
+        port = free_port()
+        st.configure(plex_url=f"http://127.0.0.1:{port}")
+        result = st.task("reconcile_all")
+        assert result.error is None and not result.lines("error"), result.logs
+        (warning,) = result.lines("warning")
+        assert warning.startswith(f"Stash2Plex: Plex at http://127.0.0.1:{port} refused the connection"), warning
+        assert "nothing was lost" in warning

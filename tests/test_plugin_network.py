@@ -70,7 +70,7 @@ def test_each_failure_has_one_cause(name: str, exc: BaseException, cause: Cause)
 
 def test_the_certificate_says_why_it_was_refused() -> None:
     found = classify(CASES[4][1])
-    assert found == NetFailure(Cause.CERTIFICATE, "Hostname mismatch, certificate is not valid for '127.0.0.1'.")
+    assert found == NetFailure(Cause.CERTIFICATE, "Hostname mismatch, certificate is not valid for '127.0.0.1'")
 
 
 def test_what_is_not_a_network_failure_is_left_alone() -> None:

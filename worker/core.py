@@ -361,6 +361,7 @@ def drain(
     if probe_first and (svc.breaker().state is not BreakerState.CLOSED
                         or queue.held(ErrorClass.OUTAGE.value, clock()) > 0):
         result.probed = True
+        svc.admit(clock())  # when the breaker's own probe is due, this is it (a failure reopens it for longer)
         failure = probe_plex(svc, clock())
         if not answered(failure):
             stop_for(result, failure, svc, clock())  # type: ignore[arg-type]

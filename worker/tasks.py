@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from plugin.errors import Stash2PlexError
+from plugin.errors import PlexUnavailable, Stash2PlexError
 from plugin.runtime import RunContext
 from sync_queue.dlq import DeadLetter
 from sync_queue.inbox import has_events
 from sync_queue.jobs import Job, JobQueue, QueueCounts
 from sync_queue.state import BREAKER, HALT, StateStore
-from worker.breaker import Breaker, next_probe_at
+from worker.breaker import Breaker, BreakerEvent, next_probe_at
 from worker.handover import processor
 from worker.policy import ErrorClass
 from worker.summary import Deferred, DrainSummary, absolute_utc, format_summary, held_for_probe, relative
@@ -79,9 +79,16 @@ def foreground_drain(ctx: RunContext, prepare: Callable[[Services, Callable[[flo
     require_enabled(ctx)
     with processor(ctx.data_dir), services(ctx) as svc:
         ctx.log.progress(0.0)
-        output = prepare(svc, lambda f: ctx.log.progress(prepare_share * f))
-        summary, counts = drain_and_report(
-            ctx, svc, lambda f: ctx.log.progress(prepare_share + (1 - prepare_share) * f))
+        try:
+            output = prepare(svc, lambda f: ctx.log.progress(prepare_share * f))
+        except PlexUnavailable as exc:
+            # Reconcile reads Plex's library first: an outage there is said like any other
+            # (one warning, nothing lost), not a failed task; there is nothing to drain into.
+            summary, counts = plex_unreachable(ctx, svc, str(exc))
+            output = {"plex": "unreachable"}
+        else:
+            summary, counts = drain_and_report(
+                ctx, svc, lambda f: ctx.log.progress(prepare_share + (1 - prepare_share) * f))
     start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
     return {**output, "summary": summary.to_dict(), "queue": queue_counts(counts)}
 
@@ -113,10 +120,21 @@ def drain_and_report(ctx: RunContext, svc: Services,
     return result.summary, svc.queue.counts(now)
 
 
+def plex_unreachable(ctx: RunContext, svc: Services, cause: str) -> tuple[DrainSummary, QueueCounts]:
+    now = time.time()
+    svc.feed(BreakerEvent.OUTAGE, now)
+    counts = svc.queue.counts(now)
+    ctx.log.warning(outage_line(cause, counts, next_probe_at(svc.breaker()) or svc.queue.next_due_at(), now))
+    ctx.log.progress(1.0)
+    return DrainSummary(stopped=f"{cause.rstrip('.')}; nothing was read from Plex"), counts
+
+
 def outage_line(cause: str, counts: QueueCounts, next_try: float | None, now: float) -> str:
     """The one warning of a task that could not reach Plex: where, why, what is kept, when next."""
     kept = counts.due + counts.deferred + counts.in_flight + counts.inbox
-    when = f"next try {relative(next_try - now)} ({absolute_utc(next_try)})" if next_try else "next try with the next run"
+    if not kept:
+        return f"Stash2Plex: {cause.rstrip('.')}. Nothing is queued and nothing was lost; run it again once Plex answers."
+    when = f"next try {relative(next_try - now)} ({absolute_utc(next_try)})" if next_try else "next try soon"
     return (f"Stash2Plex: {cause.rstrip('.')}. Every job is kept ({kept} waiting, no attempt used); {when}, "
             "by the background worker.")
 
