@@ -180,13 +180,14 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
                 log.warning(f"{result.outage.rstrip('.')}. Every job is kept; Plex is asked again every few "
                             "seconds, then every minute, and the jobs go as soon as it answers.")
             outage_said = bool(result.outage) or (outage_said and result.breaker_until is not None)
-            if result.summary.stopped:  # an open breaker is a wait, anything else needs the user
-                (log.debug if result.breaker_until is not None else log.error)(f"stopped: {result.summary.stopped}")
+            waiting = result.breaker_until is not None or result.outage is not None
+            if result.summary.stopped:  # an outage is a wait, anything else needs the user
+                (log.debug if waiting else log.error)(f"stopped: {result.summary.stopped}")
             if result.yielded:
                 return {"worker": "handed over", "processed": processed}
-            if result.summary.stopped and result.breaker_until is None:
+            if result.summary.stopped and not waiting:
                 return {"worker": "stopped", "processed": processed, "reason": result.summary.stopped}
-            if result.breaker_until is None and not result.summary.stopped and _auto_reconcile(ctx, svc):
+            if not waiting and not result.summary.stopped and _auto_reconcile(ctx, svc):
                 continue  # it queued gaps (or was interrupted): drain them / hand over
             now = time.time()
             wake = next_wake(svc.queue.next_due_at(), result.breaker_until, now)

@@ -326,7 +326,7 @@ def stop_for(result: DrainResult, failure: Failure, svc: Services, now: float) -
         result.outage = failure.message
         result.breaker_until = next_probe_at(svc.breaker())
         result.summary.stopped = result.summary.stopped or (
-            f"{LABELS[ErrorClass.OUTAGE]}; next probe {_when(result.breaker_until)}")
+            f"{LABELS[ErrorClass.OUTAGE]}; next try {_when(result.breaker_until or svc.queue.next_due_at())}")
         return
     decision = decide(failure, 0, svc.policy, now, svc.rng)
     reason = decision.reason if isinstance(decision, StopDrain) else f"{LABELS[failure.error_class]}: {failure.message}"

@@ -113,8 +113,8 @@ def drain_and_report(ctx: RunContext, svc: Services,
         ctx.log.warning(outage_line(result.outage, svc.queue.counts(now), result.breaker_until
                                     or svc.queue.next_due_at(), now))
     ctx.log.info(format_summary(result.summary, now))
-    if result.summary.stopped and result.breaker_until is None:
-        # An open breaker is not a failure of the task: the jobs wait for its probe, which the
+    if result.summary.stopped and result.breaker_until is None and result.outage is None:
+        # An outage is not a failure of the task: the jobs wait for the next probe, which the
         # background worker the caller starts will send. Anything else needs the user.
         raise DrainStopped(f"{result.summary.stopped.rstrip('.')}. Every job is kept; run Process Queue once it is fixed.")
     return result.summary, svc.queue.counts(now)
