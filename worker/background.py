@@ -19,7 +19,8 @@ from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
 from sync_queue.inbox import has_events
 from sync_queue.lock import LockNotAcquired, ProcessorLock
-from sync_queue.state import HALT, LAST_RECONCILE
+from sync_queue.state import HALT, LAST_RECONCILE, OUTAGE_SAID
+from worker.breaker import BreakerState
 from worker.core import drain, halt_applies
 from worker.filelog import FileLog, open_worker_log
 from worker.handover import handover_requested, wake_stamp
@@ -44,6 +45,18 @@ def next_wake(next_due: float | None, breaker_until: float | None, now: float,
         return None
     wake = max(candidates) if breaker_until is not None else min(candidates)
     return wake if wake - now <= horizon else None
+
+
+def say_outage(svc: Any, log: FileLog, outage: str | None, now: float) -> None:
+    """Once per outage, not once per probe nor once per worker a hook starts meanwhile: the
+    moment it was said is stored beside the breaker, and cleared once Plex answers."""
+    said = svc.state.get(OUTAGE_SAID)
+    if outage and not said:
+        log.warning(f"{outage.rstrip('.')}. Every job is kept; Plex is asked again every few seconds, "
+                    "then every minute, and the jobs go as soon as it answers.")
+        svc.state.put(OUTAGE_SAID, repr(now))
+    elif said and not outage and svc.breaker().state is BreakerState.CLOSED:
+        svc.state.put(OUTAGE_SAID, None)
 
 
 def reconcile_due(last: float | None, interval: float | None, now: float) -> bool:
@@ -165,7 +178,6 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
         if halt is not None:
             log.debug(f"halted since {halt.get('since')}: {halt.get('reason')}; run Process Queue after fixing it")
             return {"worker": "halted"}
-        outage_said = False
         while True:
             # Taken before the drain's first ingest: a hook that records an event after that
             # ingest touches the wake file after this, so it cuts the sleep below short.
@@ -176,10 +188,7 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
             if result.processed:
                 held_for_probe(result.summary, result.breaker_until)
                 log.info(format_summary(result.summary, time.time()))
-            if result.outage and not outage_said:  # once per outage, not once per probe
-                log.warning(f"{result.outage.rstrip('.')}. Every job is kept; Plex is asked again every few "
-                            "seconds, then every minute, and the jobs go as soon as it answers.")
-            outage_said = bool(result.outage) or (outage_said and result.breaker_until is not None)
+            say_outage(svc, log, result.outage, time.time())
             waiting = result.breaker_until is not None or result.outage is not None
             if result.summary.stopped:  # an outage is a wait, anything else needs the user
                 (log.debug if waiting else log.error)(f"stopped: {result.summary.stopped}")
