@@ -391,7 +391,8 @@ def shared_connection(settings: Any, data_dir: Path | None) -> PlexConnection:
     """The process's one connection (and so one `PlexServer`) for these settings' server.
 
     A long-lived worker that built a new connection per job would repeat `GET /` and the
-    section lookups every time; keyed by (url, token) so a changed setting gets a new one.
+    section lookups every time; keyed by (url, token, certificate choice) so a changed setting
+    gets a new one.
     """
     key = (settings.plex_url, settings.plex_token, settings.plex_tls)
     conn = _SHARED.get(key)
