@@ -160,24 +160,13 @@ class _Server(TlsServer, ThreadingHTTPServer):
             self.plain_http_answer = emulator.plain_http_answer
         super().__init__(address, _Handler)
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        wrapped = self.wrap_connection(request)
-        if wrapped is None:
-            return
-        if wrapped is not request:
-            with self._connections_lock:
-                self.connections.add(wrapped)
-        try:
-            super().finish_request(wrapped, client_address)
-        finally:
-            if wrapped is not request:
-                with self._connections_lock:
-                    self.connections.discard(wrapped)
-                with contextlib.suppress(OSError):
-                    wrapped.close()
+    def opened(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self.connections.add(connection)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet: a client that hung up or refused our certificate is not the server's error."""
+    def closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self.connections.discard(connection)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:

@@ -491,19 +491,6 @@ def _failing_roots(message: str) -> Callable[..., Any]:
 class _Server(TlsServer, ThreadingHTTPServer):
     daemon_threads = True
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        wrapped = self.wrap_connection(request)
-        if wrapped is None:
-            return
-        try:
-            super().finish_request(wrapped, client_address)
-        finally:
-            if wrapped is not request:
-                wrapped.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet: a client that hung up or refused our certificate is not the server's error."""
-
 
 class _Handler(BaseHTTPRequestHandler):
     """HTTP/1.0: one request per connection, so closing the listener really cuts clients off."""

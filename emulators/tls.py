@@ -148,3 +148,27 @@ class TlsServer:
             return self.tls_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return None  # the client refused our certificate: its error says why
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        wrapped = self.wrap_connection(request)
+        if wrapped is None:
+            return
+        if wrapped is request:
+            super().finish_request(request, client_address)  # type: ignore[misc]
+            return
+        self.opened(wrapped)
+        try:
+            super().finish_request(wrapped, client_address)  # type: ignore[misc]
+        finally:
+            self.closed(wrapped)
+            with contextlib.suppress(OSError):
+                wrapped.close()
+
+    def opened(self, connection: socket.socket) -> None:
+        """A TLS connection is open (a server that resets its connections tracks it)."""
+
+    def closed(self, connection: socket.socket) -> None:
+        """The TLS connection is done."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a client that hung up or refused our certificate is not the server's error."""
