@@ -335,6 +335,11 @@ class PlexConnection:
 
     def server(self) -> Any:
         if self._server is None:
+            if isinstance(self.session.tls, str) and not os.path.isfile(self.session.tls):
+                # requests would say "invalid path" as an OSError, which reads like an outage.
+                raise PlexConnectionSetupError(
+                    f"{_setting('plex_ca_file')} is set to {self.session.tls}, which is not a file on the machine "
+                    f"running Stash: give the path of a PEM file there, or clear it")
             if self.identifier:
                 configure_plexapi(self.identifier)
             else:

@@ -428,3 +428,12 @@ def test_a_proxys_502_is_an_outage_not_a_bad_request(plex: PlexEmulator, tmp_pat
             plex.faults.down = False
         conn.probe()
         assert proxy.seen[-1] == "/plex/identity"
+
+
+def test_a_ca_file_that_is_not_there_is_a_setting_to_fix_not_an_outage(plex: PlexEmulator, tmp_path: Path) -> None:
+    from plugin.errors import PlexConnectionSetupError
+
+    conn = PlexConnection(plex.url, plex.token, data_dir=tmp_path, tls=str(tmp_path / "missing.pem"))
+    with pytest.raises(PlexConnectionSetupError, match="'Plex CA file' is set to .*missing.pem, which is not a file"):
+        conn.probe()
+    assert plex.count() == 0
