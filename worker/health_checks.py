@@ -207,8 +207,8 @@ def check_plex(f: PlexFacts) -> list[Check]:
     if f.error_kind:
         fix = ("check that Plex is running and that this Stash can reach that address "
                "(between Docker containers use the container name, not localhost)")
-        text = f.error if f.error and f.url and f.url in f.error else (
-            f"not reachable at {f.url}" + (f" ({f.error})" if f.error else ""))
+        said = (f.error or "").removeprefix(f"Plex at {f.url} ")  # the address is said once
+        text = f"not reachable at {f.url}" + ((f": {said}" if said != f.error else f" ({f.error})") if f.error else "")
         return [Check("Plex", Level.FAIL, text, fix),
                 Check("Plex token", Level.WARN, "not checked (Plex not reachable)"),
                 Check("Plex libraries", Level.WARN, "not checked (Plex not reachable)")]
