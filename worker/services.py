@@ -15,7 +15,7 @@ from plugin.protocol import StashLog
 from plugin.settings import SCHEMA_BY_NAME, Settings
 from sync_queue.jobs import JobQueue
 from sync_queue.state import StateStore
-from worker.core import Services, plex_target
+from worker.core import LedgerClaims, Services, plex_target
 from worker.policy import RetryPolicy
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def services(ctx: RunContext, log: StashLog | None = None) -> Iterator[Services]
             queue=queue,
             state=state,
             stash=ctx.stash,
-            plex=PlexSync(conn, settings, ctx.stash.fetch_image),
+            plex=PlexSync(conn, settings, ctx.stash.fetch_image, LedgerClaims(queue, ctx.stash)),
             policy=RetryPolicy.from_settings(settings),
             log=log or ctx.log,
             token=settings.plex_token,
