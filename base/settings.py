@@ -67,6 +67,13 @@ SCHEMA: tuple[Setting, ...] = (
             "or http://plex:32400 between Docker containers.", required=True),
     Setting("plex_token", "STRING", "", "Plex token",
             "Your X-Plex-Token. Never logged.", required=True, secret=True),
+    Setting("plex_verify_certificate", "BOOLEAN", True, "Verify Plex certificate",
+            "For an https:// Plex URL: check that Plex's certificate is valid for that address. "
+            "Turn off only for a Plex on your own network; each run logs a warning while it is off."),
+    Setting("plex_ca_file", "STRING", "", "Plex CA file",
+            "For an https:// Plex URL with a certificate your system does not trust (self-signed, "
+            "or your own CA): path to a PEM file with that CA or certificate, as the machine "
+            "running Stash sees it. Used instead of the system's CA list."),
     Setting("plex_library", "STRING", "", "Plex libraries",
             "Comma-separated names of the Plex movie libraries that hold your Stash files. "
             "Empty: every movie library."),
@@ -134,6 +141,8 @@ class Settings:
 
     plex_url: str
     plex_token: str
+    plex_verify_certificate: bool
+    plex_ca_file: str
     plex_library: tuple[str, ...]
     path_map: tuple[tuple[str, str], ...]
     enabled: bool
@@ -173,6 +182,13 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log line or the stdout JSON."""
         return tuple(str(getattr(self, s.name)) for s in SCHEMA if s.secret and getattr(self, s.name))
+
+    @property
+    def plex_tls(self) -> bool | str:
+        """What requests' `verify` gets for Plex: a CA file, off, or the system's CAs."""
+        if not self.plex_verify_certificate:
+            return False
+        return self.plex_ca_file or True
 
     def require(self, *names: str) -> None:
         """Raise one SettingsError naming the first required setting that has no value."""

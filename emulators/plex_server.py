@@ -47,6 +47,7 @@ from emulators.plex_library import (
     section_element,
     to_bytes,
 )
+from emulators.tls import CertFiles, TlsServer, server_context
 
 MACHINE_ID = "5f0c1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b"
 VERSION = "1.41.3.9314-a0bfb8370"
@@ -144,8 +145,9 @@ class Faults:
         return None
 
 
-class _Server(ThreadingHTTPServer):
-    """Remembers open connections so that going down can reset kept-alive ones too."""
+class _Server(TlsServer, ThreadingHTTPServer):
+    """Remembers open connections so that going down can reset kept-alive ones too; serves
+    HTTPS when the emulator has a certificate."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -154,7 +156,18 @@ class _Server(ThreadingHTTPServer):
         self.emulator = emulator
         self.connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        if emulator.tls is not None:
+            self.tls_context = server_context(emulator.tls)
+            self.plain_http_answer = emulator.plain_http_answer
         super().__init__(address, _Handler)
+
+    def opened(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self.connections.add(connection)
+
+    def closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self.connections.discard(connection)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -202,8 +215,11 @@ class PlexEmulator:
     def __init__(self, token: str = "test-token", *, sections: Iterable[tuple[Any, ...]] = DEFAULT_SECTIONS,
                  listing_limits: Mapping[str, int] | None = None, friendly_name: str = "Emulated Plex",
                  machine_identifier: str = MACHINE_ID, version: str = VERSION,
-                 fetch_url: Callable[[str], bytes] | None = None, shapes: RealShapes | None = None) -> None:
+                 fetch_url: Callable[[str], bytes] | None = None, shapes: RealShapes | None = None,
+                 tls: CertFiles | None = None, plain_http_answer: bytes | None = None) -> None:
         self.token = token
+        self.tls = tls
+        self.plain_http_answer = plain_http_answer
         self.friendly_name = friendly_name
         self.machine_identifier = machine_identifier
         self.version = version
@@ -236,7 +252,7 @@ class PlexEmulator:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> PlexEmulator:
         self._start_listening()
@@ -357,7 +373,8 @@ class PlexEmulator:
         if fault is not None:
             return fault
         token = headers.get("X-Plex-Token") or query.get("X-Plex-Token")
-        if self.faults.revoked or token != self.token:
+        if (self.faults.revoked or token != self.token) and (method, path) != ("GET", "/identity"):
+            # /identity answers without a token on real Plex: clients use it to tell servers apart.
             return error(401)
         route_path = path.rstrip("/") or "/"
         for route_method, pattern, route in self._routes:

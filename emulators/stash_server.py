@@ -45,6 +45,7 @@ from graphql import (
 )
 
 from emulators.stash_library import File, StashLibrary, png_bytes
+from emulators.tls import CertFiles, TlsServer, server_context
 
 SCHEMA_PATH = Path(__file__).with_name("stash_schema.graphql")
 STASH_VERSION = {"version": "v0.30.1", "hash": "e1b4ea7d", "build_time": "2025-06-01 12:00:00"}
@@ -309,7 +310,8 @@ class StashEmulator:
 
     def __init__(self, library: StashLibrary | None = None, *, username: str | None = None,
                  password: str | None = None, api_key: str = "", session_max_age: int = 3600,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tls: CertFiles | None = None) -> None:
+        self.tls = tls  # HTTPS with this certificate, as Stash does with stash.crt/stash.key
         self.library = library if library is not None else StashLibrary()
         self.username = username
         self.password = password
@@ -334,7 +336,9 @@ class StashEmulator:
 
     def _start(self, port: int) -> None:
         handler = type("Handler", (_Handler,), {"emulator": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        httpd = _Server(("127.0.0.1", port), handler)
+        if self.tls is not None:
+            httpd.tls_context = server_context(self.tls)
         httpd.daemon_threads = True
         self._httpd = httpd
         self.port = httpd.server_address[1]
@@ -362,7 +366,11 @@ class StashEmulator:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     # --- auth ---
 
@@ -387,7 +395,7 @@ class StashEmulator:
 
     def connection(self, cookie: bool = True) -> dict[str, Any]:
         """The server_connection a plugin receives (Dir and PluginDir left to the host)."""
-        return {"Scheme": "http", "Host": "127.0.0.1", "Port": self.port,
+        return {"Scheme": self.scheme, "Host": "127.0.0.1", "Port": self.port,
                 "SessionCookie": self.session_cookie() if cookie else None}
 
     def authorized(self, api_key: str, session: str | None) -> bool:
@@ -480,6 +488,10 @@ def _failing_roots(message: str) -> Callable[..., Any]:
     return middleware
 
 
+class _Server(TlsServer, ThreadingHTTPServer):
+    daemon_threads = True
+
+
 class _Handler(BaseHTTPRequestHandler):
     """HTTP/1.0: one request per connection, so closing the listener really cuts clients off."""
 
@@ -553,7 +565,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             status, answer = 400, _errors([GraphQLError("json request body could not be decoded")])
         else:
-            status, answer = self.emulator.run_graphql(body, f"http://{self.headers.get('Host')}")
+            status, answer = self.emulator.run_graphql(body, f"{self.emulator.scheme}://{self.headers.get('Host')}")
         record.status = status
         self.emulator.log(record)
         self._send(status, json.dumps(answer).encode(), "application/json")

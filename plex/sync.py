@@ -328,6 +328,10 @@ class PlexSync:
                          preserve=s.preserve_plex_edits, uploads=uploads, ours=ours,
                          overwrite_locks=s.overwrite_user_locks)
 
+    def probe(self) -> None:
+        """One cheap request that proves Plex answers (see `PlexConnection.probe`)."""
+        self.conn.probe()
+
     def sync(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float) -> SyncOutcome:
         """Bring the scene's Plex item to the state Stash asks for (see module docstring)."""
         self._now = max(self._now, now)

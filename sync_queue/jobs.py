@@ -306,6 +306,12 @@ class JobQueue:
                 recovered += 1
         return recovered
 
+    def release_held(self, error_class: str, now: float) -> int:
+        """Make every job deferred after a failure of this class due now: what held it is over
+        (Plex answers again). Attempts and messages stay; only the due time moves."""
+        with write_txn(self._conn) as conn:
+            return schedule.release_held(conn, error_class, now)
+
     # -- transitions between tables --
 
     def release_claim(self, scene_id: int, reason: str, now: float) -> bool:

@@ -72,5 +72,11 @@ class QueueReport:
         ).fetchone()
         return job_from_row(row) if row else None
 
+    def held(self, error_class: str, now: float) -> int:
+        """Ready jobs deferred after a failure of this class and not yet due."""
+        return self._conn.execute(
+            f"SELECT COUNT(*) {LIVE} WHERE q.status < {STATUS_IN_FLIGHT} AND s.last_error_class = ? "
+            "AND s.next_retry_at > ?", (error_class, now)).fetchone()[0]
+
     def counter(self, name: str) -> int:
         return counters.get(self._conn, name)

@@ -258,3 +258,11 @@ def in_flight_row(conn: sqlite3.Connection, job: Job) -> tuple[int, tuple[str, .
     if row is None or row["status"] != STATUS_IN_FLIGHT:
         raise JobNotInFlight(f"job {job.job_id} (scene {job.scene_id}) is not in flight")
     return row["rerun"], tuple(json.loads(row["rerun_reasons"])) if row["rerun_reasons"] else ()
+
+
+def release_held(conn: sqlite3.Connection, error_class: str, now: float) -> int:
+    """Ready jobs deferred after a failure of `error_class` become due now; how many."""
+    return conn.execute(
+        f"UPDATE schedule SET next_retry_at = ? WHERE last_error_class = ? AND next_retry_at > ? "
+        f"AND job_id IN (SELECT _id FROM {PQ_TABLE} WHERE status < ?)",
+        (now, error_class, now, STATUS_IN_FLIGHT)).rowcount

@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from base.errors import Stash2PlexError
+from base.clock import absolute_utc, relative
+from base.errors import PlexUnavailable, Stash2PlexError
 from sync_queue.inbox import has_events
 from sync_queue.report import QueueCounts
 from sync_queue.schedule import Job
+from worker.breaker import BreakerEvent, next_probe_at
 from worker.core import Services, drain
 from worker.handover import processor
 from worker.policy import ErrorClass
@@ -59,9 +61,16 @@ def foreground_drain(ctx: RunContext, prepare: Prepare, prepare_share: float) ->
     require_enabled(ctx)
     with processor(ctx.data_dir), services(ctx) as svc:
         ctx.log.progress(0.0)
-        output = prepare(svc, lambda f: ctx.log.progress(prepare_share * f))
-        summary, counts = drain_and_report(
-            ctx, svc, lambda f: ctx.log.progress(prepare_share + (1 - prepare_share) * f))
+        try:
+            output = prepare(svc, lambda f: ctx.log.progress(prepare_share * f))
+        except PlexUnavailable as exc:
+            # Reconcile reads Plex's library first: an outage there is said like any other
+            # (one warning, nothing lost), not a failed task; there is nothing to drain into.
+            summary, counts = plex_unreachable(ctx, svc, str(exc))
+            output = {"plex": "unreachable"}
+        else:
+            summary, counts = drain_and_report(
+                ctx, svc, lambda f: ctx.log.progress(prepare_share + (1 - prepare_share) * f))
     start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
     return {**output, "summary": summary.to_dict(), "queue": queue_counts(counts)}
 
@@ -74,17 +83,40 @@ def require_enabled(ctx: RunContext) -> None:
 def drain_and_report(ctx: RunContext, svc: Services,
                      progress: Callable[[float], None]) -> tuple[DrainSummary, QueueCounts]:
     """The foreground tasks' drain: the shared core, then one summary in Stash's log."""
-    result = drain(svc, time.time, time.sleep, progress=progress)
+    result = drain(svc, time.time, time.sleep, progress=progress, probe_first=True)
     ctx.log.progress(1.0)
     now = time.time()
     include_waiting(result.summary, svc.queue.report.deferred(now))
     held_for_probe(result.summary, result.breaker_until)
+    if result.outage:
+        # Said once, as a warning: the task still succeeds (an outage may pass by itself).
+        ctx.log.warning(outage_line(result.outage, svc.queue.report.counts(now), result.breaker_until
+                                    or svc.queue.report.next_due_at(), now))
     ctx.log.info(format_summary(result.summary, now))
-    if result.summary.stopped and result.breaker_until is None:
-        # An open breaker is not a failure of the task: the jobs wait for its probe, which the
+    if result.summary.stopped and result.breaker_until is None and result.outage is None:
+        # An outage is not a failure of the task: the jobs wait for the next probe, which the
         # background worker the caller starts will send. Anything else needs the user.
         raise DrainStopped(f"{result.summary.stopped.rstrip('.')}. Every job is kept; run Process Queue once it is fixed.")
     return result.summary, svc.queue.report.counts(now)
+
+
+def plex_unreachable(ctx: RunContext, svc: Services, cause: str) -> tuple[DrainSummary, QueueCounts]:
+    now = time.time()
+    svc.feed(BreakerEvent.OUTAGE, now)
+    counts = svc.queue.report.counts(now)
+    ctx.log.warning(outage_line(cause, counts, next_probe_at(svc.breaker()) or svc.queue.report.next_due_at(), now))
+    ctx.log.progress(1.0)
+    return DrainSummary(stopped=f"{cause.rstrip('.')}; nothing was read from Plex"), counts
+
+
+def outage_line(cause: str, counts: QueueCounts, next_try: float | None, now: float) -> str:
+    """The one warning of a task that could not reach Plex: where, why, what is kept, when next."""
+    kept = counts.due + counts.deferred + counts.in_flight + counts.inbox
+    if not kept:
+        return f"Stash2Plex: {cause.rstrip('.')}. Nothing is queued and nothing was lost; run it again once Plex answers."
+    when = f"next try {relative(next_try - now)} ({absolute_utc(next_try)})" if next_try else "next try soon"
+    return (f"Stash2Plex: {cause.rstrip('.')}. Every job is kept ({kept} waiting, no attempt used); {when}, "
+            "by the background worker.")
 
 
 def include_waiting(summary: DrainSummary, waiting: Iterable[Job]) -> None:

@@ -60,19 +60,25 @@ def gather_stash(ctx: RunContext) -> StashFacts:
 def gather_plex(settings: Any, data_dir: Path) -> tuple[PlexFacts, Any]:
     """Server root (name, version: also proves the token), the library list. Returns the
     facts and a PlexSync for the path sample (None when Plex is not usable)."""
-    from base.errors import PlexAuthError, PlexUnavailable
+    from base.errors import PlexAuthError, PlexConnectionSetupError, PlexUnavailable
     from plex import xmlread
-    from plex.connection import PlexConnection
+    from plex.connection import PlexConnection, certificate_names, machine_identifier
     from plex.sync import PlexSync
 
     url = settings.plex_url
     conn = PlexConnection(url, settings.plex_token, connect_timeout=settings.connect_timeout,
-                          read_timeout=settings.read_timeout, data_dir=data_dir)
+                          read_timeout=settings.read_timeout, data_dir=data_dir, tls=settings.plex_tls)
     try:
         server = conn.server()
         sections = xmlread.sections(conn.query("/library/sections"))
     except PlexAuthError as exc:
         return PlexFacts(url, "auth", _message(exc)), None
+    except PlexConnectionSetupError as exc:
+        names, machine = (), None
+        if url.startswith("https://") and "certificate" in str(exc):
+            names = certificate_names(url, settings.connect_timeout)
+            machine = machine_identifier(url, settings.connect_timeout)
+        return PlexFacts(url, "config", _message(exc), cert_names=names, machine_id=machine), None
     except PlexUnavailable as exc:
         return PlexFacts(url, "down", _message(exc)), None
     except Stash2PlexError as exc:
@@ -224,6 +230,9 @@ def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lamb
             plex, sync = PlexFacts(url=settings.plex_url, error_kind="not_configured",
                                    error="not checked (setting missing)"), None
         else:
+            from worker.services import warn_unverified
+
+            warn_unverified(settings, ctx.log)
             plex, sync = gather_plex(settings, ctx.data_dir)
         progress(0.4)
         sample = gather_sample(ctx, sync, settings) if sync is not None else SampleFacts()

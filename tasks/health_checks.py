@@ -58,8 +58,10 @@ class StashFacts:
 @dataclass(frozen=True)
 class PlexFacts:
     url: str
-    error_kind: str | None = None  # "auth", "down", "other", "not_configured", "not_checked"
+    error_kind: str | None = None  # "auth", "down", "config", "other", "not_configured", "not_checked"
     error: str | None = None
+    cert_names: tuple[str, ...] = ()  # names on a certificate that did not verify
+    machine_id: str | None = None  # Plex's machineIdentifier from /identity
     name: str | None = None
     version: str | None = None
     movie_sections: tuple[str, ...] = ()  # every movie library Plex has
@@ -153,6 +155,40 @@ def check_settings(missing: Sequence[str], enabled: bool, read: bool = True) -> 
     return Check("Settings", Level.OK, "Plex URL and token set")
 
 
+_PLEX_DIRECT = re.compile(r"^\*\.(?P<hash>[0-9a-f]+)\.plex\.direct$", re.IGNORECASE)
+
+
+def plex_direct_url(url: str, cert_names: Sequence[str]) -> str | None:
+    """The address a plex.direct certificate is valid for, when Plex was reached by IP: Plex's
+    certificate names `*.<hash>.plex.direct`, and `<a-b-c-d>.<hash>.plex.direct` resolves to
+    the IP a-b-c-d (what plex.tv lists for the server). None when that does not apply."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        ip = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        return None
+    found = next((m for m in map(_PLEX_DIRECT.match, cert_names) if m), None)
+    if found is None:
+        return None
+    dashed = str(ip).replace(".", "-").replace(":", "-")
+    return f"https://{dashed}.{found.group('hash')}.plex.direct:{parts.port or 32400}{parts.path.rstrip('/')}"
+
+
+def _setup_fix(f: PlexFacts) -> str:
+    direct = plex_direct_url(f.url, f.cert_names)
+    if direct:
+        server = f" (server {f.machine_id})" if f.machine_id else ""
+        return (f"set 'Plex URL' to {direct}: the address Plex's plex.direct certificate is valid for{server}, "
+                "which resolves to the same IP")
+    if f.cert_names:
+        return (f"the certificate is for {', '.join(f.cert_names)}: use that name in 'Plex URL', trust its CA with "
+                "'Plex CA file', or turn 'Verify Plex certificate' off")
+    return "change the setting the message names, then run Health Check again"
+
+
 def check_plex(f: PlexFacts) -> list[Check]:
     """Reachable, token, libraries: three lines, since each has its own fix."""
     if f.error_kind in ("not_configured", "not_checked"):
@@ -164,10 +200,15 @@ def check_plex(f: PlexFacts) -> list[Check]:
                 Check("Plex token", Level.FAIL, "refused by Plex (401)",
                       f"set a valid X-Plex-Token as 'Plex token' in {WHERE_TO_SET}"),
                 Check("Plex libraries", Level.WARN, "not checked (the token was refused)")]
+    if f.error_kind == "config":
+        return [Check("Plex", Level.FAIL, f.error or f"not usable at {f.url}", _setup_fix(f)),
+                Check("Plex token", Level.WARN, "not checked (Plex not reachable as configured)"),
+                Check("Plex libraries", Level.WARN, "not checked (Plex not reachable as configured)")]
     if f.error_kind:
         fix = ("check that Plex is running and that this Stash can reach that address "
                "(between Docker containers use the container name, not localhost)")
-        text = f"not reachable at {f.url}" + (f" ({f.error})" if f.error else "")
+        said = (f.error or "").removeprefix(f"Plex at {f.url} ")  # the address is said once
+        text = f"not reachable at {f.url}" + ((f": {said}" if said != f.error else f" ({f.error})") if f.error else "")
         return [Check("Plex", Level.FAIL, text, fix),
                 Check("Plex token", Level.WARN, "not checked (Plex not reachable)"),
                 Check("Plex libraries", Level.WARN, "not checked (Plex not reachable)")]

@@ -267,8 +267,10 @@ def test_scene_destroy_drops_its_pending_job_and_ledger_row_without_writing(tmp_
         queue = open_queue(st)
         try:
             assert queue.report.job_for_scene(sid) is None and queue.ledger.get(sid) is None
-            # Only that scene is forgotten: the other one's job (backing off) and row stay.
-            assert queue.report.job_for_scene(other) is not None and queue.ledger.get(other) is not None
+            # Only that scene is forgotten: the other one's row stays, and its job, held for the
+            # outage, went as soon as Process Queue found Plex answering again.
+            assert queue.ledger.get(other) is not None and queue.report.job_for_scene(other) is None
+            assert st.plex_item(other).title == "Edited too"
             assert queue.dlq.list_all() == []
         finally:
             queue.close(compact=False)

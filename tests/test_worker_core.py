@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from plex.diff import state_hash
 from plex.sync import PlexSync
 from stash.records import Scene, SceneFile, Studio
 from sync_queue.jobs import JobQueue
-from sync_queue.state import HALT, StateStore
+from sync_queue.state import BREAKER, HALT, StateStore
 from worker.breaker import BreakerState
 from worker.core import Services, drain
 from worker.halt import halt_applies
@@ -207,6 +208,65 @@ def test_outage_mid_drain_opens_the_breaker_without_a_storm(world, plex: PlexEmu
     clock.now = breaker.open_until + 1
     after = run(svc, clock)
     assert after.summary.synced == 15 and svc.breaker().state is BreakerState.CLOSED
+
+
+def test_a_probe_is_one_cheap_request_and_releases_every_held_job(world, plex: PlexEmulator) -> None:
+    """The breaker's probe is `/identity`, not a job; once it is answered, every job held for
+    the outage is due at once, not at its own later retry time."""
+    svc, scenes, clock, queue = world
+    seed(world, plex, range(1, 11))
+    drain(svc, clock, clock.sleep, max_jobs=1)  # the connection is made
+    plex.faults.down = True
+    outage = run(svc, clock)
+    assert outage.outage is not None and "refused the connection" in outage.outage
+    held = [queue.report.job_for_scene(sid).next_retry_at for sid in range(2, 11)]
+    assert max(held) > svc.breaker().open_until  # jobs failed before it opened wait longer
+    plex.faults.down = False
+    plex.reset_log()
+    clock.now = svc.breaker().open_until
+    after = run(svc, clock)
+    assert after.probed and after.summary.synced == 9 and after.summary.deferred == {}
+    assert [(r.method, r.path) for r in plex.requests[:1]] == [("GET", "/identity")]
+    assert plex.count("GET", "/identity") == 1
+
+
+def test_a_task_probes_at_once_whatever_the_breakers_schedule(world, plex: PlexEmulator) -> None:
+    svc, scenes, clock, queue = world
+    seed(world, plex, range(1, 6))
+    drain(svc, clock, clock.sleep, max_jobs=1)
+    plex.faults.down = True
+    run(svc, clock)
+    assert svc.breaker().state is BreakerState.OPEN
+    # Still down: the task's probe fails, says why, and takes no job.
+    plex.reset_log()
+    still = drain(svc, clock, clock.sleep, probe_first=True)
+    assert still.probed and still.processed == 0 and "refused" in (still.outage or "")
+    plex.faults.down = False
+    back = drain(svc, clock, clock.sleep, probe_first=True)  # long before the breaker's probe time
+    assert back.probed and back.summary.synced == 4 and svc.breaker().state is BreakerState.CLOSED
+    assert plex.count("GET", "/identity") == 1
+
+
+def test_a_breaker_opened_for_another_address_or_token_does_not_hold_the_jobs(world, plex: PlexEmulator) -> None:
+    from worker.breaker import Breaker
+    from worker.breaker_store import breaker_for, plex_target, stored_breaker
+
+    opened = Breaker(BreakerState.OPEN, 3, START, START + 60, trips=1)
+    token = "secret-token-7f3a"
+    old, new = plex_target("http://127.0.0.1:1", token), plex_target("http://127.0.0.1:32400", token)
+    text = stored_breaker(opened, old)
+    assert breaker_for(text, old) == opened
+    assert breaker_for(text, new) == Breaker()
+    assert breaker_for(text, plex_target("http://127.0.0.1:1", "another token")) == Breaker()
+    assert breaker_for(opened.to_json(), new) == opened  # stored before targets: applies to any
+    assert token not in text and Breaker.load(text) == opened  # readable by older code too
+
+    # Through the services: a drain for the fixed address is not held by the old breaker.
+    svc, scenes, clock, queue = world
+    seed(world, plex, range(1, 4))
+    svc.state.put(BREAKER, stored_breaker(replace(opened, open_until=clock() + 60), old))
+    svc.target = new
+    assert run(svc, clock).summary.synced == 3
 
 
 def test_a_bad_token_stops_once_and_keeps_every_job(world, plex: PlexEmulator) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 from base.errors import Stash2PlexError
 from sync_queue.inbox import has_events
 from sync_queue.lock import LockNotAcquired, ProcessorLock
-from sync_queue.state import HALT, LAST_RECONCILE
+from sync_queue.state import HALT, LAST_RECONCILE, OUTAGE_SAID
+from worker.breaker import BreakerState
 from worker.core import Services, drain
 from worker.filelog import FileLog, open_worker_log
 from worker.halt import halt_applies
@@ -45,6 +46,18 @@ def next_wake(next_due: float | None, breaker_until: float | None, now: float,
         return None
     wake = max(candidates) if breaker_until is not None else min(candidates)
     return wake if wake - now <= horizon else None
+
+
+def say_outage(svc: Any, log: FileLog, outage: str | None, now: float) -> None:
+    """Once per outage, not once per probe nor once per worker a hook starts meanwhile: the
+    moment it was said is stored beside the breaker, and cleared once Plex answers."""
+    said = svc.state.get(OUTAGE_SAID)
+    if outage and not said:
+        log.warning(f"{outage.rstrip('.')}. Every job is kept; Plex is asked again every few seconds, "
+                    "then every minute, and the jobs go as soon as it answers.")
+        svc.state.put(OUTAGE_SAID, repr(now))
+    elif said and not outage and svc.breaker().state is BreakerState.CLOSED:
+        svc.state.put(OUTAGE_SAID, None)
 
 
 def reconcile_due(last: float | None, interval: float | None, now: float) -> bool:
@@ -176,13 +189,15 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
             if result.processed:
                 held_for_probe(result.summary, result.breaker_until)
                 log.info(format_summary(result.summary, time.time()))
-            if result.summary.stopped:  # an open breaker is a wait, anything else needs the user
-                (log.info if result.breaker_until is not None else log.error)(f"stopped: {result.summary.stopped}")
+            say_outage(svc, log, result.outage, time.time())
+            waiting = result.breaker_until is not None or result.outage is not None
+            if result.summary.stopped:  # an outage is a wait, anything else needs the user
+                (log.debug if waiting else log.error)(f"stopped: {result.summary.stopped}")
             if result.yielded:
                 return {"worker": "handed over", "processed": processed}
-            if result.summary.stopped and result.breaker_until is None:
+            if result.summary.stopped and not waiting:
                 return {"worker": "stopped", "processed": processed, "reason": result.summary.stopped}
-            if result.breaker_until is None and not result.summary.stopped and _auto_reconcile(ctx, svc):
+            if not waiting and not result.summary.stopped and _auto_reconcile(ctx, svc):
                 continue  # it queued gaps (or was interrupted): drain them / hand over
             now = time.time()
             wake = next_wake(svc.queue.report.next_due_at(), result.breaker_until, now)

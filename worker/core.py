@@ -9,7 +9,9 @@ transition.
 
 What the drain waits on, and nothing else (no fixed sleep between jobs):
 * the circuit breaker: while it refuses, no job is taken at all, so a Plex outage costs
-  no request and no database churn; the drain stops and says when the next probe is due;
+  no request and no database churn; the drain stops and says when the next probe is due.
+  The probe is one cheap request (`probe_plex`), not a job: once Plex answers, every job
+  held back for the outage is due at once;
 * a server's Retry-After: every request pauses for it, bounded by `pacing.MAX_HOLD`;
 * `max_request_rate`, which the Plex connection applies per request.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 from base.backoff import FANOUT_BACKOFF, RandomSource, ceiling
@@ -43,6 +46,7 @@ from worker.breaker import (
     next_probe_at,
     transition,
 )
+from worker.breaker_store import breaker_for, stored_breaker
 from worker.halt import halt_record
 from worker.policy import (
     LABELS,
@@ -71,6 +75,11 @@ class SceneSource(Protocol):
 
 class PlexTarget(Protocol):
     def sync(self, scene: Scene, ledger: LedgerEntry | None, now: float) -> SyncOutcome: ...
+    def probe(self) -> None: ...
+
+
+#: Why a job did not run: the breaker refused it, which says nothing new about Plex.
+BREAKER_OPEN = "Plex circuit breaker is open"
 
 
 @dataclass
@@ -88,11 +97,14 @@ class Services:
     breaker_config: BreakerConfig = field(default_factory=BreakerConfig)
     settings: Settings | None = None  # lets fan-out skip scenes whose Plex state is unchanged
     fanout_retry_at: float = 0.0
+    #: Which Plex the stored breaker is about (`plex_target`): a breaker opened while
+    #: `plex_url` or the token was wrong must not hold the jobs once the user fixed it.
+    target: str = ""
 
     # -- the persisted breaker --
 
     def breaker(self) -> Breaker:
-        return Breaker.load(self.state.get(BREAKER))
+        return breaker_for(self.state.get(BREAKER), self.target)
 
     def admit(self, now: float) -> tuple[Breaker, bool]:
         """Ask the stored breaker for permission; granting a probe is stored atomically.
@@ -106,9 +118,9 @@ class Services:
         verdict: dict[str, Any] = {}
 
         def change(text: str | None) -> str:
-            breaker, allowed = admit(Breaker.load(text), now, self.breaker_config)
+            breaker, allowed = admit(breaker_for(text, self.target), now, self.breaker_config)
             verdict.update(breaker=breaker, allowed=allowed)
-            return breaker.to_json()
+            return stored_breaker(breaker, self.target)
 
         self.state.update(BREAKER, change)
         return verdict["breaker"], verdict["allowed"]
@@ -117,15 +129,28 @@ class Services:
         before = self.breaker()
         after = transition(before, event, now, self.breaker_config)
         if after != before:
-            self.state.put(BREAKER, after.to_json())
-            if after.state is BreakerState.OPEN and before.state is not BreakerState.OPEN:
-                self.log.warning(
-                    f"Stash2Plex: Plex is unreachable; pausing every request until "
-                    f"{_when(after.open_until)} (circuit breaker open)."
-                )
-            elif after.state is BreakerState.CLOSED and before.state is not BreakerState.CLOSED:
+            # The outage itself is said by the caller, once, with its cause (see DrainResult.outage).
+            self.state.put(BREAKER, stored_breaker(after, self.target))
+            if after.state is BreakerState.CLOSED and before.state is not BreakerState.CLOSED:
                 self.log.info("Stash2Plex: Plex answers again; resuming.")
         return after
+
+
+def probe_plex(svc: Services, now: float) -> Failure | None:
+    """One cheap request to Plex, its outcome fed to the breaker. When Plex answers, every job
+    held back for an outage is due at once: it waited for Plex, and Plex is back."""
+    try:
+        svc.plex.probe()
+    except Exception as exc:  # classified like any attempt's failure
+        failure: Failure | None = Failure.from_exception(exc)
+    else:
+        failure = None
+    svc.feed(breaker_event(failure.error_class if failure else None), now)
+    if failure is None or breaker_event(failure.error_class) is BreakerEvent.REACHABLE:
+        released = svc.queue.release_held(ErrorClass.OUTAGE.value, now)
+        if released:
+            svc.log.debug(f"{released} job(s) held for the outage are due now")
+    return failure
 
 
 # --- one job -------------------------------------------------------------------------------
@@ -153,7 +178,7 @@ def process_job(job: Job, svc: Services, now: float) -> Decision:
     if not allowed:
         until = next_probe_at(breaker) or now + svc.policy.min_delay
         decision: Decision = RetryAt(max(until, now + svc.policy.min_delay), False, ErrorClass.OUTAGE,
-                                     "Plex circuit breaker is open")
+                                     BREAKER_OPEN)
     else:
         try:
             outcome = attempt(job, svc, now)
@@ -223,6 +248,29 @@ class DrainResult:
     processed: int = 0
     breaker_until: float | None = None  # set when the drain stopped for an open breaker
     yielded: bool = False  # another processor asked to take over
+    outage: str | None = None  # why Plex could not be reached (address and cause), if it was not
+    probed: bool = False  # a probe was sent this drain
+
+
+def stop_for(result: DrainResult, failure: Failure, svc: Services, now: float) -> None:
+    """A probe failed without an answer from Plex: the drain stops. For an outage it says when
+    the next probe is; a setting to fix (certificate, scheme, host name) or a bad token stops
+    it the way the same failure stops a job's drain."""
+    if failure.error_class is ErrorClass.OUTAGE:
+        result.outage = failure.message
+        result.breaker_until = next_probe_at(svc.breaker())
+        result.summary.stopped = result.summary.stopped or (
+            f"{LABELS[ErrorClass.OUTAGE]}; next try {_when(result.breaker_until or svc.queue.report.next_due_at())}")
+        return
+    decision = decide(failure, 0, svc.policy, now, svc.rng)
+    reason = decision.reason if isinstance(decision, StopDrain) else f"{LABELS[failure.error_class]}: {failure.message}"
+    result.summary.stopped = result.summary.stopped or reason
+    if failure.error_class is ErrorClass.AUTH:
+        svc.state.put(HALT, halt_record(reason, svc.token, now))
+
+
+def answered(failure: Failure | None) -> bool:
+    return failure is None or breaker_event(failure.error_class) is BreakerEvent.REACHABLE
 
 
 def drain(
@@ -233,13 +281,20 @@ def drain(
     progress: Callable[[float], None] | None = None,
     should_yield: Callable[[], bool] = lambda: False,
     max_jobs: int | None = None,
+    probe_first: bool = False,
 ) -> DrainResult:
     """Process due jobs until none is due, the breaker refuses, or a decision stops it.
 
     Never waits for a deferred job: what is not due is reported, and the background worker
-    (not this loop) decides whether to sleep until it is.
+    (not this loop) decides whether to sleep until it is. `probe_first`: a task the user
+    started asks Plex at once, whatever the breaker's schedule, when jobs wait for an outage
+    (one cheap request; see `probe_plex`), instead of saying "next probe in 24s".
     """
     result = DrainResult(DrainSummary())
+    if probe_first and _waits_for_plex(svc, clock()):
+        svc.admit(clock())  # when the breaker's own probe is due, this is it (a failure reopens it for longer)
+        if not _probe(svc, result, clock()):
+            return result
     ingest(svc, clock())
     last_ingest = clock()
     total = svc.queue.report.counts(clock()).due
@@ -252,7 +307,10 @@ def drain(
         if now - last_ingest >= INGEST_EVERY:
             total += ingest(svc, now).created
             last_ingest = now
-        if _breaker_refuses(svc, now, result):
+        gate = _gate(svc, now, result)
+        if gate is not _Gate.OPEN:
+            if gate is _Gate.PROBED:
+                continue
             break
         pacer = wait_turn(pacer, RateLimit(), now, sleep)  # a Retry-After hold, if any
         now = clock()
@@ -260,9 +318,7 @@ def drain(
         if job is None:
             break
         decision = process_job(job, svc, now)
-        result.summary.record(job.scene_id, decision)
-        result.processed += 1
-        _log_decision(svc.log, job, decision)
+        _record(svc, result, job, decision)
         if progress is not None:
             progress(result.processed / max(total, result.processed, 1))
         if isinstance(decision, StopDrain):
@@ -273,15 +329,48 @@ def drain(
     return result
 
 
-def _breaker_refuses(svc: Services, now: float, result: DrainResult) -> bool:
-    """While the breaker refuses, no job is taken at all; the result says until when."""
+class _Gate(Enum):
+    OPEN = "open"  # take a job
+    PROBED = "probed"  # the breaker's probe went out and Plex answered: look again
+    CLOSED = "closed"  # stop: the breaker refuses, or its probe found no Plex
+
+
+def _waits_for_plex(svc: Services, now: float) -> bool:
+    return (svc.breaker().state is not BreakerState.CLOSED
+            or svc.queue.report.held(ErrorClass.OUTAGE.value, now) > 0)
+
+
+def _probe(svc: Services, result: DrainResult, now: float) -> bool:
+    """Send the one cheap request in place of a job; False (and the result says why) when
+    Plex did not answer."""
+    result.probed = True
+    failure = probe_plex(svc, now)
+    if answered(failure):
+        return True
+    stop_for(result, failure, svc, now)  # type: ignore[arg-type]
+    return False
+
+
+def _gate(svc: Services, now: float, result: DrainResult) -> _Gate:
+    """The breaker's word before each job. While it refuses, no job is taken at all; when it
+    allows its probe, the probe is one cheap request, not a job."""
     breaker = svc.breaker()
-    if allows_request(breaker, now, svc.breaker_config):
-        return False
-    result.breaker_until = next_probe_at(breaker)
-    result.summary.stopped = result.summary.stopped or (
-        f"{LABELS[ErrorClass.OUTAGE]}; next probe {_when(result.breaker_until)}")
-    return True
+    if not allows_request(breaker, now, svc.breaker_config):
+        result.breaker_until = next_probe_at(breaker)
+        result.summary.stopped = result.summary.stopped or (
+            f"{LABELS[ErrorClass.OUTAGE]}; next probe {_when(result.breaker_until)}")
+        return _Gate.CLOSED
+    if breaker.state is not BreakerState.CLOSED and svc.admit(now)[1]:
+        return _Gate.PROBED if _probe(svc, result, now) else _Gate.CLOSED
+    return _Gate.OPEN
+
+
+def _record(svc: Services, result: DrainResult, job: Job, decision: Decision) -> None:
+    result.summary.record(job.scene_id, decision)
+    result.processed += 1
+    if isinstance(decision, RetryAt) and decision.error_class is ErrorClass.OUTAGE and decision.message != BREAKER_OPEN:
+        result.outage = decision.message
+    _log_decision(svc.log, job, decision)
 
 
 def _stop(svc: Services, decision: StopDrain, now: float) -> None:

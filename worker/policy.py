@@ -19,6 +19,7 @@ The decision table (`n` = attempts counted after this failure, `limit` = max_ret
 | INVALID    | -        | dead-letter at once                                                       |
 | DUPLICATE  | -        | dead-letter at once, naming the scene that owns the item                  |
 | STASH_DOWN | no       | stop the drain, keep the job as it is                                     |
+| STASH_REJECTED | no   | stop the drain, keep the job as it is (Stash older than our documents)    |
 | CONFIG     | no       | stop the drain, keep the job as it is                                     |
 | GONE       | -        | complete (the scene was deleted: nothing left to sync)                    |
 | BUG        | yes      | n < min(3, limit): retry with backoff; else dead-letter with the traceback |
@@ -45,6 +46,7 @@ from base.errors import (
     SettingsError,
     Stash2PlexError,
     StashAuthError,
+    StashRejectedQuery,
     StashUnavailable,
     TransientError,
 )
@@ -62,6 +64,7 @@ class ErrorClass(str, Enum):
     INVALID = "invalid"
     DUPLICATE = "duplicate"
     STASH_DOWN = "stash_down"
+    STASH_REJECTED = "stash_rejected"
     CONFIG = "config"
     GONE = "gone"
     BUG = "bug"
@@ -77,6 +80,7 @@ LABELS: dict[ErrorClass, str] = {
     ErrorClass.INVALID: "Plex rejected the data",
     ErrorClass.DUPLICATE: "its Plex item belongs to another scene",
     ErrorClass.STASH_DOWN: "Stash unreachable or rejected the plugin",
+    ErrorClass.STASH_REJECTED: "Stash rejected a query (422)",
     ErrorClass.CONFIG: "a setting is missing or unusable",
     ErrorClass.GONE: "scene deleted in Stash",
     ErrorClass.BUG: "internal error in Stash2Plex",
@@ -92,6 +96,7 @@ _CLASSES: tuple[tuple[type[Exception], ErrorClass], ...] = (
     (InvalidData, ErrorClass.INVALID),
     (DuplicateItem, ErrorClass.DUPLICATE),
     (StashUnavailable, ErrorClass.STASH_DOWN),
+    (StashRejectedQuery, ErrorClass.STASH_REJECTED),
     (StashAuthError, ErrorClass.STASH_DOWN),
     (SettingsError, ErrorClass.CONFIG),
     (SceneGone, ErrorClass.GONE),
@@ -264,7 +269,7 @@ def decide(
         # The scene was deleted in Stash: there is nothing left to sync, which is success.
         return Complete(CompleteReason.SCENE_GONE, failure.message)
 
-    if kind in (ErrorClass.AUTH, ErrorClass.STASH_DOWN, ErrorClass.CONFIG):
+    if kind in (ErrorClass.AUTH, ErrorClass.STASH_DOWN, ErrorClass.STASH_REJECTED, ErrorClass.CONFIG):
         # Not about this job: with a bad Plex token, Stash down or a missing setting every
         # following job fails the same way. Stop once, say why once, and keep every job
         # intact so fixing the cause loses nothing and never uses up anyone's attempts.
@@ -357,6 +362,7 @@ def breaker_event(error_class: ErrorClass | None) -> BreakerEvent:
         return BreakerEvent.SUCCESS
     if error_class is ErrorClass.OUTAGE:
         return BreakerEvent.OUTAGE
-    if error_class in (ErrorClass.GONE, ErrorClass.STASH_DOWN, ErrorClass.CONFIG, ErrorClass.BUG):
+    if error_class in (ErrorClass.GONE, ErrorClass.STASH_DOWN, ErrorClass.STASH_REJECTED, ErrorClass.CONFIG,
+                       ErrorClass.BUG):
         return BreakerEvent.NO_CONTACT
     return BreakerEvent.REACHABLE
