@@ -28,6 +28,8 @@ TASKS: dict[str, tuple[str, str]] = {
     "reconcile_7days": ("Reconcile Last 7 Days", "reconciliation.reconcile:reconcile_7days"),
     "health_check": ("Health Check", "worker.health:health_check"),
     "dry_run": ("Dry Run", "reconciliation.dryrun:dry_run"),
+    "import_watch_history": ("Import Plex Watch History", "watch.task:import_watch_history"),
+    "watch_history_dry_run": ("Import Plex Watch History (Dry Run)", "watch.task:watch_history_dry_run"),
 }
 
 #: Modes Stash never shows: the detached background worker started by hooks.
