@@ -297,6 +297,10 @@ class StashFaults:
         self._fail: list[str] = []
         self._http_500 = 0
         self._lock = threading.Lock()
+        #: Called with (request, "before"|"after") around each GraphQL run; True from "before"
+        #: drops the request unanswered and unrun, as if the client died before sending it.
+        #: Kill-point tests stop the plugin from here at an exact step.
+        self.intercept: Callable[[RequestRecord, str], bool] | None = None
 
     @property
     def down(self) -> bool:
@@ -581,10 +585,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.emulator.log(record)
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
             return
+        intercept = self.emulator.faults.intercept
+        if intercept is not None and intercept(record, "before"):
+            self.close_connection = True
+            return
         if not isinstance(body, dict):
             status, answer = 400, _errors([GraphQLError("json request body could not be decoded")])
         else:
             status, answer = self.emulator.run_graphql(body, f"http://{self.headers.get('Host')}")
+        if intercept is not None:
+            intercept(record, "after")
         record.status = status
         self.emulator.log(record)
         self._send(status, json.dumps(answer).encode(), "application/json")
