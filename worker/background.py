@@ -183,6 +183,10 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
                 return {"worker": "stopped", "processed": processed, "reason": result.summary.stopped}
             if result.breaker_until is None and not result.summary.stopped and _auto_reconcile(ctx, svc):
                 continue  # it queued gaps (or was interrupted): drain them / hand over
+            if result.breaker_until is None and not result.summary.stopped:
+                from watch.background import import_if_due
+
+                import_if_due(ctx, svc)
             now = time.time()
             wake = next_wake(svc.queue.next_due_at(), result.breaker_until, now)
             if wake is None:

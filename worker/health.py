@@ -236,12 +236,16 @@ def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lamb
         except (sqlite3.Error, Stash2PlexError) as exc:
             data = replace(data, error=f"queue unreadable ({exc})")
     packages, specs, hint = gather_packages(ctx.entrypoint.parent)
+    from watch.status import read_facts
+
+    watch = read_facts(ctx.data_dir, settings.import_watch_history, settings.watch_history_account) \
+        if readable else None
     progress(0.9)
     return Facts(stash=stash, missing_settings=missing, plex=plex, sample=sample, data=data, queue=queue,
                  worker_running=ProcessorLock(ctx.data_dir).is_held_elsewhere() if data.exists else False,
                  reconcile_interval=settings.reconcile_seconds, enabled=settings.enabled,
                  packages=packages, specs=specs, install_hint=hint,
-                 python=f"{platform.python_version()} ({sys.executable})")
+                 python=f"{platform.python_version()} ({sys.executable})", watch=watch)
 
 
 def health_check(ctx: RunContext) -> dict[str, Any]:
