@@ -5,6 +5,10 @@ Reads a batch of scenes' activity in one request; adds a scene's plays in one
 (resume only: the play duration is Stash's own player's to count). Nothing here can touch
 a scene's metadata. Times go out as RFC 3339 in UTC; times come back in Stash's zone and
 are turned into epoch seconds.
+
+The read documents live in `stash.queries`; the writes are built here, because one request
+carries many scenes (one aliased mutation each), and a test checks them against Stash's
+real schema.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def scene_by_path(stash: GraphQL, path: str) -> int | None:
 WRITE_BATCH = 50
 
 
-def _aliased(field: str, arg_types: dict[str, str], calls: list[dict]) -> tuple[str, dict]:
+def _aliased(name: str, field: str, arg_types: dict[str, str], calls: list[dict]) -> tuple[str, dict]:
     """One mutation document running `field` once per call, each under its own alias.
 
     Stash runs a document's mutations one after another, each in its own transaction, so
@@ -88,33 +92,33 @@ def _aliased(field: str, arg_types: dict[str, str], calls: list[dict]) -> tuple[
     params, selections, variables = [], [], {}
     for index, call in enumerate(calls):
         args = []
-        for name, gql_type in arg_types.items():
-            var = f"{name}{index}"
+        for arg, gql_type in arg_types.items():
+            var = f"{arg}{index}"
             params.append(f"${var}: {gql_type}")
-            args.append(f"{name}: ${var}")
-            variables[var] = call[name]
+            args.append(f"{arg}: ${var}")
+            variables[var] = call[arg]
         tail = " { count }" if field == "sceneAddPlay" else ""
         selections.append(f"p{index}: {field}({', '.join(args)}){tail}")
-    return f"mutation S2PWatch({', '.join(params)}) {{ {' '.join(selections)} }}", variables
+    return f"mutation {name}({', '.join(params)}) {{ {' '.join(selections)} }}", variables
 
 
 def add_plays_many(stash: GraphQL, plays: dict[int, Sequence[float]]) -> int:
     """Add each scene's plays, `WRITE_BATCH` scenes per request; returns requests sent."""
     calls = [{"id": str(scene_id), "times": [rfc3339(t) for t in times]}
              for scene_id, times in sorted(plays.items()) if times]
-    return _send(stash, "sceneAddPlay", {"id": "ID!", "times": "[Timestamp!]"}, calls)
+    return _send(stash, "S2PAddPlays", "sceneAddPlay", {"id": "ID!", "times": "[Timestamp!]"}, calls)
 
 
 def save_resumes(stash: GraphQL, resumes: dict[int, float]) -> int:
     """Set each scene's resume point, `WRITE_BATCH` per request; returns requests sent."""
     calls = [{"id": str(scene_id), "resume_time": float(seconds)} for scene_id, seconds in sorted(resumes.items())]
-    return _send(stash, "sceneSaveActivity", {"id": "ID!", "resume_time": "Float"}, calls)
+    return _send(stash, "S2PSaveResumes", "sceneSaveActivity", {"id": "ID!", "resume_time": "Float"}, calls)
 
 
-def _send(stash: GraphQL, field: str, arg_types: dict[str, str], calls: list[dict]) -> int:
+def _send(stash: GraphQL, name: str, field: str, arg_types: dict[str, str], calls: list[dict]) -> int:
     sent = 0
     for start in range(0, len(calls), WRITE_BATCH):
-        document, variables = _aliased(field, arg_types, calls[start:start + WRITE_BATCH])
+        document, variables = _aliased(name, field, arg_types, calls[start:start + WRITE_BATCH])
         stash.gql(document, variables)
         sent += 1
     return sent

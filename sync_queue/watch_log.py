@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sync_queue.db import connect, write_txn
+from sync_queue.db import connect, db_path, write_txn
 from sync_queue.schema import ensure_schema
 
 #: Outcomes that put (or found) the play in Stash: they count when a minute is compared.
@@ -49,8 +49,13 @@ class Cursor:
     last_run: dict[str, Any]
 
 
-def open_log(data_dir: Path) -> sqlite3.Connection:
-    conn = connect(Path(data_dir))
+def open_log(data_dir: Path, create: bool = True) -> sqlite3.Connection:
+    """Our database; with `create` off (a dry run) a missing one is an empty one in memory,
+    so looking creates no file."""
+    if not create and not db_path(Path(data_dir)).exists():
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+    else:
+        conn = connect(Path(data_dir))
     ensure_schema(conn)
     return conn
 

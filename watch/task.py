@@ -8,7 +8,6 @@ to see what turning it on would import.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -75,7 +74,7 @@ def run_import(conn: PlexConnection, stash: Any, data_dir: Path, settings: Setti
     accounts = history.accounts(conn) if needs_accounts(settings.watch_history_account) else None
     scope = resolve_scope(settings.watch_history_account, accounts)
     sections = choose_sections(xmlread.sections(conn.query("/library/sections")), settings.plex_library)
-    db = watch_log.open_log(data_dir)
+    db = watch_log.open_log(data_dir, create=not dry_run)
     try:
         importer = WatchImport(conn, stash, db, scope, [s.key for s in sections], settings.path_map,
                                dry_run=dry_run)
@@ -83,14 +82,3 @@ def run_import(conn: PlexConnection, stash: Any, data_dir: Path, settings: Setti
     finally:
         db.close()
 
-
-def last_import(data_dir: Path) -> watch_log.Cursor | None:
-    """The most recent import's cursor and summary, for Queue Status and Health Check."""
-    try:
-        db = watch_log.open_log(data_dir)
-    except sqlite3.Error:
-        return None
-    try:
-        return watch_log.latest(db)
-    finally:
-        db.close()
