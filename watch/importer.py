@@ -27,6 +27,7 @@ from sync_queue import watch_log
 from sync_queue.watch_log import PlayRecord
 from watch.plan import NewPlay, minute, plays_to_add, resume_change
 from watch.scope import Scope
+from worker.summary import absolute_utc
 
 #: Dry-run lines listed in the log; the JSON output carries the same, counted in full.
 DRY_RUN_SHOWN = 200
@@ -81,7 +82,8 @@ class ImportReport:
                        + (" …" if len(self.unmatched) > 20 else ""))
         if not self.completed:
             out.append("Stopped early (another task took over); the next run continues from the cursor.")
-        out.append(f"Cursor: plays up to {self.cursor} (epoch s) imported; "
+        cursor = absolute_utc(self.cursor) if self.cursor else "none yet"
+        out.append(f"Cursor: Plex plays up to {cursor} are imported; "
                    f"{self.plex_requests} Plex and {self.stash_requests} Stash requests.")
         return out
 
