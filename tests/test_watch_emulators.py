@@ -178,10 +178,10 @@ def test_batched_write_documents_are_valid_against_real_stash() -> None:
     parts += [p.read_text(encoding="utf-8") for p in sorted((REAL_SCHEMA_DIR / "types").glob("*.graphql"))]
     real = build_schema("\n".join(parts))
     documents = [
-        stash_plays._aliased("S2PAddPlays", "sceneAddPlay", {"id": "ID!", "times": "[Timestamp!]"},
-                             [{"id": "1", "times": ["x"]}, {"id": "2", "times": ["y"]}])[0],
-        stash_plays._aliased("S2PSaveResumes", "sceneSaveActivity", {"id": "ID!", "resume_time": "Float"},
-                             [{"id": "1", "resume_time": 1.0}])[0],
+        stash_plays._aliased("S2PAddPlays", "sceneAddPlay",
+                             [{"id": "1", "times": [stash_plays.rfc3339(T)]}, {"id": "2", "times": ["<4h"]}]),
+        stash_plays._aliased("S2PSaveResumes", "sceneSaveActivity", [{"id": "1", "resume_time": 1.0},
+                                                                     {"id": "2", "resume_time": 0.0}]),
     ]
     for document in documents:
         assert [e.message for e in validate(real, parse(document))] == []
