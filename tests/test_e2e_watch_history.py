@@ -265,7 +265,7 @@ def logged_plays(st: Stage) -> int:
 ])
 def test_a_kill_at_any_step_neither_loses_nor_doubles_a_play(tmp_path: Path, operation: str, phase: str,
                                                              nth: int) -> None:
-    with watch_stage(tmp_path, n=60) as st:
+    with watch_stage(tmp_path, n=120) as st:
         want = many_plays(st)
         seen = kill_at(st, operation, phase, nth)
         killed = st.task("import_watch_history")
