@@ -29,8 +29,11 @@ from watch.plan import NewPlay, minute, plays_to_add, resume_change
 from watch.scope import Scope
 from worker.summary import absolute_utc
 
-#: Dry-run lines listed in the log; the JSON output carries the same, counted in full.
+#: Dry-run lines listed in the log; the JSON output carries up to `DRY_RUN_KEPT`.
 DRY_RUN_SHOWN = 200
+DRY_RUN_KEPT = 5000
+#: Items without a scene named in the summary (all of them are counted).
+UNMATCHED_NAMED = 20
 
 
 class CountingStash:
@@ -66,8 +69,8 @@ class ImportReport:
     would: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k not in ("would", "unmatched")}
-        data["unmatched"] = self.unmatched[:20]
+        data = {k: v for k, v in self.__dict__.items() if k != "would"}
+        data["would_total"] = len(self.would)
         return data
 
     def lines(self) -> list[str]:
@@ -78,8 +81,8 @@ class ImportReport:
                f"Resume points: {'would set' if self.dry_run else 'set'} {self.resumes_set}, "
                f"{'would clear' if self.dry_run else 'cleared'} {self.resumes_cleared}."]
         if self.unmatched:
-            out.append("No Stash scene for: " + "; ".join(self.unmatched[:20])
-                       + (" …" if len(self.unmatched) > 20 else ""))
+            out.append("No Stash scene for: " + "; ".join(self.unmatched)
+                       + (" …" if len(self.unmatched) >= UNMATCHED_NAMED else ""))
         if not self.completed:
             out.append("Stopped early (another task took over); the next run continues from the cursor.")
         cursor = absolute_utc(self.cursor) if self.cursor else "none yet"
@@ -149,7 +152,7 @@ class WatchImport:
                 report.no_scene += 1
                 records.append(_record(entry, None, "no_scene"))
                 label = f"{entry.title or 'deleted item'} (Plex item {entry.rating_key or 'deleted'})"
-                if label not in report.unmatched:
+                if len(report.unmatched) < UNMATCHED_NAMED and label not in report.unmatched:
                     report.unmatched.append(label)
                 continue
             matched.append(NewPlay(entry.key, scene_id, entry.viewed_at))

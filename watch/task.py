@@ -20,7 +20,7 @@ from plugin.protocol import StashLog
 from plugin.runtime import RunContext
 from plugin.settings import Settings
 from sync_queue import watch_log
-from watch.importer import DRY_RUN_SHOWN, ImportReport, WatchImport
+from watch.importer import DRY_RUN_KEPT, DRY_RUN_SHOWN, ImportReport, WatchImport
 from watch.scope import needs_accounts, resolve_scope
 
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -52,7 +52,7 @@ def _task(ctx: RunContext, dry_run: bool) -> dict[str, Any]:
         report = run_import(conn, ctx.stash, ctx.data_dir, settings, time.time, dry_run=dry_run)
         ctx.log.progress(1.0)
     log_report(ctx.log, report)
-    return {"watch_history": report.summary(), "would": report.would if dry_run else []}
+    return {"watch_history": report.summary(), "would": report.would[:DRY_RUN_KEPT]}
 
 
 def log_report(log: StashLog, report: ImportReport) -> None:
