@@ -14,7 +14,7 @@ Plex leaves each out when it is zero or unset.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -99,9 +99,10 @@ def history_path(after: int, account_id: int | None) -> str:
     return "/status/sessions/history/all?" + urlencode(params, safe=">:")
 
 
-def history_pages(conn: PlexConnection, after: int, account_id: int | None,
-                  page_size: int = HISTORY_PAGE) -> Iterator[list[HistoryEntry]]:
-    """Pages of plays after `after` (epoch s), oldest first, until the history ends.
+def history_pages(conn: PlexConnection, after: int, account_id: int | None, page_size: int = HISTORY_PAGE,
+                  on_page: Callable[[int, int], None] = lambda done, total: None) -> Iterator[list[HistoryEntry]]:
+    """Pages of plays after `after` (epoch s), oldest first, until the history ends;
+    `on_page(rows read, rows in all)` after each page, for a progress bar.
 
     Offsets are taken against one fixed filter, so plays added while we read only append.
     """
@@ -113,10 +114,12 @@ def history_pages(conn: PlexConnection, after: int, account_id: int | None,
                           what="the play history")
         rows = list(root)
         entries = history_entries(root)
+        start += len(rows)
+        total = total_size(root, len(rows))
         if entries:
             yield entries
-        start += len(rows)
-        if not rows or start >= total_size(root, len(rows)):
+        on_page(start, total)
+        if not rows or start >= total:
             return
 
 

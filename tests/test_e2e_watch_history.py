@@ -112,9 +112,12 @@ def test_history_is_read_in_pages_from_the_cursor(tmp_path: Path) -> None:
         for i in range(1050):
             st.plex.play(key_of(st, ids[i % 4]), T + 61 * i)
         st.plex.reset_log()
-        out = import_history(st)
+        result = st.task("import_watch_history")
+        out = ok(result)["watch_history"]
         assert out["added"] == 1050
         assert st.plex.count("GET", "/status/sessions/history/all") == 2  # 1000 + 50
+        assert result.progress[0] == 0.0 and result.progress[-1] == 1.0
+        assert any(0.8 < p < 0.9 for p in result.progress)  # after the first page: 1000 of 1050 rows
         assert sum(len(s.play_history) for s in st.library.scenes.values()) == 1050
         # The next run asks only for what came after the cursor.
         st.plex.play(key_of(st, ids[0]), T + 61 * 1050)

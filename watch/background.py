@@ -12,7 +12,7 @@ from typing import Any
 
 from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
-from worker.background import reconcile_due
+from worker.background import reconcile_due, stored_time
 from worker.handover import handover_requested
 
 LAST_WATCH_IMPORT = "last_watch_import"
@@ -25,12 +25,7 @@ def import_if_due(ctx: RunContext, svc: Any) -> None:
     if not settings.import_watch_history:
         return
     now = time.time()
-    raw = svc.state.get(LAST_WATCH_IMPORT)
-    try:
-        last = float(raw) if raw else None
-    except ValueError:
-        last = None
-    if not reconcile_due(last, settings.reconcile_seconds, now):
+    if not reconcile_due(stored_time(svc.state.get(LAST_WATCH_IMPORT)), settings.reconcile_seconds, now):
         return
     svc.state.put(LAST_WATCH_IMPORT, repr(now))
     try:

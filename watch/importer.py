@@ -111,20 +111,25 @@ class WatchImport:
     def dry_run(self) -> bool:
         return self.report.dry_run
 
-    def run(self, now: Callable[[], float], should_stop: Callable[[], bool] = lambda: False) -> ImportReport:
+    def run(self, now: Callable[[], float], should_stop: Callable[[], bool] = lambda: False,
+            progress: Callable[[float], None] = lambda fraction: None) -> ImportReport:
+        """Plays on the first 90% of the progress bar (by history rows read), resume points after."""
         start = watch_log.cursor(self.db, self.scope.key)
         self.report.cursor = start.viewed_at if start else 0
         self.report.resume_cursor = start.resume_at if start else None
         # One second back: a play in the cursor's own second may not have been read yet
         # (ties); the log's keys drop the ones that were.
         after = self.report.cursor - 1 if start else 0
-        for page in history.history_pages(self.plex, after, self.scope.account_id):
+        pages = history.history_pages(self.plex, after, self.scope.account_id,
+                                      on_page=lambda done, total: progress(0.9 * done / max(total, 1)))
+        for page in pages:
             self._page(page, now())
             if should_stop():
                 self.report.completed = False
                 break
         if self.report.completed and self.scope.with_resume:
             self._resume_points()
+        progress(1.0)
         self.report.plex_requests = self.plex.requests_made - self._plex_start
         self.report.stash_requests = self.stash.requests
         if not self.dry_run:

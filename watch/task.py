@@ -49,10 +49,25 @@ def _task(ctx: RunContext, dry_run: bool) -> dict[str, Any]:
     conn = shared_connection(settings, ctx.data_dir)
     with nullcontext() if dry_run else processor(ctx.data_dir):
         ctx.log.progress(0.0)
-        report = run_import(conn, ctx.stash, ctx.data_dir, settings, time.time, dry_run=dry_run)
-        ctx.log.progress(1.0)
+        report = run_import(conn, ctx.stash, ctx.data_dir, settings, time.time, dry_run=dry_run,
+                            progress=ctx.log.progress)
     log_report(ctx.log, report)
+    if not dry_run:
+        _restart_worker(ctx)
     return {"watch_history": report.summary(), "would": report.would[:DRY_RUN_KEPT]}
+
+
+def _restart_worker(ctx: RunContext) -> None:
+    """The lock was taken over from any background worker: leave one for jobs still queued."""
+    from sync_queue.jobs import JobQueue
+    from worker.tasks import start_worker_if_needed
+
+    queue = JobQueue(ctx.data_dir)
+    try:
+        counts = queue.counts(time.time())
+    finally:
+        queue.close(compact=False)
+    start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
 
 
 def log_report(log: StashLog, report: ImportReport) -> None:
@@ -66,7 +81,8 @@ def log_report(log: StashLog, report: ImportReport) -> None:
 
 
 def run_import(conn: PlexConnection, stash: Any, data_dir: Path, settings: Settings, clock: Callable[[], float],
-               *, dry_run: bool = False, should_stop: Callable[[], bool] = lambda: False) -> ImportReport:
+               *, dry_run: bool = False, should_stop: Callable[[], bool] = lambda: False,
+               progress: Callable[[float], None] = lambda fraction: None) -> ImportReport:
     """One import over the configured scope and movie libraries."""
     from plex import history, xmlread
     from plex.sync import choose_sections
@@ -78,7 +94,7 @@ def run_import(conn: PlexConnection, stash: Any, data_dir: Path, settings: Setti
     try:
         importer = WatchImport(conn, stash, db, scope, [s.key for s in sections], settings.path_map,
                                dry_run=dry_run)
-        return importer.run(clock, should_stop)
+        return importer.run(clock, should_stop, progress)
     finally:
         db.close()
 
