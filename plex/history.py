@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 from plex.connection import PlexConnection
 from plex.xmlread import total_size
+from plugin.errors import PlexNotFound
 
 HISTORY_PAGE = 1000
 METADATA_BATCH = 50
@@ -99,6 +100,21 @@ def history_path(after: int, account_id: int | None) -> str:
     return "/status/sessions/history/all?" + urlencode(params, safe=">:")
 
 
+def _pages(conn: PlexConnection, path: str, what: str, page_size: int) -> Iterator[tuple[Any, int, int]]:
+    """(page root, rows read so far, rows in all) for each page of a paged listing, paged
+    with plexapi's container headers until the listing's total is read."""
+    start = 0
+    while True:
+        root = conn.query(path, headers={"X-Plex-Container-Start": str(start),
+                                         "X-Plex-Container-Size": str(page_size)}, what=what)
+        rows = len(root)
+        start += rows
+        total = total_size(root, rows)
+        yield root, start, total
+        if not rows or start >= total:
+            return
+
+
 def history_pages(conn: PlexConnection, after: int, account_id: int | None, page_size: int = HISTORY_PAGE,
                   on_page: Callable[[int, int], None] = lambda done, total: None) -> Iterator[list[HistoryEntry]]:
     """Pages of plays after `after` (epoch s), oldest first, until the history ends;
@@ -106,21 +122,11 @@ def history_pages(conn: PlexConnection, after: int, account_id: int | None, page
 
     Offsets are taken against one fixed filter, so plays added while we read only append.
     """
-    path = history_path(after, account_id)
-    start = 0
-    while True:
-        root = conn.query(path, headers={"X-Plex-Container-Start": str(start),
-                                         "X-Plex-Container-Size": str(page_size)},
-                          what="the play history")
-        rows = list(root)
+    for root, done, total in _pages(conn, history_path(after, account_id), "the play history", page_size):
         entries = history_entries(root)
-        start += len(rows)
-        total = total_size(root, len(rows))
         if entries:
             yield entries
-        on_page(start, total)
-        if not rows or start >= total:
-            return
+        on_page(done, total)
 
 
 def accounts(conn: PlexConnection) -> dict[int, str]:
@@ -131,8 +137,6 @@ def accounts(conn: PlexConnection) -> dict[int, str]:
 
 def viewings(conn: PlexConnection, rating_keys: Sequence[str]) -> dict[str, ItemViewing]:
     """Full items by key, a batch per request (`/library/metadata/1,2,3`); gone ones are absent."""
-    from plugin.errors import PlexNotFound
-
     out: dict[str, ItemViewing] = {}
     keys = sorted(set(rating_keys), key=lambda k: (len(k), k))
     for start in range(0, len(keys), METADATA_BATCH):
@@ -149,13 +153,5 @@ def viewed_since(conn: PlexConnection, section_key: str, after: int,
                  page_size: int = HISTORY_PAGE) -> Iterator[ItemViewing]:
     """Items of a movie section the token's account viewed after `after` (`lastViewedAt>>=`)."""
     path = f"/library/sections/{section_key}/all?" + urlencode({"type": 1, "lastViewedAt>>": after}, safe=">")
-    start = 0
-    while True:
-        root = conn.query(path, headers={"X-Plex-Container-Start": str(start),
-                                         "X-Plex-Container-Size": str(page_size)},
-                          what="recently viewed items")
-        rows = [r for r in root if r.tag == "Video"]
+    for root, _done, _total in _pages(conn, path, "recently viewed items", page_size):
         yield from item_viewings(root)
-        start += len(rows)
-        if not rows or start >= total_size(root, len(rows)):
-            return
