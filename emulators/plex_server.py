@@ -510,7 +510,7 @@ class PlexEmulator:
 
     def _accounts(self, **_: Any) -> Response:
         accounts = self.library.watch.accounts
-        root = container(size=len(accounts), identifier=IDENTIFIER)
+        root = container(size=len(accounts), identifier="com.plexapp.system.accounts")
         for account_id, name in sorted(accounts.items()):
             root.append(account_element(account_id, name))
         return xml(root)
