@@ -120,11 +120,12 @@ def scenes_for_items(conn: sqlite3.Connection, rating_keys: Iterable[str]) -> di
 
 def commit_page(conn: sqlite3.Connection, scope: str, plays: Sequence[PlayRecord], viewed_at: int,
                 now: float) -> None:
-    """Record a page's plays and move the cursor, atomically."""
+    """Record a page's plays and move the cursor, atomically. A key logged before keeps its
+    first record; any other failure (a record the table refuses) fails the whole page."""
     with write_txn(conn):
         conn.executemany(
-            "INSERT OR IGNORE INTO watch_plays (play_key, scene_id, rating_key, account_id, viewed_at, outcome, "
-            "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO watch_plays (play_key, scene_id, rating_key, account_id, viewed_at, outcome, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (play_key) DO NOTHING",
             [(p.play_key, p.scene_id, p.rating_key, p.account_id, p.viewed_at, p.outcome, now) for p in plays])
         conn.execute(
             "INSERT INTO watch_cursor (scope, viewed_at, updated_at) VALUES (?, ?, ?) ON CONFLICT (scope) DO UPDATE "
