@@ -70,6 +70,9 @@ def test_each_plex_play_arrives_once_at_its_time_and_a_second_run_adds_nothing(t
         other = st.plex.library.add_section("Other", "/media/other", now=T)
         stray = st.plex.add_item("/media/other/x.mp4", section=other, title="Elsewhere")
         orphan = st.plex.add_item("/media/stash/orphan.mp4", title="Orphan")
+        # Same file name as scene three's, another folder: matched by exact path only, so no scene.
+        namesake = st.plex.add_item("/media/stash/elsewhere/" + st.library.scenes[three].files[0].basename,
+                                    title="Namesake")
         st.plex.play(key_of(st, one), T)
         st.plex.play(key_of(st, one), T + 3600)
         st.plex.play(key_of(st, one), T + 3630)  # a second play in the same minute: both count
@@ -77,15 +80,16 @@ def test_each_plex_play_arrives_once_at_its_time_and_a_second_run_adds_nothing(t
         st.library.scenes[two].play_history.append(float(T + 7220))  # Stash's own player, same minute
         st.plex.play(stray, T + 10)
         st.plex.play(orphan, T + 20)
+        st.plex.play(namesake, T + 30)
         before = stash_plays(st)
         st.plex.reset_log()
         st.stash.reset_log()
 
         out = import_history(st)
 
-        assert (out["read"], out["added"], out["in_stash"], out["no_scene"], out["other_library"]) == (6, 3, 1, 1, 1)
+        assert (out["read"], out["added"], out["in_stash"], out["no_scene"], out["other_library"]) == (7, 3, 1, 2, 1)
         assert out["scope"] == "the Plex token's account"
-        assert any("Orphan" in u for u in out["unmatched"])
+        assert any("Orphan" in u for u in out["unmatched"]) and any("Namesake" in u for u in out["unmatched"])
         assert stash_plays(st) - before == Counter({(one, T): 1, (one, T + 3600): 1, (one, T + 3630): 1})
         assert st.library.scenes[two].play_history == [T + 7220]  # not doubled
         assert st.library.scenes[three].play_history == []
