@@ -26,6 +26,10 @@ class WatchFacts:
     last_run: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "last_import": self.last_at, "scope": self.scope, "cursor": self.cursor,
+                "resume_cursor": self.resume_cursor, "last_run": self.last_run}
+
 
 def read_facts(data_dir: Path, enabled: bool, account_setting: str = "") -> WatchFacts:
     path = db_path(data_dir)

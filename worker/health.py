@@ -25,6 +25,7 @@ from typing import Any
 
 from plugin.errors import Stash2PlexError
 from plugin.runtime import RunContext
+from watch.status import read_facts
 from worker.health_checks import (
     SAMPLE,
     DataFacts,
@@ -236,8 +237,6 @@ def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lamb
         except (sqlite3.Error, Stash2PlexError) as exc:
             data = replace(data, error=f"queue unreadable ({exc})")
     packages, specs, hint = gather_packages(ctx.entrypoint.parent)
-    from watch.status import read_facts
-
     watch = read_facts(ctx.data_dir, settings.import_watch_history, settings.watch_history_account) \
         if readable else None
     progress(0.9)

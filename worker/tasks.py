@@ -18,6 +18,7 @@ from sync_queue.dlq import DeadLetter
 from sync_queue.inbox import has_events
 from sync_queue.jobs import Job, JobQueue, QueueCounts
 from sync_queue.state import BREAKER, HALT, StateStore
+from watch.status import facts_for, status_lines
 from worker.breaker import Breaker, next_probe_at
 from worker.handover import processor
 from worker.policy import ErrorClass
@@ -158,15 +159,12 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
         for letter in shown.get(group.error_class, []):
             lines.append(f"    scene {letter.scene_id}: {letter.message} (attempts {letter.attempts}, "
                          f"last {absolute_utc(letter.last_failed_at)})")
-    from watch.status import facts_for, status_lines
-
     watch = facts_for(ctx)
     lines += status_lines(watch, absolute_utc)
     ctx.log.info("\n".join(lines))
     return {
         "queue": queue_counts(counts),
-        "watch_history": {"enabled": watch.enabled, "last_import": watch.last_at, "scope": watch.scope,
-                          "cursor": watch.cursor, "resume_cursor": watch.resume_cursor, "last_run": watch.last_run},
+        "watch_history": watch.to_dict(),
         "breaker": breaker.state.value,
         "halted": bool(halt),
         "deferred": [{"scene_id": j.scene_id, "next_retry_at": j.next_retry_at,
