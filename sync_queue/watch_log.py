@@ -143,8 +143,3 @@ def finish_run(conn: sqlite3.Connection, scope: str, resume_at: int | None, summ
             "updated_at = excluded.updated_at, last_run = excluded.last_run",
             (scope, resume_at, now, json.dumps(summary, sort_keys=True)))
 
-
-def count(conn: sqlite3.Connection, outcome: str | None = None) -> int:
-    if outcome is None:
-        return conn.execute("SELECT COUNT(*) FROM watch_plays").fetchone()[0]
-    return conn.execute("SELECT COUNT(*) FROM watch_plays WHERE outcome = ?", (outcome,)).fetchone()[0]
