@@ -94,7 +94,7 @@ for name in list(sys.modules):
         del sys.modules[name]
 sys.path[:0] = [str(plugin), str(plugin / "vendor")]
 failed, done = {}, []
-for package in ("plugin", "stash", "sync_queue", "worker", "plex", "reconciliation"):
+for package in ("plugin", "stash", "sync_queue", "worker", "plex", "reconciliation", "watch"):
     for path in sorted((plugin / package).rglob("*.py")) if (plugin / package).is_dir() else []:
         rel = path.relative_to(plugin).with_suffix("")
         name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
