@@ -133,6 +133,25 @@ def commit_page(conn: sqlite3.Connection, scope: str, plays: Sequence[PlayRecord
             (scope, viewed_at, now))
 
 
+def unmatched(conn: sqlite3.Connection, account_id: int | None, limit: int) -> list[PlayRecord]:
+    """Plays logged without a scene (of one account, or of any with None), oldest first."""
+    rows = conn.execute(
+        "SELECT play_key, scene_id, rating_key, account_id, viewed_at, outcome FROM watch_plays "
+        "WHERE outcome = 'no_scene' AND rating_key IS NOT NULL AND (? IS NULL OR account_id = ?) "
+        "ORDER BY viewed_at LIMIT ?", (account_id, account_id, limit)).fetchall()
+    return [PlayRecord(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows]
+
+
+def resolve(conn: sqlite3.Connection, plays: Sequence[PlayRecord], now: float) -> None:
+    """Give plays logged without a scene their new outcome, atomically; a play resolved
+    meanwhile (by another run) keeps what it has."""
+    with write_txn(conn):
+        conn.executemany(
+            "UPDATE watch_plays SET scene_id = ?, outcome = ?, recorded_at = ? WHERE play_key = ? "
+            "AND outcome = 'no_scene'",
+            [(p.scene_id, p.outcome, now, p.play_key) for p in plays])
+
+
 def finish_run(conn: sqlite3.Connection, scope: str, resume_at: int | None, summary: dict[str, Any],
                now: float) -> None:
     """Remember the resume scan's high-water mark and what the run did."""

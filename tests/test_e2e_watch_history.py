@@ -132,6 +132,22 @@ def test_history_is_read_in_pages_from_the_cursor(tmp_path: Path) -> None:
         assert len(history) == 1 and int(history[0].query["viewedAt>"]) == T + 61 * 1049 - 1
 
 
+def test_plays_without_a_scene_arrive_once_the_ledger_knows_their_item(tmp_path: Path) -> None:
+    with watch_stage(tmp_path, n=4) as st:
+        synced(st)
+        key = st.plex.add_item("/media/stash/later/new.mp4", title="Later")
+        st.plex.play(key, T)
+        first = import_history(st)
+        assert (first["no_scene"], first["added"]) == (1, 0)
+        # The file gets its scene in Stash; Sync All matches it to the Plex item (ledger row).
+        scene = st.library.add_scene(files=["/data/stash/later/new.mp4"], title="Later")
+        assert ok(st.task("all"))["summary"]["synced"] == 1
+        second = import_history(st)
+        assert (second["retried"], second["added"]) == (1, 1)
+        assert st.library.scenes[scene].play_history == [T]
+        assert import_history(st)["added"] == 0 and st.library.scenes[scene].play_history == [T]
+
+
 def test_resume_points_follow_the_newer_side(tmp_path: Path) -> None:
     with watch_stage(tmp_path, n=4) as st:
         synced(st)

@@ -68,3 +68,17 @@ def test_finish_run_keeps_the_summary_and_the_resume_mark(db: sqlite3.Connection
     watch_log.finish_run(db, "account:1", None, {"added": 0}, NOW + 5)
     last = watch_log.latest(db)
     assert (last.scope, last.resume_at, last.updated_at, last.last_run) == ("account:1", 500, NOW + 5, {"added": 0})
+
+
+def test_unmatched_plays_are_listed_per_account_and_resolved_once(db: sqlite3.Connection) -> None:
+    watch_log.commit_page(db, "all", [PlayRecord("a", None, "100", 1, 60, "no_scene"),
+                                      PlayRecord("b", None, "101", 7, 30, "no_scene"),
+                                      PlayRecord("c", None, None, 1, 10, "no_scene"),  # deleted item
+                                      PlayRecord("d", 3, "102", 1, 5, "added")], 60, NOW)
+    assert [p.play_key for p in watch_log.unmatched(db, None, 10)] == ["b", "a"]
+    assert [p.play_key for p in watch_log.unmatched(db, 1, 10)] == ["a"]
+    watch_log.resolve(db, [PlayRecord("a", 4, "100", 1, 60, "added"), PlayRecord("d", 9, "102", 1, 5, "in_stash")],
+                      NOW + 1)
+    rows = dict(db.execute("SELECT play_key, scene_id || ':' || outcome FROM watch_plays").fetchall())
+    assert rows["a"] == "4:added" and rows["d"] == "3:added"  # only a play still without a scene changes
+    assert watch_log.recorded_minutes(db, [4]) == {(4, 1): 1}

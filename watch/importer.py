@@ -34,6 +34,8 @@ DRY_RUN_SHOWN = 200
 DRY_RUN_KEPT = 5000
 #: Items without a scene named in the summary (all of them are counted).
 UNMATCHED_NAMED = 20
+#: Plays logged without a scene looked up again in the ledger per run, oldest first.
+UNMATCHED_RETRY = 5000
 
 
 class CountingStash:
@@ -58,6 +60,7 @@ class ImportReport:
     already_imported: int = 0
     no_scene: int = 0
     other_library: int = 0
+    retried: int = 0  # plays logged without a scene whose scene the ledger knows now
     resumes_set: int = 0
     resumes_cleared: int = 0
     cursor: int = 0
@@ -77,7 +80,8 @@ class ImportReport:
         verb = "would add" if self.dry_run else "added"
         out = [f"Watch history ({self.scope}): read {self.read} Plex plays; {verb} {self.added} to Stash, "
                f"{self.in_stash} already in Stash at that minute, {self.already_imported} imported before, "
-               f"{self.no_scene} with no Stash scene, {self.other_library} in other Plex libraries.",
+               f"{self.no_scene} with no Stash scene, {self.other_library} in other Plex libraries"
+               + (f"; {self.retried} earlier plays without a scene now have one." if self.retried else "."),
                f"Resume points: {'would set' if self.dry_run else 'set'} {self.resumes_set}, "
                f"{'would clear' if self.dry_run else 'cleared'} {self.resumes_cleared}."]
         if self.unmatched:
@@ -120,6 +124,7 @@ class WatchImport:
         # One second back: a play in the cursor's own second may not have been read yet
         # (ties); the log's keys drop the ones that were.
         after = self.report.cursor - 1 if start else 0
+        self._retry_unmatched(now())
         pages = history.history_pages(self.plex, after, self.scope.account_id,
                                       on_page=lambda done, total: progress(0.9 * done / max(total, 1)))
         for page in pages:
@@ -149,34 +154,56 @@ class WatchImport:
         records = [_record(e, None, "other_library") for e in elsewhere]
         report.other_library += len(elsewhere)
         scenes = self._scenes_for([e.rating_key for e in mine if e.rating_key])
-        matched: list[NewPlay] = []
-        by_key = {}
-        for entry in mine:
-            scene_id = scenes.get(entry.rating_key) if entry.rating_key else None
-            if scene_id is None:
-                report.no_scene += 1
-                records.append(_record(entry, None, "no_scene"))
-                label = f"{entry.title or 'deleted item'} (Plex item {entry.rating_key or 'deleted'})"
-                if len(report.unmatched) < UNMATCHED_NAMED and label not in report.unmatched:
-                    report.unmatched.append(label)
-                continue
-            matched.append(NewPlay(entry.key, scene_id, entry.viewed_at))
-            by_key[entry.key] = entry
-        activity = stash_plays.activities(self.stash, {p.scene_id for p in matched})
-        gone = [p for p in matched if p.scene_id not in activity]  # deleted in Stash since
-        for play in gone:
-            report.no_scene += 1
-            records.append(_record(by_key[play.key], None, "no_scene"))
-        matched = [p for p in matched if p.scene_id in activity]
-        logged = watch_log.recorded_minutes(self.db, {p.scene_id for p in matched}) + self._planned
-        plan = plays_to_add(matched, logged, {sid: a.plays for sid, a in activity.items()})
-        for play in matched:
-            outcome = "added" if play.key in plan.added_keys else "in_stash"
-            records.append(_record(by_key[play.key], play.scene_id, outcome))
-        report.added += len(plan.added_keys)
-        report.in_stash += len(plan.in_stash_keys)
+        found = [(e, scenes.get(e.rating_key) if e.rating_key else None) for e in mine]
+        for entry, _ in (f for f in found if f[1] is None):
+            label = f"{entry.title or 'deleted item'} (Plex item {entry.rating_key or 'deleted'})"
+            if len(report.unmatched) < UNMATCHED_NAMED and label not in report.unmatched:
+                report.unmatched.append(label)
+        placed, to_add = self._place(found)
+        records += placed
         if page:
             report.cursor = max(report.cursor, max(e.viewed_at for e in page))
+        if not self.dry_run:
+            stash_plays.add_plays_many(self.stash, to_add)
+            watch_log.commit_page(self.db, self.scope.key, records, report.cursor, now)
+
+    def _retry_unmatched(self, now: float) -> None:
+        """Plays logged without a scene whose item the sync ledger now knows (a Sync All
+        after a path-mapping fix): imported like new ones, their log rows updated in one
+        transaction after the write, so a kill in between is safe for the same reason."""
+        waiting = watch_log.unmatched(self.db, self.scope.account_id, UNMATCHED_RETRY)
+        if not waiting:
+            return
+        scenes = watch_log.scenes_for_items(self.db, {r.rating_key for r in waiting if r.rating_key})
+        found = [(history.HistoryEntry(r.play_key, r.rating_key, r.account_id, r.viewed_at, ""),
+                  scenes.get(r.rating_key or "")) for r in waiting if scenes.get(r.rating_key or "")]
+        if not found:
+            return
+        self.report.retried += len(found)
+        placed, to_add = self._place(found)
+        if not self.dry_run:
+            stash_plays.add_plays_many(self.stash, to_add)
+            watch_log.resolve(self.db, placed, now)
+
+    def _place(self, found: Sequence[tuple[history.HistoryEntry, int | None]]
+               ) -> tuple[list[PlayRecord], dict[int, list[int]]]:
+        """Records for plays with their scene or None, and the times to send per scene:
+        only what Stash lacks at its minute (`plays_to_add`)."""
+        report = self.report
+        records = [_record(e, None, "no_scene") for e, sid in found if sid is None]
+        matched = [NewPlay(e.key, sid, e.viewed_at) for e, sid in found if sid is not None]
+        by_key = {e.key: e for e, _ in found}
+        activity = stash_plays.activities(self.stash, {p.scene_id for p in matched})
+        # A scene deleted in Stash since the ledger row was written has no activity.
+        records += [_record(by_key[p.key], None, "no_scene") for p in matched if p.scene_id not in activity]
+        matched = [p for p in matched if p.scene_id in activity]
+        report.no_scene += len(records)
+        logged = watch_log.recorded_minutes(self.db, {p.scene_id for p in matched}) + self._planned
+        plan = plays_to_add(matched, logged, {sid: a.plays for sid, a in activity.items()})
+        records += [_record(by_key[p.key], p.scene_id, "added" if p.key in plan.added_keys else "in_stash")
+                    for p in matched]
+        report.added += len(plan.added_keys)
+        report.in_stash += len(plan.in_stash_keys)
         if self.dry_run:
             for scene_id, times in sorted(plan.to_add.items()):
                 report.would.append(f"scene {scene_id}: +{len(times)} play(s) at "
@@ -184,9 +211,7 @@ class WatchImport:
                                     + (" …" if len(times) > 5 else ""))
             for play in matched:
                 self._planned[(play.scene_id, minute(play.viewed_at))] += 1
-            return
-        stash_plays.add_plays_many(self.stash, plan.to_add)
-        watch_log.commit_page(self.db, self.scope.key, records, report.cursor, now)
+        return records, plan.to_add
 
     def _scenes_for(self, rating_keys: Sequence[str],
                     files: dict[str, tuple[str, ...]] | None = None) -> dict[str, int | None]:
