@@ -308,8 +308,8 @@ def check_watch_history(f: WatchFacts, interval: float | None, now: float) -> Ch
         return Check(name, Level.OK, f"on; {text}", "")
     unmatched = int(f.last_run.get("no_scene", 0) or 0)
     if unmatched:
-        return Check(name, Level.WARN, text, "plays of Plex items no Stash scene matches are skipped: run Sync All "
-                     "so the sync ledger knows them, or check the path mapping")
+        return Check(name, Level.WARN, text, "plays of Plex items no Stash scene matches wait: check the path "
+                     "mapping, then run Sync All; the next import brings them in")
     if interval and now - f.last_at > 2 * interval + 3600:
         return Check(name, Level.WARN, f"{text}; overdue", "run Import Plex Watch History")
     return Check(name, Level.OK, text)
