@@ -142,8 +142,13 @@ def test_plays_without_a_scene_arrive_once_the_ledger_knows_their_item(tmp_path:
         # The file gets its scene in Stash; Sync All matches it to the Plex item (ledger row).
         scene = st.library.add_scene(files=["/data/stash/later/new.mp4"], title="Later")
         assert ok(st.task("all"))["summary"]["synced"] == 1
+        # Killed after Stash took the play, before the log said so: the next run finds it there.
+        kill_at(st, "S2PAddPlays", "after", 1)
+        assert st.task("import_watch_history").returncode == -signal.SIGKILL
+        assert st.library.scenes[scene].play_history == [T]
+        st.stash.faults.intercept = None
         second = import_history(st)
-        assert (second["retried"], second["added"]) == (1, 1)
+        assert (second["retried"], second["added"], second["in_stash"]) == (1, 0, 1)
         assert st.library.scenes[scene].play_history == [T]
         assert import_history(st)["added"] == 0 and st.library.scenes[scene].play_history == [T]
 

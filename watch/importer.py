@@ -1,11 +1,13 @@
 """One watch-history import: Plex's new plays and resume points into Stash.
 
-Per history page (oldest first, from the scope's cursor): drop plays logged before, set
-aside plays of other libraries, find each item's scene (the sync ledger, else the item's
-file mapped to a Stash path, exactly), read those scenes' plays from Stash, send only the
-plays Stash lacks at their minute (`watch.plan.plays_to_add`), then log the page's plays
-and move the cursor in one transaction. Then, for the token's own account only, items
-viewed since the last run get their resume points (`watch.plan.resume_change`).
+First, plays logged earlier without a scene whose item the sync ledger now knows are
+imported like new ones. Then per history page (oldest first, from the scope's cursor):
+drop plays logged before, set aside plays of other libraries, find each item's scene (the
+sync ledger, else the item's file mapped to a Stash path, exactly), read those scenes'
+plays from Stash, send only the plays Stash lacks at their minute
+(`watch.plan.plays_to_add`), then log the page's plays and move the cursor in one
+transaction. Last, for the token's own account only, items viewed since the last run get
+their resume points (`watch.plan.resume_change`).
 
 Reads Plex only; writes to Stash only plays and resume points. A dry run does every read
 and decision and writes nothing anywhere.
