@@ -23,7 +23,7 @@ from typing import Any
 
 from plex import history
 from plex.connection import PlexConnection
-from plex.pathmap import PathMap, to_stash
+from plex.pathmap import PathMap, nfc, to_stash
 from stash import plays as stash_plays
 from sync_queue import watch_log
 from sync_queue.watch_log import PlayRecord
@@ -234,7 +234,8 @@ class WatchImport:
 
     def _scene_by_files(self, files: Sequence[str]) -> int | None:
         for plex_path in files:
-            scene_id = stash_plays.scene_by_path(self.stash, to_stash(plex_path, self.path_map))
+            # Plex may hold the name in NFD (macOS, SMB); Stash reports and stores NFC.
+            scene_id = stash_plays.scene_by_path(self.stash, nfc(to_stash(plex_path, self.path_map)))
             if scene_id is not None:
                 return scene_id
         return None
