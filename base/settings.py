@@ -116,6 +116,13 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("max_request_rate", "NUMBER", 0, "Max Plex requests per second",
             "Upper bound on requests per second sent to Plex (0 = no limit).",
             minimum=0, maximum=1000),
+    Setting("import_watch_history", "BOOLEAN", False, "Import Plex watch history",
+            "Copy plays and resume points from Plex into Stash (play count, last played, resume), "
+            "each play once, never any metadata: with the Import Plex Watch History task, and in "
+            "the background on the Auto-reconcile interval."),
+    Setting("watch_history_account", "STRING", "", "Watch history account",
+            "Whose Plex plays are imported: empty for the Plex token's own account (plays and "
+            "resume points), a managed user's name, or 'all' for every account (plays only)."),
     Setting("debug_logging", "BOOLEAN", False, "Debug logging",
             "Log each decision at debug level in Stash's log and the worker log."),
     Setting("sync_master", "BOOLEAN", True, "Sync metadata",
@@ -158,6 +165,8 @@ class Settings:
     reconcile_interval: str
     max_tags: int
     max_request_rate: float
+    import_watch_history: bool
+    watch_history_account: str
     debug_logging: bool
     sync_master: bool
     sync_title: bool

@@ -11,7 +11,9 @@ host, which runs the plugin exactly as Stash does:
 3. edits two scenes, fires their hooks and runs *Process Queue*;
 4. takes Plex down, edits two more scenes and fires their hooks: the plugin defers them
    instead of failing; Plex comes back and the deferred scenes go through on their own;
-5. runs *Queue Status*.
+5. runs *Queue Status*;
+6. watches scenes in Plex and runs *Import Plex Watch History*: the plays and the resume
+   point appear in Stash, once (`emulators.demo_watch`).
 
 Each step prints its wall time, the plugin's own log lines, its progress and how many
 requests reached Plex. A before/after table shows a few Plex items, and at the end every
@@ -496,6 +498,11 @@ def run_demo(st: Stage, out: TextIO, token: str, cookies: list[str], breaker: bo
         queue = _queue(demo.task("queue_status"))
         if queue.get("due") or queue.get("deferred") or queue.get("dead_letters"):
             demo.fail(f"work left in the queue: {queue}")
+
+    with demo.step(f"{8 if breaker else 7}. Watched in Plex: Import Plex Watch History brings the plays into Stash"):
+        from emulators.demo_watch import run_watch_step
+
+        run_watch_step(demo, st, (p.hook, *p.edited))
 
     demo.say("\nPlex before and after (the 'stash' line is what Stash holds; poster: 'frame' is Plex's own "
              "from the video, 'cover' is Stash's):")

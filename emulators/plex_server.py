@@ -47,6 +47,7 @@ from emulators.plex_library import (
     section_element,
     to_bytes,
 )
+from emulators.plex_watch import OWNER_ID, account_element, history_element
 from emulators.tls import CertFiles, TlsServer, server_context
 
 MACHINE_ID = "5f0c1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b"
@@ -246,6 +247,8 @@ class PlexEmulator:
             ("POST", re.compile(r"/library/metadata/(\d+)/(posters|arts)"), self._upload),
             ("PUT", re.compile(r"/library/metadata/(\d+)/(poster|art)"), self._select),
             ("GET", re.compile(r"/library/metadata/(\d+)/(thumb|art)(?:/(\d+))?"), self._image_bytes),
+            ("GET", re.compile(r"/status/sessions/history/all"), self._history),
+            ("GET", re.compile(r"/accounts"), self._accounts),
         ]
 
     # -------------------------------------------------------- lifecycle
@@ -315,6 +318,24 @@ class PlexEmulator:
         with self.lock:
             item = self.library.item(rating_key)
             self.library.edit(item.section, [rating_key], params, now=int(time.time()))
+
+    def play(self, rating_key: int, at: float, account: int = OWNER_ID) -> int:
+        """Someone watched the item to the end at `at`; returns the history row's id."""
+        with self.lock:
+            item = self.library.item(rating_key)
+            return self.library.watch.play(rating_key, section=item.section, title=str(item.title or ""),
+                                           at=int(at), account=account)
+
+    def progress(self, rating_key: int, offset_ms: int, at: float, account: int = OWNER_ID) -> None:
+        """Someone stopped watching the item `offset_ms` in, at `at`."""
+        with self.lock:
+            self.library.item(rating_key)
+            self.library.watch.progress(rating_key, offset_ms, at=int(at), account=account)
+
+    def add_account(self, name: str) -> int:
+        """A managed user of this server; returns its account id."""
+        with self.lock:
+            return self.library.watch.add_account(name)
 
     def remove_item(self, rating_key: int) -> None:
         with self.lock:
@@ -429,8 +450,10 @@ class PlexEmulator:
         section = self.library.section(int(section_key))
         start = _int_param("X-Plex-Container-Start", headers, query, 0)
         size = _int_param("X-Plex-Container-Size", headers, query, None)
+        viewed = query.get("lastViewedAt>>")
         items, total = self.library.listing(section.key, start, size, file=query.get("file"),
-                                            title=query.get("title"), type=query.get("type"))
+                                            title=query.get("title"), type=query.get("type"),
+                                            viewed_after=int(viewed) if viewed and viewed.isdigit() else None)
         root = container(size=len(items), totalSize=total, offset=start, allowSync=1,
                          art=f"/:/resources/{section.type}-fanart.jpg", identifier=IDENTIFIER,
                          **section_attrs(section), mediaTagPrefix="/system/bundle/media/flags/",
@@ -502,6 +525,27 @@ class PlexEmulator:
         self.library.select(int(rating_key), "thumb" if kind == "poster" else "art", query.get("url", ""),
                             now=int(time.time()))
         return Response(200)
+
+    def _history(self, *, query: dict[str, str], headers: Mapping[str, str], **_: Any) -> Response:
+        """The play history plexapi's `history()` pages through, `totalSize` on every page."""
+        for name in ("accountID", "librarySectionID", "metadataItemID", "viewedAt>"):
+            if query.get(name) and not query[name].lstrip("-").isdigit():
+                return error(400)
+        rows = self.library.watch.history(query)
+        start = _int_param("X-Plex-Container-Start", headers, query, 0) or 0
+        size = _int_param("X-Plex-Container-Size", headers, query, None)
+        page = rows[start:] if size is None else rows[start:start + size]
+        root = container(size=len(page), totalSize=len(rows), offset=start)
+        for play in page:
+            root.append(history_element(play))
+        return xml(root)
+
+    def _accounts(self, **_: Any) -> Response:
+        accounts = self.library.watch.accounts
+        root = container(size=len(accounts), identifier="com.plexapp.system.accounts")
+        for account_id, name in sorted(accounts.items()):
+            root.append(account_element(account_id, name))
+        return xml(root)
 
     def _image_bytes(self, rating_key: str, kind: str, stamp: str | None, **_: Any) -> Response:
         image = self.library.image(int(rating_key), kind, int(stamp) if stamp else None)

@@ -29,6 +29,8 @@ TASKS: dict[str, tuple[str, str]] = {
     "reconcile_7days": ("Reconcile Last 7 Days", "tasks.reconcile:reconcile_7days"),
     "health_check": ("Health Check", "tasks.health:health_check"),
     "dry_run": ("Dry Run", "tasks.dry_run:dry_run"),
+    "import_watch_history": ("Import Plex Watch History", "tasks.watch_history:import_watch_history"),
+    "watch_history_dry_run": ("Import Plex Watch History (Dry Run)", "tasks.watch_history:watch_history_dry_run"),
 }
 
 #: Modes Stash never shows: the detached background worker started by hooks.

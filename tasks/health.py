@@ -37,6 +37,7 @@ from tasks.health_checks import (
     first_fix,
     report_lines,
 )
+from watch.status import read_facts
 from worker.runtime import RunContext
 
 # --- I/O: gathering -----------------------------------------------------------------------
@@ -245,12 +246,14 @@ def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lamb
         except (sqlite3.Error, Stash2PlexError) as exc:
             data = replace(data, error=f"queue unreadable ({exc})")
     packages, specs, hint = gather_packages(ctx.entrypoint.parent)
+    watch = read_facts(ctx.data_dir, settings.import_watch_history, settings.watch_history_account) \
+        if readable else None
     progress(0.9)
     return Facts(stash=stash, missing_settings=missing, plex=plex, sample=sample, data=data, queue=queue,
                  worker_running=ProcessorLock(ctx.data_dir).is_held_elsewhere() if data.exists else False,
                  reconcile_interval=settings.reconcile_seconds, enabled=settings.enabled,
                  packages=packages, specs=specs, install_hint=hint,
-                 python=f"{platform.python_version()} ({sys.executable})")
+                 python=f"{platform.python_version()} ({sys.executable})", watch=watch)
 
 
 def health_check(ctx: RunContext) -> dict[str, Any]:

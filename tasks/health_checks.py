@@ -16,6 +16,7 @@ from typing import Any
 from base.clock import absolute_utc, relative
 from base.errors import Stash2PlexError
 from base.settings import SCHEMA_BY_NAME, WHERE_TO_SET
+from watch.status import WatchFacts, describe_last
 
 #: Stash scenes whose first file is looked up in Plex to test the path mapping.
 SAMPLE = 5
@@ -123,6 +124,7 @@ class Facts:
     specs: Mapping[str, str] = field(default_factory=dict)  # PyPI name (lower) -> requirements.txt line
     install_hint: str = ""
     python: str = ""
+    watch: WatchFacts | None = None
 
 
 # --- pure: facts to lines --------------------------------------------------------------------
@@ -334,6 +336,26 @@ def check_reconcile(last: float | None, interval: float | None, now: float) -> C
     return Check(name, Level.OK, f"{when}; auto-reconcile {every}")
 
 
+def check_watch_history(f: WatchFacts, interval: float | None, now: float) -> Check:
+    """Off is fine; on, the last import is shown with its cursor, and plays that found no
+    Stash scene, or an import long overdue, are worth a look."""
+    name = "Watch history"
+    if not f.enabled:
+        return Check(name, Level.OK, "import off (setting 'Import Plex watch history')")
+    if f.error:
+        return Check(name, Level.WARN, f"last import unreadable ({f.error})", "run Import Plex Watch History")
+    text = describe_last(f, absolute_utc)
+    if f.last_at is None:
+        return Check(name, Level.OK, f"on; {text}", "")
+    unmatched = int(f.last_run.get("no_scene", 0) or 0)
+    if unmatched:
+        return Check(name, Level.WARN, text, "plays of Plex items no Stash scene matches wait: check the path "
+                     "mapping, then run Sync All; the next import brings them in")
+    if interval and now - f.last_at > 2 * interval + 3600:
+        return Check(name, Level.WARN, f"{text}; overdue", "run Import Plex Watch History")
+    return Check(name, Level.OK, text)
+
+
 def _release(text: str) -> tuple[int, ...]:
     """The leading numeric release of a version ("4.18.3", "2.32.0.post1" -> (2, 32, 0))."""
     out = []
@@ -393,6 +415,7 @@ def assess(facts: Facts, now: float) -> list[Check]:
         check_data(facts.data),
         *check_queue(facts.queue, facts.worker_running, now),
         check_reconcile(facts.queue.last_reconcile if facts.queue else None, facts.reconcile_interval, now),
+        *([check_watch_history(facts.watch, facts.reconcile_interval, now)] if facts.watch else []),
         check_packages(facts.packages, facts.install_hint, facts.python, facts.specs),
     ]
 

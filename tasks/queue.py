@@ -21,6 +21,8 @@ from sync_queue.schedule import Job
 from sync_queue.state import BREAKER, HALT, StateStore
 from tasks.args import number
 from tasks.drain import foreground_drain, queue_counts, start_worker_if_needed
+from watch.status import facts_for
+from watch.status import status_lines as watch_lines
 from worker.breaker import Breaker, next_probe_at
 from worker.core import Services
 from worker.handover import processor
@@ -106,9 +108,12 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
     facts = read_status(ctx.data_dir, time.time())
     # Settings are a Stash round trip: read only when there is something they explain.
     overwrite = ctx.settings.overwrite_user_locks if facts.locked_count else False
-    ctx.log.info("\n".join(status_lines(facts, overwrite)))
+    watch = facts_for(ctx)
+    ctx.log.info("\n".join(status_lines(facts, overwrite) + watch_lines(watch, absolute_utc)))
     return {
         "queue": queue_counts(facts.counts),
+        "watch_history": {"enabled": watch.enabled, "last_import": watch.last_at, "scope": watch.scope,
+                          "cursor": watch.cursor, "resume_cursor": watch.resume_cursor, "last_run": watch.last_run},
         "kept_locked": {"scenes": facts.locked_count,
                         "entries": [{"scene_id": sid, "fields": fields} for sid, fields in facts.locked]},
         "breaker": facts.breaker.state.value,

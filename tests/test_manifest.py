@@ -57,7 +57,8 @@ def test_tasks_are_the_dispatch_table(manifest: dict) -> None:
     assert modes == list(TASKS)
     assert len({task["name"] for task in manifest["tasks"]}) == len(modes), "task names must be unique"
     required = {"all", "recent", "process_queue", "queue_status", "clear_queue", "clear_dlq", "purge_dlq",
-                "retry_dlq", "reconcile_all", "reconcile_recent", "reconcile_7days", "health_check", "dry_run"}
+                "retry_dlq", "reconcile_all", "reconcile_recent", "reconcile_7days", "health_check", "dry_run",
+                "import_watch_history", "watch_history_dry_run"}
     assert set(modes) == required
 
 

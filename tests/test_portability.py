@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = ["base", "sync_queue", "stash", "plex", "reconciliation", "worker", "tasks", "plugin"]
+RUNTIME = ["base", "sync_queue", "stash", "plex", "reconciliation", "watch", "worker", "tasks", "plugin"]
 PLATFORM_ONLY = {
     # POSIX only
     "fcntl", "pwd", "grp", "resource", "termios", "tty", "pty", "posix", "syslog", "crypt", "spwd",

@@ -71,6 +71,14 @@ def reconcile_due(last: float | None, interval: float | None, now: float) -> boo
     return last is None or not 0 <= now - last < interval
 
 
+def stored_time(raw: str | None) -> float | None:
+    """An epoch kept as text in the state store; None when absent or unreadable."""
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
+
+
 def _auto_reconcile(ctx: RunContext, svc: Services) -> bool:
     """Run a whole-library reconcile if `reconcile_interval` says it is due; True when the
     caller should drain again (gaps were queued, or a handover interrupted the pass).
@@ -82,12 +90,7 @@ def _auto_reconcile(ctx: RunContext, svc: Services) -> bool:
     from reconciliation.reconcile import reconcile_pass, record_reconcile
 
     now = time.time()
-    raw = svc.state.get(LAST_RECONCILE)
-    try:
-        last = float(raw) if raw else None
-    except ValueError:
-        last = None
-    if not reconcile_due(last, ctx.settings.reconcile_seconds, now):
+    if not reconcile_due(stored_time(svc.state.get(LAST_RECONCILE)), ctx.settings.reconcile_seconds, now):
         return False
     ctx.log.info(f"auto-reconcile ({ctx.settings.reconcile_interval}) is due: looking for gaps")
     try:
@@ -199,6 +202,10 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
                 return {"worker": "stopped", "processed": processed, "reason": result.summary.stopped}
             if not waiting and not result.summary.stopped and _auto_reconcile(ctx, svc):
                 continue  # it queued gaps (or was interrupted): drain them / hand over
+            if result.breaker_until is None and not result.summary.stopped:
+                from worker.watch_import import import_if_due
+
+                import_if_due(ctx, svc)
             now = time.time()
             wake = next_wake(svc.queue.report.next_due_at(), result.breaker_until, now)
             if wake is None:
