@@ -21,14 +21,14 @@ if str(HERE) not in sys.path:
 if (HERE / "vendor").is_dir():
     sys.path.insert(1, str(HERE / "vendor"))
 
-from plugin.errors import Stash2PlexError  # noqa: E402
-from plugin.protocol import InputError, PluginInput, StashLog, read_input, write_result  # noqa: E402
+from base.errors import Stash2PlexError  # noqa: E402
+from base.protocol import InputError, PluginInput, StashLog, read_input, write_result  # noqa: E402
 
 
 def run(inp: PluginInput, log: StashLog) -> object:
     """Dispatch one hook or task and return its output."""
+    from base.datadir import data_dir
     from plugin import dispatch
-    from plugin.datadir import data_dir
 
     target = dispatch.route(inp.args)
     folder = data_dir(inp.server_connection)
@@ -39,7 +39,7 @@ def run(inp: PluginInput, log: StashLog) -> object:
         from plugin.hooks import handle_hook
 
         return handle_hook(inp, folder, HERE / "Stash2Plex.py", time.time())
-    from plugin.runtime import RunContext
+    from worker.runtime import RunContext
 
     handler = dispatch.task_handler(target.name)
     return handler(RunContext(inp, log, folder, HERE / "Stash2Plex.py"))
@@ -71,7 +71,7 @@ def main() -> int:
         log.error(f"Stash2Plex: {exc}")
         write_result(error=str(exc), log=log)
     except ModuleNotFoundError as exc:
-        from plugin.deps import missing_dependency
+        from base.deps import missing_dependency
 
         known = missing_dependency(exc, HERE)
         if known is None:

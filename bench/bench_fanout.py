@@ -19,14 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from base.protocol import StashLog
+from base.settings import load_settings
 from emulators.stash_library import StashLibrary, Tag
 from emulators.stash_server import StashEmulator
-from plugin.protocol import StashLog
-from plugin.settings import load_settings
 from reconciliation.fanout import expand, state_function
 from stash.client import StashClient
 from sync_queue.inbox import record_event
-from sync_queue.jobs import LEDGER_REFS, JobQueue
+from sync_queue.jobs import JobQueue
+from sync_queue.ledger import LEDGER_REFS
 
 T0 = 1_700_000_000.0
 
@@ -71,7 +72,7 @@ def main() -> None:
             if label.endswith("first"):
                 # As if every job ran: the ledger now holds what the scenes ask for.
                 for scene in client.iter_scenes(None):
-                    queue.ledger_put(scene.id, state_of(scene), str(scene.id), None, None, {}, T0)
+                    queue.ledger.put(scene.id, state_of(scene), str(scene.id), None, None, {}, T0)
                 queue.clear_queue()
         queue.close()
 
@@ -84,7 +85,7 @@ def main() -> None:
                 refs = {"performer": [sid % 97], "studio": [sid % 13], "tag": [7] if sid % 100 == 0 else [8, 9]}
                 written = {"plex_key": str(sid), "written": {"genre": ["a", "b"], "title": f"S{sid}"},
                            LEDGER_REFS: refs}
-                queue.ledger_put(sid, "h", str(sid), None, None, written, T0)
+                queue.ledger.put(sid, "h", str(sid), None, None, written, T0)
         started = time.perf_counter()
         result = expand(one_event(queue, data_dir, "tag", 7, "Tag.Destroy.Post"), queue, None, None, T0)  # type: ignore[arg-type]
         wall = time.perf_counter() - started

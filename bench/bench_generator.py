@@ -32,9 +32,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from base.protocol import StashLog
 from emulators.stash_library import StashLibrary, generate_library
 from emulators.stash_server import StashEmulator
-from plugin.protocol import StashLog
 from stash import queries
 from stash.client import StashClient
 

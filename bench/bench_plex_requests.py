@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from base.settings import load_settings
 from emulators.plex_server import PlexEmulator
 from plex.connection import PlexConnection
 from plex.sync import PlexSync
-from plugin.settings import load_settings
 from stash.records import Performer, Scene, SceneFile, Studio
 
 SETTINGS = load_settings({"plex_url": "x", "plex_token": "t", "path_map": "/data/stash=>/media/stash"},

@@ -85,12 +85,12 @@ def lookup_latency(data_dir: Path, jobs: int) -> dict[str, tuple[float, float]]:
     try:
         for _ in range(flying):
             q.take_due(T0)
-        counts = q.counts(T0)
+        counts = q.report.counts(T0)
         assert counts.in_flight == flying and counts.due + counts.deferred == jobs - flying, counts
         times = []
         for _ in range(samples):
             started = time.perf_counter_ns()
-            q.next_due_at()
+            q.report.next_due_at()
             times.append((time.perf_counter_ns() - started) / 1e6)
         out["next_due_at"] = (statistics.median(times), percentile(times, 0.99))
         times = []
@@ -121,7 +121,7 @@ def full_syncs(data_dir: Path, scenes: int, syncs: int) -> list[tuple[str, int, 
         states = ((s, state_hash({"id": s, "title": f"scene {s}", "v": version})) for s in range(1, scenes + 1))
         queued = q.enqueue_changed_many(states, "sync_all", T0 + n)
         while (job := q.take_due(T0 + n)) is not None:
-            q.ledger_put(job.scene_id, state_hash({"id": job.scene_id, "title": f"scene {job.scene_id}",
+            q.ledger.put(job.scene_id, state_hash({"id": job.scene_id, "title": f"scene {job.scene_id}",
                                                    "v": version}),
                          f"/library/metadata/{job.scene_id}", None, None, {"title": f"scene {job.scene_id}"}, T0 + n)
             q.complete(job, T0 + n)

@@ -33,14 +33,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from base.protocol import StashLog
+from base.settings import load_settings
 from emulators.stage import Stage, stage
 from emulators.stash_library import generate_library
 from plex.desired import desired_state
 from plex.diff import plan_edit
-from plex.records import CurrentState
-from plex.records import LedgerEntry as PlexLedger
-from plugin.protocol import StashLog
-from plugin.settings import load_settings
+from plex.records import CurrentState, LedgerEntry
 from reconciliation.bulk import desired_hash
 from stash.client import StashClient
 from sync_queue import ledger as ledger_table
@@ -106,7 +105,7 @@ def presync(st: Stage) -> int:
                 st.plex.library.edit(item.section, [item.rating_key],
                                      {k: str(v) for k, v in {**plan.params, "type": 1}.items()}, int(now))
         digest = desired_hash(desired, settings)
-        record = PlexLedger(plex_key=str(item.rating_key), state_hash=digest, written=dict(plan.written))
+        record = LedgerEntry(plex_key=str(item.rating_key), state_hash=digest, written=dict(plan.written))
         rows.append((scene.id, digest, str(item.rating_key), record.to_dict()))
         done += 1
         if len(rows) >= 5000:

@@ -22,6 +22,8 @@ from typing import Any
 from urllib.parse import unquote
 from xml.etree import ElementTree as ET
 
+from emulators.plex_watch import WatchState
+
 IDENTIFIER = "com.plexapp.plugins.library"
 DEFAULT_SECTIONS: tuple[tuple[str, str], ...] = (("Stash", "/media/stash"),)
 DEFAULT_SIZE = 1_048_576
@@ -530,6 +532,7 @@ class PlexLibrary:
         for kind, limit in (listing_limits or {}).items():
             self.limits[element_for(kind)] = int(limit)
         self.updated_at = now
+        self.watch = WatchState()
         self._next_key = 100
         self._next_media = 1000
         self._next_tag = 10
@@ -656,6 +659,7 @@ class PlexLibrary:
         home.keys.discard(rating_key)
         home.order = None
         del self.items[rating_key]
+        self.watch.forget_item(rating_key)
 
     def scan(self, section_key: int, path: str | None, now: int) -> list[int]:
         """A library scan: pending files of the section (under `path` if given) become items."""
@@ -711,8 +715,10 @@ class PlexLibrary:
         return home.order
 
     def listing(self, section_key: int, start: int, size: int | None, *, file: str | None = None,
-                title: str | None = None, type: str | None = None) -> tuple[list[Item], int]:
-        """One page of /all and the total; `file=`/`title=` are case-insensitive contains."""
+                title: str | None = None, type: str | None = None,
+                viewed_after: int | None = None) -> tuple[list[Item], int]:
+        """One page of /all and the total; `file=`/`title=` are case-insensitive contains,
+        `viewed_after` (`lastViewedAt>>=`) keeps items the owner viewed after that second."""
         home = self.section(section_key)
         order = self.ordered(section_key)
         if type not in (None, "") and type != str(SEARCH_TYPES.get(home.type)):
@@ -721,6 +727,8 @@ class PlexLibrary:
             want_file, want_title = (file or "").casefold(), (title or "").casefold()
             order = [k for k in order
                      if want_file in self.items[k].files_lower and want_title in self.items[k].title_lower]
+        if viewed_after is not None:
+            order = [k for k in order if (self.watch.item_attrs(k).get("lastViewedAt") or 0) > viewed_after]
         end = len(order) if size is None else start + size
         return [self.items[k] for k in order[start:end]], len(order)
 
@@ -813,7 +821,7 @@ class PlexLibrary:
 
     def item_element(self, item: Item, *, full: bool) -> ET.Element:
         return item_element(item, self.sections[item.section], full=full, limits=self.limits,
-                            tag_info=self.tag, shapes=self.shapes)
+                            tag_info=self.tag, shapes=self.shapes, viewing=self.watch.item_attrs(item.rating_key))
 
 
 # ---------------------------------------------------------------- XML
@@ -863,8 +871,10 @@ def section_element(section: Section, updated_at: int) -> ET.Element:
 
 
 def item_element(item: Item, section: Section, *, full: bool, limits: Mapping[str, int],
-                 tag_info: Callable[[str, str], Tag], shapes: RealShapes | None = None) -> ET.Element:
-    """One item; `full` is /library/metadata, otherwise the truncated listing form."""
+                 tag_info: Callable[[str, str], Tag], shapes: RealShapes | None = None,
+                 viewing: Mapping[str, Any] | None = None) -> ET.Element:
+    """One item; `full` is /library/metadata, otherwise the truncated listing form.
+    `viewing` is the requesting account's viewOffset/viewCount/lastViewedAt."""
     shapes = shapes if shapes is not None else RealShapes()
     if section.type == "show":
         return _show_element(item, section)
@@ -884,6 +894,7 @@ def item_element(item: Item, section: Section, *, full: bool, limits: Mapping[st
         attrs[name] = item.fields.get(name)
     if shapes.omit_default_title_sort and attrs["titleSort"] == attrs["title"]:
         attrs["titleSort"] = None
+    attrs.update(viewing or {})
     attrs["thumb"] = image_url(item, "thumb")
     attrs["art"] = image_url(item, "art")
     attrs.update({

@@ -47,6 +47,8 @@ from emulators.plex_library import (
     section_element,
     to_bytes,
 )
+from emulators.plex_watch import OWNER_ID, account_element, history_element
+from emulators.tls import CertFiles, TlsServer, server_context
 
 MACHINE_ID = "5f0c1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b"
 VERSION = "1.41.3.9314-a0bfb8370"
@@ -144,8 +146,9 @@ class Faults:
         return None
 
 
-class _Server(ThreadingHTTPServer):
-    """Remembers open connections so that going down can reset kept-alive ones too."""
+class _Server(TlsServer, ThreadingHTTPServer):
+    """Remembers open connections so that going down can reset kept-alive ones too; serves
+    HTTPS when the emulator has a certificate."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -154,7 +157,18 @@ class _Server(ThreadingHTTPServer):
         self.emulator = emulator
         self.connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        if emulator.tls is not None:
+            self.tls_context = server_context(emulator.tls)
+            self.plain_http_answer = emulator.plain_http_answer
         super().__init__(address, _Handler)
+
+    def opened(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self.connections.add(connection)
+
+    def closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self.connections.discard(connection)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -202,8 +216,11 @@ class PlexEmulator:
     def __init__(self, token: str = "test-token", *, sections: Iterable[tuple[Any, ...]] = DEFAULT_SECTIONS,
                  listing_limits: Mapping[str, int] | None = None, friendly_name: str = "Emulated Plex",
                  machine_identifier: str = MACHINE_ID, version: str = VERSION,
-                 fetch_url: Callable[[str], bytes] | None = None, shapes: RealShapes | None = None) -> None:
+                 fetch_url: Callable[[str], bytes] | None = None, shapes: RealShapes | None = None,
+                 tls: CertFiles | None = None, plain_http_answer: bytes | None = None) -> None:
         self.token = token
+        self.tls = tls
+        self.plain_http_answer = plain_http_answer
         self.friendly_name = friendly_name
         self.machine_identifier = machine_identifier
         self.version = version
@@ -230,13 +247,15 @@ class PlexEmulator:
             ("POST", re.compile(r"/library/metadata/(\d+)/(posters|arts)"), self._upload),
             ("PUT", re.compile(r"/library/metadata/(\d+)/(poster|art)"), self._select),
             ("GET", re.compile(r"/library/metadata/(\d+)/(thumb|art)(?:/(\d+))?"), self._image_bytes),
+            ("GET", re.compile(r"/status/sessions/history/all"), self._history),
+            ("GET", re.compile(r"/accounts"), self._accounts),
         ]
 
     # -------------------------------------------------------- lifecycle
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> PlexEmulator:
         self._start_listening()
@@ -300,6 +319,24 @@ class PlexEmulator:
             item = self.library.item(rating_key)
             self.library.edit(item.section, [rating_key], params, now=int(time.time()))
 
+    def play(self, rating_key: int, at: float, account: int = OWNER_ID) -> int:
+        """Someone watched the item to the end at `at`; returns the history row's id."""
+        with self.lock:
+            item = self.library.item(rating_key)
+            return self.library.watch.play(rating_key, section=item.section, title=str(item.title or ""),
+                                           at=int(at), account=account)
+
+    def progress(self, rating_key: int, offset_ms: int, at: float, account: int = OWNER_ID) -> None:
+        """Someone stopped watching the item `offset_ms` in, at `at`."""
+        with self.lock:
+            self.library.item(rating_key)
+            self.library.watch.progress(rating_key, offset_ms, at=int(at), account=account)
+
+    def add_account(self, name: str) -> int:
+        """A managed user of this server; returns its account id."""
+        with self.lock:
+            return self.library.watch.add_account(name)
+
     def remove_item(self, rating_key: int) -> None:
         with self.lock:
             self.library.remove_item(rating_key)
@@ -357,7 +394,8 @@ class PlexEmulator:
         if fault is not None:
             return fault
         token = headers.get("X-Plex-Token") or query.get("X-Plex-Token")
-        if self.faults.revoked or token != self.token:
+        if (self.faults.revoked or token != self.token) and (method, path) != ("GET", "/identity"):
+            # /identity answers without a token on real Plex: clients use it to tell servers apart.
             return error(401)
         route_path = path.rstrip("/") or "/"
         for route_method, pattern, route in self._routes:
@@ -412,8 +450,10 @@ class PlexEmulator:
         section = self.library.section(int(section_key))
         start = _int_param("X-Plex-Container-Start", headers, query, 0)
         size = _int_param("X-Plex-Container-Size", headers, query, None)
+        viewed = query.get("lastViewedAt>>")
         items, total = self.library.listing(section.key, start, size, file=query.get("file"),
-                                            title=query.get("title"), type=query.get("type"))
+                                            title=query.get("title"), type=query.get("type"),
+                                            viewed_after=int(viewed) if viewed and viewed.isdigit() else None)
         root = container(size=len(items), totalSize=total, offset=start, allowSync=1,
                          art=f"/:/resources/{section.type}-fanart.jpg", identifier=IDENTIFIER,
                          **section_attrs(section), mediaTagPrefix="/system/bundle/media/flags/",
@@ -485,6 +525,27 @@ class PlexEmulator:
         self.library.select(int(rating_key), "thumb" if kind == "poster" else "art", query.get("url", ""),
                             now=int(time.time()))
         return Response(200)
+
+    def _history(self, *, query: dict[str, str], headers: Mapping[str, str], **_: Any) -> Response:
+        """The play history plexapi's `history()` pages through, `totalSize` on every page."""
+        for name in ("accountID", "librarySectionID", "metadataItemID", "viewedAt>"):
+            if query.get(name) and not query[name].lstrip("-").isdigit():
+                return error(400)
+        rows = self.library.watch.history(query)
+        start = _int_param("X-Plex-Container-Start", headers, query, 0) or 0
+        size = _int_param("X-Plex-Container-Size", headers, query, None)
+        page = rows[start:] if size is None else rows[start:start + size]
+        root = container(size=len(page), totalSize=len(rows), offset=start)
+        for play in page:
+            root.append(history_element(play))
+        return xml(root)
+
+    def _accounts(self, **_: Any) -> Response:
+        accounts = self.library.watch.accounts
+        root = container(size=len(accounts), identifier="com.plexapp.system.accounts")
+        for account_id, name in sorted(accounts.items()):
+            root.append(account_element(account_id, name))
+        return xml(root)
 
     def _image_bytes(self, rating_key: str, kind: str, stamp: str | None, **_: Any) -> Response:
         image = self.library.image(int(rating_key), kind, int(stamp) if stamp else None)

@@ -89,6 +89,9 @@ class Scene:
     groups: list[tuple[int, int | None]] = field(default_factory=list)  # (group id, scene_index)
     o_counter: int = 0
     play_count: int = 0
+    play_history: list[float] = field(default_factory=list)  # epoch seconds, ascending
+    resume_time: float = 0.0
+    play_duration: float = 0.0
     cover: bytes | None = None
     created_at: float = GENERATOR_EPOCH
     updated_at: float = GENERATOR_EPOCH

@@ -44,7 +44,9 @@ from graphql import (
     validate,
 )
 
+from emulators import stash_plays
 from emulators.stash_library import File, StashLibrary, png_bytes
+from emulators.tls import CertFiles, TlsServer, server_context
 
 SCHEMA_PATH = Path(__file__).with_name("stash_schema.graphql")
 STASH_VERSION = {"version": "v0.30.1", "hash": "e1b4ea7d", "build_time": "2025-06-01 12:00:00"}
@@ -116,12 +118,17 @@ class _Resolvers:
             "Mutation": {
                 "configurePlugin": self.configure_plugin,
                 "metadataScan": self.metadata_scan,
+                "sceneAddPlay": self.scene_add_play,
+                "sceneSaveActivity": self.scene_save_activity,
             },
             "ConfigResult": {"plugins": self.plugins},
             "Scene": {
                 **timestamps,
                 "interactive": constant(False),
                 "stash_ids": constant([]),
+                "play_history": lambda s, _i: [self.lib.stamp(t) for t in s.play_history],
+                "last_played_at": lambda s, _i: (None if stash_plays.last_played_at(s) is None
+                                                 else self.lib.stamp(stash_plays.last_played_at(s))),
                 "paths": self.scene_paths,
                 "studio": lambda s, _i: self.lib.studios.get(s.studio_id) if s.studio_id is not None else None,
                 "performers": lambda s, _i: [self.lib.performers[i] for i in s.performer_ids if i in self.lib.performers],
@@ -229,6 +236,30 @@ class _Resolvers:
     def metadata_scan(self, _root: Any, _info: Any, input: dict[str, Any]) -> str:
         return self.server.record_scan(input)
 
+    def _scene(self, id: Any) -> Any:
+        scene = self.lib.scenes.get(_atoi(id))
+        if scene is None:
+            raise GraphQLError(f"scene with id {id} not found")
+        return scene
+
+    def scene_add_play(self, _root: Any, _info: Any, id: Any, times: list[str] | None = None) -> dict[str, Any]:
+        now = self.server.clock()
+        try:
+            when = [stash_plays.parse_timestamp(t, now) for t in times] if times else [float(int(now))]
+        except stash_plays.BadTimestamp as exc:
+            raise GraphQLError(str(exc)) from None
+        with self.server.write_lock:
+            scene = self._scene(id)
+            stash_plays.add_plays(scene, when)
+            history = list(scene.play_history)
+        return {"count": len(history), "history": [self.lib.stamp(t) for t in history]}
+
+    def scene_save_activity(self, _root: Any, _info: Any, id: Any, resume_time: float | None = None,
+                            playDuration: float | None = None) -> bool:
+        with self.server.write_lock:
+            stash_plays.save_activity(self._scene(id), resume_time, playDuration)
+        return True
+
     # --- object fields ---
 
     def scene_paths(self, scene: Any, info: Any) -> dict[str, str]:
@@ -267,6 +298,10 @@ class StashFaults:
         self._fail: list[str] = []
         self._http_500 = 0
         self._lock = threading.Lock()
+        #: Called with (request, "before"|"after") around each GraphQL run; True from "before"
+        #: drops the request unanswered and unrun, as if the client died before sending it.
+        #: Kill-point tests stop the plugin from here at an exact step.
+        self.intercept: Callable[[RequestRecord, str], bool] | None = None
 
     @property
     def down(self) -> bool:
@@ -309,7 +344,8 @@ class StashEmulator:
 
     def __init__(self, library: StashLibrary | None = None, *, username: str | None = None,
                  password: str | None = None, api_key: str = "", session_max_age: int = 3600,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tls: CertFiles | None = None) -> None:
+        self.tls = tls  # HTTPS with this certificate, as Stash does with stash.crt/stash.key
         self.library = library if library is not None else StashLibrary()
         self.username = username
         self.password = password
@@ -323,6 +359,7 @@ class StashEmulator:
         self.faults = StashFaults(self)
         self._sessions: dict[str, float] = {}  # token -> expiry (epoch per `clock`)
         self._lock = threading.Lock()
+        self.write_lock = threading.Lock()  # one mutation of the library at a time, as Stash's txn
         self.schema = load_schema()
         _Resolvers(self).wire(self.schema)
         self._httpd: ThreadingHTTPServer | None = None
@@ -334,7 +371,9 @@ class StashEmulator:
 
     def _start(self, port: int) -> None:
         handler = type("Handler", (_Handler,), {"emulator": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        httpd = _Server(("127.0.0.1", port), handler)
+        if self.tls is not None:
+            httpd.tls_context = server_context(self.tls)
         httpd.daemon_threads = True
         self._httpd = httpd
         self.port = httpd.server_address[1]
@@ -362,7 +401,11 @@ class StashEmulator:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     # --- auth ---
 
@@ -387,7 +430,7 @@ class StashEmulator:
 
     def connection(self, cookie: bool = True) -> dict[str, Any]:
         """The server_connection a plugin receives (Dir and PluginDir left to the host)."""
-        return {"Scheme": "http", "Host": "127.0.0.1", "Port": self.port,
+        return {"Scheme": self.scheme, "Host": "127.0.0.1", "Port": self.port,
                 "SessionCookie": self.session_cookie() if cookie else None}
 
     def authorized(self, api_key: str, session: str | None) -> bool:
@@ -480,6 +523,10 @@ def _failing_roots(message: str) -> Callable[..., Any]:
     return middleware
 
 
+class _Server(TlsServer, ThreadingHTTPServer):
+    daemon_threads = True
+
+
 class _Handler(BaseHTTPRequestHandler):
     """HTTP/1.0: one request per connection, so closing the listener really cuts clients off."""
 
@@ -550,10 +597,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.emulator.log(record)
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
             return
+        intercept = self.emulator.faults.intercept
+        if intercept is not None and intercept(record, "before"):
+            self.close_connection = True
+            return
         if not isinstance(body, dict):
             status, answer = 400, _errors([GraphQLError("json request body could not be decoded")])
         else:
-            status, answer = self.emulator.run_graphql(body, f"http://{self.headers.get('Host')}")
+            status, answer = self.emulator.run_graphql(body, f"{self.emulator.scheme}://{self.headers.get('Host')}")
+        if intercept is not None:
+            intercept(record, "after")
         record.status = status
         self.emulator.log(record)
         self._send(status, json.dumps(answer).encode(), "application/json")

@@ -11,7 +11,10 @@ Everything that goes to Plex passes through `PlexConnection.query`, which
   queue's backoff and breaker own those, and two retry loops stacked would multiply;
 * counts requests, so a sync can report its cost and the benchmark can check it;
 * spaces requests to honour `max_request_rate` (the token bucket of `plex.pacing`, the
-  same one the worker's drain uses for a Retry-After hold).
+  same one the worker's drain uses for a Retry-After hold);
+* passes the user's certificate choice (`Settings.plex_tls`) with every request: requests
+  lets `REQUESTS_CA_BUNDLE` override a Session's own `verify`, so a session attribute
+  alone would be silently ignored on machines that set it.
 
 Device identity: plexapi derives `X-Plex-Client-Identifier` from the MAC address, which
 changes in containers, so every run could register a new device on the Plex account. We
@@ -24,31 +27,32 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
-from plex.pacing import Pacer, RateLimit, wait_turn
-from plugin.errors import (
+from base import network
+from base.backoff import REQUEST_BACKOFF, REQUEST_RETRIES, RETRY_AFTER_IN_REQUEST
+from base.errors import (
     InvalidData,
     PlexAuthError,
+    PlexConnectionSetupError,
     PlexNotFound,
     PlexUnavailable,
     Stash2PlexError,
     TransientError,
 )
+from base.settings import SCHEMA_BY_NAME
+from plex.pacing import Pacer, RateLimit, wait_turn
 
 PRODUCT = "Stash2Plex"
 CLIENT_ID_FILE = "client_id"
 
-#: Extra attempts after the first, for transient failures only.
-TRANSIENT_RETRIES = 2
-#: A `Retry-After` up to this many seconds is waited out here; a longer one goes to the queue.
-RETRY_AFTER_CAP = 5.0
-#: Wait before the n-th retry when the server gave no hint: 0.25 s, 0.5 s.
-FIRST_WAIT = 0.25
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
@@ -99,10 +103,12 @@ class RecordingSession(requests.Session):
     """A session that remembers the last answer (plexapi's errors drop its headers),
     counts requests and spaces them to at most `rate` per second (0 = no limit)."""
 
-    def __init__(self, rate: float = 0.0, clock: Clock | None = None, sleep: Sleep | None = None) -> None:
+    def __init__(self, rate: float = 0.0, clock: Clock | None = None, sleep: Sleep | None = None,
+                 tls: bool | str = True) -> None:
         super().__init__()
         import time
 
+        self.tls = tls
         self.limit = RateLimit.per_second(rate)
         self.clock = clock or time.monotonic
         self.sleep = sleep or time.sleep
@@ -115,6 +121,8 @@ class RecordingSession(requests.Session):
         self._pacer = wait_turn(self._pacer, self.limit, self.clock(), self.sleep)
         self.count += 1
         self.last_status, self.last_headers = None, {}
+        if self.tls is not True:  # True: requests' own choice (REQUESTS_CA_BUNDLE or certifi)
+            kwargs["verify"] = self.tls
         response = super().request(method, url, *args, **kwargs)
         self.last_status, self.last_headers = response.status_code, response.headers
         return response
@@ -137,68 +145,167 @@ def parse_retry_after(value: str | None) -> float | None:
 _STATUS = re.compile(r"^\((\d{3})\)")
 
 
-def _connection_error(exc: requests.ConnectionError, what: str) -> Stash2PlexError:
-    """Refused or unresolvable is an outage; a connection dropped mid-answer is transient."""
-    import urllib3.exceptions as u3
-
-    reason = exc.args[0] if exc.args else None
-    if isinstance(reason, u3.MaxRetryError):
-        reason = reason.reason
-    if isinstance(reason, (u3.ProtocolError, ConnectionResetError)):
-        return TransientError(f"Plex dropped the connection during {what}: {type(reason).__name__}")
-    return PlexUnavailable(f"Plex cannot be reached ({what}): {type(reason or exc).__name__}")
+def _setting(name: str) -> str:
+    return f"'{SCHEMA_BY_NAME[name].display_name}'"
 
 
-def translate(exc: BaseException, what: str, session: RecordingSession | None = None) -> Stash2PlexError:
+#: How a Plex connection problem is fixed, in the words of the settings page.
+FIXES = network.Fixes(
+    url=_setting("plex_url"),
+    tls=(f"Use the address the certificate is for in {_setting('plex_url')}, trust its CA with "
+         f"{_setting('plex_ca_file')}, or turn {_setting('plex_verify_certificate')} off"),
+)
+
+
+def network_error(failure: network.NetFailure, url: str, what: str, timeout: tuple[float, float]) -> Stash2PlexError:
+    """One classified failure as the error class that decides the job's fate: a setting to
+    fix, a request to retry, or an outage to wait out."""
+    connect, read = timeout
+    fixes = FIXES
+    if failure.cause is network.Cause.CONNECT_TIMEOUT:
+        fixes = replace(fixes, timeouts=f"{connect:g}s, 'Connect timeout'")
+    elif failure.cause is network.Cause.READ_TIMEOUT:
+        fixes = replace(fixes, timeouts=f"{read:g}s, 'Read timeout', during {what}")
+    message = network.explain(failure, "Plex", url, fixes)
+    if failure.needs_setting:
+        return PlexConnectionSetupError(message)
+    if failure.transient:
+        return TransientError(message)
+    return PlexUnavailable(message)
+
+
+def translate(exc: BaseException, what: str, session: RecordingSession | None = None, url: str = "",
+              timeout: tuple[float, float] = (5.0, 30.0)) -> Stash2PlexError:
     """Map a plexapi or requests failure to our vocabulary; `what` names the request."""
     from plexapi.exceptions import BadRequest, NotFound, Unauthorized
 
     if isinstance(exc, Stash2PlexError):
         return exc
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return PlexUnavailable(f"Plex did not accept a connection in time ({what})")
-    if isinstance(exc, (requests.Timeout, requests.exceptions.ChunkedEncodingError)):
-        return TransientError(f"Plex did not answer in time ({what}): {type(exc).__name__}")
-    if isinstance(exc, requests.ConnectionError):
-        return _connection_error(exc, what)
+    failure = network.classify(exc)
+    if failure is not None:
+        return network_error(failure, url, what, timeout)
     if isinstance(exc, Unauthorized):
         return PlexAuthError(f"Plex refused the token (401) for {what}: check the Plex token setting")
     if isinstance(exc, NotFound):
         return PlexNotFound(f"Plex has no {what} (404)")
     if isinstance(exc, BadRequest):
-        return _http_error(exc, what, session)
+        return _http_error(exc, what, session, url, timeout)
     return TransientError(f"Unexpected failure during {what}: {type(exc).__name__}: {exc}")
 
 
-def _http_error(exc: Exception, what: str, session: RecordingSession | None) -> Stash2PlexError:
+def _http_error(exc: Exception, what: str, session: RecordingSession | None, url: str,
+                timeout: tuple[float, float]) -> Stash2PlexError:
     found = _STATUS.match(str(exc))
     status = int(found.group(1)) if found else (session.last_status if session else None) or 0
     headers = session.last_headers if session else {}
+    disguised = network.from_status(status, str(exc))
+    if disguised is not None:
+        return network_error(disguised, url, what, timeout)
     if status == 429 or status >= 500:
         return TransientError(f"Plex answered {status} to {what}",
                               retry_after=parse_retry_after(headers.get("Retry-After")))
     return InvalidData(f"Plex rejected {what} ({status}): {str(exc)[:300]}")
 
 
+def speaks_tls(url: str, timeout: float) -> bool:
+    """Does the port of an http:// URL complete a TLS handshake? Plex with secure connections
+    required closes a plain-HTTP connection without a word, which alone looks like a dropped
+    connection; one handshake tells the wrong scheme apart. No request, no token is sent."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=parts.hostname):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def certificate_names(url: str, timeout: float) -> tuple[str, ...]:
+    """The names (subjectAltName) on the certificate an https:// URL presents, for Health
+    Check's advice when it does not verify. The first handshake only fetches the certificate;
+    the second verifies it against itself, which is what makes the ssl module parse it."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    where = (parts.hostname or "", parts.port or 443)
+    fetch = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    fetch.check_hostname = False
+    fetch.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(where, timeout=timeout) as raw, fetch.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+        if not der:
+            return ()
+        parse = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        parse.check_hostname = False
+        parse.load_verify_locations(cadata=der)
+        parse.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        with socket.create_connection(where, timeout=timeout) as raw, parse.wrap_socket(raw) as tls:
+            names = tls.getpeercert().get("subjectAltName", ())
+    except (OSError, ValueError):
+        return ()
+    return tuple(str(value) for _kind, value in names)
+
+
+def machine_identifier(url: str, timeout: float) -> str | None:
+    """Plex's `machineIdentifier` from `/identity`, which answers without a token; read
+    without verifying, since it is asked only to name the server in advice."""
+    import warnings
+    from xml.etree import ElementTree
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            answer = requests.get(url.rstrip("/") + "/identity", timeout=timeout, verify=False)
+        answer.raise_for_status()
+        return ElementTree.fromstring(answer.content).get("machineIdentifier") or None
+    except (requests.RequestException, ValueError, ElementTree.ParseError):
+        return None
+
+
 # --- retry policy (tenacity, transient only) ---------------------------------------------
 
 
-def _stop(state: RetryCallState) -> bool:
-    """Stop after the bounded attempts, or at once when the server asks for a long pause."""
+def _retry_after(state: RetryCallState) -> float | None:
     exc = state.outcome.exception() if state.outcome else None
-    hint = getattr(exc, "retry_after", None)
-    return state.attempt_number > TRANSIENT_RETRIES or (hint is not None and hint > RETRY_AFTER_CAP)
+    return getattr(exc, "retry_after", None)
 
 
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    hint = getattr(exc, "retry_after", None)
-    return hint if hint is not None else FIRST_WAIT * 2 ** (state.attempt_number - 1)
+class stop_on_long_retry_after(stop_base):
+    """Stop at once when the server asks for a pause longer than a request should wait: the
+    queue defers the job instead (`base.backoff.RETRY_AFTER_IN_REQUEST`)."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        hint = _retry_after(retry_state)
+        return hint is not None and hint > RETRY_AFTER_IN_REQUEST
+
+
+class wait_retry_after(wait_base):
+    """The server's Retry-After when it gave one, else `fallback`."""
+
+    def __init__(self, fallback: wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        hint = _retry_after(retry_state)
+        return hint if hint is not None else self.fallback(retry_state)
 
 
 def retrying(sleep: Sleep) -> Retrying:
-    return Retrying(retry=retry_if_exception_type(TransientError), stop=_stop, wait=_wait,
-                    sleep=sleep, reraise=True)
+    return Retrying(
+        retry=retry_if_exception_type(TransientError),
+        stop=stop_after_attempt(REQUEST_RETRIES + 1) | stop_on_long_retry_after(),
+        wait=wait_retry_after(wait_exponential(multiplier=REQUEST_BACKOFF.base, max=REQUEST_BACKOFF.cap)),
+        sleep=sleep, reraise=True)
 
 
 # --- the connection ---------------------------------------------------------------------
@@ -218,6 +325,7 @@ class PlexConnection:
         data_dir: Path | None = None,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
+        tls: bool | str = True,
     ) -> None:
         import time
 
@@ -225,7 +333,11 @@ class PlexConnection:
         self._token = token
         self.timeout = (float(connect_timeout), float(read_timeout))
         self.sleep = sleep or time.sleep
-        self.session = RecordingSession(max_request_rate, clock=clock, sleep=self.sleep)
+        if tls is False:  # the user chose this; the warning is ours, once per run, not per request
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self.session = RecordingSession(max_request_rate, clock=clock, sleep=self.sleep, tls=tls)
         self.identifier = client_identifier(data_dir) if data_dir is not None else None
         self._server: Any = None
 
@@ -235,16 +347,35 @@ class PlexConnection:
 
     def server(self) -> Any:
         if self._server is None:
+            if isinstance(self.session.tls, str) and not os.path.isfile(self.session.tls):
+                # requests would say "invalid path" as an OSError, which reads like an outage.
+                raise PlexConnectionSetupError(
+                    f"{_setting('plex_ca_file')} is set to {self.session.tls}, which is not a file on the machine "
+                    f"running Stash: give the path of a PEM file there, or clear it")
             if self.identifier:
                 configure_plexapi(self.identifier)
             else:
                 os.environ["PLEXAPI_PLEXAPI_AUTORELOAD"] = "false"
             from plexapi.server import PlexServer
 
-            self._server = self._guarded(
-                "the server root (/)",
-                lambda: PlexServer(self.url, self._token, session=self.session, timeout=self.timeout))
+            try:
+                self._server = self._guarded(
+                    "the server root (/)",
+                    lambda: PlexServer(self.url, self._token, session=self.session, timeout=self.timeout))
+            except TransientError as exc:
+                if self.url.startswith("http://") and speaks_tls(self.url, self.timeout[0]):
+                    raise network_error(network.NetFailure(network.Cause.HTTP_TO_HTTPS), self.url,
+                                        "the server root (/)", self.timeout) from exc
+                raise
         return self._server
+
+    def probe(self) -> None:
+        """One cheap request that proves Plex answers: the server root when the connection is
+        new (it is needed anyway), else `/identity`."""
+        if self._server is None:
+            self.server()
+        else:
+            self.query("/identity", what="the probe (/identity)")
 
     def query(self, key: str, method: str = "GET", *, headers: Mapping[str, str] | None = None,
               data: bytes | None = None, what: str | None = None) -> Any:
@@ -262,7 +393,7 @@ class PlexConnection:
             try:
                 return call()
             except Exception as exc:  # translated at this edge, nowhere else
-                raise translate(exc, what, self.session) from exc
+                raise translate(exc, what, self.session, self.url, self.timeout) from exc
 
         return retrying(self.sleep)(attempt)
 
@@ -270,19 +401,21 @@ class PlexConnection:
         self.session.close()
 
 
-_SHARED: dict[tuple[str, str], PlexConnection] = {}
+_SHARED: dict[tuple[str, str, bool | str], PlexConnection] = {}
 
 
 def shared_connection(settings: Any, data_dir: Path | None) -> PlexConnection:
     """The process's one connection (and so one `PlexServer`) for these settings' server.
 
     A long-lived worker that built a new connection per job would repeat `GET /` and the
-    section lookups every time; keyed by (url, token) so a changed setting gets a new one.
+    section lookups every time; keyed by (url, token, certificate choice) so a changed setting
+    gets a new one.
     """
-    key = (settings.plex_url, settings.plex_token)
+    key = (settings.plex_url, settings.plex_token, settings.plex_tls)
     conn = _SHARED.get(key)
     if conn is None:
         conn = _SHARED[key] = PlexConnection(
             settings.plex_url, settings.plex_token, connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout, max_request_rate=settings.max_request_rate, data_dir=data_dir)
+            read_timeout=settings.read_timeout, max_request_rate=settings.max_request_rate, data_dir=data_dir,
+            tls=settings.plex_tls)
     return conn

@@ -51,7 +51,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
-from plugin.settings import Settings
+from base.settings import Settings
 from stash.records import Scene
 
 TITLE_MAX = 255

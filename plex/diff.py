@@ -43,18 +43,8 @@ from typing import Any
 from urllib.parse import quote
 
 from plex.desired import Actor, DesiredState
+from plex.fields import SCALARS
 from plex.records import CurrentState, LedgerEntry
-
-#: (DesiredState attribute, Plex field name, CurrentState attribute)
-SCALAR_FIELDS: tuple[tuple[str, str], ...] = (
-    ("title", "title"),
-    ("title_sort", "titleSort"),
-    ("studio", "studio"),
-    ("summary", "summary"),
-    ("tagline", "tagline"),
-    ("originally_available_at", "originallyAvailableAt"),
-    ("rating", "userRating"),
-)
 
 #: Names Plex may record the actor-list lock under (unverified which one real Plex uses).
 ACTOR_LOCK_NAMES = frozenset({"actor", "role"})
@@ -295,13 +285,8 @@ def plan_edit(
     """
     last = written or {}
     plan = _Plan(current, lock, ours, overwrite_locks)
-    now_values = {
-        "title": current.title, "titleSort": current.title_sort, "studio": current.studio,
-        "summary": current.summary, "tagline": current.tagline,
-        "originallyAvailableAt": current.originally_available_at, "userRating": current.rating,
-    }
-    for attr, name in SCALAR_FIELDS:
-        _scalar(plan, name, getattr(desired, attr), now_values[name], last, preserve)
+    for f in SCALARS:
+        _scalar(plan, f.name, getattr(desired, f.attr), getattr(current, f.attr), last, preserve)
     _names_list(plan, "genre", desired.genres, current.genres, last, preserve, mirror=True)
     _actors(plan, desired.actors, last, preserve)
     _names_list(plan, "collection", desired.collections, current.collections, last, preserve, mirror=False)

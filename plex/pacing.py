@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from base.backoff import RETRY_AFTER_HOLD
+
 
 class RateSettings(Protocol):
     @property
@@ -54,9 +56,8 @@ class Pacer:
     hold_until: float | None = None
 
 
-#: Longest a server's Retry-After may pause the whole drain; a longer one defers the job
-#: instead (see `worker.policy`), so one 429 cannot freeze a Stash task for an hour.
-MAX_HOLD = 60.0
+#: Longest a server's Retry-After may pause the whole drain (see `base.backoff`).
+MAX_HOLD = RETRY_AFTER_HOLD
 
 
 def take(pacer: Pacer, limit: RateLimit, now: float) -> tuple[Pacer, float]:

@@ -21,7 +21,15 @@ from plex.desired import Actor
 
 @dataclass(frozen=True)
 class CurrentState:
-    """One Plex item as a full reload shows it (tag lists complete, locks included)."""
+    """One Plex item as read: the one record every decision about an item reads.
+
+    Read from a full reload (`/library/metadata/{key}`, `listing` False) it is complete: every
+    tag list in full, locks included. Read from a section listing (`/all`, `listing` True)
+    the scalars are complete but each tag list is cut short (Plex lists only the first few
+    tags of each kind) and `locked` is empty because a listing shows no locks, not because
+    none are set; only judgements a prefix can prove may use it (`reconciliation.gaps`).
+    Attribute names are `plex.fields.FIELDS`' `attr`.
+    """
 
     rating_key: str
     section_id: str = ""
@@ -40,6 +48,7 @@ class CurrentState:
     art: str = ""
     files: tuple[str, ...] = ()
     primary_file: str = ""  # the first Part that is not an optimised version
+    listing: bool = False
 
 
 @dataclass(frozen=True)

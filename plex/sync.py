@@ -30,21 +30,22 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
+from base.errors import AmbiguousMatch, DuplicateItem, PlexNotFound
+from base.settings import Settings
 from plex import claims, xmlread
 from plex.connection import PlexConnection
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
+from plex.images import FetchImage, image_steps
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
 from plex.pathmap import basename_key, form_of, name_forms, parent_folder, path_key, to_plex, to_stash
 from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
-from plugin.errors import AmbiguousMatch, DuplicateItem, PlexNotFound, SettingsError
-from plugin.settings import WHERE_TO_SET, Settings
+from plex.sections import ScanMemory, choose_sections, section_for_folder
 from stash.records import Scene
 
 #: Seconds a full index is trusted before the next lookup rebuilds it.
@@ -58,13 +59,7 @@ PAGE_SIZE = 500
 #: Full items per batched read, and how long a prefetched one may be used.
 BATCH_SIZE = 50
 PREFETCH_TTL = 30.0
-#: Seconds a folder we asked Plex to scan is not asked again (one scan per burst).
-SCAN_WINDOW = 120.0
 MOVIE = 1  # plexapi's searchType("movie")
-
-#: Downloads an image from Stash; None when Stash has no such image (404).
-FetchImage = Callable[[str], bytes | None]
-
 
 class ClaimSource(Protocol):
     """Who else holds an item: the sync ledger, and Stash for the primary Part's file."""
@@ -76,88 +71,6 @@ class ClaimSource(Protocol):
     def scene_with_file(self, stash_path: str) -> int | None:
         """The Stash scene that has this file, if any."""
         ...
-
-
-# --- pure decisions --------------------------------------------------------------------
-
-
-def choose_sections(sections: Sequence[xmlread.Section], wanted: Sequence[str]) -> tuple[xmlread.Section, ...]:
-    """Movie sections named in `plex_library` (case-insensitive), or all of them when empty."""
-    movies = tuple(s for s in sections if s.type == "movie")
-    if not wanted:
-        return movies
-    by_name = {s.title.casefold(): s for s in movies}
-    missing = [w for w in wanted if w.casefold() not in by_name]
-    if missing:
-        have = ", ".join(s.title for s in movies) or "none"
-        raise SettingsError(f"Plex has no movie library named {', '.join(missing)} (it has: {have}); "
-                            f"fix 'Plex libraries' in {WHERE_TO_SET}.")
-    return tuple(by_name[w.casefold()] for w in wanted)
-
-
-def _inside(path: str, folder: str) -> int:
-    """Length of `folder` when `path` is in it (or is it), else -1: longest location wins."""
-    p, f = path_key(path), path_key(folder).rstrip("/")
-    return len(f) if p == f or p.startswith(f + "/") else -1
-
-
-def section_for_folder(sections: Sequence[xmlread.Section], folder: str) -> xmlread.Section | None:
-    """The section with the longest Location containing `folder`."""
-    best = max(((max((_inside(folder, loc) for loc in s.locations), default=-1), s) for s in sections),
-               key=lambda pair: pair[0], default=(-1, None))
-    return best[1] if best[0] >= 0 else None
-
-
-@dataclass
-class ScanMemory:
-    """Folders we asked Plex to scan, so a burst of new scenes in one folder asks once."""
-
-    window: float = SCAN_WINDOW
-    asked: dict[str, float] = field(default_factory=dict)
-
-    def due(self, folder: str, now: float) -> bool:
-        last = self.asked.get(path_key(folder))
-        return last is None or not 0 <= now - last < self.window
-
-    def mark(self, folder: str, now: float) -> None:
-        self.asked = {k: t for k, t in self.asked.items() if 0 <= now - t < self.window}
-        self.asked[path_key(folder)] = now
-
-
-@dataclass(frozen=True)
-class ImageStep:
-    """One image to upload (`data` set) or to record as unchanged."""
-
-    kind: str  # "poster" or "art"
-    source: str
-    sha256: str
-    data: bytes | None  # None: Plex already has these bytes
-
-
-def image_steps(desired: DesiredState, ledger: LedgerEntry | None, same_item: bool,
-                fetch: FetchImage) -> list[ImageStep]:
-    """Which images to upload: an unchanged URL on the same item costs nothing; a new URL is
-    downloaded and uploaded only when its bytes differ from what we uploaded last; an image
-    Stash does not have gives no step at all."""
-    steps: list[ImageStep] = []
-    cache: dict[str, bytes | None] = {}
-    for kind, url in (("poster", desired.poster_url), ("art", desired.art_url)):
-        if not url:
-            continue
-        last_source = getattr(ledger, f"{kind}_source", None) if ledger else None
-        last_hash = getattr(ledger, f"{kind}_hash", None) if ledger else None
-        if same_item and last_hash and last_source == url:
-            steps.append(ImageStep(kind, url, last_hash, None))
-            continue
-        if url not in cache:
-            cache[url] = fetch(url)
-        data = cache[url]
-        if not data:
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        unchanged = same_item and digest == last_hash
-        steps.append(ImageStep(kind, url, digest, None if unchanged else data))
-    return steps
 
 
 # --- the sync --------------------------------------------------------------------------
@@ -414,6 +327,10 @@ class PlexSync:
         return plan_edit(desired, state, ledger.written if ledger else None, lock=s.lock_synced_fields,
                          preserve=s.preserve_plex_edits, uploads=uploads, ours=ours,
                          overwrite_locks=s.overwrite_user_locks)
+
+    def probe(self) -> None:
+        """One cheap request that proves Plex answers (see `PlexConnection.probe`)."""
+        self.conn.probe()
 
     def sync(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float) -> SyncOutcome:
         """Bring the scene's Plex item to the state Stash asks for (see module docstring)."""

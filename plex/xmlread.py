@@ -14,11 +14,12 @@ every Reconcile and, under `preserve_plex_edits`, take it for a person's edit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from plex.desired import Actor
+from plex.fields import BY_NAME, SCALARS, TAG_LISTS
 from plex.matcher import IndexEntry
 from plex.records import CurrentState
 
@@ -97,29 +98,52 @@ def primary_file(parts: list[tuple[str, bool]]) -> str:
     return next((f for f, optimised in parts if not optimised), parts[0][0] if parts else "")
 
 
+#: How an attribute's text becomes the field's value, where it is not the text itself.
+_PARSE: dict[str, Callable[[str | None], Any]] = {
+    "originallyAvailableAt": lambda text: (text or "")[:10],
+    "userRating": _float,
+}
+
+
+def _scalars(video: Element) -> dict[str, Any]:
+    """Every scalar of `plex.fields`, by record attribute, in table order (a field an omitted
+    attribute stands for comes first)."""
+    values: dict[str, Any] = {}
+    for f in SCALARS:
+        text = video.get(f.xml)
+        if text is None and f.omitted_means:
+            values[f.attr] = values[BY_NAME[f.omitted_means].attr]
+        else:
+            values[f.attr] = _PARSE.get(f.name, lambda t: t or "")(text)
+    return values
+
+
+def _tag_lists(video: Element) -> dict[str, tuple[Any, ...]]:
+    """Every tag list of `plex.fields`, by record attribute; actors keep their photos."""
+    return {f.attr: tuple(Actor(r.get("tag"), r.get("thumb") or None) for r in video
+                          if r.tag == f.xml and r.get("tag")) if f.name == "actor" else _tags(video, f.xml)
+            for f in TAG_LISTS}
+
+
 def current_state(video: Element, section_id: str = "") -> CurrentState:
     """A full item (`/library/metadata/{key}`) as the record decisions read."""
-    title = video.get("title", "")
     parts = _parts(video)
     return CurrentState(
         rating_key=str(video.get("ratingKey", "")),
         section_id=str(video.get("librarySectionID") or section_id or ""),
-        title=title,
-        title_sort=video.get("titleSort", title),
-        studio=video.get("studio", ""),
-        summary=video.get("summary", ""),
-        tagline=video.get("tagline", ""),
-        originally_available_at=(video.get("originallyAvailableAt") or "")[:10],
-        rating=_float(video.get("userRating")),
-        genres=_tags(video, "Genre"),
-        actors=tuple(Actor(r.get("tag"), r.get("thumb") or None) for r in video if r.tag == "Role" and r.get("tag")),
-        collections=_tags(video, "Collection"),
+        **_scalars(video),
+        **_tag_lists(video),
         locked=frozenset(f.get("name", "") for f in video if f.tag == "Field" and f.get("locked") == "1"),
         thumb=video.get("thumb", ""),
         art=video.get("art", ""),
         files=tuple(f for f, _ in parts),
         primary_file=primary_file(parts),
     )
+
+
+def listed_state(video: Element) -> CurrentState:
+    """An item of a section listing page: read like a full item, marked as cut short."""
+    return replace(current_state(video), listing=True)
 
 
 def current_states(root: Element) -> dict[str, CurrentState]:

@@ -11,31 +11,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from plugin.errors import Stash2PlexError
+from base.errors import Stash2PlexError
+from worker.launch import WORKER_MODE
 
 #: Task mode -> (button name, handler "module:function").
 TASKS: dict[str, tuple[str, str]] = {
-    "all": ("Sync All", "reconciliation.bulk:sync_all"),
-    "recent": ("Sync Recent", "reconciliation.bulk:sync_recent"),
-    "process_queue": ("Process Queue", "worker.tasks:process_queue"),
-    "queue_status": ("Queue Status", "worker.tasks:queue_status"),
-    "clear_queue": ("Clear Queue", "worker.tasks:clear_queue"),
-    "clear_dlq": ("Clear Dead Letters", "worker.tasks:clear_dlq"),
-    "purge_dlq": ("Purge Old Dead Letters", "worker.tasks:purge_dlq"),
-    "retry_dlq": ("Retry Dead Letters", "worker.tasks:retry_dlq"),
-    "reconcile_all": ("Reconcile All", "reconciliation.reconcile:reconcile_all"),
-    "reconcile_recent": ("Reconcile Last 24 Hours", "reconciliation.reconcile:reconcile_recent"),
-    "reconcile_7days": ("Reconcile Last 7 Days", "reconciliation.reconcile:reconcile_7days"),
-    "health_check": ("Health Check", "worker.health:health_check"),
-    "dry_run": ("Dry Run", "reconciliation.dryrun:dry_run"),
+    "all": ("Sync All", "tasks.sync:sync_all"),
+    "recent": ("Sync Recent", "tasks.sync:sync_recent"),
+    "process_queue": ("Process Queue", "tasks.queue:process_queue"),
+    "queue_status": ("Queue Status", "tasks.queue:queue_status"),
+    "clear_queue": ("Clear Queue", "tasks.queue:clear_queue"),
+    "clear_dlq": ("Clear Dead Letters", "tasks.queue:clear_dlq"),
+    "purge_dlq": ("Purge Old Dead Letters", "tasks.queue:purge_dlq"),
+    "retry_dlq": ("Retry Dead Letters", "tasks.queue:retry_dlq"),
+    "reconcile_all": ("Reconcile All", "tasks.reconcile:reconcile_all"),
+    "reconcile_recent": ("Reconcile Last 24 Hours", "tasks.reconcile:reconcile_recent"),
+    "reconcile_7days": ("Reconcile Last 7 Days", "tasks.reconcile:reconcile_7days"),
+    "health_check": ("Health Check", "tasks.health:health_check"),
+    "dry_run": ("Dry Run", "tasks.dry_run:dry_run"),
+    "import_watch_history": ("Import Plex Watch History", "tasks.watch_history:import_watch_history"),
+    "watch_history_dry_run": ("Import Plex Watch History (Dry Run)", "tasks.watch_history:watch_history_dry_run"),
 }
 
 #: Modes Stash never shows: the detached background worker started by hooks.
-INTERNAL: dict[str, str] = {"_worker": "worker.background:run"}
+INTERNAL: dict[str, str] = {WORKER_MODE: "worker.background:run"}
 
-#: Hook trigger -> the inbox event kind it records. Only triggers Stash fires (shared
-#: reference §1.6: `Post` hooks only, `Merge` for tags only); Stash accepts a misspelt
-#: trigger silently and never fires it, so this table is the one place they are written.
+#: Hook trigger -> the inbox event kind it records. Only triggers Stash fires (`Post` hooks
+#: only, `Merge` for tags only); Stash accepts a misspelt trigger silently and never fires
+#: it, so this table is the one place they are written.
 HOOKS: dict[str, str] = {
     "Scene.Create.Post": "scene",
     "Scene.Update.Post": "scene",

@@ -1,6 +1,6 @@
 """The hook fast path: record the event durably, make sure a worker will see it, return.
 
-Stash makes the user's save wait for this process (shared reference §1.6, §1.8), so it does
+Stash makes the user's save wait for this process (until its stdout closes), so it does
 no network call and imports nothing beyond the standard library and our inbox.
 """
 
@@ -9,11 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from base.errors import Stash2PlexError
+from base.protocol import PluginInput
 from plugin.dispatch import HOOKS
-from plugin.errors import Stash2PlexError
-from plugin.protocol import PluginInput
-
-WORKER_MODE = "_worker"
 
 
 class BadHookInput(Stash2PlexError):
@@ -66,12 +64,11 @@ def hook_payload(context: dict[str, Any]) -> dict[str, Any] | None:
 def handle_hook(inp: PluginInput, data_dir: Path, entrypoint: Path, now: float) -> dict[str, Any]:
     """Record one hook event and start a background worker if none is running."""
     from sync_queue.inbox import record_event
-    from worker.launch import ensure_worker
+    from worker.launch import ensure_worker, worker_input
 
     context = inp.hook_context or {}
     trigger = str(context.get("type"))
     entity_id = hook_entity_id(context)
     record_event(data_dir, HOOKS[trigger], entity_id, trigger, now, payload=hook_payload(context))
-    worker_input = {"server_connection": inp.server_connection, "args": {"mode": WORKER_MODE}}
-    started = ensure_worker(data_dir, entrypoint, worker_input, now)
+    started = ensure_worker(data_dir, entrypoint, worker_input(inp.server_connection), now)
     return {"recorded": {"trigger": trigger, "id": entity_id}, "worker_started": started}

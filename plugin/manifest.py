@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
+from base.settings import SCHEMA
 from plugin.dispatch import HOOKS, TASKS
-from plugin.settings import SCHEMA
 
 TASK_DESCRIPTIONS = {
     "all": "Queue every scene that differs from what was last written to Plex, then sync them.",
@@ -25,6 +25,9 @@ TASK_DESCRIPTIONS = {
     "reconcile_7days": "Reconcile scenes changed in the last 7 days.",
     "health_check": "Check the settings, Stash, Plex, the libraries and the queue, and say what is wrong.",
     "dry_run": "Show field by field what a sync would change in Plex, without writing.",
+    "import_watch_history": "Copy plays and resume points watched in Plex into Stash, each play once "
+                            "(setting 'Import Plex watch history').",
+    "watch_history_dry_run": "List the plays and resume points the import would copy from Plex, without writing.",
 }
 
 

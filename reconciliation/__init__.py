@@ -1,6 +1,8 @@
-"""Whole-library work: Sync All, Sync Recent, Reconcile (and dry run).
+"""Finding what differs between Stash and Plex, and enqueueing only that.
 
-Every path here decides *what* to enqueue (the sync ledger rule; for reconcile also the gaps
-a paged Plex listing shows) and then drains with the one processing core; nothing here talks
-to Plex for a scene itself.
+Sync All's listing pass (`bulk`: the ledger rule), reconcile's gaps (`gaps`, pure, and
+`reconcile`, which reads a paged Plex listing), the dry run's judgement (`dryrun`) and the
+expansion of performer/studio/tag changes into scenes (`fanout`). Everything here takes the
+queue and the readers it needs; nothing here drains, takes the processor lock or talks to
+Plex for a scene itself. The tasks that run these passes and then the drain are `tasks/`.
 """

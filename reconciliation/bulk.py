@@ -1,33 +1,31 @@
-"""Sync All and Sync Recent: page through Stash, enqueue only what differs, drain.
+"""Sync All's listing pass: page through Stash, enqueue only what differs.
 
 A scene is enqueued only when the state it asks Plex for differs from what the ledger says
 we last wrote (or it was never synced, or Plex lost it): running Sync All twice on an
-unchanged library enqueues nothing the second time (field report 001 cannot happen).
+unchanged library enqueues nothing the second time, so no pass can keep requeueing a scene.
 The state hash needs no Plex request, so the listing pass costs Stash pages only.
 
 Resumable: the id of the last scene whose page was enqueued is kept in the state store, so
 a cancelled Sync All (Stash kills it with SIGKILL) continues after it when run again.
 Memory stays flat: one page of scenes at a time, enqueued in one transaction.
+The tasks themselves (`tasks.sync`) add the processor lock and the drain.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from base.protocol import StashLog
+from base.settings import Settings
 from plex.desired import DesiredState, desired_state
 from plex.diff import state_hash
-from plugin.runtime import RunContext
-from plugin.settings import Settings
 from stash.client import StashClient
 from stash.records import Scene
+from sync_queue.jobs import JobQueue
 from sync_queue.state import StateStore
-
-if TYPE_CHECKING:
-    from worker.core import Services
 
 T = TypeVar("T")
 
@@ -36,8 +34,6 @@ _FRACTION = re.compile(r"\.\d+(?=Z|[+-]\d\d:\d\d$|$)")
 #: Stash compares timestamp filters as text in its own zone; ask this much wider, then check.
 ZONE_SLACK = 14 * 3600.0
 RECENT_WINDOW = 86400.0
-#: Share of the progress bar for the listing pass; the drain gets the rest.
-LISTING_SHARE = 0.3
 
 
 def scene_state(scene: Scene, settings: Settings) -> str:
@@ -138,31 +134,21 @@ class LibraryPass:
         return min(self.seen / self.total, 1.0)
 
 
-def sync_all(ctx: RunContext) -> dict[str, Any]:
-    return bulk_sync(ctx, "sync_all", window=None)
-
-
-def sync_recent(ctx: RunContext) -> dict[str, Any]:
-    return bulk_sync(ctx, "sync_recent", window=RECENT_WINDOW)
-
-
-def bulk_sync(ctx: RunContext, reason: str, window: float | None) -> dict[str, Any]:
-    from worker.tasks import foreground_drain
-
-    settings = ctx.settings
-
-    def prepare(svc: Services, progress: Callable[[float], None]) -> dict[str, Any]:
-        listing = LibraryPass(ctx.stash, svc.state, reason, window, time.time())
-        queued = 0
-        if listing.after:
-            ctx.log.info(f"Stash2Plex: resuming {reason} after scene {listing.after}.")
-        for page in listing.pages():
-            states = [(scene.id, scene_state(scene, settings)) for scene in page]
-            queued += svc.queue.enqueue_changed_many(states, reason, time.time())
-            progress(listing.fraction)
-        seen = listing.seen
-        ctx.log.info(f"Stash2Plex: {seen} scenes read from Stash, {queued} queued, "
-                     f"{seen - queued} unchanged since their last sync.")
-        return {"scenes": seen, "queued": queued, "unchanged": seen - queued}
-
-    return foreground_drain(ctx, prepare, prepare_share=LISTING_SHARE)
+def sync_pass(queue: JobQueue, state: StateStore, stash: StashClient, settings: Settings, log: StashLog,
+              reason: str, window: float | None, clock: Callable[[], float],
+              progress: Callable[[float], None] = lambda f: None) -> dict[str, Any]:
+    """Sync All's (or Sync Recent's) listing: every scene in the window whose state differs
+    from the ledger is queued, page by page, stamped with `clock()` as each page is queued;
+    the caller drains. Returns the counts."""
+    listing = LibraryPass(stash, state, reason, window, clock())
+    queued = 0
+    if listing.after:
+        log.info(f"Stash2Plex: resuming {reason} after scene {listing.after}.")
+    for page in listing.pages():
+        states = [(scene.id, scene_state(scene, settings)) for scene in page]
+        queued += queue.enqueue_changed_many(states, reason, clock())
+        progress(listing.fraction)
+    seen = listing.seen
+    log.info(f"Stash2Plex: {seen} scenes read from Stash, {queued} queued, "
+             f"{seen - queued} unchanged since their last sync.")
+    return {"scenes": seen, "queued": queued, "unchanged": seen - queued}

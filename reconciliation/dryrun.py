@@ -28,38 +28,31 @@ turn out the same as last time (a new source on the same item) or Stash has no i
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+from base.errors import AmbiguousMatch, DuplicateItem, PlexNotFound
+from base.settings import Settings
 from plex.desired import DesiredState, desired_state
-from plex.diff import SCALAR_FIELDS, EditPlan
+from plex.diff import EditPlan
+from plex.fields import SCALARS, TAG_LISTS
+from plex.images import image_steps
 from plex.matcher import LibraryIndex, MatchKind, match
 from plex.pathmap import to_plex
-from plex.records import CurrentState
-from plex.records import LedgerEntry as PlexLedger
-from plex.sync import image_steps
-from plugin.errors import AmbiguousMatch, DuplicateItem, PlexNotFound
-from plugin.runtime import RunContext
-from plugin.settings import Settings
-from reconciliation.bulk import PAGE, desired_hash
+from plex.records import CurrentState, LedgerEntry
+from reconciliation.bulk import desired_hash
 from reconciliation.gaps import Gap, Snapshot, classify
-from reconciliation.reconcile import ledger_view, read_listing
+from reconciliation.reconcile import ledger_view
 from stash.records import Scene
-from sync_queue.ledger import LedgerEntry
+from sync_queue.ledger import LedgerRow
 
-#: Share of the progress bar for Plex's listing; Stash's pages get the rest.
-INDEX_SHARE = 0.3
 #: Scenes with a change (or no match) kept in the JSON output; the counts are always complete.
 OUTPUT_SCENES = 500
 
-#: Plex field name -> `CurrentState` attribute, for the "before" of a scalar.
-_BEFORE = {name: attr for attr, name in SCALAR_FIELDS}
-#: Tag lists as the edit names them -> (`CurrentState` attribute, the word users read).
-LISTS: tuple[tuple[str, str, str], ...] = (
-    ("genre", "genres", "genres"), ("actor", "actors", "actors"), ("collection", "collections", "collections"))
+#: Tag list as the edit names it -> the word users read.
+LIST_WORDS = {f.name: f.word for f in TAG_LISTS}
 IMAGE_WORDS = {"poster": "poster", "art": "background"}
 #: A stand-in for image bytes: `image_steps` decides "would upload" without a download.
 _NOT_DOWNLOADED = b"\0dry-run: not downloaded"
@@ -93,7 +86,7 @@ class FieldChange:
         out: dict[str, Any] = {"field": self.field}
         if self.lock_only:
             out["lock_only"] = True
-        elif self.added or self.removed or self.field in {t for t, _, _ in LISTS}:
+        elif self.added or self.removed or self.field in LIST_WORDS:
             out.update(added=list(self.added), removed=list(self.removed),
                        before=list(self.before or ()), after=list(self.after or ()))
         elif self.field in IMAGE_WORDS:
@@ -157,12 +150,14 @@ def field_changes(plan: EditPlan, state: CurrentState, uploads: Sequence[tuple[s
     `uploads` are (image kind, why) pairs: "poster"/"art" and a short reason."""
     params = plan.params
     out: list[FieldChange] = []
-    for _attr, name in SCALAR_FIELDS:
+    for scalar in SCALARS:
+        name = scalar.name
         if f"{name}.value" in params:
-            out.append(FieldChange(name, before=getattr(state, _BEFORE[name]), after=params[f"{name}.value"]))
+            out.append(FieldChange(name, before=getattr(state, scalar.attr), after=params[f"{name}.value"]))
         elif f"{name}.locked" in params:
             out.append(FieldChange(name, lock_only=True))
-    for tag, attr, _word in LISTS:
+    for tags in TAG_LISTS:
+        tag, attr = tags.name, tags.attr
         sent = f"{tag}[0].tag.tag" in params or f"{tag}[].tag.tag-" in params
         if sent:
             before = _names(getattr(state, attr))
@@ -179,7 +174,7 @@ def field_changes(plan: EditPlan, state: CurrentState, uploads: Sequence[tuple[s
     return tuple(out)
 
 
-def would_upload(desired: DesiredState, ledger: PlexLedger | None, plex_key: str) -> tuple[tuple[str, str], ...]:
+def would_upload(desired: DesiredState, ledger: LedgerEntry | None, plex_key: str) -> tuple[tuple[str, str], ...]:
     """The images a sync would upload, decided by the sync's own rule without a download."""
     same_item = bool(ledger and ledger.plex_key == plex_key)
     steps = image_steps(desired, ledger, same_item, lambda url: _NOT_DOWNLOADED)
@@ -207,7 +202,7 @@ def _short(value: Any, limit: int = 40) -> str:
 def change_words(change: FieldChange) -> str:
     if change.field in IMAGE_WORDS:
         return IMAGE_WORDS[change.field]
-    word = {t: w for t, _, w in LISTS}.get(change.field)
+    word = LIST_WORDS.get(change.field)
     if word is None:
         return f"{change.field} {_short(change.before)} \u2192 {_short(change.after)}"
     if change.detail == "photos":
@@ -247,7 +242,7 @@ def change_kinds(diff: SceneDiff) -> list[str]:
         return kinds + (["kept as edited in Plex"] if diff.kept else []) + (
             ["kept, locked in Plex"] if diff.kept_locked else [])
     kinds = ["would change"]
-    words = {t: w for t, _, w in LISTS}
+    words = LIST_WORDS
     for change in diff.changes:
         if change.lock_only:
             continue
@@ -269,34 +264,18 @@ def change_kinds(diff: SceneDiff) -> list[str]:
 
 
 #: Order of the counts in the summary line; kinds not listed follow in the order met.
-KIND_ORDER = ("would change", "unchanged", "not in Plex", "ambiguous match", "title changed", "titleSort changed",
-              "studio changed", "summary changed", "tagline changed", "originallyAvailableAt changed",
-              "userRating changed", "genres added", "genres removed", "actors added", "actors removed",
-              "actor photos", "collections added", "collections removed", "poster would upload",
-              "background would upload", "locks only", "kept as edited in Plex", "kept, locked in Plex",
-              "item of another scene")
+KIND_ORDER = ("would change", "unchanged", "not in Plex", "ambiguous match",
+              *(f"{f.name} changed" for f in SCALARS),
+              *(kind for f in TAG_LISTS for kind in (f"{f.word} added", f"{f.word} removed")
+                + (("actor photos",) if f.name == "actor" else ())),
+              *(f"{word} would upload" for word in IMAGE_WORDS.values()), "locks only", "kept as edited in Plex",
+              "kept, locked in Plex", "item of another scene")
 
 
 def summary_line(scenes: int, counts: Mapping[str, int]) -> str:
     ordered = [k for k in KIND_ORDER if counts.get(k)] + [k for k in counts if k not in KIND_ORDER and counts[k]]
     body = ", ".join(f"{k} {counts[k]}" for k in ordered) or "nothing to check"
     return f"Stash2Plex dry run: {scenes} scenes checked: {body}. Nothing was written."
-
-
-def parse_limit(raw: Any) -> int | None:
-    """The `limit` task argument: empty, 0 or "all" is every scene; else a positive whole number."""
-    from worker.tasks import BadTaskArgument
-
-    text = "" if raw is None else str(raw).strip().lower()
-    if text in ("", "0", "all"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise BadTaskArgument(f"Task argument 'limit' must be a number of scenes, got {raw!r}.") from None
-    if value < 0 or value != int(value):
-        raise BadTaskArgument(f"Task argument 'limit' must be a whole number of scenes, got {raw!r}.")
-    return int(value)
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -350,13 +329,13 @@ def pages(scenes: Iterable[Scene], size: int, limit: int | None) -> Iterator[lis
         yield page
 
 
-def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapping[int, LedgerEntry | None],
+def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapping[int, LedgerRow | None],
                  index: LibraryIndex, snaps: Mapping[str, Snapshot], now: float) -> tuple[list[SceneDiff], int]:
     """Judge one page: the listing answers what it can, the rest is read in batches and
     planned by the sync's own preview. Returns the diffs and how many items were read."""
     pm = settings.path_map
     judged: dict[int, SceneDiff] = {}
-    todo: list[tuple[Scene, DesiredState, PlexLedger | None]] = []
+    todo: list[tuple[Scene, DesiredState, LedgerEntry | None]] = []
     for scene in page:
         desired = desired_state(scene, settings)
         entry = ledgers.get(scene.id)
@@ -366,7 +345,7 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
                            preserve=settings.preserve_plex_edits, files=tuple(to_plex(f.path, pm) for f in scene.files))
         title = _title(scene, desired)
         if verdict.gap is None:
-            record = PlexLedger.from_any(entry.written) if entry else None
+            record = LedgerEntry.from_any(entry.written) if entry else None
             judged[scene.id] = SceneDiff(scene.id, title, Status.UNCHANGED, found.rating_key,
                                          kept_locked=record.user_locked if record else ())
         elif verdict.gap is Gap.MISSING:
@@ -374,14 +353,14 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
             judged[scene.id] = SceneDiff(scene.id, title, status, paths_tried=verdict.paths_tried,
                                          candidates=verdict.candidates)
         else:
-            todo.append((scene, desired, PlexLedger.from_any(entry.written) if entry else None))
+            todo.append((scene, desired, LedgerEntry.from_any(entry.written) if entry else None))
     read = plex.prefetch([s for s, _, _ in todo], [led for _, _, led in todo], now=now) if todo else 0
     for scene, desired, led in todo:
         judged[scene.id] = preview_scene(plex, scene, desired, led, now)
     return [judged[s.id] for s in page], read
 
 
-def preview_scene(plex: Any, scene: Scene, desired: DesiredState, ledger: PlexLedger | None, now: float) -> SceneDiff:
+def preview_scene(plex: Any, scene: Scene, desired: DesiredState, ledger: LedgerEntry | None, now: float) -> SceneDiff:
     title = _title(scene, desired)
     images = [k for k, url in (("poster", desired.poster_url), ("art", desired.art_url)) if url]
     try:
@@ -415,51 +394,11 @@ class LedgerReader:
         """The queue the ledger is read through; None before the first sync ever."""
         return self._queue
 
-    def rows(self, scene_ids: Iterable[int]) -> dict[int, LedgerEntry | None]:
+    def rows(self, scene_ids: Iterable[int]) -> dict[int, LedgerRow | None]:
         if self._queue is None:
             return {}
-        return {sid: self._queue.ledger_get(sid) for sid in scene_ids}
+        return {sid: self._queue.ledger.get(sid) for sid in scene_ids}
 
     def close(self) -> None:
         if self._queue is not None:
             self._queue.close(compact=False)
-
-
-def dry_run(ctx: RunContext) -> dict[str, Any]:
-    """The task: every scene (or the first `limit` by id), judged and reported, nothing written."""
-    from plex.connection import shared_connection
-    from plex.sync import PlexSync
-    from worker.core import LedgerClaims
-
-    limit = parse_limit(ctx.args.get("limit"))
-    settings = replace(ctx.settings, trigger_plex_scan=False)  # a scan request is a write too
-    settings.require("plex_url", "plex_token")
-    ledger = LedgerReader(ctx.data_dir)
-    try:
-        plex = PlexSync(shared_connection(settings, ctx.data_dir), settings, ctx.stash.fetch_image,
-                        LedgerClaims(ledger.queue, ctx.stash))
-        report = DryRunReport(limit=limit)
-        if not settings.enabled:
-            ctx.log.warning("Stash2Plex is disabled (setting 'enabled'): this shows what a sync would change "
-                            "once it is turned on; nothing is sent now.")
-        now = time.time()
-        ctx.log.progress(0.0)
-        ctx.log.info("Stash2Plex dry run: reading Plex's listings" + (f" for the first {limit} scenes" if limit else "")
-                     + "; nothing will be written.")
-        index, snaps = read_listing(plex, now, lambda f: ctx.log.progress(INDEX_SHARE * f))
-        report.plex_items = len(snaps)
-        total = ctx.stash.count_scenes()
-        total = max(min(total, limit) if limit else total, 1)
-        size = min(PAGE, limit) if limit else PAGE
-        for page in pages(ctx.stash.iter_scenes(page_size=size), size, limit):
-            diffs, read = preview_page(plex, settings, page, ledger.rows(s.id for s in page),
-                                       index, snaps, time.time())
-            report.reloaded += read
-            for diff in diffs:
-                report.add(diff, ctx.log.info)
-            ctx.log.progress(INDEX_SHARE + (1 - INDEX_SHARE) * min(report.scenes / total, 1.0))
-    finally:
-        ledger.close()
-    ctx.log.progress(1.0)
-    ctx.log.info(summary_line(report.scenes, report.counts))
-    return report.to_dict()

@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from plugin.settings import Settings
+from base.settings import Settings
 from reconciliation.bulk import chunked, scene_state
 from stash.records import Scene
-from sync_queue.jobs import FANOUT_CURSOR, FanOutEvent, JobQueue
+from sync_queue.fanout import FANOUT_CURSOR, FanOutEvent
+from sync_queue.jobs import JobQueue
 
 PAGE = 200
 
@@ -161,17 +162,17 @@ def expand(event: FanOutEvent, queue: JobQueue, stash: SceneLister, state_of: St
             for chunk in chunked(scenes, page):
                 result.scenes += len(chunk)
                 result.queued += _enqueue_scenes(queue, chunk, reason, state_of, now)
-                queue.fanout_progress(event.event_id, {"phase": phase, "after": chunk[-1].id})
+                queue.fanout.progress(event.event_id, {"phase": phase, "after": chunk[-1].id})
         else:
             while True:
-                ids = queue.ledger_scenes_referencing(event.kind, lookup.ledger_ids, after=after, limit=page)
+                ids = queue.ledger.scenes_referencing(event.kind, lookup.ledger_ids, after=after, limit=page)
                 if not ids:
                     break
                 result.scenes += len(ids)
                 result.queued += queue.enqueue_many(ids, reason, now, urgent=False)
                 after = ids[-1]
-                queue.fanout_progress(event.event_id, {"phase": phase, "after": after})
-    queue.fanout_done(event.event_id)
+                queue.fanout.progress(event.event_id, {"phase": phase, "after": after})
+    queue.fanout.done(event.event_id)
     result.events = 1
     return result
 

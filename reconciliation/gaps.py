@@ -2,8 +2,7 @@
 
 Reconcile reads Plex only through paged section listings (`/all`), never one request per
 scene. A listing shows every scalar field in full but cuts tag lists short and shows no
-locks (shared reference §4.4-4.6), so every judgement here uses only what a listing can
-prove:
+locks, so every judgement here uses only what a listing can prove:
 
 * **never synced**: the ledger has no row for the scene, or its row is for an item Plex no
   longer has (marked lost, or the file is now under another item's key).
@@ -40,9 +39,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from plex import fields
 from plex.desired import DesiredState
 from plex.matcher import MatchResult
 from plex.pathmap import basename_key, nfc
+from plex.records import CurrentState
 
 
 class Gap(str, Enum):
@@ -57,48 +58,24 @@ GAP_ORDER: tuple[Gap, ...] = (Gap.MISSING, Gap.NEVER_SYNCED, Gap.STALE, Gap.EMPT
 #: Gaps the ledger rule queues (the state hash or the lost mark says so).
 BY_LEDGER_RULE = frozenset({Gap.MISSING, Gap.NEVER_SYNCED, Gap.STALE})
 
-#: Scalar fields as the ledger's `written` names them, in the order a listing prints them.
-SCALARS: tuple[str, ...] = ("title", "titleSort", "studio", "summary", "tagline",
-                            "originallyAvailableAt", "userRating")
-#: Tag lists whose listed names must all be ones we wrote (collections are shared with the
-#: user's own, so an extra one is not drift).
-LISTS: tuple[str, ...] = ("genre", "actor")
-#: DesiredState attribute -> the written/listing name checked for "empty".
-EMPTY_CHECKS: tuple[tuple[str, str], ...] = (
-    ("title", "title"), ("summary", "summary"), ("studio", "studio"), ("tagline", "tagline"),
-    ("originally_available_at", "originallyAvailableAt"), ("genres", "genre"), ("actors", "actor"),
-)
+#: Scalar fields as the ledger's `written` names them, in `plex.fields` order.
+SCALARS: tuple[str, ...] = tuple(f.name for f in fields.SCALARS)
+#: Tag lists whose listed names must all be ones we wrote.
+LISTS: tuple[str, ...] = tuple(f.name for f in fields.TAG_LISTS if f.drift_gap)
+#: (DesiredState attribute, written/listing name) of each field checked for "empty".
+EMPTY_CHECKS: tuple[tuple[str, str], ...] = tuple((f.attr, f.name) for f in fields.FIELDS if f.empty_gap)
 _DIGEST = 8
 
 
-@dataclass(frozen=True)
-class ListedItem:
-    """One item as a section listing shows it (tag lists may be cut short; no locks)."""
-
-    rating_key: str
-    title: str = ""
-    title_sort: str = ""
-    studio: str = ""
-    summary: str = ""
-    tagline: str = ""
-    originally_available_at: str = ""
-    rating: float | None = None
-    genres: tuple[str, ...] = ()
-    actors: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-
-    def value(self, name: str) -> Any:
-        return {
-            "title": self.title, "titleSort": self.title_sort, "studio": self.studio,
-            "summary": self.summary, "tagline": self.tagline,
-            "originallyAvailableAt": self.originally_available_at, "userRating": self.rating,
-            "genre": self.genres, "actor": self.actors,
-        }[name]
+def listed_value(item: CurrentState, name: str) -> Any:
+    """A field of a listed item by its Plex name; a tag list as its names."""
+    value = getattr(item, fields.BY_NAME[name].attr)
+    return tuple(getattr(v, "name", v) for v in value) if isinstance(value, tuple) else value
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A `ListedItem` reduced to what the decisions compare: a digest per scalar (in `SCALARS`
+    """A listed item (`CurrentState` read from a listing) reduced to what the decisions compare: a digest per scalar (in `SCALARS`
     order), the digests of listed tag names per list, and the names of empty fields."""
 
     rating_key: str
@@ -145,15 +122,15 @@ def title_is_placeholder(title: str, files: Sequence[str]) -> bool:
     return not text or any(text == _squash(_stem(f)) for f in files)
 
 
-def snapshot(item: ListedItem) -> Snapshot:
-    empty = {name for name in SCALARS if item.value(name) in (None, "")}
-    empty |= {name for name in LISTS if not item.value(name)}
+def snapshot(item: CurrentState) -> Snapshot:
+    empty = {name for name in SCALARS if listed_value(item, name) in (None, "")}
+    empty |= {name for name in LISTS if not listed_value(item, name)}
     if title_is_placeholder(item.title, item.files):
         empty.add("title")
     return Snapshot(
         rating_key=item.rating_key,
-        scalars=b"".join(digest(item.value(name)) for name in SCALARS),
-        tags=tuple(_tag_digests(item.value(name)) for name in LISTS),
+        scalars=b"".join(digest(listed_value(item, name)) for name in SCALARS),
+        tags=tuple(_tag_digests(listed_value(item, name)) for name in LISTS),
         empty=frozenset(empty),
     )
 

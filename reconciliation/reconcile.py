@@ -1,4 +1,4 @@
-"""Reconcile: find the gaps between Stash and Plex, queue only the real ones, then drain.
+"""Reconcile: find the gaps between Stash and Plex and queue only the real ones.
 
 Cost, whatever the library size: Plex is read through the paged section listings that
 build the match index anyway (`PlexSync.build_index(on_page=)`, one pass, `PAGE_SIZE` items
@@ -8,35 +8,32 @@ so memory grows by tens of bytes per Plex item beside the index itself.
 
 What is a gap, and which are queued, is `reconciliation.gaps` (pure). This module only
 reads, hands each scene to `gaps.classify`, queues, and reports: counts by gap type in the
-task's output and one info line per type. The drain afterwards is the shared core, exactly
-as after Sync All, under one progress bar for the whole run.
+task's output and one info line per type.
 
-`reconcile_pass` needs no lock or drain of its own, so the background worker runs it as the
-auto-reconcile (it already holds the processor lock) and the tasks wrap it with both.
+`reconcile_pass` takes the queue, the state store and the two readers; it takes no lock and
+never drains. The Reconcile tasks (`tasks.reconcile`) wrap it with the processor lock and the
+core's drain; the background worker runs it as the auto-reconcile under the lock it holds.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from base.protocol import StashLog
+from base.settings import Settings
 from plex import xmlread
 from plex.desired import desired_state
 from plex.matcher import LibraryIndex, match
 from plex.pathmap import to_plex
-from plex.records import LedgerEntry as PlexLedger
-from plugin.protocol import StashLog
-from plugin.runtime import RunContext
-from plugin.settings import Settings
-from reconciliation.bulk import LISTING_SHARE, PAGE, RECENT_WINDOW, LibraryPass, desired_hash
+from plex.records import LedgerEntry
+from reconciliation.bulk import PAGE, RECENT_WINDOW, LibraryPass, desired_hash
 from reconciliation.gaps import (
     BY_LEDGER_RULE,
     GAP_ORDER,
     Gap,
     LedgerView,
-    ListedItem,
     Snapshot,
     Verdict,
     classify,
@@ -45,9 +42,9 @@ from reconciliation.gaps import (
 )
 from stash.client import StashClient
 from stash.records import Scene
-from sync_queue.ledger import LedgerEntry
-from sync_queue.state import LAST_RECONCILE
-from worker.core import Services
+from sync_queue.jobs import JobQueue
+from sync_queue.ledger import LedgerRow
+from sync_queue.state import LAST_RECONCILE, StateStore
 
 #: Task mode -> window in seconds (None: the whole library, resumable).
 SCOPES: dict[str, float | None] = {
@@ -142,27 +139,22 @@ def _example_text(example: dict[str, Any]) -> str:
 # --- reading --------------------------------------------------------------------------------
 
 
-def listed_item(video: Any) -> ListedItem:
-    """A listing's Video element as the record `gaps` judges (read like a full item; its tag
-    lists are cut short and it has no locks, which `gaps` allows for)."""
-    state = xmlread.current_state(video)
-    return ListedItem(
-        rating_key=state.rating_key, title=state.title, title_sort=state.title_sort, studio=state.studio,
-        summary=state.summary, tagline=state.tagline, originally_available_at=state.originally_available_at,
-        rating=state.rating, genres=state.genres, actors=tuple(a.name for a in state.actors), files=state.files,
-    )
-
-
-def ledger_view(entry: LedgerEntry | None) -> LedgerView | None:
+def ledger_view(entry: LedgerRow | None) -> LedgerView | None:
     if entry is None:
         return None
-    record = PlexLedger.from_any(entry.written)
+    record = LedgerEntry.from_any(entry.written)
     written = record.written if record is not None else {}
     user_locked = frozenset(record.user_locked) if record is not None else frozenset()
     return LedgerView(entry.fields_hash, written, entry.plex_key, entry.lost, user_locked)
 
 
-def read_listing(plex: Any, now: float,
+class ListingReader(Protocol):
+    """The Plex side a pass reads: the paged listings that build the match index."""
+
+    def build_index(self, now: float, on_page: Callable[[Any], None] | None = None) -> LibraryIndex: ...
+
+
+def read_listing(plex: ListingReader, now: float,
                  progress: Callable[[float], None]) -> tuple[LibraryIndex, dict[str, Snapshot]]:
     """Build the sync's match index from the paged listings and keep a snapshot per item:
     one pass over Plex serves both matching and judging (reconcile and the dry run)."""
@@ -172,7 +164,7 @@ def read_listing(plex: Any, now: float,
     def on_page(root: Any) -> None:
         videos = [v for v in root if v.tag == "Video" and v.get("ratingKey")]
         for video in videos:
-            snaps[str(video.get("ratingKey"))] = snapshot(listed_item(video))
+            snaps[str(video.get("ratingKey"))] = snapshot(xmlread.listed_state(video))
         seen[0] += len(videos)
         progress(min(seen[0] / max(xmlread.total_size(root, len(videos)), 1), 1.0))
 
@@ -182,8 +174,9 @@ def read_listing(plex: Any, now: float,
 # --- the pass -------------------------------------------------------------------------------
 
 
-def reconcile_pass(svc: Services, stash: StashClient, settings: Settings, log: StashLog, scope: str,
-                   now: float, progress: Callable[[float], None] = lambda f: None,
+def reconcile_pass(queue: JobQueue, state: StateStore, plex: ListingReader, stash: StashClient,
+                   settings: Settings, log: StashLog, scope: str, now: float,
+                   progress: Callable[[float], None] = lambda f: None,
                    should_stop: Callable[[], bool] = lambda: False, page_size: int = PAGE) -> ReconcileReport:
     """Classify every scene in `scope` and queue its gap; the caller drains.
 
@@ -191,13 +184,13 @@ def reconcile_pass(svc: Services, stash: StashClient, settings: Settings, log: S
     whole-library pass resumes from its cursor next time.
     """
     report = ReconcileReport(scope)
-    index, snaps = read_listing(svc.plex, now, lambda f: progress(PLEX_SHARE * f))
+    index, snaps = read_listing(plex, now, lambda f: progress(PLEX_SHARE * f))
     report.plex_items = len(snaps)
-    listing = LibraryPass(stash, svc.state, scope, SCOPES[scope], now, page_size)
+    listing = LibraryPass(stash, state, scope, SCOPES[scope], now, page_size)
     if listing.after:
         log.info(f"Stash2Plex: resuming {scope} after scene {listing.after}.")
     for page in listing.pages():
-        report.queued += _reconcile_page(svc, settings, page, index, snaps, report, now)
+        report.queued += _reconcile_page(queue, settings, page, index, snaps, report, now)
         report.scenes = listing.seen
         progress(PLEX_SHARE + (1 - PLEX_SHARE) * listing.fraction)
         if should_stop():
@@ -207,7 +200,7 @@ def reconcile_pass(svc: Services, stash: StashClient, settings: Settings, log: S
     return report
 
 
-def _reconcile_page(svc: Services, settings: Settings, page: list[Scene], index: LibraryIndex,
+def _reconcile_page(queue: JobQueue, settings: Settings, page: list[Scene], index: LibraryIndex,
                     snaps: dict[str, Snapshot], report: ReconcileReport, now: float) -> int:
     """Classify one page of scenes and queue its gaps; how many were queued."""
     by_rule: dict[Gap, list[tuple[int, str]]] = {}
@@ -216,7 +209,7 @@ def _reconcile_page(svc: Services, settings: Settings, page: list[Scene], index:
     for scene in page:
         desired = desired_state(scene, settings)
         digest = desired_hash(desired, settings)
-        entry = svc.queue.ledger_get(scene.id)
+        entry = queue.ledger.get(scene.id)
         found = match(scene.files, index, pm, settings.strict_matching)
         snap = snaps.get(found.rating_key) if found.rating_key else None
         verdict = classify(digest, desired, ledger_view(entry), found, snap,
@@ -227,46 +220,19 @@ def _reconcile_page(svc: Services, settings: Settings, page: list[Scene], index:
             continue
         if verdict.gap in BY_LEDGER_RULE:
             if verdict.gap is Gap.MISSING and entry is not None and not entry.lost:
-                svc.queue.ledger_mark_lost(scene.id)  # the ledger rule now queues it, once per state
+                queue.ledger.mark_lost(scene.id)  # the ledger rule now queues it, once per state
             by_rule.setdefault(verdict.gap, []).append((scene.id, digest))
         else:
             forced.append((scene.id, verdict.gap))
-    queued = sum(svc.queue.enqueue_changed_many(states, reason(gap), now) for gap, states in by_rule.items())
+    queued = sum(queue.enqueue_changed_many(states, reason(gap), now) for gap, states in by_rule.items())
     for scene_id, gap in forced:
-        svc.queue.enqueue(scene_id, reason(gap), now, urgent=False)
+        queue.enqueue(scene_id, reason(gap), now, urgent=False)
     return queued + len(forced)
 
 
-# --- the tasks ------------------------------------------------------------------------------
-
-
-def reconcile_all(ctx: RunContext) -> dict[str, Any]:
-    return reconcile_task(ctx, "reconcile_all")
-
-
-def reconcile_recent(ctx: RunContext) -> dict[str, Any]:
-    return reconcile_task(ctx, "reconcile_recent")
-
-
-def reconcile_7days(ctx: RunContext) -> dict[str, Any]:
-    return reconcile_task(ctx, "reconcile_7days")
-
-
-def record_reconcile(svc: Services, report: ReconcileReport, now: float) -> None:
+def record_reconcile(state: StateStore, report: ReconcileReport, now: float) -> None:
     """A finished whole-library pass is what auto-reconcile waits an interval after."""
     if report.completed and SCOPES[report.scope] is None:
-        svc.state.put(LAST_RECONCILE, repr(now))
+        state.put(LAST_RECONCILE, repr(now))
 
 
-def reconcile_task(ctx: RunContext, scope: str) -> dict[str, Any]:
-    from worker.tasks import foreground_drain
-
-    def prepare(svc: Services, progress: Callable[[float], None]) -> dict[str, Any]:
-        now = time.time()
-        report = reconcile_pass(svc, ctx.stash, ctx.settings, ctx.log, scope, now, progress=progress)
-        record_reconcile(svc, report, now)
-        for line in report.lines():
-            ctx.log.info(line)
-        return report.to_dict()
-
-    return foreground_drain(ctx, prepare, prepare_share=LISTING_SHARE)

@@ -44,7 +44,7 @@ VENDOR_PINS = Path(__file__).resolve().parent / "vendor.txt"
 TOP_FILES = ("Stash2Plex.py", MANIFEST, "requirements.txt", "README.md", "LICENSE", "LICENSE.txt")
 #: Our runtime packages. emulators/ is shipped tooling for tests and demos, never imported
 #: by the runtime (docs/DESIGN.md), so it stays out.
-PACKAGES = ("plugin", "stash", "sync_queue", "worker", "plex", "reconciliation")
+PACKAGES = ("base", "sync_queue", "stash", "plex", "reconciliation", "watch", "worker", "tasks", "plugin")
 #: Non-Python files a runtime package may carry; anything else is reported and left out.
 DATA_SUFFIXES = frozenset({".py", ".graphql", ".gql", ".sql", ".json", ".txt", ".typed"})
 #: Parts of vendored distributions that only cost bytes: compiled caches, software bills of

@@ -1,8 +1,15 @@
 """The Stash façade: stashapi underneath, our records and error classes on top.
 
 Only this module talks to Stash. It turns transport and GraphQL failures into
-`StashUnavailable`/`StashAuthError` at the edge and GraphQL answers into `stash.records`,
-so callers never depend on stashapi's behaviour or the answer's shape.
+`StashUnavailable`/`StashAuthError`/`StashRejectedQuery` at the edge and GraphQL answers
+into `stash.records`, so callers never depend on stashapi's behaviour or the answer's shape.
+
+Stash over HTTPS (`server_connection.Scheme` = https) serves `stash.crt` from its config
+folder, usually self-signed and made for a name, while the plugin reaches it at the address
+Stash listens on (127.0.0.1 for 0.0.0.0). Settings cannot help here: they are read from
+Stash over this very connection. So when that file is where Stash keeps it, the plugin
+trusts exactly that certificate (its SHA-256 fingerprint, checked by urllib3 instead of the
+CA and host name); otherwise it verifies as requests does.
 """
 
 from __future__ import annotations
@@ -12,13 +19,70 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from plugin.errors import SceneGone, StashAuthError, StashUnavailable
-from plugin.protocol import StashLog
-from plugin.settings import PLUGIN_ID, plugin_settings_map
+from base import network
+from base.errors import SceneGone, StashAuthError, StashRejectedQuery, StashUnavailable
+from base.protocol import StashLog
+from base.settings import PLUGIN_ID, plugin_settings_map
 from stash import queries
 from stash.records import Performer, Scene, SceneFile, Studio
 
 PAGE_SIZE = 200
+#: Where Stash keeps the certificate it serves over HTTPS, in its config folder.
+STASH_CERT = "stash.crt"
+FIXES = network.Fixes(url="the address Stash gave the plugin (Stash's host and port settings)",
+                      tls=f"Keep the certificate Stash serves as {STASH_CERT} in Stash's config folder, "
+                          "where Stash2Plex trusts it")
+#: What a GraphQL server says about a field or argument its schema does not have (gqlgen
+#: quotes the name with ", graphql-js and graphql-core with ').
+_UNKNOWN_FIELD = re.compile(r"""(?:Cannot query field|Unknown argument|Unknown field|Field) ["'](?P<name>[^"']+)["']""")
+
+
+def certificate_pin(server_connection: Mapping[str, Any]) -> str | None:
+    """SHA-256 fingerprint of Stash's own `stash.crt` when Stash speaks HTTPS, else None."""
+    import hashlib
+    import ssl
+    from pathlib import Path
+
+    folder = server_connection.get("Dir")
+    if str(server_connection.get("Scheme") or "").lower() != "https" or not folder:
+        return None
+    try:
+        pem = (Path(folder) / STASH_CERT).read_text(encoding="ascii")
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
+def _pinned_interface(pin: str) -> Any:
+    """stashapi's interface with every HTTPS request checked against `pin`.
+
+    stashapi makes its session inside its constructor and sends the first query from there,
+    so the adapter is mounted as the session is assigned."""
+    from requests.adapters import HTTPAdapter
+    from stashapi.stashapp import StashInterface
+
+    class PinnedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["assert_fingerprint"] = pin
+            super().init_poolmanager(*args, **kwargs)
+
+        def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            # The pin replaces the CA and host-name checks; passed per request because
+            # REQUESTS_CA_BUNDLE would otherwise override a session's own choice.
+            kwargs["verify"] = False
+            return super().send(request, **kwargs)
+
+    class PinnedInterface(StashInterface):  # type: ignore[misc]
+        @property
+        def s(self) -> Any:
+            return self._pinned_session
+
+        @s.setter
+        def s(self, session: Any) -> None:
+            session.mount("https://", PinnedAdapter())
+            self._pinned_session = session
+
+    return PinnedInterface
 
 
 # stashapi logs each GraphQL error as "<code>:<path> <message>" before it raises a bare
@@ -70,10 +134,12 @@ class StashClient:
             from stashapi.stashapp import StashInterface
 
             conn = dict(self._conn, Logger=self._stashapi_log)
+            pin = certificate_pin(self._conn)
+            interface = StashInterface if pin is None else _pinned_interface(pin)
             # force_api_key: the session cookie Stash gives us expires after an hour, and a
             # background worker may outlive it. We never mutate scenes, so losing the
             # cookie's hook-loop protection costs nothing.
-            self._api = self._call(lambda: StashInterface(conn, force_api_key=True))
+            self._api = self._call(lambda: interface(conn, force_api_key=True))
         return self._api
 
     def _call(self, fn: Any) -> Any:
@@ -83,7 +149,8 @@ class StashClient:
         try:
             return fn()
         except requests.exceptions.RequestException as exc:
-            raise StashUnavailable(f"Cannot reach Stash at {self.url} ({type(exc).__name__}).") from None
+            failure = network.classify(exc) or network.NetFailure(network.Cause.OTHER, type(exc).__name__)
+            raise StashUnavailable(f"Cannot reach Stash: {network.explain(failure, 'Stash', self.url, FIXES)}.") from None
         except Exception as exc:
             text = str(exc)
             if text.startswith("401"):
@@ -93,6 +160,8 @@ class StashClient:
                 ) from None
             errors = self._stashapi_log.graphql_errors
             detail = f": {errors[0]}" if errors else ""
+            if text.startswith("422"):
+                raise self._rejected(errors) from None
             if text[:3].isdigit() and text[0] in "45":
                 status = text.split(" query failed")[0]
                 raise StashUnavailable(f"Stash at {self.url} answered {status}{detail}.") from None
@@ -101,6 +170,17 @@ class StashClient:
                 # connection). Stash itself is in trouble for a while; not our bug.
                 raise StashUnavailable(f"Stash at {self.url} could not answer the query{detail}.") from None
             raise
+
+    def _rejected(self, errors: list[str]) -> StashRejectedQuery:
+        """422: Stash could not validate our document, which happens when it is older than the
+        fields we ask for. Said with the version and the field, since updating Stash is the fix."""
+        version = getattr(self._api, "version", None)
+        found = next((m.group("name") for m in map(_UNKNOWN_FIELD.search, errors) if m), None)
+        what = f"the field '{found}'" if found else "a query"
+        said = f" ({errors[0]})" if errors else ""
+        return StashRejectedQuery(
+            f"Stash {version or '(version unknown)'} at {self.url} rejected {what} that Stash2Plex sends "
+            f"(422){said}: this Stash is older than Stash2Plex needs; update Stash.")
 
     def gql(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         api = self._interface()

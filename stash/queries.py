@@ -45,3 +45,19 @@ query S2PCountScenes($filter: FindFilterType, $scene_filter: SceneFilterType) {
   findScenes(filter: $filter, scene_filter: $scene_filter) { count }
 }
 """
+
+# --- watch history import: plays and resume points only, never metadata -------------------
+
+SCENE_ACTIVITY = """
+query S2PSceneActivity($ids: [ID!], $filter: FindFilterType) {
+  findScenes(ids: $ids, filter: $filter) {
+    scenes { id play_history resume_time last_played_at files { duration } }
+  }
+}
+"""
+
+SCENES_BY_PATH = """
+query S2PScenesByPath($scene_filter: SceneFilterType, $filter: FindFilterType) {
+  findScenes(scene_filter: $scene_filter, filter: $filter) { scenes { id } }
+}
+"""

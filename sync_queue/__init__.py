@@ -1,14 +1,17 @@
-"""The durable state of Stash2Plex: inbox, jobs, schedule, sync ledger, dead letters, lock.
+"""The durable state of Stash2Plex: one module per table, in one SQLite file.
 
-Everything lives in one SQLite file, ``<data_dir>/stash2plex.db`` (``db.DB_FILE``).
+Everything lives in ``<data_dir>/stash2plex.db`` (``db.DB_FILE``). Modules, and what they
+may import:
 
-Modules, and who may import them:
-
-* ``inbox``  (stdlib only): the hook fast path, ``record_event``.
-* ``schema``, ``db``, ``ledger``, ``dlq`` (stdlib only): tables, migrations, connections,
-  the ledger rule and dead-letter records.
-* ``jobs`` (imports persistqueue): ``JobQueue``, the processor's view of the queue.
-* ``lock`` (imports filelock): ``ProcessorLock``, one processor at a time.
+* ``inbox`` (stdlib only): the hook fast path, ``record_event``.
+* ``db``, ``schema``, ``ledger``, ``dlq``, ``counters`` (stdlib only): connections and
+  migrations, the sync ledger and its rule, dead letters, named counters.
+* ``schedule``, ``fanout``, ``report``, ``compaction`` (persistqueue's row format): the
+  live jobs' two rows, performer/studio/tag changes awaiting expansion, the readers.
+* ``jobs`` (imports persistqueue): ``JobQueue``, the job life cycle and every transition
+  that spans tables, one transaction each.
+* ``state``: small named values (breaker, halt, cursors); ``lock`` (filelock): one
+  processor at a time.
 
 This file imports nothing on purpose: the hook imports ``sync_queue.inbox`` and must not pay
 for persistqueue (about 100 ms) on its way.

@@ -1,6 +1,6 @@
 """Connections to ``stash2plex.db`` and the one retry loop around "database is locked".
 
-Standard library only: the hook fast path uses this.
+Standard library and `base.backoff` only: the hook fast path uses this.
 
 Every connection runs in WAL mode with a 30 s busy timeout, so readers never wait for the
 writer and writers queue up inside SQLite. Our connections are in autocommit mode and open
@@ -20,9 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from base.backoff import LOCK_BACKOFF, LOCK_RETRIES, RandomSource, delay
+
 DB_FILE = "stash2plex.db"
 BUSY_TIMEOUT_S = 30.0
-LOCK_RETRIES = 10
+#: This module's own random source: a lock retry never draws from (or reseeds) the global one.
+_RNG = random.Random()
 WAL_LIMIT_BYTES = 4 * 1024 * 1024
 
 T = TypeVar("T")
@@ -54,6 +57,14 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     return conn
 
 
+def named(conn: sqlite3.Connection) -> sqlite3.Cursor:
+    """A cursor on `conn` whose rows read by column name (`row["scene_id"]`) as well as by
+    position; the connection's other cursors keep plain tuples."""
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    return cursor
+
+
 def is_lock_error(exc: BaseException) -> bool:
     """SQLite reports contention as OperationalError with 'locked' or 'busy' in the text."""
     if not isinstance(exc, sqlite3.OperationalError):
@@ -66,7 +77,7 @@ def retry_locked(
     action: Callable[[], T],
     retries: int = LOCK_RETRIES,
     sleep: Callable[[float], None] = time.sleep,
-    base_delay: float = 0.02,
+    rng: RandomSource = _RNG,
 ) -> T:
     """Run ``action``; on a lock error wait (exponential, jittered for contention) and rerun it.
 
@@ -79,7 +90,7 @@ def retry_locked(
         except sqlite3.OperationalError as exc:
             if not is_lock_error(exc) or attempt == retries - 1:
                 raise
-            sleep(base_delay * (2**attempt) * (0.5 + random.random()))
+            sleep(delay(LOCK_BACKOFF, attempt + 1, rng))
     raise AssertionError("unreachable")
 
 

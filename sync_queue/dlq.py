@@ -14,7 +14,8 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from sync_queue.db import named, write_txn
 
 DAY_S = 86_400.0
 
@@ -48,8 +49,10 @@ class DlqGroup:
 _COLUMNS = "scene_id, error_class, message, detail, attempts, reasons, first_failed_at, last_failed_at, state_hash"
 
 
-def _letter(row: tuple[Any, ...]) -> DeadLetter:
-    return DeadLetter(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8])
+def _letter(row: sqlite3.Row) -> DeadLetter:
+    return DeadLetter(row["scene_id"], row["error_class"], row["message"], row["detail"], row["attempts"],
+                      tuple(json.loads(row["reasons"])), row["first_failed_at"], row["last_failed_at"],
+                      row["state_hash"])
 
 
 def add(
@@ -76,14 +79,14 @@ def add(
 
 def state_hash_of(conn: sqlite3.Connection, scene_id: int) -> str | None:
     """The state a scene's dead letter was queued for; None if unknown or no letter."""
-    row = conn.execute("SELECT state_hash FROM dlq WHERE scene_id = ?", (scene_id,)).fetchone()
-    return row[0] if row else None
+    row = named(conn).execute("SELECT state_hash FROM dlq WHERE scene_id = ?", (scene_id,)).fetchone()
+    return row["state_hash"] if row else None
 
 
 def list_all(conn: sqlite3.Connection, error_class: str | None = None, limit: int | None = None) -> list[DeadLetter]:
     """Newest failure first; at most `limit` of them (None: all)."""
     where, args = ("WHERE error_class = ? ", [error_class]) if error_class is not None else ("", [])
-    rows = conn.execute(
+    rows = named(conn).execute(
         f"SELECT {_COLUMNS} FROM dlq {where}ORDER BY last_failed_at DESC, scene_id LIMIT ?",
         (*args, -1 if limit is None else limit),
     ).fetchall()
@@ -92,16 +95,17 @@ def list_all(conn: sqlite3.Connection, error_class: str | None = None, limit: in
 
 def summary(conn: sqlite3.Connection, samples: int = 5) -> list[DlqGroup]:
     """Grouped by error class, largest group first."""
-    groups = conn.execute(
-        "SELECT error_class, COUNT(*), MIN(last_failed_at), MAX(last_failed_at) FROM dlq "
-        "GROUP BY error_class ORDER BY COUNT(*) DESC, error_class"
+    groups = named(conn).execute(
+        "SELECT error_class, COUNT(*) AS count, MIN(last_failed_at) AS oldest, MAX(last_failed_at) AS newest "
+        "FROM dlq GROUP BY error_class ORDER BY COUNT(*) DESC, error_class"
     ).fetchall()
     result = []
-    for error_class, count, oldest, newest in groups:
-        ids = conn.execute(
-            "SELECT scene_id FROM dlq WHERE error_class = ? ORDER BY scene_id LIMIT ?", (error_class, samples)
-        ).fetchall()
-        result.append(DlqGroup(error_class, count, oldest, newest, tuple(r[0] for r in ids)))
+    for group in groups:
+        ids = named(conn).execute(
+            "SELECT scene_id FROM dlq WHERE error_class = ? ORDER BY scene_id LIMIT ?", (group["error_class"], samples)
+        )
+        result.append(DlqGroup(group["error_class"], group["count"], group["oldest"], group["newest"],
+                               tuple(r["scene_id"] for r in ids)))
     return result
 
 
@@ -122,4 +126,26 @@ def clear(conn: sqlite3.Connection) -> int:
 
 
 def size(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COUNT(*) FROM dlq").fetchone()[0]
+    return named(conn).execute("SELECT COUNT(*) FROM dlq").fetchone()[0]
+
+
+class DeadLetterTable:
+    """The dead-letter verbs the tasks use, on the queue's connection; each write its own
+    transaction. Re-queueing letters spans two tables and is ``JobQueue.retry_dlq``."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def list_all(self, error_class: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+        return list_all(self._conn, error_class, limit)
+
+    def summary(self) -> list[DlqGroup]:
+        return summary(self._conn)
+
+    def purge(self, older_than_days: float, now: float) -> int:
+        with write_txn(self._conn) as conn:
+            return purge_older_than(conn, older_than_days, now)
+
+    def clear(self) -> int:
+        with write_txn(self._conn) as conn:
+            return clear(conn)

@@ -1,7 +1,6 @@
 """The sync ledger: per scene, what was last written to Plex.
 
-This is what makes "dedup including recently completed rows" exact (seed 001): a bulk or
-reconcile pass enqueues a scene only when its current Stash state differs from what we last
+This is what keeps a bulk or reconcile pass from requeueing work already done: a pass enqueues a scene only when its current Stash state differs from what we last
 wrote, when it was never synced, or when Plex lost the item. No time window is involved, so
 Sync All followed by Reconcile enqueues nothing for an unchanged library however long ago
 the last sync was, and an edit made after a sync always gets through.
@@ -16,14 +15,22 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sync_queue.db import named, write_txn
+
+#: Key of ``written`` under which the worker keeps the Stash ids a sync showed
+#: (``{"performer": [..], "studio": [..], "tag": [..]}``).
+LEDGER_REFS = "refs"
+
 
 @dataclass(frozen=True)
-class LedgerEntry:
-    """What the last successful sync of a scene wrote.
+class LedgerRow:
+    """A scene's ledger row: the columns the ledger rule and the queries read, and in
+    ``written`` the whole record the last successful sync kept (``plex.records.LedgerEntry``
+    as a dict, plus the Stash ids it showed under ``LEDGER_REFS``).
 
     ``written`` holds the values themselves (not just their hash) because a three-way merge
     with edits made in Plex needs to know what we wrote last time.
@@ -50,7 +57,7 @@ def state_hash(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def needs_sync(entry: LedgerEntry | None, current_hash: str) -> bool:
+def needs_sync(entry: LedgerRow | None, current_hash: str) -> bool:
     """The ledger rule for bulk and reconcile sources."""
     return entry is None or entry.lost or entry.fields_hash != current_hash
 
@@ -58,12 +65,13 @@ def needs_sync(entry: LedgerEntry | None, current_hash: str) -> bool:
 _COLUMNS = "scene_id, fields_hash, plex_key, poster_hash, art_hash, written, synced_at, lost"
 
 
-def _entry(row: tuple[Any, ...]) -> LedgerEntry:
-    return LedgerEntry(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], bool(row[7]))
+def _entry(row: sqlite3.Row) -> LedgerRow:
+    return LedgerRow(row["scene_id"], row["fields_hash"], row["plex_key"], row["poster_hash"], row["art_hash"],
+                       json.loads(row["written"]), row["synced_at"], bool(row["lost"]))
 
 
-def get(conn: sqlite3.Connection, scene_id: int) -> LedgerEntry | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM ledger WHERE scene_id = ?", (scene_id,)).fetchone()
+def get(conn: sqlite3.Connection, scene_id: int) -> LedgerRow | None:
+    row = named(conn).execute(f"SELECT {_COLUMNS} FROM ledger WHERE scene_id = ?", (scene_id,)).fetchone()
     return _entry(row) if row else None
 
 
@@ -87,10 +95,10 @@ def put(
     )
 
 
-def holder(conn: sqlite3.Connection, plex_key: str, other_than: int) -> LedgerEntry | None:
+def holder(conn: sqlite3.Connection, plex_key: str, other_than: int) -> LedgerRow | None:
     """Another scene whose live row holds this Plex item (the oldest, should there be two):
     one item, one scene (`plex.claims`)."""
-    row = conn.execute(
+    row = named(conn).execute(
         f"SELECT {_COLUMNS} FROM ledger WHERE plex_key = ? AND scene_id != ? AND lost = 0 "
         "ORDER BY synced_at, scene_id LIMIT 1", (plex_key, other_than)).fetchone()
     return _entry(row) if row else None
@@ -101,9 +109,9 @@ def user_locked(conn: sqlite3.Connection, limit: int) -> tuple[int, list[tuple[i
     and the first `limit` by id with those fields (the ``user_locked`` list in ``written``)."""
     where = "json_array_length(written, '$.user_locked') > 0"
     count = conn.execute(f"SELECT COUNT(*) FROM ledger WHERE {where}").fetchone()[0]
-    rows = conn.execute(f"SELECT scene_id, json_extract(written, '$.user_locked') FROM ledger WHERE {where} "
-                        "ORDER BY scene_id LIMIT ?", (limit,)).fetchall()
-    return count, [(row[0], json.loads(row[1])) for row in rows]
+    rows = named(conn).execute(f"SELECT scene_id, json_extract(written, '$.user_locked') AS fields FROM ledger "
+                               f"WHERE {where} ORDER BY scene_id LIMIT ?", (limit,)).fetchall()
+    return count, [(row["scene_id"], json.loads(row["fields"])) for row in rows]
 
 
 def mark_lost(conn: sqlite3.Connection, scene_id: int) -> bool:
@@ -115,19 +123,72 @@ def delete(conn: sqlite3.Connection, scene_id: int) -> bool:
     return conn.execute("DELETE FROM ledger WHERE scene_id = ?", (scene_id,)).rowcount > 0
 
 
-def iterate(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[LedgerEntry]:
+def iterate(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[LedgerRow]:
     """All entries by scene id, read in pages so a 100,000-row ledger never sits in memory."""
     last = -1
     while True:
-        rows = conn.execute(
+        rows = named(conn).execute(
             f"SELECT {_COLUMNS} FROM ledger WHERE scene_id > ? ORDER BY scene_id LIMIT ?", (last, batch)
         ).fetchall()
         if not rows:
             return
         for row in rows:
             yield _entry(row)
-        last = rows[-1][0]
+        last = rows[-1]["scene_id"]
 
 
 def size(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+
+
+def scenes_referencing(conn: sqlite3.Connection, kind: str, entity_ids: Iterable[int], after: int = 0,
+                       limit: int = 1000) -> list[int]:
+    """Scenes whose last sync showed one of these performers/studios/tags, by scene id.
+
+    Reads ``written[LEDGER_REFS][kind]`` (ids the worker stores at sync time), because
+    after a delete or merge Stash no longer relates any scene to the old id. A full scan
+    of the ledger, inside SQLite: it serves deletes and merges, which are rare.
+    """
+    ids = sorted({int(i) for i in entity_ids})
+    if not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    rows = named(conn).execute(
+        f"SELECT DISTINCT l.scene_id FROM ledger AS l, json_each(l.written, ?) AS j "
+        f"WHERE l.scene_id > ? AND j.value IN ({marks}) ORDER BY l.scene_id LIMIT ?",
+        (f"$.{LEDGER_REFS}.{kind}", after, *ids, limit),
+    )
+    return [r["scene_id"] for r in rows]
+
+
+class LedgerTable:
+    """The ledger verbs callers use, on the queue's connection; each write its own transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def get(self, scene_id: int) -> LedgerRow | None:
+        return get(self._conn, scene_id)
+
+    def put(self, scene_id: int, fields_hash: str, plex_key: str | None, poster_hash: str | None,
+            art_hash: str | None, written: Mapping[str, Any], now: float) -> None:
+        """Record what a successful sync wrote; call before ``JobQueue.complete`` for that job."""
+        with write_txn(self._conn) as conn:
+            put(conn, scene_id, fields_hash, plex_key, poster_hash, art_hash, written, now)
+
+    def mark_lost(self, scene_id: int) -> bool:
+        with write_txn(self._conn) as conn:
+            return mark_lost(conn, scene_id)
+
+    def iterate(self) -> Iterator[LedgerRow]:
+        return iterate(self._conn)
+
+    def holder(self, plex_key: str, other_than: int) -> LedgerRow | None:
+        return holder(self._conn, plex_key, other_than)
+
+    def user_locked(self, limit: int) -> tuple[int, list[tuple[int, list[str]]]]:
+        return user_locked(self._conn, limit)
+
+    def scenes_referencing(self, kind: str, entity_ids: Iterable[int], after: int = 0,
+                           limit: int = 1000) -> list[int]:
+        return scenes_referencing(self._conn, kind, entity_ids, after, limit)

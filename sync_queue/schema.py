@@ -22,6 +22,10 @@ Tables (version 4):
   so an unchanged dead-lettered scene is not re-queued by every pass.
 * v4: ``ledger_plex_key`` indexes the ledger by Plex item, so a sync asks in one look-up
   whether another scene already holds its item.
+* v5: ``watch_plays``, one row per Plex play the watch-history import has dealt with (its
+  idempotent key, the scene or NULL when no scene matched, its time); ``watch_cursor``, per
+  account scope, where the import continues and what its last run did. Both are written in
+  one transaction per page, so the keys and the cursor can never disagree.
 
 A migration is a function of a connection inside a write transaction; ``migrate`` runs the
 missing ones in order and bumps ``schema_version`` in the same transaction, so a crash leaves
@@ -117,8 +121,26 @@ def _v4_ledger_by_item(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS ledger_plex_key ON ledger (plex_key)")
 
 
+def _v5_watch_history(conn: sqlite3.Connection) -> None:
+    conn.execute("""CREATE TABLE IF NOT EXISTS watch_plays (
+        play_key TEXT PRIMARY KEY,
+        scene_id INTEGER,
+        rating_key TEXT,
+        account_id INTEGER,
+        viewed_at INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        recorded_at REAL NOT NULL)""")
+    conn.execute("CREATE INDEX IF NOT EXISTS watch_plays_scene ON watch_plays (scene_id, viewed_at)")
+    conn.execute("""CREATE TABLE IF NOT EXISTS watch_cursor (
+        scope TEXT PRIMARY KEY,
+        viewed_at INTEGER NOT NULL,
+        resume_at INTEGER,
+        updated_at REAL NOT NULL,
+        last_run TEXT)""")
+
+
 #: Ordered: MIGRATIONS[i] takes the database from version i to version i + 1.
-MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters, _v3_ready_index, _v4_ledger_by_item)
+MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters, _v3_ready_index, _v4_ledger_by_item, _v5_watch_history)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

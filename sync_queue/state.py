@@ -21,6 +21,9 @@ from sync_queue.schema import ensure_schema
 BREAKER = "breaker"
 HALT = "halt"
 LAST_RECONCILE = "last_reconcile"
+#: When the background worker said the current Plex outage (a worker started by the next
+#: hook does not say it again); cleared once Plex answers.
+OUTAGE_SAID = "outage_said"
 
 _PREFIX = "state."
 

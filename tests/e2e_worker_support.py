@@ -42,7 +42,7 @@ def queue_of(st: Stage) -> Iterator[JobQueue]:
 
 def counts(st: Stage):
     with queue_of(st) as queue:
-        return queue.counts(time.time())
+        return queue.report.counts(time.time())
 
 
 def inbox_ids(st: Stage) -> set[int]:

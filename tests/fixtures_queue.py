@@ -6,7 +6,8 @@ import sqlite3
 from pathlib import Path
 
 from sync_queue.db import DB_FILE
-from sync_queue.jobs import PQ_TABLE, JobQueue
+from sync_queue.jobs import JobQueue
+from sync_queue.schedule import PQ_TABLE
 
 T0 = 1_700_000_000.0
 

@@ -53,7 +53,7 @@ def test_demo_runs_clean_and_shows_stash_titles_in_plex() -> None:
     AUDIT.record("python -m emulators.demo", proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert token not in proc.stdout + proc.stderr
-    for step in range(1, 7):
+    for step in range(1, 8):
         assert f"\u25b6 {step}. " in proc.stdout
     assert f"Checked {SCENES} scenes in Plex against Stash: all match." in proc.stdout
 

@@ -21,15 +21,14 @@ from reconciliation.dryrun import (
     change_kinds,
     field_changes,
     pages,
-    parse_limit,
     scene_line,
     summary_line,
     would_upload,
 )
 from sync_queue.db import db_path
+from tasks.args import BadTaskArgument, parse_limit
 from tests.e2e_worker_support import audited, counts, queue_of, writes
 from tests.secret_audit import AUDIT
-from worker.tasks import BadTaskArgument
 
 # --- pure: a plan read back as field changes ------------------------------------------------
 
@@ -251,7 +250,7 @@ def test_after_sync_all_everything_is_unchanged_from_the_listing_alone(tmp_path:
         AUDIT.add_secret(st.plex.token)
         ok(st.task("all"))
         with queue_of(st) as queue:
-            ledger_before = {e.scene_id: (e.fields_hash, e.synced_at) for e in queue.ledger_iter()}
+            ledger_before = {e.scene_id: (e.fields_hash, e.synced_at) for e in queue.ledger.iterate()}
         c0 = counts(st)
         st.plex.reset_log()
         result = st.task("dry_run")
@@ -261,7 +260,7 @@ def test_after_sync_all_everything_is_unchanged_from_the_listing_alone(tmp_path:
         assert_nothing_written(st)
         assert st.plex.count("GET", "/library/metadata") == 0  # the listing answered every scene
         with queue_of(st) as queue:
-            assert {e.scene_id: (e.fields_hash, e.synced_at) for e in queue.ledger_iter()} == ledger_before
+            assert {e.scene_id: (e.fields_hash, e.synced_at) for e in queue.ledger.iterate()} == ledger_before
         assert counts(st) == c0
 
 

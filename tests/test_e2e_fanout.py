@@ -36,7 +36,7 @@ def open_queue(st: Stage) -> JobQueue:
 def queue_counts(st: Stage):
     queue = open_queue(st)
     try:
-        return queue.counts(time.time())
+        return queue.report.counts(time.time())
     finally:
         queue.close(compact=False)
 
@@ -44,7 +44,7 @@ def queue_counts(st: Stage):
 def ledger_row(st: Stage, scene_id: int) -> Any:
     queue = open_queue(st)
     try:
-        return queue.ledger_get(scene_id)
+        return queue.ledger.get(scene_id)
     finally:
         queue.close(compact=False)
 
@@ -252,7 +252,7 @@ def test_scene_destroy_drops_its_pending_job_and_ledger_row_without_writing(tmp_
         st.wait_until(lambda: queue_counts(st).inbox == 0 and queue_counts(st).in_flight == 0)
         queue = open_queue(st)
         try:
-            assert queue.job_for_scene(sid) is not None and queue.job_for_scene(other) is not None
+            assert queue.report.job_for_scene(sid) is not None and queue.report.job_for_scene(other) is not None
         finally:
             queue.close(compact=False)
 
@@ -266,10 +266,12 @@ def test_scene_destroy_drops_its_pending_job_and_ledger_row_without_writing(tmp_
 
         queue = open_queue(st)
         try:
-            assert queue.job_for_scene(sid) is None and queue.ledger_get(sid) is None
-            # Only that scene is forgotten: the other one's job (backing off) and row stay.
-            assert queue.job_for_scene(other) is not None and queue.ledger_get(other) is not None
-            assert queue.dlq_list() == []
+            assert queue.report.job_for_scene(sid) is None and queue.ledger.get(sid) is None
+            # Only that scene is forgotten: the other one's row stays, and its job, held for the
+            # outage, went as soon as Process Queue found Plex answering again.
+            assert queue.ledger.get(other) is not None and queue.report.job_for_scene(other) is None
+            assert st.plex_item(other).title == "Edited too"
+            assert queue.dlq.list_all() == []
         finally:
             queue.close(compact=False)
         assert st.plex.count("PUT", rating_key=doomed.rating_key) == 0

@@ -74,11 +74,11 @@ def test_after_one_sync_all_another_and_a_reconcile_write_nothing(tmp_path: Path
         item = st.plex.item_by_file(plex_path(st.library.scenes[owner].files[0].path))
         assert item.title == st.library.scenes[owner].title  # the owner's metadata, never the copy's
         with queue_of(st) as queue:
-            (letter,) = queue.dlq_list("duplicate")
+            (letter,) = queue.dlq.list_all("duplicate")
             assert letter.scene_id == copy
             assert f"Scene {copy}" in letter.message and f"scene {owner}" in letter.message
             assert "primary part" in letter.message
-            assert queue.ledger_get(copy) is None or queue.ledger_get(copy).lost
+            assert queue.ledger.get(copy) is None or queue.ledger.get(copy).lost
         assert st.plex_item(locked).title != st.library.scenes[locked].title  # the person's lock held
         assert st.plex.count("PUT", rating_key=item.rating_key) == 1  # written once, by its owner
 
@@ -121,7 +121,7 @@ def test_with_locking_off_a_plex_web_edit_is_kept_and_nothing_repeats(tmp_path: 
         for record in st.plex.requests:  # no lock of theirs was ever released
             assert record.query.get("summary.locked") != "0"
         with queue_of(st) as queue:
-            assert queue.ledger_user_locked(10) == (1, [(edited, ["summary"])])
+            assert queue.ledger.user_locked(10) == (1, [(edited, ["summary"])])
 
         st.plex.reset_log()
         assert sync_all(st)["summary"]["synced"] == 0
@@ -148,9 +148,9 @@ def test_the_owner_arriving_later_takes_the_item_over_and_the_copy_is_dead_lette
         assert st.plex.count("PUT", rating_key=key) == 1  # the copy wrote nothing after the takeover
         assert any(f"scene {owner} now owns Plex item {key}" in line for line in result.lines("warning"))
         with queue_of(st) as queue:
-            (letter,) = queue.dlq_list("duplicate")
+            (letter,) = queue.dlq.list_all("duplicate")
             assert f"Scene {copy_id}" in letter.message and f"scene {owner}" in letter.message
-            assert queue.ledger_get(copy_id).lost and queue.ledger_holder(str(key), copy_id).scene_id == owner
+            assert queue.ledger.get(copy_id).lost and queue.ledger.holder(str(key), copy_id).scene_id == owner
 
         st.plex.reset_log()
         assert sync_all(st)["summary"]["synced"] == 0

@@ -117,7 +117,7 @@ def test_each_gap_type_is_found_queued_with_its_reason_and_fixed(tmp_path: Path)
             assert mismatches(st, sid) == [], sid
         assert st.plex.count("GET", "/library/sections/1/refresh") == 1
         with queue_of(st) as queue:
-            job = queue.job_for_scene(missing)
+            job = queue.report.job_for_scene(missing)
             assert job is not None and job.reasons == ("reconcile_missing",)
         st.age(3600)
         ok(st.task("process_queue"))

@@ -166,8 +166,8 @@ def test_process_queue_takes_over_from_a_sleeping_worker_and_reports_what_waits(
         st.scan_into_plex([fresh])
         st.hook(waiting)
         with queue_of(st) as queue:
-            st.wait_until(lambda: (j := queue.job_for_scene(waiting)) is not None and j.attempts == 1)
-            due_at = queue.job_for_scene(waiting).next_retry_at
+            st.wait_until(lambda: (j := queue.report.job_for_scene(waiting)) is not None and j.attempts == 1)
+            due_at = queue.report.job_for_scene(waiting).next_retry_at
         assert st.worker_running()  # asleep until the job's due time
         (pid,) = st.worker_pids()
 

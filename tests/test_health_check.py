@@ -12,9 +12,7 @@ import pytest
 
 from emulators.stage import stage
 from sync_queue.schema import SCHEMA_VERSION
-from tests.e2e_worker_support import QUIET, audited, writes
-from tests.secret_audit import AUDIT
-from worker.health_checks import (
+from tasks.health_checks import (
     Check,
     DataFacts,
     Facts,
@@ -33,9 +31,12 @@ from worker.health_checks import (
     check_settings,
     check_stash,
     first_fix,
+    plex_direct_url,
     report_lines,
     within,
 )
+from tests.e2e_worker_support import QUIET, audited, writes
+from tests.secret_audit import AUDIT
 
 NOW = 1_800_000_000.0
 GOOD_PLEX = PlexFacts("http://plex:32400", name="Home", version="1.41", movie_sections=("Movies", "Stash"))
@@ -339,3 +340,37 @@ def test_a_library_name_plex_lacks_fails(tmp_path: Path) -> None:
         result = st.task("health_check")
         assert result.error is not None and "no movie library named Missing Library" in result.error
         assert "Plex has: Stash" in result.error
+
+
+# --- a Plex that cannot be reached as configured --------------------------------------------------
+
+HASH = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(("url", "names", "expected"), [
+    ("https://192.168.1.10:32400", (f"*.{HASH}.plex.direct",), f"https://192-168-1-10.{HASH}.plex.direct:32400"),
+    ("https://10.0.0.5:443/plex", ("plex.example.org", f"*.{HASH}.plex.direct"),
+     f"https://10-0-0-5.{HASH}.plex.direct:443/plex"),
+    ("https://10.0.0.5", (f"*.{HASH}.plex.direct",), f"https://10-0-0-5.{HASH}.plex.direct:32400"),
+    ("https://plex.lan:32400", (f"*.{HASH}.plex.direct",), None),  # a name, not an IP: not this case
+    ("https://192.168.1.10:32400", ("plex.example.org",), None),  # not a plex.direct certificate
+])
+def test_the_plex_direct_address_of_an_ip(url: str, names: tuple[str, ...], expected: str | None) -> None:
+    assert plex_direct_url(url, names) == expected
+
+
+def test_a_plex_direct_certificate_reached_by_ip_is_fail_with_the_url_to_use() -> None:
+    facts = PlexFacts("https://192.168.1.10:32400", "config",
+                      "Plex at https://192.168.1.10:32400 presented a certificate that does not verify "
+                      "(IP address mismatch, certificate is not valid for '192.168.1.10'.)",
+                      cert_names=(f"*.{HASH}.plex.direct",), machine_id="5f0c1c2d")
+    plex, token, libraries = check_plex(facts)
+    assert plex.level is Level.FAIL and "does not verify" in plex.text
+    assert plex.fix.startswith(f"set 'Plex URL' to https://192-168-1-10.{HASH}.plex.direct:32400") and "5f0c1c2d" in plex.fix
+    assert token.level is Level.WARN and libraries.level is Level.WARN
+
+
+def test_another_certificate_names_what_it_is_for_and_the_two_settings() -> None:
+    facts = PlexFacts("https://192.168.1.10:32400", "config", "does not verify", cert_names=("nas.lan",))
+    fix = check_plex(facts)[0].fix
+    assert "nas.lan" in fix and "'Plex CA file'" in fix and "'Verify Plex certificate'" in fix

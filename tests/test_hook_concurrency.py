@@ -40,8 +40,8 @@ def test_two_hundred_hooks_at_once_lose_nothing_and_report_no_error(tmp_path: Pa
 
         queue = JobQueue(st.data_dir)
         try:
-            st.wait_until(lambda: queue.counts(time.time()).ledger == N and not st.worker_running(), timeout=120)
-            counts = queue.counts(time.time())
+            st.wait_until(lambda: queue.report.counts(time.time()).ledger == N and not st.worker_running(), timeout=120)
+            counts = queue.report.counts(time.time())
         finally:
             queue.close(compact=False)
         assert (counts.due, counts.deferred, counts.in_flight, counts.dlq, counts.inbox) == (0, 0, 0, 0, 0)

@@ -51,19 +51,24 @@ import sync_queue
 from sync_queue.jobs import JobQueue
 T0 = 1_700_000_000.0
 q = JobQueue(data)
+# The tool runs on release N (an older commit) and on N+1: it speaks both queue APIs, the
+# per-table handles (q.ledger, q.dlq, q.report) and the methods on JobQueue before them.
+split = hasattr(q, "report")
+ledger_put = q.ledger.put if split else q.ledger_put
 if action == "seed":
     for scene in (1, 2, 3):
         q.enqueue(scene, "hook", T0)
     job = q.take_due(T0)
     q.dead_letter(job, "PlexNotFound", "not in Plex", T0)
-    q.ledger_put(10, "hash-10", "501", "p10", None, {"title": "Ten"}, T0)
-    q.ledger_put(11, "hash-11", "502", None, None, {"title": "Eleven"}, T0)
-counts = q.counts(T0 + 1)
+    ledger_put(10, "hash-10", "501", "p10", None, {"title": "Ten"}, T0)
+    ledger_put(11, "hash-11", "502", None, None, {"title": "Eleven"}, T0)
+counts = (q.report.counts if split else q.counts)(T0 + 1)
 out = {
     "code": sync_queue.__file__,
     "due": counts.due, "dlq": counts.dlq, "ledger": counts.ledger,
-    "dead": [(d.scene_id, d.error_class, d.message) for d in q.dlq_list()],
-    "ledger_rows": sorted((e.scene_id, e.fields_hash, e.plex_key, e.written) for e in q.ledger_iter()),
+    "dead": [(d.scene_id, d.error_class, d.message) for d in (q.dlq.list_all if split else q.dlq_list)()],
+    "ledger_rows": sorted((e.scene_id, e.fields_hash, e.plex_key, e.written)
+                          for e in (q.ledger.iterate if split else q.ledger_iter)()),
 }
 if action == "take":
     taken = []
@@ -94,7 +99,7 @@ for name in list(sys.modules):
         del sys.modules[name]
 sys.path[:0] = [str(plugin), str(plugin / "vendor")]
 failed, done = {}, []
-for package in ("plugin", "stash", "sync_queue", "worker", "plex", "reconciliation"):
+for package in RUNTIME_PACKAGES:
     for path in sorted((plugin / package).rglob("*.py")) if (plugin / package).is_dir() else []:
         rel = path.relative_to(plugin).with_suffix("")
         name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
@@ -111,7 +116,7 @@ for name in ("plexapi.server", "persistqueue", "tenacity", "filelock", "requests
 where = {n: sys.modules[n].__file__ or list(sys.modules[n].__path__)[0] for n in ("plexapi", "persistqueue", "tenacity", "filelock",
                                               "requests", "stashapi") if n in sys.modules}
 print(json.dumps({"bare": bare, "failed": failed, "done": done, "where": where}))
-'''
+'''.replace("RUNTIME_PACKAGES", repr(rb.PACKAGES))
 
 
 def run_tool(python: str, script: str, *args: str) -> dict[str, Any]:
@@ -248,7 +253,7 @@ def test_every_runtime_module_imports_in_the_image_python_with_vendor(
     report = run_tool(image_python, IMPORT_TOOL, str(folder))
     assert report["bare"] == {"plexapi": False, "persistqueue": False, "tenacity": False, "filelock": False}
     assert report["failed"] == {}
-    assert {"plugin.deps", "sync_queue.jobs", "worker.launch", "plex.pathmap"} <= set(report["done"])
+    assert {"base.deps", "sync_queue.jobs", "worker.launch", "plex.pathmap"} <= set(report["done"])
     for name in ("plexapi", "persistqueue", "tenacity", "filelock"):
         assert report["where"][name].startswith(str(folder / "vendor")), name
     for name in ("requests", "stashapi"):
@@ -291,7 +296,7 @@ def test_missing_dependency_in_the_image_python_is_one_line_with_the_command(
     # The real ModuleNotFoundError of the bare interpreter, turned into the line.
     probe = (
         "import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1])\n"
-        "from plugin.deps import missing_dependency\n"
+        "from base.deps import missing_dependency\n"
         "try:\n    import plexapi.server\nexcept ModuleNotFoundError as exc:\n"
         "    print(json.dumps({'line': str(missing_dependency(exc, Path(sys.argv[1])))}))\n"
     )

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from base.settings import SCHEMA, SCHEMA_BY_NAME
 from emulators.host import ManifestError, load_manifest
 from plugin import manifest as generated
 from plugin.dispatch import HOOKS, TASKS
-from plugin.settings import SCHEMA, SCHEMA_BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "Stash2Plex.yml"
@@ -57,7 +57,8 @@ def test_tasks_are_the_dispatch_table(manifest: dict) -> None:
     assert modes == list(TASKS)
     assert len({task["name"] for task in manifest["tasks"]}) == len(modes), "task names must be unique"
     required = {"all", "recent", "process_queue", "queue_status", "clear_queue", "clear_dlq", "purge_dlq",
-                "retry_dlq", "reconcile_all", "reconcile_recent", "reconcile_7days", "health_check", "dry_run"}
+                "retry_dlq", "reconcile_all", "reconcile_recent", "reconcile_7days", "health_check", "dry_run",
+                "import_watch_history", "watch_history_dry_run"}
     assert set(modes) == required
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from base.settings import load_settings
 from plex.desired import (
     ELLIPSIS,
     SUMMARY_MAX,
@@ -17,7 +18,6 @@ from plex.desired import (
     still_image_url,
     unique_names,
 )
-from plugin.settings import load_settings
 from stash.records import Performer, Scene, SceneFile, Studio
 
 COVER = "http://stash:9999/scene/7/screenshot?t=1700000000"

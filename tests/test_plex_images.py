@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from base.errors import StashUnavailable
+from base.protocol import StashLog
+from base.settings import load_settings
 from emulators.plex_server import PlexEmulator
 from emulators.stash_library import Performer, StashLibrary, png_bytes
 from emulators.stash_server import StashEmulator
 from plex.connection import PlexConnection
 from plex.records import SyncStatus
 from plex.sync import PlexSync
-from plugin.errors import StashUnavailable
-from plugin.protocol import StashLog
-from plugin.settings import load_settings
 from stash.client import StashClient
 
 COVER = png_bytes(4242)

@@ -11,6 +11,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from base.errors import PlexNotFound
+from base.settings import load_settings
 from emulators.plex_library import RealShapes
 from emulators.plex_server import PlexEmulator
 from plex import xmlread
@@ -19,10 +21,7 @@ from plex.desired import desired_state
 from plex.diff import plan_edit
 from plex.records import LedgerEntry, SyncStatus
 from plex.sync import PlexSync
-from plugin.errors import PlexNotFound
-from plugin.settings import load_settings
 from reconciliation.gaps import drifted_fields, snapshot
-from reconciliation.reconcile import listed_item
 from stash.records import Scene, SceneFile
 
 NFC_NAME = unicodedata.normalize("NFC", "Première Café.mp4")
@@ -96,11 +95,11 @@ def test_a_second_sync_sends_nothing_though_plex_omits_the_sort_title(plex: Plex
 def test_reconcile_sees_no_drift_in_an_omitted_sort_title(plex: PlexEmulator, tmp_path: Path) -> None:
     key = plex.add_item("/media/stash/a/one.mp4")
     out = make(plex, tmp_path).sync(scene(), None, now=1.0)
-    snap = snapshot(listed_item(raw_video(plex, key, listing=True)))
+    snap = snapshot(xmlread.listed_state(raw_video(plex, key, listing=True)))
     assert drifted_fields(out.ledger.written, snap) == ()
     # A sort title a person typed in Plex is printed, and is drift.
     plex.user_edit(key, titleSort="Zzz")
-    snap = snapshot(listed_item(raw_video(plex, key, listing=True)))
+    snap = snapshot(xmlread.listed_state(raw_video(plex, key, listing=True)))
     assert drifted_fields(out.ledger.written, snap) == ("titleSort",)
 
 

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from base.errors import AmbiguousMatch, PlexAuthError, PlexNotFound, PlexUnavailable, TransientError
+from base.settings import load_settings
 from emulators.plex_server import PlexEmulator
 from plex.connection import PlexConnection
 from plex.desired import desired_state
 from plex.diff import state_hash
 from plex.records import LedgerEntry, SyncStatus
-from plex.sync import PlexSync, ScanMemory, section_for_folder
+from plex.sections import ScanMemory, section_for_folder
+from plex.sync import PlexSync
 from plex.xmlread import Section
-from plugin.errors import AmbiguousMatch, PlexAuthError, PlexNotFound, PlexUnavailable, TransientError
-from plugin.settings import load_settings
 from stash.records import Performer, Scene, SceneFile, Studio
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"cover-bytes"
@@ -351,7 +352,7 @@ def scan_paths(plex: PlexEmulator) -> list[str]:
 def test_scan_once_per_folder_per_burst(plex: PlexEmulator, tmp_path: Path) -> None:
     """Files Plex has not seen yet (its scan runs in the background and has not found them):
     each miss asks for its own folder, mapped to Plex's path, once within the window."""
-    from plex.sync import SCAN_WINDOW
+    from plex.sections import SCAN_WINDOW
 
     sync, _ = make(plex, tmp_path)
     misses = [scene(1, "/data/stash/new/a.mp4"), scene(2, "/data/stash/new/b.mp4"),
@@ -387,3 +388,53 @@ def test_scan_outside_every_configured_library_is_not_asked(plex: PlexEmulator, 
     with pytest.raises(PlexNotFound):
         sync.sync(scene(), None, now=1.0)
     assert scan_paths(plex) == []
+
+
+# --- TLS and how a failed connection is classified ---------------------------------------------
+
+
+def test_the_certificate_setting_wins_over_requests_ca_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests lets REQUESTS_CA_BUNDLE replace a Session's verify; ours goes with each request."""
+    from base.errors import PlexConnectionSetupError
+    from emulators.tls import issue
+
+    certs = issue(tmp_path / "certs", ("127.0.0.1",), self_signed=True)
+    other = issue(tmp_path / "other", ("127.0.0.1",), self_signed=True)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other.ca))  # trusts a different certificate
+    with PlexEmulator(tls=certs) as tls_plex:
+        tls_plex.add_item("/media/stash/a/one.mp4")
+        ok = PlexConnection(tls_plex.url, tls_plex.token, data_dir=tmp_path, tls=str(certs.ca))
+        assert ok.server().machineIdentifier == tls_plex.machine_identifier
+        off = PlexConnection(tls_plex.url, tls_plex.token, data_dir=tmp_path, tls=False)
+        assert off.server().machineIdentifier == tls_plex.machine_identifier
+        default = PlexConnection(tls_plex.url, tls_plex.token, data_dir=tmp_path, sleep=lambda s: None)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs.ca))  # now the bundle trusts it...
+        wrong = PlexConnection(tls_plex.url, tls_plex.token, data_dir=tmp_path, tls=str(other.ca))
+        with pytest.raises(PlexConnectionSetupError, match="self-signed|does not verify"):
+            wrong.server()  # ...but the CA file the user named does not: the setting wins
+        assert default.server() is not None  # with no setting, requests' own choice applies
+
+
+def test_a_proxys_502_is_an_outage_not_a_bad_request(plex: PlexEmulator, tmp_path: Path) -> None:
+    from emulators.proxy import ReverseProxy
+
+    with ReverseProxy(plex.url, "/plex") as proxy:
+        conn = PlexConnection(proxy.url, plex.token, data_dir=tmp_path, sleep=lambda s: None)
+        assert conn.server().machineIdentifier == plex.machine_identifier
+        plex.faults.down = True
+        try:
+            with pytest.raises(PlexUnavailable, match=f"Plex at {proxy.url} is behind a proxy that answered 502"):
+                conn.probe()
+        finally:
+            plex.faults.down = False
+        conn.probe()
+        assert proxy.seen[-1] == "/plex/identity"
+
+
+def test_a_ca_file_that_is_not_there_is_a_setting_to_fix_not_an_outage(plex: PlexEmulator, tmp_path: Path) -> None:
+    from base.errors import PlexConnectionSetupError
+
+    conn = PlexConnection(plex.url, plex.token, data_dir=tmp_path, tls=str(tmp_path / "missing.pem"))
+    with pytest.raises(PlexConnectionSetupError, match="'Plex CA file' is set to .*missing.pem, which is not a file"):
+        conn.probe()
+    assert plex.count() == 0

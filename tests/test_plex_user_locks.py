@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from base.settings import load_settings
 from emulators.plex_server import PlexEmulator
 from plex.connection import PlexConnection
 from plex.desired import Actor, DesiredState
 from plex.diff import locks_we_set, plan_edit
 from plex.records import CurrentState, LedgerEntry, SyncStatus
 from plex.sync import PlexSync
-from plugin.settings import load_settings
-from reconciliation.gaps import LedgerView, ListedItem, classify, snapshot
+from reconciliation.gaps import LedgerView, classify, snapshot
 from reconciliation.reconcile import ledger_view
 from stash.records import Scene, SceneFile, Studio
-from sync_queue.ledger import LedgerEntry as LedgerRow
+from sync_queue.ledger import LedgerRow
 
 DESIRED = DesiredState(title="New", title_sort="New", summary="Stash text", genres=("A", "B"),
                        actors=(Actor("Ann"),), collections=("Studio X",))
@@ -113,8 +113,8 @@ def test_a_ledger_from_before_locks_were_recorded_owns_the_locks_of_what_it_wrot
 
 
 def test_reconcile_does_not_count_a_user_locked_field_as_drift_or_empty() -> None:
-    listed = ListedItem(rating_key="5", title="New", title_sort="New", summary="", genres=("A", "B"),
-                        actors=("Ann",), files=("/m/a.mp4",))
+    listed = CurrentState(rating_key="5", title="New", title_sort="New", summary="", genres=("A", "B"),
+                          actors=(Actor("Ann"),), files=("/m/a.mp4",), listing=True)
     written = {"title": "New", "titleSort": "New", "summary": "Stash text", "genre": ["A", "B"]}
     found = type("F", (), {"found": True, "rating_key": "5", "paths_tried": (), "candidates": ()})()
     plain = LedgerView("h", written, "5")

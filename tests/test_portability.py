@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = ["plugin", "stash", "sync_queue", "worker", "plex", "reconciliation"]
+RUNTIME = ["base", "sync_queue", "stash", "plex", "reconciliation", "watch", "worker", "tasks", "plugin"]
 PLATFORM_ONLY = {
     # POSIX only
     "fcntl", "pwd", "grp", "resource", "termios", "tty", "pty", "posix", "syslog", "crypt", "spwd",

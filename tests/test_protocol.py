@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from base.protocol import MAX_LINE, InputError, StashLog, read_input, write_result
 from emulators.host import parse_stderr
-from plugin.protocol import MAX_LINE, InputError, StashLog, read_input, write_result
 
 
 def emitted(fn) -> tuple[list[tuple[str, str]], list[float]]:

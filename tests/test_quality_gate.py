@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from base.settings import load_settings
 from plex.desired import Actor, desired_state
 from plex.diff import plan_edit
 from plex.records import CurrentState
-from plugin.settings import load_settings
 from stash.records import Performer, Scene, SceneFile, Studio
 
 FILE = (SceneFile("/data/stash/new/a.mp4", 10, 5.0),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.settings import RECONCILE_INTERVALS
+from base.settings import RECONCILE_INTERVALS
 from worker.background import reconcile_due
 
 T = 1_700_000_000.0

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from base.settings import load_settings
 from plex.desired import desired_state
 from plex.diff import state_hash
-from plugin.settings import load_settings
 from reconciliation.bulk import (
     ZONE_SLACK,
     changed_within,

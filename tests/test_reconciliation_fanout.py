@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from base.errors import StashUnavailable
+from base.protocol import StashLog
+from base.settings import load_settings
 from emulators.stash_library import StashLibrary
 from emulators.stash_server import StashEmulator
 from plugin.dispatch import HOOKS
-from plugin.errors import StashUnavailable
 from plugin.hooks import hook_payload, merged_sources
-from plugin.protocol import StashLog
-from plugin.settings import load_settings
 from reconciliation.fanout import (
     LEDGER,
     STASH,
@@ -34,8 +34,10 @@ from reconciliation.fanout import (
 )
 from stash.client import StashClient
 from stash.records import Performer, Scene, Studio
+from sync_queue.fanout import FANOUT_CURSOR, FanOutEvent, merge_fanout_payload
 from sync_queue.inbox import record_event
-from sync_queue.jobs import FANOUT_CURSOR, LEDGER_REFS, FanOutEvent, JobQueue, merge_fanout_payload
+from sync_queue.jobs import JobQueue
+from sync_queue.ledger import LEDGER_REFS
 from sync_queue.state import StateStore
 from worker.core import Services, ingest
 from worker.policy import RetryPolicy
@@ -201,7 +203,7 @@ def stored(queue: JobQueue, tmp_path: Path, kind: str, entity: int, reason: str,
 
 
 def live_scenes(queue: JobQueue, ids: range) -> set[int]:
-    return {i for i in ids if queue.job_for_scene(i) is not None}
+    return {i for i in ids if queue.report.job_for_scene(i) is not None}
 
 
 def test_an_update_queues_exactly_the_scenes_stash_relates_and_resumes_after_a_failure(
@@ -212,7 +214,7 @@ def test_an_update_queues_exactly_the_scenes_stash_relates_and_resumes_after_a_f
     with pytest.raises(StashUnavailable):
         expand(event, queue, lister, None, T0, page=50)
     # Two pages made it; the event is still stored, with the cursor after the last of them.
-    (kept,) = queue.pending_fanout()
+    (kept,) = queue.fanout.pending()
     cursor = kept.payload[FANOUT_CURSOR]
     assert cursor["phase"] == STASH and len({i for i in expected if i <= cursor["after"]}) == 100
     assert live_scenes(queue, range(1, 301)) == {i for i in expected if i <= cursor["after"]}
@@ -221,7 +223,7 @@ def test_an_update_queues_exactly_the_scenes_stash_relates_and_resumes_after_a_f
     result = expand(kept, queue, lister, None, T0, page=50)
     assert lister.starts == [0, cursor["after"]]  # resumed, not restarted
     assert live_scenes(queue, range(1, 301)) == expected
-    assert queue.counts(T0).due == len(expected) and queue.pending_fanout() == []
+    assert queue.report.counts(T0).due == len(expected) and queue.fanout.pending() == []
     assert result.scenes == len(expected) - 100 and result.events == 1
 
 
@@ -233,7 +235,7 @@ def test_the_ledger_rule_skips_scenes_whose_plex_state_did_not_change(
     client = client_for(stash)
     scenes = list(client.iter_scenes({"tags": {"value": ["1"], "modifier": "INCLUDES", "depth": 0}}))
     for scene in scenes:  # as if synced just now, with the tag's current name
-        queue.ledger_put(scene.id, state_of(scene), str(scene.id), None, None, {}, T0)
+        queue.ledger.put(scene.id, state_of(scene), str(scene.id), None, None, {}, T0)
     renamed = {s.id for s in scenes if s.id % 2}
     for sid in renamed:  # a rename only some of them show (as if others hid tags in Plex)
         stash.library.scenes[sid].title = f"Changed {sid}"
@@ -241,14 +243,14 @@ def test_the_ledger_rule_skips_scenes_whose_plex_state_did_not_change(
     result = expand(event, queue, client, state_of, T0)
     assert live_scenes(queue, range(1, 301)) == renamed
     assert (result.scenes, result.queued) == (len(scenes), len(renamed))
-    assert queue.counter("skipped_unchanged") == len(scenes) - len(renamed)
+    assert queue.report.counter("skipped_unchanged") == len(scenes) - len(renamed)
 
 
 def test_a_destroy_finds_its_scenes_in_the_ledger_without_asking_stash(queue: JobQueue, tmp_path: Path) -> None:
     for sid in range(1, 2501):
         refs = {"tag": [7] if sid % 5 == 0 else [8], "performer": [], "studio": []}
-        queue.ledger_put(sid, "h", str(sid), None, None, {LEDGER_REFS: refs}, T0)
-    queue.ledger_put(9999, "h", "x", None, None, {"written": {}}, T0)  # synced before refs existed
+        queue.ledger.put(sid, "h", str(sid), None, None, {LEDGER_REFS: refs}, T0)
+    queue.ledger.put(9999, "h", "x", None, None, {"written": {}}, T0)  # synced before refs existed
 
     class NoStash:
         def iter_scenes(self, *args: Any, **kwargs: Any) -> Iterator[Scene]:
@@ -257,27 +259,27 @@ def test_a_destroy_finds_its_scenes_in_the_ledger_without_asking_stash(queue: Jo
     event = stored(queue, tmp_path, "tag", 7, "Tag.Destroy.Post")
     result = expand(event, queue, NoStash(), None, T0, page=200)
     assert live_scenes(queue, range(1, 2501)) == set(range(5, 2501, 5))
-    assert result.scenes == result.queued == 500 and queue.pending_fanout() == []
-    assert queue.ledger_scenes_referencing("tag", [7, 8], after=2495, limit=10) == [2496, 2497, 2498, 2499, 2500]
-    assert queue.ledger_scenes_referencing("performer", [7]) == []
+    assert result.scenes == result.queued == 500 and queue.fanout.pending() == []
+    assert queue.ledger.scenes_referencing("tag", [7, 8], after=2495, limit=10) == [2496, 2497, 2498, 2499, 2500]
+    assert queue.ledger.scenes_referencing("performer", [7]) == []
 
 
 def test_a_merge_queues_the_destination_scenes_and_the_ledger_scenes_of_merged_tags(
         stash: StashEmulator, queue: JobQueue, tmp_path: Path) -> None:
     # Scene 3 (tag 2) once showed tag 40, merged away into tag 1; Stash no longer knows 40.
-    queue.ledger_put(3, "h", "3", None, None, {LEDGER_REFS: {"tag": [40]}}, T0)
+    queue.ledger.put(3, "h", "3", None, None, {LEDGER_REFS: {"tag": [40]}}, T0)
     event = stored(queue, tmp_path, "tag", 1, "Tag.Merge.Post", {"merged": [40]})
     result = expand(event, queue, client_for(stash), None, T0)
     assert live_scenes(queue, range(1, 301)) == {i for i in range(1, 301) if i % 3} | {3}
-    assert result.events == 1 and queue.pending_fanout() == []
+    assert result.events == 1 and queue.fanout.pending() == []
 
 
 def test_repeating_an_expansion_creates_no_second_job(stash: StashEmulator, queue: JobQueue, tmp_path: Path) -> None:
     client = client_for(stash)
     expand(stored(queue, tmp_path, "tag", 1, "Tag.Update.Post"), queue, client, None, T0)
-    due = queue.counts(T0).due
+    due = queue.report.counts(T0).due
     expand(stored(queue, tmp_path, "tag", 1, "Tag.Update.Post"), queue, client, None, T0 + 1)
-    assert queue.counts(T0).due == due == 200
+    assert queue.report.counts(T0).due == due == 200
 
 
 # --- the core's ingest step --------------------------------------------------------------------
@@ -298,12 +300,12 @@ def test_ingest_expands_fanout_and_postpones_it_while_stash_is_down(
     record_event(tmp_path, "scene", 3, "Scene.Update.Post", T0)
     stash.faults.http_500_next(1)
     result = ingest(svc, T0)
-    assert result.created == 1 and queue.counts(T0).fanout == 1  # the scene event went through
+    assert result.created == 1 and queue.report.counts(T0).fanout == 1  # the scene event went through
     assert "not expanded yet" in stream.getvalue()
     assert svc.fanout_retry_at > T0
-    assert ingest(svc, T0 + 1).created == 0 and queue.counts(T0).fanout == 1  # not retried at once
+    assert ingest(svc, T0 + 1).created == 0 and queue.report.counts(T0).fanout == 1  # not retried at once
     later = svc.fanout_retry_at
     result = ingest(svc, later)
-    assert result.created == 200 and queue.counts(later).fanout == 0
-    assert queue.counts(later).due == 201
+    assert result.created == 200 and queue.report.counts(later).fanout == 0
+    assert queue.report.counts(later).due == 201
     svc.state.close()

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
+from plex import xmlread
 from plex.desired import Actor, DesiredState
 from plex.matcher import MatchKind, MatchResult
+from plex.records import CurrentState
 from reconciliation.gaps import (
     GAP_ORDER,
     Gap,
     LedgerView,
-    ListedItem,
     Verdict,
     classify,
     digest,
@@ -23,7 +24,7 @@ from reconciliation.gaps import (
     snapshot,
     title_is_placeholder,
 )
-from reconciliation.reconcile import ReconcileReport, listed_item
+from reconciliation.reconcile import ReconcileReport
 
 FILE = "/media/stash/studio/real-scene.mp4"
 HASH = "h1"
@@ -35,9 +36,9 @@ WRITTEN: dict[str, Any] = {
     "tagline": "", "originallyAvailableAt": "2021-06-01", "userRating": 8.3,
     "genre": ["Blonde", "Outdoor"], "actor": [["Ann", None], ["Bo", "http://x/p.jpg"]], "collection": ["Studio"],
 }
-LISTED = ListedItem("7", title="Real Title", title_sort="Real Title", studio="Studio", summary="About it.",
-                    originally_available_at="2021-06-01", rating=8.3, genres=("blonde",), actors=("Ann", "Bo"),
-                    files=(FILE,))
+LISTED = CurrentState("7", title="Real Title", title_sort="Real Title", studio="Studio", summary="About it.",
+                      originally_available_at="2021-06-01", rating=8.3, genres=("blonde",),
+                      actors=(Actor("Ann"), Actor("Bo")), files=(FILE,), listing=True)
 LEDGER = LedgerView(HASH, WRITTEN, "7")
 FOUND = MatchResult(MatchKind.EXACT, "7", FILE, (FILE,))
 NOT_FOUND = MatchResult(MatchKind.NOT_FOUND, paths_tried=(FILE, "/media/stash/other/b.mp4"))
@@ -45,7 +46,7 @@ AMBIGUOUS = MatchResult(MatchKind.NOT_FOUND, paths_tried=(FILE,),
                         candidates=("/a/real-scene.mp4 (item 3)", "/b/real-scene.mp4 (item 4)"))
 
 
-def listed(**changes: Any) -> ListedItem:
+def listed(**changes: Any) -> CurrentState:
     return replace(LISTED, **changes)
 
 
@@ -78,7 +79,7 @@ CASES = [
     ("summary gone", HASH, DESIRED, LEDGER, FOUND, listed(summary=""), False,
      Verdict(Gap.EMPTY, True, fields=("summary",))),
     ("agent refresh: everything gone", HASH, DESIRED, LEDGER, FOUND,
-     ListedItem("7", title="real-scene", files=(FILE,)), False,
+     CurrentState("7", title="real-scene", files=(FILE,), listing=True), False,
      Verdict(Gap.EMPTY, True, fields=("title", "summary", "studio", "originallyAvailableAt", "genre", "actor"))),
     ("empty under preserve is kept", HASH, DESIRED, LEDGER, FOUND, listed(summary=""), True,
      Verdict(Gap.EMPTY, False, fields=("summary",))),
@@ -99,7 +100,7 @@ CASES = [
      Verdict(Gap.DRIFTED, True, fields=("titleSort",))),
     ("genre added in Plex", HASH, DESIRED, LEDGER, FOUND, listed(genres=("Blonde", "Mine")), False,
      Verdict(Gap.DRIFTED, True, fields=("genre",))),
-    ("actor added in Plex", HASH, DESIRED, LEDGER, FOUND, listed(actors=("Ann", "Cy")), False,
+    ("actor added in Plex", HASH, DESIRED, LEDGER, FOUND, listed(actors=(Actor("Ann"), Actor("Cy"))), False,
      Verdict(Gap.DRIFTED, True, fields=("actor",))),
     ("a cut-short listing is no drift", HASH, DESIRED, LEDGER, FOUND, listed(genres=("OUTDOOR",)), False,
      Verdict(None)),
@@ -112,7 +113,7 @@ CASES = [
 @pytest.mark.parametrize(("name", "state", "desired", "view", "found", "item", "preserve", "expected"), CASES,
                          ids=[c[0] for c in CASES])
 def test_classify(name: str, state: str, desired: DesiredState, view: LedgerView | None, found: MatchResult,
-                  item: ListedItem | None, preserve: bool, expected: Verdict) -> None:
+                  item: CurrentState | None, preserve: bool, expected: Verdict) -> None:
     snap = snapshot(item) if item is not None else None
     assert classify(state, desired, view, found, snap, preserve=preserve, files=(FILE,)) == expected
 
@@ -161,10 +162,11 @@ LISTING_XML = """<MediaContainer size="1" totalSize="1">
 
 def test_listed_item_reads_a_listing_element() -> None:
     (video,) = [v for v in ET.fromstring(LISTING_XML) if v.tag == "Video"]
-    item = listed_item(video)
-    assert item == ListedItem("7", title="Real Title", title_sort="Real Title", studio="Studio",
-                              summary="Line one\nline two", originally_available_at="2021-06-01", rating=8.3,
-                              genres=("Blonde",), actors=("Ann", "Bo"), files=(FILE,))
+    item = xmlread.listed_state(video)
+    assert item == CurrentState("7", title="Real Title", title_sort="Real Title", studio="Studio",
+                                summary="Line one\nline two", originally_available_at="2021-06-01", rating=8.3,
+                                genres=("Blonde",), actors=(Actor("Ann"), Actor("Bo")), collections=("Studio",),
+                                thumb="/t", files=(FILE,), primary_file=FILE, listing=True)
 
 
 def test_report_counts_every_gap_and_lists_paths_tried() -> None:

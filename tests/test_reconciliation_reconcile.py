@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from base.protocol import PluginInput, StashLog
 from emulators.stage import Stage, stage
-from plugin.protocol import PluginInput, StashLog
-from plugin.runtime import RunContext
 from reconciliation.bulk import cursor_key
 from reconciliation.gaps import Gap
 from reconciliation.reconcile import reconcile_pass
 from sync_queue.jobs import JobQueue
 from tests.e2e_worker_support import QUIET
+from worker.runtime import RunContext
 from worker.services import services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def context(st: Stage) -> RunContext:
 def run_pass(st: Stage, scope: str = "reconcile_all", **kwargs: Any):
     ctx = context(st)
     with services(ctx) as svc:
-        return reconcile_pass(svc, ctx.stash, ctx.settings, ctx.log, scope, time.time(), **kwargs)
+        return reconcile_pass(svc.queue, svc.state, svc.plex, ctx.stash, ctx.settings, ctx.log, scope, time.time(), **kwargs)
 
 
 def titled(st: Stage) -> list[int]:
@@ -65,8 +65,8 @@ def test_each_gap_is_queued_once_with_its_reason(tmp_path: Path) -> None:
         assert not [v for v in variables if "id" in v]  # no findScene(id) at all
         assert len([v for v in variables if v.get("filter", {}).get("per_page")]) == 1  # one page of 17
         with JobQueue(st.data_dir) as queue:
-            reasons = {s: queue.job_for_scene(s).reasons for s in (stale, missing, empty, drifted, new)}
-            assert queue.ledger_get(missing).lost and not queue.ledger_get(empty).lost
+            reasons = {s: queue.report.job_for_scene(s).reasons for s in (stale, missing, empty, drifted, new)}
+            assert queue.ledger.get(missing).lost and not queue.ledger.get(empty).lost
         assert reasons == {stale: ("reconcile_stale",), missing: ("reconcile_missing",),
                            empty: ("reconcile_empty",), drifted: ("reconcile_drifted",),
                            new: ("reconcile_never_synced",)}
@@ -74,9 +74,9 @@ def test_each_gap_is_queued_once_with_its_reason(tmp_path: Path) -> None:
         again = run_pass(st)  # the gaps are still there, and already queued: merged, not doubled
         assert sum(again.counts.values()) == 5
         with JobQueue(st.data_dir) as queue:
-            c = queue.counts(time.time())
+            c = queue.report.counts(time.time())
             assert c.due == 5
-            assert queue.job_for_scene(drifted).reasons == ("reconcile_drifted",)
+            assert queue.report.job_for_scene(drifted).reasons == ("reconcile_drifted",)
 
 
 def test_a_stopped_whole_library_pass_resumes_after_its_last_page(tmp_path: Path) -> None:
@@ -86,11 +86,11 @@ def test_a_stopped_whole_library_pass_resumes_after_its_last_page(tmp_path: Path
         assert not first.completed and first.scenes == 4
         assert first.counts[Gap.NEVER_SYNCED] == 4 and first.queued == 4
         with JobQueue(st.data_dir) as queue:
-            assert queue.counts(time.time()).due == 4
+            assert queue.report.counts(time.time()).due == 4
         rest = run_pass(st, page_size=4)
         assert rest.completed and rest.scenes == len(ids) - 4
         with JobQueue(st.data_dir) as queue:
-            assert queue.counts(time.time()).due == len(ids)
+            assert queue.report.counts(time.time()).due == len(ids)
         from sync_queue.state import StateStore
 
         with StateStore(st.data_dir) as state:

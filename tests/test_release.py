@@ -18,8 +18,9 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from base import deps
 from emulators.host import load_manifest
-from plugin import deps, upgrade_note
+from plugin import upgrade_note
 from release import build as rb
 from release import stash_pkg
 
@@ -305,7 +306,7 @@ def test_one_command_builds_zip_and_index(tmp_path: Path) -> None:
 
 
 def test_install_guide_matches_the_code() -> None:
-    from plugin import datadir
+    from base import datadir
 
     guide = (ROOT / "docs" / "INSTALL.md").read_text()
     for needle in ("python3 -m release.build --out dist", "plugin_data/Stash2Plex", datadir.ENV_OVERRIDE,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.errors import SettingsError
-from plugin.settings import (
+from base.errors import SettingsError
+from base.settings import (
     SCHEMA,
     Settings,
     load_settings,

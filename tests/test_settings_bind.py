@@ -225,7 +225,7 @@ def test_trigger_plex_scan(tmp_path: Path, trigger: bool) -> None:
         st.hook(sid, trigger="Scene.Create.Post")
         queue = JobQueue(st.data_dir)
         try:  # the worker has looked once and found nothing: the job waits out its backoff
-            st.wait_until(lambda: queue.counts(time.time()).deferred == 1)
+            st.wait_until(lambda: queue.report.counts(time.time()).deferred == 1)
         finally:
             queue.close(compact=False)
         scans = [r for r in st.plex.requests if r.path == "/library/sections/1/refresh"]

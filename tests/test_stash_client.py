@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from base.errors import SceneGone, Stash2PlexError, StashAuthError, StashRejectedQuery, StashUnavailable
+from base.protocol import StashLog
 from emulators.stash_library import StashLibrary, generate_library, png_bytes
 from emulators.stash_server import StashEmulator
-from plugin.errors import SceneGone, Stash2PlexError, StashAuthError, StashUnavailable
-from plugin.protocol import StashLog
 from stash.client import StashClient
 
 USER, PASSWORD, KEY = "admin", "hunter2-pass", "client-test-api-key-9876543210"
@@ -156,12 +156,17 @@ def test_a_locked_database_is_unavailable_not_a_bug(stash: StashEmulator) -> Non
     assert c.find_scene(1).id == 1
 
 
-def test_a_document_this_stash_rejects_is_unavailable_with_its_422(stash: StashEmulator) -> None:
+def test_a_document_this_stash_rejects_names_the_version_and_field_not_unavailable(stash: StashEmulator) -> None:
+    """An older Stash answers 422 to a field it lacks: that is no outage, and updating Stash is
+    the fix, so the message names the version and the field."""
     c = client(stash.connection())
-    with pytest.raises(StashUnavailable, match="422") as caught:
+    with pytest.raises(StashRejectedQuery, match="422") as caught:
         c.gql("query S2PBroken { findScene(id: 1) { no_such_field } }")
-    assert isinstance(caught.value, Stash2PlexError)
-    assert "no_such_field" in str(caught.value)  # says which part of our document this Stash lacks
+    assert isinstance(caught.value, Stash2PlexError) and not isinstance(caught.value, StashUnavailable)
+    text = str(caught.value)
+    assert "the field 'no_such_field'" in text  # says which part of our document this Stash lacks
+    assert f"Stash {c._interface().version} at {stash.url}" in text and "update Stash" in text
+    assert "unavailable" not in text.lower() and "cannot reach" not in text.lower()
 
 
 # --- scenes ---------------------------------------------------------------------------------

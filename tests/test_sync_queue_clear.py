@@ -34,7 +34,7 @@ def test_clear_queue_drops_hook_events_still_in_the_inbox(q: JobQueue, tmp_path:
         record_event(tmp_path, SCENE, scene, "Scene.Update.Post", T0)
 
     assert q.clear_queue() == 3  # scenes 1, 2 and 3: what would have synced
-    counts = q.counts(T0)
+    counts = q.report.counts(T0)
     assert (counts.due, counts.deferred, counts.inbox) == (0, 0, 0)
     assert q.ingest(T0 + 1).created == 0  # nothing comes back from the inbox
     assert q.take_due(T0 + 1) is None
@@ -45,11 +45,11 @@ def test_clear_queue_drops_fanout_waiting_to_be_expanded(q: JobQueue, tmp_path: 
     record_event(tmp_path, "performer", 5, "Performer.Update.Post", T0)
     q.ingest(T0)
     record_event(tmp_path, "tag", 6, "Tag.Update.Post", T0)
-    assert [e.kind for e in q.pending_fanout()] == ["performer"]
+    assert [e.kind for e in q.fanout.pending()] == ["performer"]
 
     q.clear_queue()
     assert q.ingest(T0 + 1).fanout == []
-    assert q.counts(T0 + 1).fanout == 0
+    assert q.report.counts(T0 + 1).fanout == 0
 
 
 def test_clear_queue_cancels_the_rerun_of_a_flight_but_leaves_the_flight_to_its_processor(
@@ -70,15 +70,15 @@ def test_clear_queue_cancels_the_rerun_of_a_flight_but_leaves_the_flight_to_its_
 
 def test_clear_queue_still_applies_scene_deletions_from_the_inbox(q: JobQueue, tmp_path: Path) -> None:
     q.enqueue(4, "hook", T0)
-    q.ledger_put(4, "h", "/library/metadata/4", None, None, {}, T0)
+    q.ledger.put(4, "h", "/library/metadata/4", None, None, {}, T0)
     q.dead_letter(q.take_due(T0), "PlexNotFound", "m", T0)
     record_event(tmp_path, SCENE, 4, "Scene.Update.Post", T0 + 1)
     record_event(tmp_path, SCENE_DESTROYED, 4, "Scene.Destroy.Post", T0 + 2)
 
     q.clear_queue()
-    assert q.ledger_get(4) is None
-    assert q.dlq_list() == []
-    assert q.counts(T0 + 3).inbox == 0
+    assert q.ledger.get(4) is None
+    assert q.dlq.list_all() == []
+    assert q.report.counts(T0 + 3).inbox == 0
 
 
 def test_an_event_recorded_after_the_clear_is_kept(q: JobQueue, tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_clear_queue_task_also_drops_a_job_a_dead_processor_left_in_flight(tmp_p
         assert not st.worker_running()
         with JobQueue(st.data_dir) as q:
             assert q.recover_abandoned(T0 + 1) == 0
-            counts = q.counts(T0 + 1)
+            counts = q.report.counts(T0 + 1)
             assert (counts.due, counts.deferred, counts.in_flight, counts.inbox) == (0, 0, 0, 0)
-            assert q.job_for_scene(abandoned.scene_id) is None
+            assert q.report.job_for_scene(abandoned.scene_id) is None
         assert live_scene_counts(st.data_dir) == {}

@@ -132,7 +132,7 @@ def test_two_hundred_processes_append_to_a_new_inbox_at_once_and_lose_nothing(
         result = q.ingest(T0)
         assert (result.events, result.created, result.merged) == (3 * N_HOOKS, N_HOOKS, N_HOOKS)
         assert len(result.fanout) == N_HOOKS
-        assert q.counts(T0).inbox == 0
+        assert q.report.counts(T0).inbox == 0
     assert live_scene_counts(data_dir) == {scene: 1 for scene in range(1, N_HOOKS + 1)}
 
 
@@ -166,7 +166,7 @@ while True:
             taken.append(job.scene_id)
             time.sleep(0.002)  # a real sync takes a while: widen the window for a second taker
             q.complete(job, 1700000000.0)
-        idle = q.counts(1700000000.0)
+        idle = q.report.counts(1700000000.0)
         with open(log_path, "a") as log:
             log.write(f"exit {os.getpid()}\\n")
         if fd is not None:
@@ -216,7 +216,7 @@ def test_exactly_one_processor_takes_jobs_at_a_time_and_each_job_runs_once(tmp_p
     taken = Counter(scene for r in reports for scene in r["taken"])
     assert taken == Counter(range(1, 81))  # every job once: none lost, none twice
     with JobQueue(data_dir) as q:
-        counts = q.counts(T0)
+        counts = q.report.counts(T0)
     assert (counts.due, counts.deferred, counts.in_flight, counts.inbox) == (0, 0, 0, 0)
 
 
@@ -260,7 +260,7 @@ print(json.dumps({"recovered": recovered, "done": done}))
 READER = """
 from sync_queue.jobs import JobQueue
 q = JobQueue(Path(sys.argv[1]))
-print(q.counts(1700000000.0).in_flight)
+print(q.report.counts(1700000000.0).in_flight)
 q.close(compact=False)
 """
 

@@ -14,8 +14,9 @@ from contextlib import closing
 from pathlib import Path
 
 from sync_queue.db import DB_FILE
-from sync_queue.jobs import PQ_TABLE, JobQueue
+from sync_queue.jobs import JobQueue
 from sync_queue.ledger import state_hash
+from sync_queue.schedule import PQ_TABLE
 from tests.fixtures_queue import T0
 
 SCENES = 1000
@@ -30,7 +31,7 @@ def full_sync(data_dir: Path, version: int, compact: bool = True) -> int:
     q.enqueue_changed_many(states, "sync_all", now)
     ran = 0
     while (job := q.take_due(now)) is not None:
-        q.ledger_put(job.scene_id, state_hash({"id": job.scene_id, "v": version}),
+        q.ledger.put(job.scene_id, state_hash({"id": job.scene_id, "v": version}),
                      f"/library/metadata/{job.scene_id}", None, None, {"title": f"scene {job.scene_id}"}, now)
         q.complete(job, now)
         ran += 1
@@ -79,10 +80,10 @@ def test_compaction_gives_the_pages_of_finished_jobs_back_to_the_file(tmp_path: 
     q = JobQueue(tmp_path)
     try:
         q.enqueue_changed_many(((s, f"h{s}") for s in range(1, 12001)), "sync_all", T0)
-        pages_full = q._scalar("PRAGMA page_count")
+        pages_full = q._conn.execute("PRAGMA page_count").fetchone()[0]
         assert q.clear_queue() == 12000  # every job finishes at once: 12000 finished rows
         q.compact()
-        free, pages = q._scalar("PRAGMA freelist_count"), q._scalar("PRAGMA page_count")
+        free, pages = q._conn.execute("PRAGMA freelist_count").fetchone()[0], q._conn.execute("PRAGMA page_count").fetchone()[0]
     finally:
         q.close()
     assert pages_full > 300  # the burst really took that much room (> the 256-page floor)

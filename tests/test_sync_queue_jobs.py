@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 
 from sync_queue.inbox import record_event
-from sync_queue.jobs import (
-    ABANDONED,
+from sync_queue.jobs import ABANDONED, JobQueue
+from sync_queue.schedule import (
     RERUN_KEEP_SCHEDULE,
     RERUN_NONE,
     RERUN_NOW,
     EnqueueOutcome,
     JobNotInFlight,
-    JobQueue,
     due_after_retry,
     envelope,
     envelope_scene,
@@ -77,10 +76,10 @@ def test_envelope_round_trip_and_rejects_foreign_payloads() -> None:
 def test_enqueue_creates_then_merges_into_one_job(q: JobQueue, tmp_path: Path) -> None:
     assert q.enqueue(1, "Scene.Update.Post", T0) == EnqueueOutcome.CREATED
     assert q.enqueue(1, "reconcile", T0 + 1, urgent=False) == "merged"
-    job = q.job_for_scene(1)
+    job = q.report.job_for_scene(1)
     assert job is not None and job.reasons == ("Scene.Update.Post", "reconcile")
     assert live_scene_counts(tmp_path) == {1: 1}
-    assert q.counter("merged") == 1
+    assert q.report.counter("merged") == 1
 
 
 def test_hook_merge_makes_a_backing_off_job_due_now_but_keeps_attempts(q: JobQueue) -> None:
@@ -113,17 +112,17 @@ def test_in_flight_job_is_not_handed_out_twice(q: JobQueue) -> None:
     q.enqueue(1, "hook", T0)
     assert q.take_due(T0) is not None
     assert q.take_due(T0) is None
-    assert q.counts(T0).in_flight == 1
+    assert q.report.counts(T0).in_flight == 1
 
 
 def test_next_due_at_skips_in_flight_and_sees_deferred(q: JobQueue) -> None:
-    assert q.next_due_at() is None
+    assert q.report.next_due_at() is None
     q.enqueue(1, "hook", T0)
     q.enqueue(2, "hook", T0)
     q.retry_later(q.take_due(T0), T0 + 30, "E", "m", T0)
-    assert q.next_due_at() == T0  # scene 2
+    assert q.report.next_due_at() == T0  # scene 2
     q.take_due(T0)
-    assert q.next_due_at() == T0 + 30
+    assert q.report.next_due_at() == T0 + 30
 
 
 # ---- finishing ----
@@ -132,7 +131,7 @@ def test_next_due_at_skips_in_flight_and_sees_deferred(q: JobQueue) -> None:
 def test_complete_acks_and_removes_the_job(q: JobQueue, tmp_path: Path) -> None:
     q.enqueue(1, "hook", T0)
     q.complete(q.take_due(T0), T0)
-    assert q.job_for_scene(1) is None
+    assert q.report.job_for_scene(1) is None
     assert pq_rows(tmp_path) == [(1, 5)]
     q.compact()
     assert pq_rows(tmp_path) == []
@@ -154,7 +153,7 @@ def test_retry_later_records_error_and_counts_attempts(q: JobQueue) -> None:
     q.enqueue(1, "hook", T0)
     q.retry_later(q.take_due(T0), T0 + 30, "PlexUnavailable", "down", T0, consume_attempt=False)
     q.retry_later(q.take_due(T0 + 30), T0 + 90, "PlexNotFound", "missing", T0 + 30)
-    (job,) = q.deferred(T0 + 30)
+    (job,) = q.report.deferred(T0 + 30)
     assert (job.attempts, job.next_retry_at, job.last_error_class, job.last_error) == (1, T0 + 90, "PlexNotFound", "missing")
     assert job.first_failed_at == T0
 
@@ -163,8 +162,8 @@ def test_dead_letter_moves_the_job_to_the_dlq(q: JobQueue) -> None:
     q.enqueue(1, "hook", T0)
     q.retry_later(q.take_due(T0), T0 + 1, "PlexNotFound", "m1", T0)
     q.dead_letter(q.take_due(T0 + 1), "PlexNotFound", "m2", T0 + 1, detail="Traceback ...")
-    assert q.job_for_scene(1) is None
-    (letter,) = q.dlq_list()
+    assert q.report.job_for_scene(1) is None
+    (letter,) = q.dlq.list_all()
     assert (letter.scene_id, letter.error_class, letter.message, letter.detail) == (1, "PlexNotFound", "m2", "Traceback ...")
     assert (letter.attempts, letter.first_failed_at, letter.last_failed_at, letter.reasons) == (2, T0, T0 + 1, ("hook",))
 
@@ -217,7 +216,7 @@ def test_ingest_turns_inbox_events_into_jobs_and_empties_the_inbox(q: JobQueue, 
         record_event(tmp_path, "scene", scene, "Scene.Update.Post", T0)
     result = q.ingest(T0, batch=2)
     assert (result.events, result.created, result.merged) == (4, 3, 1)
-    assert q.counts(T0).inbox == 0 and q.counts(T0).due == 3
+    assert q.report.counts(T0).inbox == 0 and q.report.counts(T0).due == 3
 
 
 def test_ingest_during_flight_defers_behind_it(q: JobQueue, tmp_path: Path) -> None:
@@ -231,15 +230,15 @@ def test_ingest_during_flight_defers_behind_it(q: JobQueue, tmp_path: Path) -> N
 
 def test_scene_destroyed_drops_job_ledger_and_dead_letter(q: JobQueue, tmp_path: Path) -> None:
     q.enqueue(1, "a", T0)
-    q.ledger_put(1, "h", "/library/metadata/1", None, None, {}, T0)
+    q.ledger.put(1, "h", "/library/metadata/1", None, None, {}, T0)
     q.enqueue(2, "a", T0)
     q.dead_letter(q.take_due(T0), "E", "m", T0)  # scene 1 dead-lettered
     q.enqueue(1, "b", T0)
     record_event(tmp_path, "scene_destroyed", 1, "Scene.Destroy.Post", T0)
     result = q.ingest(T0)
     assert result.destroyed == [1]
-    assert q.job_for_scene(1) is None and q.ledger_get(1) is None and q.dlq_list() == []
-    assert q.job_for_scene(2) is not None
+    assert q.report.job_for_scene(1) is None and q.ledger.get(1) is None and q.dlq.list_all() == []
+    assert q.report.job_for_scene(2) is not None
 
 
 def test_scene_destroyed_during_flight_cancels_the_rerun(q: JobQueue, tmp_path: Path) -> None:
@@ -249,7 +248,7 @@ def test_scene_destroyed_during_flight_cancels_the_rerun(q: JobQueue, tmp_path: 
     record_event(tmp_path, "scene_destroyed", 1, "Scene.Destroy.Post", T0)
     q.ingest(T0)
     q.complete(job, T0)
-    assert q.job_for_scene(1) is None
+    assert q.report.job_for_scene(1) is None
 
 
 def test_fanout_events_are_kept_merged_until_done(q: JobQueue, tmp_path: Path) -> None:
@@ -259,7 +258,7 @@ def test_fanout_events_are_kept_merged_until_done(q: JobQueue, tmp_path: Path) -
     (perf, tag) = q.ingest(T0).fanout
     assert (perf.kind, perf.entity_id, perf.reasons, perf.payload) == (
         "performer", 5, ("Performer.Update.Post", "Performer.Merge"), {"name": "x"})
-    assert q.fanout_done(perf.event_id)
+    assert q.fanout.done(perf.event_id)
     assert [e.kind for e in q.ingest(T0).fanout] == ["tag"]  # left over from before: still returned
 
 
@@ -302,8 +301,8 @@ def test_a_job_that_keeps_killing_the_processor_is_dead_lettered(q: JobQueue) ->
         assert q.recover_abandoned(T0, max_attempts=3) == 1
     q.take_due(T0)
     assert q.recover_abandoned(T0, max_attempts=3) == 0
-    assert q.job_for_scene(1) is None
-    assert [(d.error_class, d.attempts) for d in q.dlq_list()] == [(ABANDONED, 3)]
+    assert q.report.job_for_scene(1) is None
+    assert [(d.error_class, d.attempts) for d in q.dlq.list_all()] == [(ABANDONED, 3)]
 
 
 def test_processor_killed_mid_flight_in_a_real_process(tmp_path: Path) -> None:
@@ -324,7 +323,7 @@ def test_processor_killed_mid_flight_in_a_real_process(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode != 0
     with JobQueue(tmp_path) as q:
-        assert q.counts(T0).in_flight == 1
+        assert q.report.counts(T0).in_flight == 1
         assert q.recover_abandoned(T0) == 1
         assert sorted(drain(q, T0)) == [1, 2]
 
@@ -339,40 +338,40 @@ def test_counts_come_from_sql(q: JobQueue, tmp_path: Path) -> None:
     q.retry_later(q.take_due(T0), T0 + 60, "E", "m", T0)
     q.take_due(T0)
     record_event(tmp_path, "scene", 4, "x", T0)
-    q.ledger_put(9, "h", None, None, None, {}, T0)
-    c = q.counts(T0)
+    q.ledger.put(9, "h", None, None, None, {}, T0)
+    c = q.report.counts(T0)
     assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger, c.inbox, c.fanout) == (1, 1, 1, 0, 1, 1, 0)
-    assert [j.scene_id for j in q.deferred(T0)] == [1]
-    assert [j.scene_id for j in q.in_flight()] == [2]
+    assert [j.scene_id for j in q.report.deferred(T0)] == [1]
+    assert [j.scene_id for j in q.report.in_flight()] == [2]
 
 
 def test_clear_queue_drops_ready_jobs_only(q: JobQueue) -> None:
     for scene in (1, 2, 3):
         q.enqueue(scene, "a", T0)
-    q.ledger_put(1, "h", None, None, None, {}, T0)
+    q.ledger.put(1, "h", None, None, None, {}, T0)
     flying = q.take_due(T0)
     assert q.clear_queue() == 2
     assert q.take_due(T0) is None
     q.complete(flying, T0)
-    assert q.ledger_get(1) is not None
+    assert q.ledger.get(1) is not None
 
 
 def test_dlq_summary_retry_purge_clear(q: JobQueue) -> None:
     for scene, error_class, when in ((1, "PlexNotFound", T0), (2, "PlexNotFound", T0 + 86_400 * 10), (3, "StashBadData", T0)):
         q.enqueue(scene, "hook", when)
         q.dead_letter(q.take_due(when), error_class, "m", when)
-    summary = q.dlq_summary()
+    summary = q.dlq.summary()
     assert [(g.error_class, g.count, g.sample_scene_ids) for g in summary] == [
         ("PlexNotFound", 2, (1, 2)), ("StashBadData", 1, (3,))]
     assert q.retry_dlq("StashBadData", T0 + 86_400 * 10) == 1
     fresh = q.take_due(T0 + 86_400 * 10)
     assert (fresh.scene_id, fresh.attempts) == (3, 0) and "retry_dlq" in fresh.reasons
     q.complete(fresh, T0 + 86_400 * 10)
-    assert q.purge_dlq(7, T0 + 86_400 * 10) == 1  # scene 1, ten days old
-    assert [d.scene_id for d in q.dlq_list()] == [2]
+    assert q.dlq.purge(7, T0 + 86_400 * 10) == 1  # scene 1, ten days old
+    assert [d.scene_id for d in q.dlq.list_all()] == [2]
     with pytest.raises(ValueError):
-        q.purge_dlq(-1, T0)
-    assert q.clear_dlq() == 1 and q.dlq_list() == []
+        q.dlq.purge(-1, T0)
+    assert q.dlq.clear() == 1 and q.dlq.list_all() == []
     assert q.retry_dlq(None, T0) == 0
 
 
@@ -381,14 +380,14 @@ def test_success_removes_an_old_dead_letter_for_the_scene(q: JobQueue) -> None:
     q.dead_letter(q.take_due(T0), "PlexNotFound", "m", T0)
     q.enqueue(1, "hook", T0 + 5)
     q.complete(q.take_due(T0 + 5), T0 + 5)
-    assert q.dlq_list() == []
+    assert q.dlq.list_all() == []
 
 
 def test_dead_lettering_twice_keeps_one_row_and_the_first_failure_time(q: JobQueue) -> None:
     for when in (T0, T0 + 100):
         q.enqueue(1, "hook", when)
         q.dead_letter(q.take_due(when), "E", f"at {when}", when)
-    (letter,) = q.dlq_list()
+    (letter,) = q.dlq.list_all()
     assert (letter.first_failed_at, letter.last_failed_at, letter.message) == (T0, T0 + 100, f"at {T0 + 100}")
 
 

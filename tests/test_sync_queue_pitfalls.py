@@ -20,7 +20,8 @@ import pytest
 from persistqueue.serializers import json as pq_json
 
 from sync_queue.inbox import record_event
-from sync_queue.jobs import PQ_TABLE, STATUS_ACK_FAILED, STATUS_ACKED, STATUS_IN_FLIGHT, JobQueue
+from sync_queue.jobs import JobQueue
+from sync_queue.schedule import PQ_TABLE, STATUS_ACK_FAILED, STATUS_ACKED, STATUS_IN_FLIGHT
 from tests.fixtures_queue import T0, drain, pq_rows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ def test_pitfall_auto_resume_steals_rows_another_process_is_working_on(tmp_path:
     record_event(qdir, "scene", 2, "Scene.Update.Post", T0)
     other = JobQueue(qdir)
     assert other.take_due(T0) is None
-    assert [j.scene_id for j in other.in_flight()] == [1]
+    assert [j.scene_id for j in other.report.in_flight()] == [1]
     assert status_of(qdir, job.job_id) == STATUS_IN_FLIGHT
     other.close()
     processor.complete(job, T0)
@@ -140,7 +141,7 @@ def test_pitfall_size_counters_drift_counts_come_from_sql(tmp_path: Path, qdir: 
     writer.enqueue(1, "hook", T0)
     writer.enqueue(2, "hook", T0 + 60)
     writer.take_due(T0)
-    c = reader.counts(T0)
+    c = reader.report.counts(T0)
     assert (c.due, c.deferred, c.in_flight) == (0, 1, 1)
     reader.close()
     writer.close()

@@ -43,8 +43,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from sync_queue.db import DB_FILE
 from sync_queue.inbox import SCENE, record_event
-from sync_queue.jobs import PQ_TABLE, RERUN_KEEP_SCHEDULE, RERUN_NONE, RERUN_NOW, Job, JobQueue
+from sync_queue.jobs import JobQueue
 from sync_queue.ledger import state_hash
+from sync_queue.schedule import PQ_TABLE, RERUN_KEEP_SCHEDULE, RERUN_NONE, RERUN_NOW, Job
 from tests.fixtures_queue import T0
 
 SCENE_IDS = (1, 2, 3, 4)  # the whole Stash library
@@ -228,7 +229,7 @@ class QueueMachine(RuleBasedStateMachine):
         scene = data.draw(st.sampled_from(self.in_flight()))
         model = self.jobs[scene]
         written = stash_hash(scene, model.flight_version)
-        self.q.ledger_put(scene, written, f"/library/metadata/{scene}", None, None, {}, self.now)
+        self.q.ledger.put(scene, written, f"/library/metadata/{scene}", None, None, {}, self.now)
         self.q.complete(model.taken, self.now)
         self.ledger[scene] = written
         self.dlq.pop(scene, None)
@@ -324,17 +325,17 @@ class QueueMachine(RuleBasedStateMachine):
 
     @invariant()
     def queue_agrees_with_the_model(self) -> None:
-        counts = self.q.counts(self.now)
+        counts = self.q.report.counts(self.now)
         ready = [j for j in self.jobs.values() if not j.in_flight]
         assert counts.due == sum(j.due <= self.now for j in ready)
         assert counts.deferred == sum(j.due > self.now for j in ready)
         assert counts.in_flight == len(self.jobs) - len(ready)
         assert counts.inbox == len(self.inbox)
         assert counts.dlq == len(self.dlq)
-        assert {d.scene_id: (d.attempts, d.state_hash) for d in self.q.dlq_list()} == self.dlq
-        assert {s: e.fields_hash for s in SCENE_IDS if (e := self.q.ledger_get(s))} == self.ledger
+        assert {d.scene_id: (d.attempts, d.state_hash) for d in self.q.dlq.list_all()} == self.dlq
+        assert {s: e.fields_hash for s in SCENE_IDS if (e := self.q.ledger.get(s))} == self.ledger
         for scene, model in self.jobs.items():
-            job = self.q.job_for_scene(scene)
+            job = self.q.report.job_for_scene(scene)
             assert job is not None and job.attempts == model.attempts
             if not model.in_flight:
                 assert job.next_retry_at == model.due

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sync_queue.jobs import _DEFERRED_SQL, _NEXT_DUE_SQL, _TAKE_SQL, JobQueue
+from sync_queue import schedule
+from sync_queue.jobs import JobQueue
+from sync_queue.schedule import DEFERRED_SQL, NEXT_DUE_SQL, TAKE_SQL
 from tests.fixtures_queue import T0
 
 
@@ -29,7 +31,7 @@ def plan(q: JobQueue, sql: str, params: tuple[object, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("sql", "params"), [(_TAKE_SQL, (T0,)), (_NEXT_DUE_SQL, ()), (_DEFERRED_SQL, (T0, 10))], ids=["take", "next", "deferred"]
+    ("sql", "params"), [(TAKE_SQL, (T0,)), (NEXT_DUE_SQL, ()), (DEFERRED_SQL, (T0, 10))], ids=["take", "next", "deferred"]
 )
 def test_schedule_queries_use_the_ready_index_and_never_scan_a_table(q: JobQueue, sql: str, params: tuple) -> None:
     for scene in range(1, 50):
@@ -67,7 +69,7 @@ def fill(q: JobQueue, deferred: int, in_flight: int) -> None:
         assert q.take_due(T0) is not None
     with q._conn:
         for scene in range(in_flight + 1, in_flight + deferred + 1):
-            q._enqueue(q._conn, scene, ("bulk",), T0 + scene, urgent=False)
+            schedule.enqueue(q._conn, scene, ("bulk",), T0 + scene, urgent=False)
 
 
 def test_finding_the_next_due_job_costs_the_same_with_3000_deferred_and_1000_in_flight(tmp_path: Path) -> None:
@@ -76,7 +78,7 @@ def test_finding_the_next_due_job_costs_the_same_with_3000_deferred_and_1000_in_
     fill(large, deferred=3000, in_flight=1000)
     for queue in (small, large):
         queue.enqueue(99_999, "hook", T0 - 1)  # the one due job, behind every in-flight one
-    for sql, params in ((_TAKE_SQL, (T0,)), (_TAKE_SQL, (T0 - 2,)), (_NEXT_DUE_SQL, ())):
+    for sql, params in ((TAKE_SQL, (T0,)), (TAKE_SQL, (T0 - 2,)), (NEXT_DUE_SQL, ())):
         cost_small, cost_large = vm_steps(small, sql, params), vm_steps(large, sql, params)
         # A B-tree descent is a handful of steps more on a deeper tree, never one per row.
         assert cost_large <= cost_small + 20, (sql, cost_small, cost_large)
@@ -113,11 +115,11 @@ def test_deferred_and_next_due_at_agree_with_take_due(q: JobQueue) -> None:
     q.enqueue(2, "hook", T0)
     q.retry_later(q.take_due(T0), T0 + 60, "E", "m", T0)
     q.retry_later(q.take_due(T0), T0 + 30, "E", "m", T0)
-    assert [j.scene_id for j in q.deferred(T0)] == [2, 1]
-    assert q.next_due_at() == T0 + 30
+    assert [j.scene_id for j in q.report.deferred(T0)] == [2, 1]
+    assert q.report.next_due_at() == T0 + 30
     assert q.take_due(T0 + 29.9) is None
     assert q.take_due(T0 + 30).scene_id == 2
-    assert q.next_due_at() == T0 + 60  # the in-flight job is no longer "next"
+    assert q.report.next_due_at() == T0 + 60  # the in-flight job is no longer "next"
 
 
 def test_migration_from_v2_keeps_ready_jobs_takeable(tmp_path: Path) -> None:
@@ -154,17 +156,17 @@ def test_migration_to_v4_indexes_the_ledger_by_plex_item(tmp_path: Path) -> None
     from sync_queue.db import connect
 
     with JobQueue(tmp_path) as q:
-        q.ledger_put(1, "h1", "77", None, None, {"plex_file": "/m/a.mp4"}, T0)
-        q.ledger_put(2, "h2", "78", None, None, {}, T0)
+        q.ledger.put(1, "h1", "77", None, None, {"plex_file": "/m/a.mp4"}, T0)
+        q.ledger.put(2, "h2", "78", None, None, {}, T0)
     conn = connect(tmp_path)
     conn.executescript("DROP INDEX ledger_plex_key; UPDATE meta SET value = '3' WHERE key = 'schema_version';")
-    assert schema.ensure_schema(conn) == schema.SCHEMA_VERSION == 4
+    assert schema.ensure_schema(conn) == schema.SCHEMA_VERSION >= 4
     plan = " ".join(str(r) for r in conn.execute(
         "EXPLAIN QUERY PLAN SELECT scene_id FROM ledger WHERE plex_key = ? AND scene_id != ? AND lost = 0", ("77", 2)))
     assert "ledger_plex_key" in plan
     conn.close()
     with JobQueue(tmp_path) as q:
-        assert q.ledger_holder("77", 2).scene_id == 1 and q.ledger_holder("77", 1) is None
-        assert q.release_claim(1, "item_claimed", T0) and q.ledger_get(1).lost
-        assert q.ledger_holder("77", 2) is None  # a released claim holds nothing
-        assert q.job_for_scene(1).reasons == ("item_claimed",)
+        assert q.ledger.holder("77", 2).scene_id == 1 and q.ledger.holder("77", 1) is None
+        assert q.release_claim(1, "item_claimed", T0) and q.ledger.get(1).lost
+        assert q.ledger.holder("77", 2) is None  # a released claim holds nothing
+        assert q.report.job_for_scene(1).reasons == ("item_claimed",)

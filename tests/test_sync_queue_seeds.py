@@ -25,8 +25,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync_queue.inbox import SCENE, record_event
-from sync_queue.jobs import PQ_TABLE, Job, JobQueue
+from sync_queue.jobs import JobQueue
 from sync_queue.ledger import state_hash
+from sync_queue.schedule import PQ_TABLE, Job
 from tests.fixtures_queue import T0, raw_conn
 
 NOT_SCANNED = "PlexNotFound"
@@ -76,7 +77,7 @@ def test_seed_000_a_scene_not_yet_scanned_is_tried_once_per_backoff_not_in_a_sto
     later = batch_loop(q, T0 + 2.0, T0 + 250.0, 0.25)
     by_scene = {s: [when - T0 for when, scene in later if scene == s] for s in STORM_SCENES}
     assert by_scene == {s: [BACKOFF, BACKOFF + 2 * BACKOFF, BACKOFF + 6 * BACKOFF] for s in STORM_SCENES}
-    assert q.counts(T0 + 250.0).deferred == 3
+    assert q.report.counts(T0 + 250.0).deferred == 3
 
 
 def test_seed_000_bulk_and_reconcile_passes_during_the_backoff_do_not_reset_it(q: JobQueue) -> None:
@@ -96,9 +97,9 @@ def test_seed_000_bulk_and_reconcile_passes_during_the_backoff_do_not_reset_it(q
     assert tries == Counter(STORM_SCENES)
     assert all(n == 3 for n in queued)  # never synced: the passes did ask for them every time...
     for scene in STORM_SCENES:  # ...and each time merged into the one job, its backoff intact
-        job = q.job_for_scene(scene)
+        job = q.report.job_for_scene(scene)
         assert (job.attempts, job.next_retry_at) == (1, T0 + BACKOFF)
-    assert q.counter("merged") >= 3 * len(queued)
+    assert q.report.counter("merged") >= 3 * len(queued)
 
 
 def test_seed_000_the_retry_time_is_the_selection_not_a_payload_field(q: JobQueue, tmp_path: Path) -> None:
@@ -158,7 +159,7 @@ def library(version: int = 0) -> dict[int, str]:
 
 def process(q: JobQueue, job: Job, stash: dict[int, str], now: float) -> None:
     """A successful sync: the worker read the scene from Stash and wrote it to Plex."""
-    q.ledger_put(job.scene_id, stash[job.scene_id], f"/library/metadata/{job.scene_id}", None, None, {}, now)
+    q.ledger.put(job.scene_id, stash[job.scene_id], f"/library/metadata/{job.scene_id}", None, None, {}, now)
     q.complete(job, now)
 
 
@@ -178,7 +179,7 @@ def test_seed_001_reconcile_fired_by_every_hook_during_a_sync_all_requeues_nothi
         now += 0.1
     assert passes == LIBRARY
     assert flights == Counter(range(1, LIBRARY + 1))  # each scene once: 150 jobs, not 150 * 150
-    assert q.counter("skipped_unchanged") > 0 and q.counter("skipped_in_flight") == LIBRARY
+    assert q.report.counter("skipped_unchanged") > 0 and q.report.counter("skipped_in_flight") == LIBRARY
 
 
 @pytest.mark.parametrize("later", [1.0, 86_400.0 + 1, 30 * 86_400.0], ids=["1s", "after 24h", "30 days"])
@@ -207,7 +208,7 @@ def test_seed_001_an_edit_after_the_sync_gets_through_exactly_once(q: JobQueue, 
     record_event(tmp_path, SCENE, 7, "Scene.Update.Post", T0 + 10)  # 8 was edited with hooks off
     q.ingest(T0 + 10)
     assert q.enqueue_changed_many(stash.items(), "reconcile", T0 + 10) == 2  # 8 found; 7 merges
-    q.ledger_mark_lost(9)  # Plex lost the item behind scene 9
+    q.ledger.mark_lost(9)  # Plex lost the item behind scene 9
     assert q.enqueue_changed_many(stash.items(), "reconcile", T0 + 10) == 3
 
     flights = Counter()

@@ -55,7 +55,7 @@ def test_sync_all_against_a_down_plex_succeeds_and_leaves_a_worker_that_recovers
 
         queue = JobQueue(st.data_dir)
         try:
-            st.wait_until(lambda: queue.counts(time.time()).ledger == 6, timeout=60)
+            st.wait_until(lambda: queue.report.counts(time.time()).ledger == 6, timeout=60)
         finally:
             queue.close(compact=False)
         for sid in st.library.sorted_ids():
@@ -79,7 +79,7 @@ def test_process_queue_with_a_revoked_token_fails_once_and_keeps_every_job(tmp_p
         assert "Traceback" not in result.stderr
         queue = JobQueue(st.data_dir)
         try:
-            counts = queue.counts(time.time())
+            counts = queue.report.counts(time.time())
         finally:
             queue.close(compact=False)
         assert counts.due + counts.deferred + counts.in_flight == 4 and counts.dlq == 0, counts

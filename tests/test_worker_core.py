@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import requests
 
+from base.errors import SceneGone
+from base.protocol import StashLog
+from base.settings import load_settings
 from emulators.plex_server import PlexEmulator
 from plex.connection import PlexConnection
 from plex.desired import desired_state
 from plex.diff import state_hash
 from plex.sync import PlexSync
-from plugin.errors import SceneGone
-from plugin.protocol import StashLog
-from plugin.settings import load_settings
 from stash.records import Scene, SceneFile, Studio
 from sync_queue.jobs import JobQueue
-from sync_queue.state import HALT, StateStore
+from sync_queue.state import BREAKER, HALT, StateStore
 from worker.breaker import BreakerState
-from worker.core import Services, drain, halt_applies
+from worker.core import Services, drain
+from worker.halt import halt_applies
 from worker.policy import ErrorClass, RetryPolicy
 
 START = 1_800_000_000.0
@@ -116,7 +118,7 @@ def test_a_fresh_library_syncs_in_one_drain(world, plex: PlexEmulator) -> None:
     assert result.summary.synced == 5 and result.processed == 5
     assert all(plex.item_by_file(f"/media/stash/a/s{sid}.mp4").fields["title"] == f"Scene {sid}"
                for sid in range(1, 6))
-    assert queue.counts(clock()).due == 0 and queue.counts(clock()).ledger == 5
+    assert queue.report.counts(clock()).due == 0 and queue.report.counts(clock()).ledger == 5
     assert clock.sleeps == []  # no fixed pause between jobs
 
 
@@ -145,7 +147,7 @@ def test_seed_000_not_yet_scanned_is_looked_up_once_per_backoff_window(world, pl
                  headers={"X-Plex-Token": plex.token}, timeout=5).raise_for_status()
     clock.now = max(d.next_retry_at for d in first.summary.deferred.values()) + 1
     last = run(svc, clock)
-    assert last.summary.synced == 3 and queue.counts(clock()).deferred == 0
+    assert last.summary.synced == 3 and queue.report.counts(clock()).deferred == 0
 
 
 def test_seed_001_unchanged_library_is_never_requeued(world, plex: PlexEmulator) -> None:
@@ -185,7 +187,7 @@ def test_a_deferred_job_never_delays_a_fresh_one(world, plex: PlexEmulator) -> N
     queue.enqueue(2, "hook", clock())
     result = run(svc, clock)
     assert result.processed == 1 and result.summary.synced == 1
-    assert queue.job_for_scene(1) is not None and queue.job_for_scene(2) is None
+    assert queue.report.job_for_scene(1) is not None and queue.report.job_for_scene(2) is None
 
 
 def test_outage_mid_drain_opens_the_breaker_without_a_storm(world, plex: PlexEmulator) -> None:
@@ -198,7 +200,7 @@ def test_outage_mid_drain_opens_the_breaker_without_a_storm(world, plex: PlexEmu
     breaker = svc.breaker()
     assert breaker.state is BreakerState.OPEN and outage.breaker_until == breaker.open_until
     assert outage.processed == svc.breaker_config.threshold  # then no job is even taken
-    attempts = [queue.job_for_scene(sid).attempts for sid in range(6, 21)]
+    attempts = [queue.report.job_for_scene(sid).attempts for sid in range(6, 21)]
     assert attempts == [0] * 15  # an outage uses no attempt
     for _ in range(20):
         assert run(svc, clock).processed == 0  # refused before any request while open
@@ -208,14 +210,73 @@ def test_outage_mid_drain_opens_the_breaker_without_a_storm(world, plex: PlexEmu
     assert after.summary.synced == 15 and svc.breaker().state is BreakerState.CLOSED
 
 
+def test_a_probe_is_one_cheap_request_and_releases_every_held_job(world, plex: PlexEmulator) -> None:
+    """The breaker's probe is `/identity`, not a job; once it is answered, every job held for
+    the outage is due at once, not at its own later retry time."""
+    svc, scenes, clock, queue = world
+    seed(world, plex, range(1, 11))
+    drain(svc, clock, clock.sleep, max_jobs=1)  # the connection is made
+    plex.faults.down = True
+    outage = run(svc, clock)
+    assert outage.outage is not None and "refused the connection" in outage.outage
+    held = [queue.report.job_for_scene(sid).next_retry_at for sid in range(2, 11)]
+    assert max(held) > svc.breaker().open_until  # jobs failed before it opened wait longer
+    plex.faults.down = False
+    plex.reset_log()
+    clock.now = svc.breaker().open_until
+    after = run(svc, clock)
+    assert after.probed and after.summary.synced == 9 and after.summary.deferred == {}
+    assert [(r.method, r.path) for r in plex.requests[:1]] == [("GET", "/identity")]
+    assert plex.count("GET", "/identity") == 1
+
+
+def test_a_task_probes_at_once_whatever_the_breakers_schedule(world, plex: PlexEmulator) -> None:
+    svc, scenes, clock, queue = world
+    seed(world, plex, range(1, 6))
+    drain(svc, clock, clock.sleep, max_jobs=1)
+    plex.faults.down = True
+    run(svc, clock)
+    assert svc.breaker().state is BreakerState.OPEN
+    # Still down: the task's probe fails, says why, and takes no job.
+    plex.reset_log()
+    still = drain(svc, clock, clock.sleep, probe_first=True)
+    assert still.probed and still.processed == 0 and "refused" in (still.outage or "")
+    plex.faults.down = False
+    back = drain(svc, clock, clock.sleep, probe_first=True)  # long before the breaker's probe time
+    assert back.probed and back.summary.synced == 4 and svc.breaker().state is BreakerState.CLOSED
+    assert plex.count("GET", "/identity") == 1
+
+
+def test_a_breaker_opened_for_another_address_or_token_does_not_hold_the_jobs(world, plex: PlexEmulator) -> None:
+    from worker.breaker import Breaker
+    from worker.breaker_store import breaker_for, plex_target, stored_breaker
+
+    opened = Breaker(BreakerState.OPEN, 3, START, START + 60, trips=1)
+    token = "secret-token-7f3a"
+    old, new = plex_target("http://127.0.0.1:1", token), plex_target("http://127.0.0.1:32400", token)
+    text = stored_breaker(opened, old)
+    assert breaker_for(text, old) == opened
+    assert breaker_for(text, new) == Breaker()
+    assert breaker_for(text, plex_target("http://127.0.0.1:1", "another token")) == Breaker()
+    assert breaker_for(opened.to_json(), new) == opened  # stored before targets: applies to any
+    assert token not in text and Breaker.load(text) == opened  # readable by older code too
+
+    # Through the services: a drain for the fixed address is not held by the old breaker.
+    svc, scenes, clock, queue = world
+    seed(world, plex, range(1, 4))
+    svc.state.put(BREAKER, stored_breaker(replace(opened, open_until=clock() + 60), old))
+    svc.target = new
+    assert run(svc, clock).summary.synced == 3
+
+
 def test_a_bad_token_stops_once_and_keeps_every_job(world, plex: PlexEmulator) -> None:
     svc, scenes, clock, queue = world
     seed(world, plex, range(1, 6))
     plex.faults.revoke_token()
     result = run(svc, clock)
     assert result.processed == 1 and result.summary.stopped and "token" in result.summary.stopped
-    assert queue.counts(clock()).due == 5 and queue.counts(clock()).dlq == 0
-    assert all(queue.job_for_scene(sid).attempts == 0 for sid in range(1, 6))
+    assert queue.report.counts(clock()).due == 5 and queue.report.counts(clock()).dlq == 0
+    assert all(queue.report.job_for_scene(sid).attempts == 0 for sid in range(1, 6))
     assert halt_applies(svc.state.get(HALT), plex.token) is not None
     assert halt_applies(svc.state.get(HALT), "a-new-token") is None
 
@@ -238,7 +299,7 @@ def test_a_deleted_scene_completes_and_a_bug_is_dead_lettered_with_its_traceback
     for _ in range(5):
         clock.now += 3600
         run(svc, clock)
-    letters = queue.dlq_list()
+    letters = queue.dlq.list_all()
     assert [letter.scene_id for letter in letters] == [7]
     assert letters[0].error_class == "bug" and "KeyError" in (letters[0].detail or "")
     assert letters[0].attempts == 3

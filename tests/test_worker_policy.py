@@ -10,27 +10,29 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tenacity import RetryCallState, wait_exponential
 
-from plugin.errors import (
+from base.backoff import Backoff, Jitter, bounds, ceiling, delay
+from base.errors import (
     AmbiguousMatch,
     InvalidData,
     PlexAuthError,
+    PlexConnectionSetupError,
     PlexNotFound,
     PlexUnavailable,
     SceneGone,
     SettingsError,
     Stash2PlexError,
     StashAuthError,
+    StashRejectedQuery,
     StashUnavailable,
     TransientError,
 )
-from worker.backoff import Backoff, Jitter, bounds, ceiling, delay
 from worker.breaker import BreakerEvent
 from worker.policy import (
     Complete,
     CompleteReason,
-    DeadLetter,
     ErrorClass,
     Failure,
+    GiveUp,
     RetryAt,
     RetryPolicy,
     StopDrain,
@@ -76,7 +78,9 @@ class SubclassOfNotFound(PlexNotFound):
         (InvalidData("400"), E.INVALID),
         (StashUnavailable("down"), E.STASH_DOWN),
         (StashAuthError("401"), E.STASH_DOWN),
+        (StashRejectedQuery("422"), E.STASH_REJECTED),
         (SettingsError("plex_url"), E.CONFIG),
+        (PlexConnectionSetupError("certificate"), E.CONFIG),
         (SceneGone("deleted"), E.GONE),
         (Stash2PlexError("untranslated"), E.BUG),
         (KeyError("title"), E.BUG),
@@ -115,7 +119,7 @@ def policy(max_retries: int = 5, skip: bool = False, strict: bool = True) -> Ret
 
 
 # (class, attempts before, max_retries, skip_not_found, strict, expected kind, consume_attempt)
-RETRY, DLQ, DONE, STOP = RetryAt, DeadLetter, Complete, StopDrain
+RETRY, DLQ, DONE, STOP = RetryAt, GiveUp, Complete, StopDrain
 TABLE = [
     # not in Plex yet: retries up to the limit, then dead letter or skipped
     (E.NOT_FOUND, 0, 5, False, True, RETRY, True),
@@ -147,6 +151,7 @@ TABLE = [
     (E.AUTH, 4, 5, True, False, STOP, None),
     (E.STASH_DOWN, 0, 5, False, True, STOP, None),
     (E.STASH_DOWN, 4, 5, True, False, STOP, None),
+    (E.STASH_REJECTED, 0, 5, False, True, STOP, None),
     (E.CONFIG, 4, 5, False, True, STOP, None),
     # invalid data: dead letter at once
     (E.INVALID, 0, 5, False, True, DLQ, None),
@@ -177,7 +182,7 @@ def test_decision_table(
         assert decision.consume_attempt is consume
         assert decision.error_class is kind
         assert decision.when > NOW
-    if isinstance(decision, DeadLetter):
+    if isinstance(decision, GiveUp):
         assert decision.error_class is kind
         assert decision.detail == f"detail of {kind.value}"
     if isinstance(decision, StopDrain):
@@ -198,7 +203,7 @@ def test_complete_reasons() -> None:
 
 def test_dead_letter_message_says_why_and_how_many_attempts() -> None:
     decision = decide(failure(E.NOT_FOUND), 4, policy(), NOW, LOW)
-    assert isinstance(decision, DeadLetter)
+    assert isinstance(decision, GiveUp)
     assert decision.message == "not in Plex yet after 5 attempts: not_found happened"
 
 
@@ -239,7 +244,7 @@ def test_retry_after_wins_within_bounds(retry_after: float, expected_delay: floa
 
 
 def test_retry_after_does_not_outlive_max_retries() -> None:
-    assert isinstance(decide(failure(E.TRANSIENT, 5.0), 4, policy(), NOW, LOW), DeadLetter)
+    assert isinstance(decide(failure(E.TRANSIENT, 5.0), 4, policy(), NOW, LOW), GiveUp)
 
 
 @pytest.mark.parametrize(
@@ -281,6 +286,7 @@ def test_policy_from_settings() -> None:
         (E.INVALID, BreakerEvent.REACHABLE),
         (E.GONE, BreakerEvent.NO_CONTACT),
         (E.STASH_DOWN, BreakerEvent.NO_CONTACT),
+        (E.STASH_REJECTED, BreakerEvent.NO_CONTACT),
         (E.CONFIG, BreakerEvent.NO_CONTACT),
         (E.BUG, BreakerEvent.NO_CONTACT),
     ],
@@ -375,7 +381,7 @@ def test_not_found_ends_exactly_at_max_retries(pol: RetryPolicy, seed: int) -> N
     if pol.skip_not_found:
         assert decision == Complete(CompleteReason.SKIPPED_NOT_FOUND, decision.message)
     else:
-        assert isinstance(decision, DeadLetter) and decision.error_class is E.NOT_FOUND
+        assert isinstance(decision, GiveUp) and decision.error_class is E.NOT_FOUND
 
 
 @given(policies, st.integers(0, 2**32))
@@ -384,5 +390,5 @@ def test_a_bug_never_gets_more_than_three_attempts(pol: RetryPolicy, seed: int) 
     while isinstance(decision := decide(failure(E.BUG), attempts, pol, NOW, rng), RetryAt):
         assert decision.when - NOW >= 15.0
         attempts += 1
-    assert isinstance(decision, DeadLetter)
+    assert isinstance(decision, GiveUp)
     assert attempts + 1 == min(3, pol.max_retries)

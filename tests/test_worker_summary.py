@@ -6,15 +6,14 @@ import json
 
 import pytest
 
-from worker.policy import Complete, CompleteReason, DeadLetter, ErrorClass, RetryAt, StopDrain
+from base.clock import absolute_utc, relative
+from worker.policy import Complete, CompleteReason, ErrorClass, GiveUp, RetryAt, StopDrain
 from worker.summary import (
     DEFERRED_SHOWN,
     Deferred,
     DrainSummary,
-    absolute_utc,
     format_summary,
     held_for_probe,
-    relative,
 )
 
 NOW = 1_772_359_200.0  # 2026-03-01 10:00:00 UTC
@@ -35,9 +34,9 @@ def sample() -> DrainSummary:
     summary.record(6, Complete(CompleteReason.SCENE_GONE))
     summary.record(7, later(270))
     summary.record(8, later(30, E.TRANSIENT))
-    summary.record(9, DeadLetter(E.INVALID, "Plex rejected the data: 400"))
-    summary.record(10, DeadLetter(E.AMBIGUOUS, "several Plex items match"))
-    summary.record(11, DeadLetter(E.INVALID, "Plex rejected the data: 400"))
+    summary.record(9, GiveUp(E.INVALID, "Plex rejected the data: 400"))
+    summary.record(10, GiveUp(E.AMBIGUOUS, "several Plex items match"))
+    summary.record(11, GiveUp(E.INVALID, "Plex rejected the data: 400"))
     return summary
 
 

@@ -15,15 +15,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from plugin.errors import Stash2PlexError
-from plugin.runtime import RunContext
+from base.errors import Stash2PlexError
 from sync_queue.inbox import has_events
 from sync_queue.lock import LockNotAcquired, ProcessorLock
-from sync_queue.state import HALT, LAST_RECONCILE
-from worker.core import drain, halt_applies
+from sync_queue.state import HALT, LAST_RECONCILE, OUTAGE_SAID
+from worker.breaker import BreakerState
+from worker.core import Services, drain
 from worker.filelog import FileLog, open_worker_log
+from worker.halt import halt_applies
 from worker.handover import handover_requested, wake_stamp
 from worker.launch import SPAWN_STAMP
+from worker.runtime import RunContext
 from worker.summary import format_summary, held_for_probe
 
 #: Sleep for a due job at most this far ahead; beyond it, exit and let a hook restart us.
@@ -46,6 +48,18 @@ def next_wake(next_due: float | None, breaker_until: float | None, now: float,
     return wake if wake - now <= horizon else None
 
 
+def say_outage(svc: Any, log: FileLog, outage: str | None, now: float) -> None:
+    """Once per outage, not once per probe nor once per worker a hook starts meanwhile: the
+    moment it was said is stored beside the breaker, and cleared once Plex answers."""
+    said = svc.state.get(OUTAGE_SAID)
+    if outage and not said:
+        log.warning(f"{outage.rstrip('.')}. Every job is kept; Plex is asked again every few seconds, "
+                    "then every minute, and the jobs go as soon as it answers.")
+        svc.state.put(OUTAGE_SAID, repr(now))
+    elif said and not outage and svc.breaker().state is BreakerState.CLOSED:
+        svc.state.put(OUTAGE_SAID, None)
+
+
 def reconcile_due(last: float | None, interval: float | None, now: float) -> bool:
     """Whether auto-reconcile should run now. Pure.
 
@@ -57,7 +71,15 @@ def reconcile_due(last: float | None, interval: float | None, now: float) -> boo
     return last is None or not 0 <= now - last < interval
 
 
-def _auto_reconcile(ctx: RunContext, svc: Any) -> bool:
+def stored_time(raw: str | None) -> float | None:
+    """An epoch kept as text in the state store; None when absent or unreadable."""
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _auto_reconcile(ctx: RunContext, svc: Services) -> bool:
     """Run a whole-library reconcile if `reconcile_interval` says it is due; True when the
     caller should drain again (gaps were queued, or a handover interrupted the pass).
 
@@ -68,22 +90,17 @@ def _auto_reconcile(ctx: RunContext, svc: Any) -> bool:
     from reconciliation.reconcile import reconcile_pass, record_reconcile
 
     now = time.time()
-    raw = svc.state.get(LAST_RECONCILE)
-    try:
-        last = float(raw) if raw else None
-    except ValueError:
-        last = None
-    if not reconcile_due(last, ctx.settings.reconcile_seconds, now):
+    if not reconcile_due(stored_time(svc.state.get(LAST_RECONCILE)), ctx.settings.reconcile_seconds, now):
         return False
     ctx.log.info(f"auto-reconcile ({ctx.settings.reconcile_interval}) is due: looking for gaps")
     try:
-        report = reconcile_pass(svc, ctx.stash, ctx.settings, ctx.log, "reconcile_all", now,
+        report = reconcile_pass(svc.queue, svc.state, svc.plex, ctx.stash, ctx.settings, ctx.log, "reconcile_all", now,
                                 should_stop=lambda: handover_requested(ctx.data_dir, time.time()))
     except Stash2PlexError as exc:
         svc.state.put(LAST_RECONCILE, repr(now))
         ctx.log.warning(f"auto-reconcile failed: {exc}; next try after {ctx.settings.reconcile_interval} interval")
         return False
-    record_reconcile(svc, report, now)
+    record_reconcile(svc.state, report, now)
     for line in report.lines():
         ctx.log.info(line)
     return report.queued > 0 or not report.completed
@@ -175,16 +192,22 @@ def _serve(ctx: RunContext) -> dict[str, Any]:
             if result.processed:
                 held_for_probe(result.summary, result.breaker_until)
                 log.info(format_summary(result.summary, time.time()))
-            if result.summary.stopped:  # an open breaker is a wait, anything else needs the user
-                (log.info if result.breaker_until is not None else log.error)(f"stopped: {result.summary.stopped}")
+            say_outage(svc, log, result.outage, time.time())
+            waiting = result.breaker_until is not None or result.outage is not None
+            if result.summary.stopped:  # an outage is a wait, anything else needs the user
+                (log.debug if waiting else log.error)(f"stopped: {result.summary.stopped}")
             if result.yielded:
                 return {"worker": "handed over", "processed": processed}
-            if result.summary.stopped and result.breaker_until is None:
+            if result.summary.stopped and not waiting:
                 return {"worker": "stopped", "processed": processed, "reason": result.summary.stopped}
-            if result.breaker_until is None and not result.summary.stopped and _auto_reconcile(ctx, svc):
+            if not waiting and not result.summary.stopped and _auto_reconcile(ctx, svc):
                 continue  # it queued gaps (or was interrupted): drain them / hand over
+            if result.breaker_until is None and not result.summary.stopped:
+                from worker.watch_import import import_if_due
+
+                import_if_due(ctx, svc)
             now = time.time()
-            wake = next_wake(svc.queue.next_due_at(), result.breaker_until, now)
+            wake = next_wake(svc.queue.report.next_due_at(), result.breaker_until, now)
             if wake is None:
                 return {"worker": "idle", "processed": processed}
             sleep_until(wake, news)

@@ -2,7 +2,7 @@
 
 While Plex is down, no request should reach it: not one per job, not one per process. After
 `threshold` consecutive outages the breaker opens for an interval that doubles with every
-failed probe (30 s up to 10 min by default). When the interval is over, exactly one caller
+failed probe (2 s up to 1 min by default). When the interval is over, exactly one caller
 is granted a probe; granting is itself a transition, so once its new state is stored a
 second caller is refused. The probe's outcome closes the breaker or re-opens it for longer.
 
@@ -18,7 +18,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 
-from worker.backoff import Backoff, Jitter, ceiling
+from base.backoff import Backoff, Jitter, ceiling
 
 SCHEMA_VERSION = 1
 
@@ -42,9 +42,11 @@ class BreakerEvent(str, Enum):
 @dataclass(frozen=True)
 class BreakerConfig:
     threshold: int = 3
-    #: Open for 30 s, doubling with each failed probe up to 10 min. No jitter: one breaker
-    #: per plugin, so nothing competes for the probe moment.
-    open_interval: Backoff = Backoff(30.0, 600.0, Jitter.NONE)
+    #: Open for 2 s, doubling with each failed probe up to 1 min: the probe is one cheap
+    #: request (`/identity`), so probing often costs Plex nothing, and once Plex answers the
+    #: jobs it holds go within seconds. No jitter: one breaker per plugin, so nothing
+    #: competes for the probe moment.
+    open_interval: Backoff = Backoff(2.0, 60.0, Jitter.NONE)
     #: A probe whose process died (Stash kills hooks with SIGKILL) is given up after this
     #: long, so a stored `probe_in_flight` cannot hold the breaker half-open forever.
     probe_lease: float = 120.0

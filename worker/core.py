@@ -1,40 +1,41 @@
 """The one processing core: take a due job, sync its scene, decide, acknowledge.
 
 Every caller goes through `drain` (and so through `process_job`): the background worker,
-Process Queue, and the drains after Sync All and Reconcile. There is no second loop that
-could forget a due-time check (field report 000) or keep its own idea of what is done
-(field report 001): due-ness is the queue's `take_due`, the outcome is `policy.decide`,
-and the acknowledgement is one queue transition.
+Process Queue, and the drains after Sync All and Reconcile (run by `tasks.drain`). There is
+no second loop that could forget a due-time check (and retry a failing scene at once, again
+and again) or keep its own idea of what is done (and requeue it forever): due-ness is the
+queue's `take_due`, the outcome is `policy.decide`, and the acknowledgement is one queue
+transition.
 
 What the drain waits on, and nothing else (no fixed sleep between jobs):
 * the circuit breaker: while it refuses, no job is taken at all, so a Plex outage costs
-  no request and no database churn; the drain stops and says when the next probe is due;
+  no request and no database churn; the drain stops and says when the next probe is due.
+  The probe is one cheap request (`probe_plex`), not a job: once Plex answers, every job
+  held back for the outage is due at once;
 * a server's Retry-After: every request pauses for it, bounded by `pacing.MAX_HOLD`;
 * `max_request_rate`, which the Plex connection applies per request.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
-from plex.claims import Claim
-from plex.diff import locks_we_set
+from base.backoff import FANOUT_BACKOFF, RandomSource, ceiling
+from base.clock import absolute_utc
+from base.errors import Stash2PlexError
+from base.protocol import StashLog
+from base.settings import Settings
 from plex.pacing import Pacer, RateLimit, hold, wait_turn
-from plex.records import LedgerEntry as PlexLedger
-from plex.records import SyncOutcome, SyncStatus
-from plugin.errors import Stash2PlexError
-from plugin.protocol import StashLog
-from plugin.settings import Settings
-from reconciliation.fanout import expand_pending, scene_refs, state_function
+from plex.records import LedgerEntry, SyncOutcome, SyncStatus
+from reconciliation.fanout import expand_pending, state_function
 from stash.records import Scene
-from sync_queue.jobs import LEDGER_REFS, IngestResult, Job, JobQueue
+from sync_queue.jobs import IngestResult, JobQueue
+from sync_queue.schedule import Job
 from sync_queue.state import BREAKER, HALT, StateStore
-from worker.backoff import RandomSource
 from worker.breaker import (
     Breaker,
     BreakerConfig,
@@ -45,38 +46,40 @@ from worker.breaker import (
     next_probe_at,
     transition,
 )
+from worker.breaker_store import breaker_for, stored_breaker
+from worker.halt import halt_record
 from worker.policy import (
     LABELS,
     Complete,
     CompleteReason,
-    DeadLetter,
     Decision,
     ErrorClass,
     Failure,
+    GiveUp,
     RetryAt,
     RetryPolicy,
     StopDrain,
     breaker_event,
     decide,
 )
-from worker.summary import DrainSummary, absolute_utc
+from worker.summary import DrainSummary
+from worker.sync_ledger import ITEM_CLAIMED, previous_sync, record_sync
 
 #: Inbox events (hooks that arrived during the drain) are folded in this often, in seconds.
 INGEST_EVERY = 2.0
-#: After a fan-out could not be expanded (Stash down), wait this long before trying again.
-FANOUT_RETRY = 60.0
 
 
 class SceneSource(Protocol):
     def find_scene(self, scene_id: int) -> Scene: ...
 
 
-class FileOwners(Protocol):
-    def scene_with_file(self, path: str) -> int | None: ...
-
-
 class PlexTarget(Protocol):
-    def sync(self, scene: Scene, ledger: PlexLedger | None, now: float) -> SyncOutcome: ...
+    def sync(self, scene: Scene, ledger: LedgerEntry | None, now: float) -> SyncOutcome: ...
+    def probe(self) -> None: ...
+
+
+#: Why a job did not run: the breaker refused it, which says nothing new about Plex.
+BREAKER_OPEN = "Plex circuit breaker is open"
 
 
 @dataclass
@@ -94,11 +97,14 @@ class Services:
     breaker_config: BreakerConfig = field(default_factory=BreakerConfig)
     settings: Settings | None = None  # lets fan-out skip scenes whose Plex state is unchanged
     fanout_retry_at: float = 0.0
+    #: Which Plex the stored breaker is about (`plex_target`): a breaker opened while
+    #: `plex_url` or the token was wrong must not hold the jobs once the user fixed it.
+    target: str = ""
 
     # -- the persisted breaker --
 
     def breaker(self) -> Breaker:
-        return Breaker.load(self.state.get(BREAKER))
+        return breaker_for(self.state.get(BREAKER), self.target)
 
     def admit(self, now: float) -> tuple[Breaker, bool]:
         """Ask the stored breaker for permission; granting a probe is stored atomically.
@@ -112,9 +118,9 @@ class Services:
         verdict: dict[str, Any] = {}
 
         def change(text: str | None) -> str:
-            breaker, allowed = admit(Breaker.load(text), now, self.breaker_config)
+            breaker, allowed = admit(breaker_for(text, self.target), now, self.breaker_config)
             verdict.update(breaker=breaker, allowed=allowed)
-            return breaker.to_json()
+            return stored_breaker(breaker, self.target)
 
         self.state.update(BREAKER, change)
         return verdict["breaker"], verdict["allowed"]
@@ -123,88 +129,28 @@ class Services:
         before = self.breaker()
         after = transition(before, event, now, self.breaker_config)
         if after != before:
-            self.state.put(BREAKER, after.to_json())
-            if after.state is BreakerState.OPEN and before.state is not BreakerState.OPEN:
-                self.log.warning(
-                    f"Stash2Plex: Plex is unreachable; pausing every request until "
-                    f"{_when(after.open_until)} (circuit breaker open)."
-                )
-            elif after.state is BreakerState.CLOSED and before.state is not BreakerState.CLOSED:
+            # The outage itself is said by the caller, once, with its cause (see DrainResult.outage).
+            self.state.put(BREAKER, stored_breaker(after, self.target))
+            if after.state is BreakerState.CLOSED and before.state is not BreakerState.CLOSED:
                 self.log.info("Stash2Plex: Plex answers again; resuming.")
         return after
 
 
-# --- ledger: sync_queue stores it, plex/ reads and writes it --------------------------------
-
-
-def previous_sync(queue: JobQueue, scene_id: int) -> PlexLedger | None:
-    """What the last sync wrote, as plex/ expects it; a lost item keeps `written`, not its key."""
-    entry = queue.ledger_get(scene_id)
-    if entry is None:
-        return None
-    record = PlexLedger.from_any(entry.written)
-    if record is not None and entry.lost:
-        record = replace(record, plex_key=None)
-    return record
-
-
-def record_sync(queue: JobQueue, scene_id: int, outcome: SyncOutcome, now: float,
-                scene: Scene | None = None) -> None:
-    """Store what the sync wrote, plus the Stash ids it showed (`LEDGER_REFS`): once a
-    performer, studio or tag is deleted, only these tell which scenes showed it."""
-    ledger = outcome.ledger
-    written = ledger.to_dict()
-    if scene is not None:
-        written[LEDGER_REFS] = scene_refs(scene)
-    queue.ledger_put(scene_id, ledger.state_hash or "", outcome.plex_key, ledger.poster_hash,
-                     ledger.art_hash, written, now)
-
-
-#: Reason on the job of a scene whose Plex item another scene took over.
-ITEM_CLAIMED = "item_claimed"
-
-
-@dataclass
-class LedgerClaims:
-    """`plex.sync.ClaimSource` over our ledger and Stash: who else holds an item."""
-
-    queue: JobQueue | None  # None: no ledger yet (a dry run before the first sync)
-    stash: FileOwners
-
-    def rival(self, plex_key: str, scene_id: int) -> Claim | None:
-        entry = self.queue.ledger_holder(plex_key, scene_id) if self.queue is not None else None
-        if entry is None:
-            return None
-        record = PlexLedger.from_any(entry.written)
-        return Claim(entry.scene_id, record.plex_file if record else None, locks_we_set(record))
-
-    def scene_with_file(self, stash_path: str) -> int | None:
-        return self.stash.scene_with_file(stash_path)
-
-
-# --- a processing halt (bad Plex token): said once, kept until the token changes ------------
-
-
-def token_fingerprint(token: str) -> str:
-    """Enough to tell a changed token from the same one, without storing the token."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
-
-
-def halt_record(reason: str, token: str, now: float) -> str:
-    return json.dumps({"reason": reason, "token": token_fingerprint(token), "since": now})
-
-
-def halt_applies(record: str | None, token: str) -> dict[str, Any] | None:
-    """The stored halt if it still applies to this token; a new token lifts it."""
-    if not record:
-        return None
+def probe_plex(svc: Services, now: float) -> Failure | None:
+    """One cheap request to Plex, its outcome fed to the breaker. When Plex answers, every job
+    held back for an outage is due at once: it waited for Plex, and Plex is back."""
     try:
-        data = json.loads(record)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or data.get("token") != token_fingerprint(token):
-        return None
-    return data
+        svc.plex.probe()
+    except Exception as exc:  # classified like any attempt's failure
+        failure: Failure | None = Failure.from_exception(exc)
+    else:
+        failure = None
+    svc.feed(breaker_event(failure.error_class if failure else None), now)
+    if failure is None or breaker_event(failure.error_class) is BreakerEvent.REACHABLE:
+        released = svc.queue.release_held(ErrorClass.OUTAGE.value, now)
+        if released:
+            svc.log.debug(f"{released} job(s) held for the outage are due now")
+    return failure
 
 
 # --- one job -------------------------------------------------------------------------------
@@ -232,7 +178,7 @@ def process_job(job: Job, svc: Services, now: float) -> Decision:
     if not allowed:
         until = next_probe_at(breaker) or now + svc.policy.min_delay
         decision: Decision = RetryAt(max(until, now + svc.policy.min_delay), False, ErrorClass.OUTAGE,
-                                     "Plex circuit breaker is open")
+                                     BREAKER_OPEN)
     else:
         try:
             outcome = attempt(job, svc, now)
@@ -255,7 +201,7 @@ def acknowledge(job: Job, decision: Decision, queue: JobQueue, now: float) -> No
     elif isinstance(decision, RetryAt):
         queue.retry_later(job, decision.when, decision.error_class.value, decision.message, now,
                           consume_attempt=decision.consume_attempt)
-    elif isinstance(decision, DeadLetter):
+    elif isinstance(decision, GiveUp):
         queue.dead_letter(job, decision.error_class.value, decision.message, now, decision.detail or None)
     else:  # StopDrain: the job goes back as it was taken; only the reason is noted on it
         queue.retry_later(job, job.next_retry_at, decision.error_class.value, decision.reason, now,
@@ -269,7 +215,7 @@ def ingest(svc: Services, now: float) -> IngestResult:
     """Turn hook events into jobs, then expand performer/studio/tag events into their scenes.
 
     A fan-out that cannot finish (Stash unreachable) stays stored with its cursor and is tried
-    again after `FANOUT_RETRY`; the drain goes on with the jobs it has.
+    again after `FANOUT_BACKOFF`; the drain goes on with the jobs it has.
     """
     result = svc.queue.ingest(now)
     if not result.fanout or now < svc.fanout_retry_at:
@@ -277,7 +223,7 @@ def ingest(svc: Services, now: float) -> IngestResult:
     try:
         expanded = expand_pending(result.fanout, svc.queue, svc.stash, state_function(svc.settings), now)  # type: ignore[arg-type]
     except Exception as exc:  # the events stay stored; a bug must not stop the jobs either
-        svc.fanout_retry_at = now + FANOUT_RETRY
+        svc.fanout_retry_at = now + ceiling(FANOUT_BACKOFF, 1)
         if isinstance(exc, Stash2PlexError):
             svc.log.warning(f"Stash2Plex: performer/studio/tag changes not expanded yet: {exc}")
         else:
@@ -302,6 +248,29 @@ class DrainResult:
     processed: int = 0
     breaker_until: float | None = None  # set when the drain stopped for an open breaker
     yielded: bool = False  # another processor asked to take over
+    outage: str | None = None  # why Plex could not be reached (address and cause), if it was not
+    probed: bool = False  # a probe was sent this drain
+
+
+def stop_for(result: DrainResult, failure: Failure, svc: Services, now: float) -> None:
+    """A probe failed without an answer from Plex: the drain stops. For an outage it says when
+    the next probe is; a setting to fix (certificate, scheme, host name) or a bad token stops
+    it the way the same failure stops a job's drain."""
+    if failure.error_class is ErrorClass.OUTAGE:
+        result.outage = failure.message
+        result.breaker_until = next_probe_at(svc.breaker())
+        result.summary.stopped = result.summary.stopped or (
+            f"{LABELS[ErrorClass.OUTAGE]}; next try {_when(result.breaker_until or svc.queue.report.next_due_at())}")
+        return
+    decision = decide(failure, 0, svc.policy, now, svc.rng)
+    reason = decision.reason if isinstance(decision, StopDrain) else f"{LABELS[failure.error_class]}: {failure.message}"
+    result.summary.stopped = result.summary.stopped or reason
+    if failure.error_class is ErrorClass.AUTH:
+        svc.state.put(HALT, halt_record(reason, svc.token, now))
+
+
+def answered(failure: Failure | None) -> bool:
+    return failure is None or breaker_event(failure.error_class) is BreakerEvent.REACHABLE
 
 
 def drain(
@@ -312,17 +281,23 @@ def drain(
     progress: Callable[[float], None] | None = None,
     should_yield: Callable[[], bool] = lambda: False,
     max_jobs: int | None = None,
+    probe_first: bool = False,
 ) -> DrainResult:
     """Process due jobs until none is due, the breaker refuses, or a decision stops it.
 
     Never waits for a deferred job: what is not due is reported, and the background worker
-    (not this loop) decides whether to sleep until it is.
+    (not this loop) decides whether to sleep until it is. `probe_first`: a task the user
+    started asks Plex at once, whatever the breaker's schedule, when jobs wait for an outage
+    (one cheap request; see `probe_plex`), instead of saying "next probe in 24s".
     """
     result = DrainResult(DrainSummary())
-    queue = svc.queue
+    if probe_first and _waits_for_plex(svc, clock()):
+        svc.admit(clock())  # when the breaker's own probe is due, this is it (a failure reopens it for longer)
+        if not _probe(svc, result, clock()):
+            return result
     ingest(svc, clock())
     last_ingest = clock()
-    total = queue.counts(clock()).due
+    total = svc.queue.report.counts(clock()).due
     pacer = Pacer()
     while max_jobs is None or result.processed < max_jobs:
         if should_yield():
@@ -330,35 +305,79 @@ def drain(
             break
         now = clock()
         if now - last_ingest >= INGEST_EVERY:
-            folded = ingest(svc, now)
-            total += folded.created
+            total += ingest(svc, now).created
             last_ingest = now
-        breaker = svc.breaker()
-        if not allows_request(breaker, now, svc.breaker_config):
-            result.breaker_until = next_probe_at(breaker)
-            result.summary.stopped = result.summary.stopped or (
-                f"{LABELS[ErrorClass.OUTAGE]}; next probe {_when(result.breaker_until)}")
+        gate = _gate(svc, now, result)
+        if gate is not _Gate.OPEN:
+            if gate is _Gate.PROBED:
+                continue
             break
         pacer = wait_turn(pacer, RateLimit(), now, sleep)  # a Retry-After hold, if any
         now = clock()
-        job = queue.take_due(now)
+        job = svc.queue.take_due(now)
         if job is None:
             break
         decision = process_job(job, svc, now)
-        result.summary.record(job.scene_id, decision)
-        result.processed += 1
-        _log_decision(svc.log, job, decision)
+        _record(svc, result, job, decision)
         if progress is not None:
             progress(result.processed / max(total, result.processed, 1))
         if isinstance(decision, StopDrain):
-            if decision.error_class is ErrorClass.AUTH:
-                # Every later job would get the same 401: remember it, so no worker started by
-                # the next hook asks Plex again with this token (the error is said once).
-                svc.state.put(HALT, halt_record(decision.reason, svc.token, now))
+            _stop(svc, decision, now)
             break
         if isinstance(decision, RetryAt) and decision.error_class is ErrorClass.TRANSIENT:
             pacer = hold(pacer, decision.when, now)
     return result
+
+
+class _Gate(Enum):
+    OPEN = "open"  # take a job
+    PROBED = "probed"  # the breaker's probe went out and Plex answered: look again
+    CLOSED = "closed"  # stop: the breaker refuses, or its probe found no Plex
+
+
+def _waits_for_plex(svc: Services, now: float) -> bool:
+    return (svc.breaker().state is not BreakerState.CLOSED
+            or svc.queue.report.held(ErrorClass.OUTAGE.value, now) > 0)
+
+
+def _probe(svc: Services, result: DrainResult, now: float) -> bool:
+    """Send the one cheap request in place of a job; False (and the result says why) when
+    Plex did not answer."""
+    result.probed = True
+    failure = probe_plex(svc, now)
+    if answered(failure):
+        return True
+    stop_for(result, failure, svc, now)  # type: ignore[arg-type]
+    return False
+
+
+def _gate(svc: Services, now: float, result: DrainResult) -> _Gate:
+    """The breaker's word before each job. While it refuses, no job is taken at all; when it
+    allows its probe, the probe is one cheap request, not a job."""
+    breaker = svc.breaker()
+    if not allows_request(breaker, now, svc.breaker_config):
+        result.breaker_until = next_probe_at(breaker)
+        result.summary.stopped = result.summary.stopped or (
+            f"{LABELS[ErrorClass.OUTAGE]}; next probe {_when(result.breaker_until)}")
+        return _Gate.CLOSED
+    if breaker.state is not BreakerState.CLOSED and svc.admit(now)[1]:
+        return _Gate.PROBED if _probe(svc, result, now) else _Gate.CLOSED
+    return _Gate.OPEN
+
+
+def _record(svc: Services, result: DrainResult, job: Job, decision: Decision) -> None:
+    result.summary.record(job.scene_id, decision)
+    result.processed += 1
+    if isinstance(decision, RetryAt) and decision.error_class is ErrorClass.OUTAGE and decision.message != BREAKER_OPEN:
+        result.outage = decision.message
+    _log_decision(svc.log, job, decision)
+
+
+def _stop(svc: Services, decision: StopDrain, now: float) -> None:
+    if decision.error_class is ErrorClass.AUTH:
+        # Every later job would get the same 401: remember it, so no worker started by the
+        # next hook asks Plex again with this token (the error is said once).
+        svc.state.put(HALT, halt_record(decision.reason, svc.token, now))
 
 
 def _log_decision(log: StashLog, job: Job, decision: Decision) -> None:
@@ -366,7 +385,7 @@ def _log_decision(log: StashLog, job: Job, decision: Decision) -> None:
         log.debug(f"scene {job.scene_id}: {decision.reason.value}")
     elif isinstance(decision, RetryAt):
         log.debug(f"scene {job.scene_id}: {decision.message}; next try {_when(decision.when)}")
-    elif isinstance(decision, DeadLetter):
+    elif isinstance(decision, GiveUp):
         log.warning(f"Stash2Plex: scene {job.scene_id} moved to the dead-letter list: {decision.message}")
     else:  # said once, by the caller: a task fails with it, the background worker logs it
         log.debug(f"scene {job.scene_id}: stops the drain: {decision.reason}")

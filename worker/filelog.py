@@ -12,7 +12,7 @@ import logging.handlers
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plugin.protocol import StashLog
+from base.protocol import StashLog
 
 LOG_FILE = "worker.log"
 MAX_BYTES = 1_000_000

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from plugin.errors import Stash2PlexError
+from base.errors import Stash2PlexError
 from sync_queue.lock import LockNotAcquired, ProcessorLock, file_lock, held_elsewhere
 from worker.launch import WAKE_FILE, stamp
 

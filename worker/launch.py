@@ -1,7 +1,7 @@
 """Start the background worker from a hook without making Stash's save wait for it.
 
 Stash waits for EOF on the hook's stdout, so the worker gets its own session and none of our
-stdio (shared reference §1.8). Standard library only: this runs on the hook's fast path.
+stdio. Standard library only: this runs on the hook's fast path.
 
 Who starts a worker, and when, is decided with the processor lock itself, which the OS
 releases when its holder dies:
@@ -26,6 +26,13 @@ LOCK_FILE = "processor.lock"
 SPAWN_STAMP = "worker.spawned"
 WAKE_FILE = "worker.wake"  # touched when a worker runs already: new events wait in the inbox
 SPAWN_GRACE = 10.0  # seconds a freshly spawned worker has to take the lock
+#: The internal task mode the background worker runs under (never shown in Stash).
+WORKER_MODE = "_worker"
+
+
+def worker_input(server_connection: dict[str, Any]) -> dict[str, Any]:
+    """The stdin a spawned worker reads, as Stash would give a task in `WORKER_MODE`."""
+    return {"server_connection": server_connection, "args": {"mode": WORKER_MODE}}
 
 
 def lock_path(data_dir: Path) -> Path:

@@ -1,6 +1,6 @@
 """What happens to a job after an attempt: classify the outcome, then decide. Nothing here acts.
 
-`classify(exc)` maps the small exception vocabulary of `plugin.errors` to an `ErrorClass`;
+`classify(exc)` maps the small exception vocabulary of `base.errors` to an `ErrorClass`;
 `decide(failure, attempts, policy, now, rng, ...)` returns one `Decision` value, which the
 drain applies to the queue (complete, retry later, dead-letter) or to itself (stop). One
 policy serves every path that processes jobs, so there is no second copy to drift.
@@ -19,6 +19,7 @@ The decision table (`n` = attempts counted after this failure, `limit` = max_ret
 | INVALID    | -        | dead-letter at once                                                       |
 | DUPLICATE  | -        | dead-letter at once, naming the scene that owns the item                  |
 | STASH_DOWN | no       | stop the drain, keep the job as it is                                     |
+| STASH_REJECTED | no   | stop the drain, keep the job as it is (Stash older than our documents)    |
 | CONFIG     | no       | stop the drain, keep the job as it is                                     |
 | GONE       | -        | complete (the scene was deleted: nothing left to sync)                    |
 | BUG        | yes      | n < min(3, limit): retry with backoff; else dead-letter with the traceback |
@@ -33,7 +34,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from plugin.errors import (
+from base.backoff import RETRY_AFTER_DEFER, Backoff, Jitter, RandomSource, delay
+from base.errors import (
     AmbiguousMatch,
     DuplicateItem,
     InvalidData,
@@ -44,10 +46,10 @@ from plugin.errors import (
     SettingsError,
     Stash2PlexError,
     StashAuthError,
+    StashRejectedQuery,
     StashUnavailable,
     TransientError,
 )
-from worker.backoff import Backoff, Jitter, RandomSource, delay
 from worker.breaker import BreakerEvent
 
 
@@ -62,6 +64,7 @@ class ErrorClass(str, Enum):
     INVALID = "invalid"
     DUPLICATE = "duplicate"
     STASH_DOWN = "stash_down"
+    STASH_REJECTED = "stash_rejected"
     CONFIG = "config"
     GONE = "gone"
     BUG = "bug"
@@ -77,6 +80,7 @@ LABELS: dict[ErrorClass, str] = {
     ErrorClass.INVALID: "Plex rejected the data",
     ErrorClass.DUPLICATE: "its Plex item belongs to another scene",
     ErrorClass.STASH_DOWN: "Stash unreachable or rejected the plugin",
+    ErrorClass.STASH_REJECTED: "Stash rejected a query (422)",
     ErrorClass.CONFIG: "a setting is missing or unusable",
     ErrorClass.GONE: "scene deleted in Stash",
     ErrorClass.BUG: "internal error in Stash2Plex",
@@ -92,6 +96,7 @@ _CLASSES: tuple[tuple[type[Exception], ErrorClass], ...] = (
     (InvalidData, ErrorClass.INVALID),
     (DuplicateItem, ErrorClass.DUPLICATE),
     (StashUnavailable, ErrorClass.STASH_DOWN),
+    (StashRejectedQuery, ErrorClass.STASH_REJECTED),
     (StashAuthError, ErrorClass.STASH_DOWN),
     (SettingsError, ErrorClass.CONFIG),
     (SceneGone, ErrorClass.GONE),
@@ -181,8 +186,9 @@ class RetryAt:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    """Move the job to the dead-letter list; `message` says why in one line, `detail` the rest."""
+class GiveUp:
+    """Move the job to the dead-letter list (`sync_queue.dlq.DeadLetter` is the letter it
+    becomes); `message` says why in one line, `detail` the rest."""
 
     error_class: ErrorClass
     message: str
@@ -201,11 +207,11 @@ class StopDrain:
     keep_job: bool = True
 
 
-Decision = Complete | RetryAt | DeadLetter | StopDrain
+Decision = Complete | RetryAt | GiveUp | StopDrain
 
 
 class RetrySettings(Protocol):
-    """The part of `plugin.settings.Settings` the policy reads."""
+    """The part of `base.settings.Settings` the policy reads."""
 
     @property
     def max_retries(self) -> int: ...
@@ -230,7 +236,7 @@ class RetryPolicy:
     bug_backoff: Backoff = Backoff(15.0, 300.0, Jitter.EQUAL)
     bug_max_attempts: int = 3
     #: A server's Retry-After is honoured up to this many seconds.
-    retry_after_cap: float = 600.0
+    retry_after_cap: float = RETRY_AFTER_DEFER
     #: And no sooner than this, so Retry-After: 0 cannot make a job spin.
     min_delay: float = 1.0
 
@@ -259,13 +265,11 @@ def decide(
     that just opened the breaker reschedules the job to the probe time.
     """
     kind = failure.error_class
-    used = attempts + 1  # attempts counted once this failure is recorded
-
     if kind is ErrorClass.GONE:
         # The scene was deleted in Stash: there is nothing left to sync, which is success.
         return Complete(CompleteReason.SCENE_GONE, failure.message)
 
-    if kind in (ErrorClass.AUTH, ErrorClass.STASH_DOWN, ErrorClass.CONFIG):
+    if kind in (ErrorClass.AUTH, ErrorClass.STASH_DOWN, ErrorClass.STASH_REJECTED, ErrorClass.CONFIG):
         # Not about this job: with a bad Plex token, Stash down or a missing setting every
         # following job fails the same way. Stop once, say why once, and keep every job
         # intact so fixing the cause loses nothing and never uses up anyone's attempts.
@@ -274,22 +278,29 @@ def decide(
     if kind is ErrorClass.INVALID:
         # Plex said 400, or the data cannot be written as it is: the same request will get the
         # same answer, so retrying only delays the moment a person sees it.
-        return DeadLetter(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
+        return GiveUp(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
 
     if kind is ErrorClass.DUPLICATE:
         # Another scene owns the item by the stated rule; no retry changes that until a person
         # removes one of the two files (then Retry Dead Letters) or a pass sees a new state.
-        return DeadLetter(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
+        return GiveUp(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
 
     if kind is ErrorClass.AMBIGUOUS and policy.strict_matching:
         # Strict matching: the user asked us never to guess; a person picks from the list.
-        return DeadLetter(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
+        return GiveUp(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
 
     if kind is ErrorClass.OUTAGE:
         # Plex down says nothing about this job: no attempt used, so a long outage can never
         # dead-letter a library. The breaker holds every job back until it allows a probe.
         return RetryAt(_outage_until(policy, now, rng, breaker_open_until), False, kind, failure.message)
 
+    return _decide_counted(failure, attempts + 1, policy, now, rng)
+
+
+def _decide_counted(failure: Failure, used: int, policy: RetryPolicy, now: float, rng: RandomSource) -> Decision:
+    """The rows that use an attempt: retried with backoff until `max_retries` (`used` counts
+    this failure), then dead-lettered or, for a file Plex never sees, skipped."""
+    kind = failure.error_class
     if kind in (ErrorClass.NOT_FOUND, ErrorClass.AMBIGUOUS):
         # Usually Plex has not scanned the file yet (or a scan will tell two items apart):
         # wait minutes, not seconds, and let max_retries bound the wait.
@@ -300,22 +311,22 @@ def decide(
             return Complete(CompleteReason.SKIPPED_NOT_FOUND, _gave_up(failure, used))
         # skip_not_found speaks of files Plex does not have; an ambiguous file is there twice,
         # so it still needs a person to choose.
-        return DeadLetter(kind, _gave_up(failure, used), failure.detail)
+        return GiveUp(kind, _gave_up(failure, used), failure.detail)
 
     if kind is ErrorClass.TRANSIENT:
         # Timeouts, resets, 5xx, 429: usually gone in seconds. The server's Retry-After knows
         # better than our backoff, so it wins, within a cap.
         if used >= policy.max_retries:
-            return DeadLetter(kind, _gave_up(failure, used), failure.detail)
+            return GiveUp(kind, _gave_up(failure, used), failure.detail)
         if failure.retry_after is not None:
             wait = min(max(failure.retry_after, policy.min_delay), policy.retry_after_cap)
             return RetryAt(now + wait, True, kind, failure.message)
         return _retry(policy.transient_backoff, used, policy, now, rng, failure)
 
     # A bug: an exception nobody translated. Retrying a few times covers a race; more would
-    # only hide it. Still backed off, so a bug can never spin (field report 000).
+    # only hide it. Still backed off, so a bug can never spin.
     if used >= min(policy.bug_max_attempts, policy.max_retries):
-        return DeadLetter(ErrorClass.BUG, _gave_up(failure, used), failure.detail)
+        return GiveUp(ErrorClass.BUG, _gave_up(failure, used), failure.detail)
     return _retry(policy.bug_backoff, used, policy, now, rng, failure)
 
 
@@ -351,6 +362,7 @@ def breaker_event(error_class: ErrorClass | None) -> BreakerEvent:
         return BreakerEvent.SUCCESS
     if error_class is ErrorClass.OUTAGE:
         return BreakerEvent.OUTAGE
-    if error_class in (ErrorClass.GONE, ErrorClass.STASH_DOWN, ErrorClass.CONFIG, ErrorClass.BUG):
+    if error_class in (ErrorClass.GONE, ErrorClass.STASH_DOWN, ErrorClass.STASH_REJECTED, ErrorClass.CONFIG,
+                       ErrorClass.BUG):
         return BreakerEvent.NO_CONTACT
     return BreakerEvent.REACHABLE

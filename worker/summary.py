@@ -9,16 +9,16 @@ synced in the same drain is synced, not also deferred.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from typing import Any
 
+from base.clock import absolute_utc, relative
 from worker.policy import (
     LABELS,
     Complete,
     CompleteReason,
-    DeadLetter,
     Decision,
     ErrorClass,
+    GiveUp,
     RetryAt,
     StopDrain,
 )
@@ -52,7 +52,7 @@ class DrainSummary:
             self._complete(decision.reason)
         elif isinstance(decision, RetryAt):
             self.deferred[scene_id] = Deferred(decision.when, decision.error_class, decision.message)
-        elif isinstance(decision, DeadLetter):
+        elif isinstance(decision, GiveUp):
             self.dead_lettered.setdefault(decision.error_class, []).append(scene_id)
         elif isinstance(decision, StopDrain) and self.stopped is None:
             self.stopped = decision.reason  # said once: later stops add nothing new
@@ -143,26 +143,3 @@ def _ids(ids: list[int], shown: int = 20) -> str:
     text = ", ".join(str(i) for i in ids[:shown])
     return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
-
-_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-
-
-def relative(seconds: float) -> str:
-    """'in 4m 30s': the two largest units, since a person plans by the larger one."""
-    total = int(seconds)
-    if total < 1:
-        return "now"
-    for index, (unit, size) in enumerate(_UNITS):
-        if total >= size:
-            text = f"in {total // size}{unit}"
-            if index + 1 < len(_UNITS):
-                next_unit, next_size = _UNITS[index + 1]
-                rest = total % size // next_size
-                text += f" {rest}{next_unit}" if rest else ""
-            return text
-    return "now"  # unreachable: total >= 1 matches seconds
-
-
-def absolute_utc(when: float) -> str:
-    """UTC, not local time: the worker log, Stash's log and a bug report then agree."""
-    return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from plugin.errors import SettingsError
+from base.errors import SettingsError
 
 PLUGIN_ID = "Stash2Plex"
 WHERE_TO_SET = "Stash → Settings → Plugins → Stash2Plex"
@@ -67,6 +67,13 @@ SCHEMA: tuple[Setting, ...] = (
             "or http://plex:32400 between Docker containers.", required=True),
     Setting("plex_token", "STRING", "", "Plex token",
             "Your X-Plex-Token. Never logged.", required=True, secret=True),
+    Setting("plex_verify_certificate", "BOOLEAN", True, "Verify Plex certificate",
+            "For an https:// Plex URL: check that Plex's certificate is valid for that address. "
+            "Turn off only for a Plex on your own network; each run logs a warning while it is off."),
+    Setting("plex_ca_file", "STRING", "", "Plex CA file",
+            "For an https:// Plex URL with a certificate your system does not trust (self-signed, "
+            "or your own CA): path to a PEM file with that CA or certificate, as the machine "
+            "running Stash sees it. Used instead of the system's CA list."),
     Setting("plex_library", "STRING", "", "Plex libraries",
             "Comma-separated names of the Plex movie libraries that hold your Stash files. "
             "Empty: every movie library."),
@@ -109,6 +116,13 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("max_request_rate", "NUMBER", 0, "Max Plex requests per second",
             "Upper bound on requests per second sent to Plex (0 = no limit).",
             minimum=0, maximum=1000),
+    Setting("import_watch_history", "BOOLEAN", False, "Import Plex watch history",
+            "Copy plays and resume points from Plex into Stash (play count, last played, resume), "
+            "each play once, never any metadata: with the Import Plex Watch History task, and in "
+            "the background on the Auto-reconcile interval."),
+    Setting("watch_history_account", "STRING", "", "Watch history account",
+            "Whose Plex plays are imported: empty for the Plex token's own account (plays and "
+            "resume points), a managed user's name, or 'all' for every account (plays only)."),
     Setting("debug_logging", "BOOLEAN", False, "Debug logging",
             "Log each decision at debug level in Stash's log and the worker log."),
     Setting("sync_master", "BOOLEAN", True, "Sync metadata",
@@ -134,6 +148,8 @@ class Settings:
 
     plex_url: str
     plex_token: str
+    plex_verify_certificate: bool
+    plex_ca_file: str
     plex_library: tuple[str, ...]
     path_map: tuple[tuple[str, str], ...]
     enabled: bool
@@ -149,6 +165,8 @@ class Settings:
     reconcile_interval: str
     max_tags: int
     max_request_rate: float
+    import_watch_history: bool
+    watch_history_account: str
     debug_logging: bool
     sync_master: bool
     sync_title: bool
@@ -173,6 +191,13 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log line or the stdout JSON."""
         return tuple(str(getattr(self, s.name)) for s in SCHEMA if s.secret and getattr(self, s.name))
+
+    @property
+    def plex_tls(self) -> bool | str:
+        """What requests' `verify` gets for Plex: a CA file, off, or the system's CAs."""
+        if not self.plex_verify_certificate:
+            return False
+        return self.plex_ca_file or True
 
     def require(self, *names: str) -> None:
         """Raise one SettingsError naming the first required setting that has no value."""

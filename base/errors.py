@@ -49,6 +49,14 @@ class PlexUnavailable(Stash2PlexError):
     """Plex cannot be reached at all (refused, unresolvable, unreachable): an outage."""
 
 
+class PlexConnectionSetupError(SettingsError):
+    """Plex cannot be reached as configured, and will not be until a setting changes: its
+    certificate does not verify, the scheme is wrong, or the host name does not resolve.
+
+    A SettingsError, so it stops a drain and fails the task like a bad token does, and the
+    jobs keep their attempts."""
+
+
 class TransientError(Stash2PlexError):
     """A request failed in a way that may succeed soon: timeout, reset, 5xx, 429.
 
@@ -74,6 +82,13 @@ class InvalidData(Stash2PlexError):
 
 class StashUnavailable(Stash2PlexError):
     """Stash's GraphQL endpoint cannot be reached or answered 5xx."""
+
+
+class StashRejectedQuery(Stash2PlexError):
+    """Stash answered 422: it does not know a field or argument we sent (an older Stash).
+
+    Not an outage and not our credentials: the message names the Stash version and the field,
+    because only upgrading Stash (or a Stash2Plex that supports it) helps."""
 
 
 class StashAuthError(Stash2PlexError):

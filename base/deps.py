@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from plugin.errors import Stash2PlexError
+from base.errors import Stash2PlexError
 
 #: import name -> PyPI name, for every runtime dependency in requirements.txt.
 RUNTIME_PACKAGES = {

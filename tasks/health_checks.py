@@ -1,6 +1,6 @@
 """Health Check's judgement: facts about the set-up in, one OK/WARN/FAIL line per part out.
 
-Pure: `worker.health` gathers the facts (all the I/O) and these functions judge them, so the
+Pure: `tasks.health` gathers the facts (all the I/O) and these functions judge them, so the
 tests feed facts directly. Kept apart so every rule about what is OK can be read, and
 tested, without a server in sight.
 """
@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from plugin.errors import Stash2PlexError
-from plugin.settings import SCHEMA_BY_NAME, WHERE_TO_SET
-from worker.summary import absolute_utc, relative
+from base.clock import absolute_utc, relative
+from base.errors import Stash2PlexError
+from base.settings import SCHEMA_BY_NAME, WHERE_TO_SET
+from watch.status import WatchFacts, describe_last
 
 #: Stash scenes whose first file is looked up in Plex to test the path mapping.
 SAMPLE = 5
@@ -58,8 +59,10 @@ class StashFacts:
 @dataclass(frozen=True)
 class PlexFacts:
     url: str
-    error_kind: str | None = None  # "auth", "down", "other", "not_configured", "not_checked"
+    error_kind: str | None = None  # "auth", "down", "config", "other", "not_configured", "not_checked"
     error: str | None = None
+    cert_names: tuple[str, ...] = ()  # names on a certificate that did not verify
+    machine_id: str | None = None  # Plex's machineIdentifier from /identity
     name: str | None = None
     version: str | None = None
     movie_sections: tuple[str, ...] = ()  # every movie library Plex has
@@ -121,6 +124,7 @@ class Facts:
     specs: Mapping[str, str] = field(default_factory=dict)  # PyPI name (lower) -> requirements.txt line
     install_hint: str = ""
     python: str = ""
+    watch: WatchFacts | None = None
 
 
 # --- pure: facts to lines --------------------------------------------------------------------
@@ -153,6 +157,40 @@ def check_settings(missing: Sequence[str], enabled: bool, read: bool = True) -> 
     return Check("Settings", Level.OK, "Plex URL and token set")
 
 
+_PLEX_DIRECT = re.compile(r"^\*\.(?P<hash>[0-9a-f]+)\.plex\.direct$", re.IGNORECASE)
+
+
+def plex_direct_url(url: str, cert_names: Sequence[str]) -> str | None:
+    """The address a plex.direct certificate is valid for, when Plex was reached by IP: Plex's
+    certificate names `*.<hash>.plex.direct`, and `<a-b-c-d>.<hash>.plex.direct` resolves to
+    the IP a-b-c-d (what plex.tv lists for the server). None when that does not apply."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        ip = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        return None
+    found = next((m for m in map(_PLEX_DIRECT.match, cert_names) if m), None)
+    if found is None:
+        return None
+    dashed = str(ip).replace(".", "-").replace(":", "-")
+    return f"https://{dashed}.{found.group('hash')}.plex.direct:{parts.port or 32400}{parts.path.rstrip('/')}"
+
+
+def _setup_fix(f: PlexFacts) -> str:
+    direct = plex_direct_url(f.url, f.cert_names)
+    if direct:
+        server = f" (server {f.machine_id})" if f.machine_id else ""
+        return (f"set 'Plex URL' to {direct}: the address Plex's plex.direct certificate is valid for{server}, "
+                "which resolves to the same IP")
+    if f.cert_names:
+        return (f"the certificate is for {', '.join(f.cert_names)}: use that name in 'Plex URL', trust its CA with "
+                "'Plex CA file', or turn 'Verify Plex certificate' off")
+    return "change the setting the message names, then run Health Check again"
+
+
 def check_plex(f: PlexFacts) -> list[Check]:
     """Reachable, token, libraries: three lines, since each has its own fix."""
     if f.error_kind in ("not_configured", "not_checked"):
@@ -164,10 +202,15 @@ def check_plex(f: PlexFacts) -> list[Check]:
                 Check("Plex token", Level.FAIL, "refused by Plex (401)",
                       f"set a valid X-Plex-Token as 'Plex token' in {WHERE_TO_SET}"),
                 Check("Plex libraries", Level.WARN, "not checked (the token was refused)")]
+    if f.error_kind == "config":
+        return [Check("Plex", Level.FAIL, f.error or f"not usable at {f.url}", _setup_fix(f)),
+                Check("Plex token", Level.WARN, "not checked (Plex not reachable as configured)"),
+                Check("Plex libraries", Level.WARN, "not checked (Plex not reachable as configured)")]
     if f.error_kind:
         fix = ("check that Plex is running and that this Stash can reach that address "
                "(between Docker containers use the container name, not localhost)")
-        text = f"not reachable at {f.url}" + (f" ({f.error})" if f.error else "")
+        said = (f.error or "").removeprefix(f"Plex at {f.url} ")  # the address is said once
+        text = f"not reachable at {f.url}" + ((f": {said}" if said != f.error else f" ({f.error})") if f.error else "")
         return [Check("Plex", Level.FAIL, text, fix),
                 Check("Plex token", Level.WARN, "not checked (Plex not reachable)"),
                 Check("Plex libraries", Level.WARN, "not checked (Plex not reachable)")]
@@ -293,6 +336,26 @@ def check_reconcile(last: float | None, interval: float | None, now: float) -> C
     return Check(name, Level.OK, f"{when}; auto-reconcile {every}")
 
 
+def check_watch_history(f: WatchFacts, interval: float | None, now: float) -> Check:
+    """Off is fine; on, the last import is shown with its cursor, and plays that found no
+    Stash scene, or an import long overdue, are worth a look."""
+    name = "Watch history"
+    if not f.enabled:
+        return Check(name, Level.OK, "import off (setting 'Import Plex watch history')")
+    if f.error:
+        return Check(name, Level.WARN, f"last import unreadable ({f.error})", "run Import Plex Watch History")
+    text = describe_last(f, absolute_utc)
+    if f.last_at is None:
+        return Check(name, Level.OK, f"on; {text}", "")
+    unmatched = int(f.last_run.get("no_scene", 0) or 0)
+    if unmatched:
+        return Check(name, Level.WARN, text, "plays of Plex items no Stash scene matches wait: check the path "
+                     "mapping, then run Sync All; the next import brings them in")
+    if interval and now - f.last_at > 2 * interval + 3600:
+        return Check(name, Level.WARN, f"{text}; overdue", "run Import Plex Watch History")
+    return Check(name, Level.OK, text)
+
+
 def _release(text: str) -> tuple[int, ...]:
     """The leading numeric release of a version ("4.18.3", "2.32.0.post1" -> (2, 32, 0))."""
     out = []
@@ -352,6 +415,7 @@ def assess(facts: Facts, now: float) -> list[Check]:
         check_data(facts.data),
         *check_queue(facts.queue, facts.worker_running, now),
         check_reconcile(facts.queue.last_reconcile if facts.queue else None, facts.reconcile_interval, now),
+        *([check_watch_history(facts.watch, facts.reconcile_interval, now)] if facts.watch else []),
         check_packages(facts.packages, facts.install_hint, facts.python, facts.specs),
     ]
 

@@ -1,7 +1,7 @@
 """Health Check: one line per part of the set-up, OK, WARN or FAIL, readable at a glance.
 
 The task gathers facts first (`gather`, all the I/O, each part guarded so one failure is a
-fact about that part, not a crash) and judges them afterwards (`worker.health_checks.assess`,
+fact about that part, not a crash) and judges them afterwards (`tasks.health_checks.assess`,
 pure: the tests feed it facts). It fails in Stash (the task shows as failed) only when a line is FAIL, with
 one line saying what to fix first; warnings say what to look at but leave the task green.
 
@@ -23,9 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from plugin.errors import Stash2PlexError
-from plugin.runtime import RunContext
-from worker.health_checks import (
+from base.errors import Stash2PlexError
+from tasks.health_checks import (
     SAMPLE,
     DataFacts,
     Facts,
@@ -38,6 +37,8 @@ from worker.health_checks import (
     first_fix,
     report_lines,
 )
+from watch.status import read_facts
+from worker.runtime import RunContext
 
 # --- I/O: gathering -----------------------------------------------------------------------
 
@@ -60,19 +61,25 @@ def gather_stash(ctx: RunContext) -> StashFacts:
 def gather_plex(settings: Any, data_dir: Path) -> tuple[PlexFacts, Any]:
     """Server root (name, version: also proves the token), the library list. Returns the
     facts and a PlexSync for the path sample (None when Plex is not usable)."""
+    from base.errors import PlexAuthError, PlexConnectionSetupError, PlexUnavailable
     from plex import xmlread
-    from plex.connection import PlexConnection
+    from plex.connection import PlexConnection, certificate_names, machine_identifier
     from plex.sync import PlexSync
-    from plugin.errors import PlexAuthError, PlexUnavailable
 
     url = settings.plex_url
     conn = PlexConnection(url, settings.plex_token, connect_timeout=settings.connect_timeout,
-                          read_timeout=settings.read_timeout, data_dir=data_dir)
+                          read_timeout=settings.read_timeout, data_dir=data_dir, tls=settings.plex_tls)
     try:
         server = conn.server()
         sections = xmlread.sections(conn.query("/library/sections"))
     except PlexAuthError as exc:
         return PlexFacts(url, "auth", _message(exc)), None
+    except PlexConnectionSetupError as exc:
+        names, machine = (), None
+        if url.startswith("https://") and "certificate" in str(exc):
+            names = certificate_names(url, settings.connect_timeout)
+            machine = machine_identifier(url, settings.connect_timeout)
+        return PlexFacts(url, "config", _message(exc), cert_names=names, machine_id=machine), None
     except PlexUnavailable as exc:
         return PlexFacts(url, "down", _message(exc)), None
     except Stash2PlexError as exc:
@@ -90,8 +97,8 @@ def gather_plex(settings: Any, data_dir: Path) -> tuple[PlexFacts, Any]:
 
 def gather_sample(ctx: RunContext, plex: Any, settings: Any, size: int = SAMPLE) -> SampleFacts:
     """Look the first file of a few Stash scenes up in Plex through the sync's own lookup."""
+    from base.errors import AmbiguousMatch, PlexNotFound
     from plex.pathmap import path_key, to_plex
-    from plugin.errors import AmbiguousMatch, PlexNotFound
 
     pm = settings.path_map
     sampled = prefix_hits = found = by_name = ambiguous = 0
@@ -158,9 +165,9 @@ def gather_queue(data_dir: Path, now: float) -> QueueFacts:
     queue = JobQueue(data_dir)
     state = StateStore(data_dir)
     try:
-        counts = queue.counts(now)
-        soonest = queue.deferred(now, limit=1)
-        groups = queue.dlq_summary()
+        counts = queue.report.counts(now)
+        soonest = queue.report.deferred(now, limit=1)
+        groups = queue.dlq.summary()
         breaker = Breaker.load(state.get(BREAKER))
         halt = state.get(HALT)
         last = state.get(LAST_RECONCILE)
@@ -183,7 +190,7 @@ def gather_packages(plugin_dir: Path) -> tuple[tuple[tuple[str, str | None], ...
     """Installed versions of the runtime packages, the tested ranges, the install command."""
     from importlib import metadata
 
-    from plugin.deps import RUNTIME_PACKAGES, install_command, requirement_specs
+    from base.deps import RUNTIME_PACKAGES, install_command, requirement_specs
 
     found: list[tuple[str, str | None]] = []
     for pypi in RUNTIME_PACKAGES.values():
@@ -202,7 +209,7 @@ def gather_packages(plugin_dir: Path) -> tuple[tuple[tuple[str, str | None], ...
 
 def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lambda f: None) -> Facts:
     """Every fact the report needs; each part's failure becomes a fact about that part."""
-    from plugin.settings import load_settings
+    from base.settings import load_settings
     from sync_queue.lock import ProcessorLock
 
     stash = gather_stash(ctx)
@@ -224,6 +231,9 @@ def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lamb
             plex, sync = PlexFacts(url=settings.plex_url, error_kind="not_configured",
                                    error="not checked (setting missing)"), None
         else:
+            from worker.services import warn_unverified
+
+            warn_unverified(settings, ctx.log)
             plex, sync = gather_plex(settings, ctx.data_dir)
         progress(0.4)
         sample = gather_sample(ctx, sync, settings) if sync is not None else SampleFacts()
@@ -236,12 +246,14 @@ def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lamb
         except (sqlite3.Error, Stash2PlexError) as exc:
             data = replace(data, error=f"queue unreadable ({exc})")
     packages, specs, hint = gather_packages(ctx.entrypoint.parent)
+    watch = read_facts(ctx.data_dir, settings.import_watch_history, settings.watch_history_account) \
+        if readable else None
     progress(0.9)
     return Facts(stash=stash, missing_settings=missing, plex=plex, sample=sample, data=data, queue=queue,
                  worker_running=ProcessorLock(ctx.data_dir).is_held_elsewhere() if data.exists else False,
                  reconcile_interval=settings.reconcile_seconds, enabled=settings.enabled,
                  packages=packages, specs=specs, install_hint=hint,
-                 python=f"{platform.python_version()} ({sys.executable})")
+                 python=f"{platform.python_version()} ({sys.executable})", watch=watch)
 
 
 def health_check(ctx: RunContext) -> dict[str, Any]:

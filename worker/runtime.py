@@ -13,8 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plugin.protocol import PluginInput, StashLog
-from plugin.settings import Settings, load_settings
+from base.protocol import PluginInput, StashLog
+from base.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from stash.client import StashClient

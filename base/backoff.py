@@ -1,4 +1,5 @@
-"""Exponential backoff with jitter, as pure functions of the attempt number and a random source.
+"""Every retry loop's vocabulary: exponential backoff with jitter, as pure functions of the
+attempt number and a random source, and each loop's numbers side by side below.
 
 Why not tenacity's wait strategies: its jittered waits (`wait_random_exponential`,
 `wait_exponential_jitter`) draw from the global `random` module, and every strategy reads a
@@ -8,7 +9,7 @@ the exact delay. What is left to write is the envelope `min(cap, base * 2**(n-1)
 tests check it against `tenacity.wait_exponential` so the two cannot disagree.
 
 Every delay lies in `[base, cap]`: the floor is what makes a retry storm impossible (the
-field report `000`: the same scene retried five times in two seconds).
+same scene retried five times in two seconds).
 """
 
 from __future__ import annotations
@@ -77,3 +78,29 @@ def delay(backoff: Backoff, attempt: int, rng: RandomSource) -> float:
     low, high = bounds(backoff, attempt)
     fraction = min(max(rng.random(), 0.0), 1.0)
     return min(high, low + (high - low) * fraction)
+
+
+# --- each loop's numbers, side by side ------------------------------------------------------
+
+#: A server's Retry-After is honoured at three levels. Up to `RETRY_AFTER_IN_REQUEST` it is
+#: waited out inside the request (`plex.connection`); beyond that the request fails, and
+#: every later request of the drain pauses for it, at most `RETRY_AFTER_HOLD` ahead
+#: (`plex.pacing`), so one 429 cannot freeze a Stash task for an hour; the job itself is
+#: deferred by it, at most `RETRY_AFTER_DEFER` ahead (`worker.policy`).
+RETRY_AFTER_IN_REQUEST = 5.0
+RETRY_AFTER_HOLD = 60.0
+RETRY_AFTER_DEFER = 600.0
+
+#: A transient failure inside one Plex request: retried `REQUEST_RETRIES` times, 0.25 s then
+#: 0.5 s apart unless the server said how long; one request, so nothing to spread.
+REQUEST_RETRIES = 2
+REQUEST_BACKOFF = Backoff(0.25, 0.5, Jitter.NONE)
+
+#: SQLite busy between our own processes (hooks, the worker, a task): spread out, because
+#: the contention is ours and spreading it is what lets every process through.
+LOCK_RETRIES = 10
+LOCK_BACKOFF = Backoff(0.02, 8.0, Jitter.EQUAL)
+
+#: A performer/studio/tag change Stash could not list (Stash down): tried again this long
+#: after, while the drain goes on with the jobs it has.
+FANOUT_BACKOFF = Backoff(60.0, 60.0, Jitter.NONE)

@@ -1,0 +1,69 @@
+"""The sync ledger between the queue, which stores it, and `plex/`, which reads and writes it.
+
+A sync is given what the last one wrote (`previous_sync`: the record kept in the row's
+`written`, without the item key once Plex lost the item) and stores what it wrote plus the
+Stash ids the scene showed (`record_sync`). `LedgerClaims` answers `plex.sync.ClaimSource`
+from the ledger: which other scene holds a Plex item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from plex.claims import Claim
+from plex.diff import locks_we_set
+from plex.records import LedgerEntry, SyncOutcome
+from reconciliation.fanout import scene_refs
+from stash.records import Scene
+from sync_queue.jobs import JobQueue
+from sync_queue.ledger import LEDGER_REFS
+
+
+class FileOwners(Protocol):
+    def scene_with_file(self, path: str) -> int | None: ...
+
+
+def previous_sync(queue: JobQueue, scene_id: int) -> LedgerEntry | None:
+    """What the last sync wrote, as plex/ expects it; a lost item keeps `written`, not its key."""
+    entry = queue.ledger.get(scene_id)
+    if entry is None:
+        return None
+    record = LedgerEntry.from_any(entry.written)
+    if record is not None and entry.lost:
+        record = replace(record, plex_key=None)
+    return record
+
+
+def record_sync(queue: JobQueue, scene_id: int, outcome: SyncOutcome, now: float,
+                scene: Scene | None = None) -> None:
+    """Store what the sync wrote, plus the Stash ids it showed (`LEDGER_REFS`): once a
+    performer, studio or tag is deleted, only these tell which scenes showed it."""
+    ledger = outcome.ledger
+    written = ledger.to_dict()
+    if scene is not None:
+        written[LEDGER_REFS] = scene_refs(scene)
+    queue.ledger.put(scene_id, ledger.state_hash or "", outcome.plex_key, ledger.poster_hash,
+                     ledger.art_hash, written, now)
+
+
+#: Reason on the job of a scene whose Plex item another scene took over.
+ITEM_CLAIMED = "item_claimed"
+
+
+@dataclass
+class LedgerClaims:
+    """`plex.sync.ClaimSource` over our ledger and Stash: who else holds an item."""
+
+    queue: JobQueue | None  # None: no ledger yet (a dry run before the first sync)
+    stash: FileOwners
+
+    def rival(self, plex_key: str, scene_id: int) -> Claim | None:
+        entry = self.queue.ledger.holder(plex_key, scene_id) if self.queue is not None else None
+        if entry is None:
+            return None
+        record = LedgerEntry.from_any(entry.written)
+        return Claim(entry.scene_id, record.plex_file if record else None, locks_we_set(record))
+
+    def scene_with_file(self, stash_path: str) -> int | None:
+        return self.stash.scene_with_file(stash_path)
