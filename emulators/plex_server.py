@@ -201,7 +201,13 @@ class PlexEmulator:
     def __init__(self, token: str = "test-token", *, sections: Iterable[tuple[Any, ...]] = DEFAULT_SECTIONS,
                  listing_limits: Mapping[str, int] | None = None, friendly_name: str = "Emulated Plex",
                  machine_identifier: str = MACHINE_ID, version: str = VERSION,
-                 fetch_url: Callable[[str], bytes] | None = None) -> None:
+                 fetch_url: Callable[[str], bytes] | None = None, latency: float = 0.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """`latency`: seconds every request waits before it is answered, the round trip of a
+        network between plugin and server (a NAS, a Docker bridge). Unlike `faults.latency`
+        it is part of the set-up and survives `faults.clear()`. The wait runs in the
+        request's own thread and holds no lock, so other connections are served meanwhile,
+        as on a real network. `sleep` is how it waits (injected by tests)."""
         self.token = token
         self.friendly_name = friendly_name
         self.machine_identifier = machine_identifier
@@ -210,6 +216,8 @@ class PlexEmulator:
         self.faults = Faults(self)
         self.requests: list[RequestRecord] = []
         self.fetch_url = fetch_url or _fetch_url
+        self.latency = latency
+        self._sleep = sleep
         self.lock = threading.RLock()
         self.port = 0
         self._httpd: _Server | None = None
@@ -318,8 +326,9 @@ class PlexEmulator:
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        if self.faults.latency:
-            time.sleep(self.faults.latency)
+        delay = self.latency + self.faults.latency
+        if delay:
+            self._sleep(delay)
         with self.lock:
             response = self._respond(handler.command, path, query, handler.headers, body)
             keys = _rating_keys(path, query)
