@@ -631,13 +631,20 @@ class PlexLibrary:
                 title: str | None = None, type: str | None = None) -> tuple[list[Item], int]:
         """One page of /all and the total; `file=`/`title=` are case-insensitive contains."""
         home = self.section(section_key)
-        order = self.ordered(section_key)
         if type not in (None, "") and type != str(SEARCH_TYPES.get(home.type)):
             return [], 0
         if file or title:
+            # Filter first and sort only the matches: after an edit that changes titles the
+            # whole section would be re-sorted for every narrow look-up, a cost real Plex's
+            # database does not have. Same answer: the sort key is total.
             want_file, want_title = (file or "").casefold(), (title or "").casefold()
-            order = [k for k in order
+            candidates = home.order if home.order is not None else home.keys
+            order = [k for k in candidates
                      if want_file in self.items[k].files_lower and want_title in self.items[k].title_lower]
+            if home.order is None:
+                order.sort(key=lambda k: self.items[k].sort_key())
+        else:
+            order = self.ordered(section_key)
         end = len(order) if size is None else start + size
         return [self.items[k] for k in order[start:end]], len(order)
 
