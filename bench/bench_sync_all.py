@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,12 +83,15 @@ HEADER = ["plugin", "network", "synced", "wall s", "scenes/s", "Plex req/scene (
           "Stash GQL/scene", "Stash images/scene", "served/s", "peak MiB", "plugin CPU s", "ours/naive"]
 
 
-def measure(st: Stage, plugin: str, network: str, run: Any, script: str, synced_of: Any) -> Run:
+def measure(st: Stage, plugin: str, network: str, run: Callable[[], RunResult], script: str,
+            synced_of: Callable[[dict[str, Any]], int]) -> Run:
+    """One task run on a fresh stage; `script` names the plugin process for the memory
+    sampler, `synced_of` reads how many scenes reached Plex from the task's output."""
     st.plex.reset_log()
     st.stash.reset_log()
     cpu = child_cpu_s()
     with PeakSampler(script) as peak:
-        result: RunResult = run()
+        result = run()
     cpu = child_cpu_s() - cpu
     if result.error is not None or not isinstance(result.output, dict):
         raise SystemExit(f"{plugin} failed: {result.error}\n{result.stderr[-3000:]}")
