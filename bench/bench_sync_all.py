@@ -133,15 +133,12 @@ def main() -> None:
         net: Network = NETWORKS[name]
         print(f"(network {name}: +{net.plex * 1000:.0f} ms per Plex request, +{net.stash * 1000:.0f} ms per "
               f"Stash request)", flush=True)
-    rows = []
-    for name in networks:
+    for name in networks:  # one table per network, printed as soon as both ran: a long run shows progress
         ours = run_ours(library, name)
         print(f"(done: ours, {name}: {ours.wall:.1f} s)", file=sys.stderr, flush=True)
         naive = run_naive(library, name)
-        print(f"(done: naive, {name}: {naive.wall:.1f} s)", file=sys.stderr, flush=True)
-        rows += [ours.row(ours.rate / naive.rate), naive.row(None)]
-    print()
-    print(table(HEADER, rows), flush=True)
+        print()
+        print(table(HEADER, [ours.row(ours.rate / naive.rate), naive.row(None)]), flush=True)
 
 
 if __name__ == "__main__":
