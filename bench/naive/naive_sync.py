@@ -2,7 +2,7 @@
 
 What a careful first plugin would do with the two client libraries and nothing else: page the
 scenes from Stash with stashapi and, for each scene of the page, look its Plex item up by file
-(`/all?type=1&file=`, then the exact path after the path map), send one edit with every
+(`/all?type=1&file=<name>`, in NFC or NFD, then the exact path after the path map), send one edit with every
 field, download the cover from Stash and upload it as the poster. One scene after another,
 each request waiting for the one before. No queue, no ledger, no diff, no retry: a scene that
 fails is logged and skipped. It is a yardstick, not a product; it is not slowed on purpose.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from typing import Any
 from urllib.parse import quote
 
@@ -79,6 +80,7 @@ class NaiveSync:
         self.plex = plex
         self.stash_root, _, self.plex_root = path_map.partition("=>")
         self.sections = [s for s in plex.library.sections() if s.type == "movie"]
+        self.forms = ["NFC", "NFD"]
 
     def plex_path(self, path: str) -> str:
         if self.stash_root and path.startswith(self.stash_root):
@@ -86,11 +88,19 @@ class NaiveSync:
         return path
 
     def find_item(self, path: str) -> Any:
-        for section in self.sections:
-            name = quote(path.rsplit("/", 1)[-1])
-            for item in self.plex.fetchItems(f"/library/sections/{section.key}/all?type=1&file={name}"):
-                if path in item.locations:
-                    return item
+        """Plex may hold file names in NFD (macOS, SMB shares) and `file=` compares code
+        points, so a name is asked in the form that last found one first, then the other."""
+        name = path.rsplit("/", 1)[-1]
+        wanted = unicodedata.normalize("NFC", path)
+        for form in list(self.forms):
+            asked = unicodedata.normalize(form, name)
+            for section in self.sections:
+                for item in self.plex.fetchItems(f"/library/sections/{section.key}/all?type=1&file={quote(asked)}"):
+                    if wanted in (unicodedata.normalize("NFC", f) for f in item.locations):
+                        self.forms.sort(key=lambda f: f != form)
+                        return item
+            if unicodedata.normalize("NFC", name) == unicodedata.normalize("NFD", name):
+                break  # plain ASCII: the other form is the same question
         return None
 
     def sync(self, scene: dict[str, Any]) -> bool:
