@@ -92,8 +92,9 @@ def main() -> None:
         rows.append((f"tag delete via a {args.ledger:,}-row ledger", result.scenes, result.queued, 0, wall))
         queue.close(compact=False)
 
-    print(f"Fan-out of one event ({args.scenes:,} scenes in Stash, {args.share:.0%} carry the tag)\n")
-    print("| case | affected | queued | Stash requests | wall time |")
+    print(f"INTERNALS: reconciliation.fanout.expand called in-process, not the plugin as Stash runs it.\n"
+          f"Fan-out of one event ({args.scenes:,} scenes in Stash, {args.share:.0%} carry the tag)\n")
+    print("| case (internals) | affected | queued | Stash requests | wall time |")
     print("|---|---|---|---|---|")
     for label, scenes, queued, requests, wall in rows:
         print(f"| {label} | {scenes:,} | {queued:,} | {requests} | {wall:.2f} s |")

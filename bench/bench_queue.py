@@ -147,7 +147,8 @@ def main() -> None:
         latency = lookup_latency(enqueue_dir, args.events)
         syncs = full_syncs(sync_dir, args.scenes, args.syncs)
 
-    print("| measure | value |")
+    print("INTERNALS: sync_queue called in-process, not the plugin as Stash runs it.\n")
+    print("| measure (internals) | value |")
     print("|---|---|")
     print(f"| record_event, {args.events:,} events from {args.writers} processes | {record_rate:,.0f} events/s |")
     print(f"| ingest of those events into jobs | {ingest_rate:,.0f} events/s |")

@@ -1,8 +1,8 @@
-"""Reconcile of a 100,000-scene library and Sync All of 10,000 scenes, printed as tables.
+"""Reconcile of a 100,000-scene library, printed as a table (Sync All: bench_sync_all.py).
 
-    .venv/bin/python bench/bench_reconcile.py [--reconcile-scenes N] [--sync-scenes N] [--gaps N]
+    .venv/bin/python bench/bench_reconcile.py [--reconcile-scenes N] [--gaps N]
 
-Both tasks run through the Stash host exactly as Stash runs them (the plugin is a
+The task runs through the Stash host exactly as Stash runs them (the plugin is a
 subprocess reading stdin and writing Stash's log protocol), against the emulated Stash and
 Plex served from this process. Peak memory is the plugin process's peak resident set size
 (VmHWM, sampled from /proc while it runs), so the emulators' own memory is not counted;
@@ -14,19 +14,16 @@ Reconcile rows: an unchanged library (every scene synced, Plex showing what we w
 the same library with `--gaps` scenes of each gap type made beforehand (their drain is part
 of the row). The 100,000-scene "synced" state is set up without the plugin: every item gets
 the edit a sync would send (`plex.diff.plan_edit`, applied by the emulator's own edit
-code) and every scene the ledger row a sync would record. A real Sync All of that size
-would take most of the run; the Sync All row measures one of 10,000 scenes instead.
+code) and every scene the ledger row a sync would record: a real Sync All of that size
+would take most of the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import os
-import resource
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from base.protocol import StashLog
 from base.settings import load_settings
+from bench.measure import PeakSampler, child_cpu_s, table
 from emulators.stage import Stage, stage
 from emulators.stash_library import generate_library
 from plex.desired import desired_state
@@ -47,42 +45,6 @@ from sync_queue.db import connect, write_txn
 from sync_queue.schema import ensure_schema
 
 QUIET = {"sync_poster": False, "sync_background": False, "trigger_plex_scan": False}
-
-
-class PeakSampler:
-    """The highest VmHWM (peak resident set since exec) of the plugin processes this bench
-    started, sampled from /proc while they run.
-
-    `getrusage(RUSAGE_CHILDREN).ru_maxrss` would not do: a child forked from this large
-    process is charged the parent's pages until it execs.
-    """
-
-    def __init__(self, interval: float = 0.2) -> None:
-        self.interval = interval
-        self.peak_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        me = str(os.getpid())
-        while not self._stop.wait(self.interval):
-            for status in Path("/proc").glob("[0-9]*/status"):
-                try:
-                    text = status.read_text()
-                    cmdline = (status.parent / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-                if fields.get("PPid", "").strip() == me and b"Stash2Plex.py" in cmdline and "VmHWM" in fields:
-                    self.peak_kib = max(self.peak_kib, int(fields["VmHWM"].split()[0]))
 
 
 def presync(st: Stage) -> int:
@@ -146,11 +108,6 @@ def make_gaps(st: Stage, per_type: int) -> None:
     st.scan_into_plex(new)
 
 
-def child_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_task(st: Stage, mode: str) -> dict[str, Any]:
     st.plex.reset_log()
     st.stash.reset_log()
@@ -160,7 +117,7 @@ def run_task(st: Stage, mode: str) -> dict[str, Any]:
     cpu = child_cpu_s() - cpu
     if result.error is not None or not isinstance(result.output, dict):
         raise SystemExit(f"{mode} failed: {result.error}\n{result.stderr[-3000:]}")
-    return {"wall": result.wall_time, "cpu": cpu, "peak": peak.peak_kib / 1024.0, "stash": st.stash.count(),
+    return {"wall": result.wall_time, "cpu": cpu, "peak": peak.peak_mib, "stash": st.stash.count(),
             "plex": st.plex.count(), "plex_get": st.plex.count("GET"),
             "plex_item_reads": st.plex.count("GET", "/library/metadata"),
             "plex_writes": st.plex.count("PUT") + st.plex.count("POST"), "out": result.output}
@@ -195,37 +152,14 @@ def _row(name: str, r: dict[str, Any]) -> list[str]:
             f"{gaps}; queued {out['queued']}, synced {out['summary']['synced']}"]
 
 
-def bench_sync_all(n: int) -> list[list[str]]:
-    with stage(n, seed=200, settings=QUIET, work_dir=Path(tempfile.mkdtemp(prefix="s2p-bench-all-"))) as st:
-        r = run_task(st, "all")
-        synced = r["out"]["summary"]["synced"]
-        return [[f"Sync All, {n} scenes, first sync", f"{r['wall']:.1f}", f"{r['cpu']:.1f}",
-                 f"{synced / r['wall']:.0f}", f"{r['peak']:.0f}",
-                 str(r["stash"]), f"{r['plex']} ({r['plex_item_reads']} item reads, {r['plex_writes']} writes)",
-                 f"synced {synced}"]]
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reconcile-scenes", type=int, default=100_000)
-    parser.add_argument("--sync-scenes", type=int, default=10_000)
     parser.add_argument("--gaps", type=int, default=100, help="scenes per gap type in the second reconcile row")
     args = parser.parse_args()
     print("Through the Stash host (plugin as a subprocess), emulators in this process.\n", flush=True)
-    if args.sync_scenes:
-        print(table(["run", "wall s", "plugin CPU s", "scenes/s", "peak MiB", "Stash requests", "Plex requests",
-                     "result"],
-                    bench_sync_all(args.sync_scenes)), flush=True)
-        print(flush=True)
-    if args.reconcile_scenes:
-        rec = bench_reconcile(args.reconcile_scenes, args.gaps)
-        print(table(["run", "wall s", "plugin CPU s", "peak MiB", "Stash requests", "Plex requests", "result"], rec))
+    rec = bench_reconcile(args.reconcile_scenes, args.gaps)
+    print(table(["run", "wall s", "plugin CPU s", "peak MiB", "Stash requests", "Plex requests", "result"], rec))
 
 
 if __name__ == "__main__":

@@ -720,13 +720,20 @@ class PlexLibrary:
         """One page of /all and the total; `file=`/`title=` are case-insensitive contains,
         `viewed_after` (`lastViewedAt>>=`) keeps items the owner viewed after that second."""
         home = self.section(section_key)
-        order = self.ordered(section_key)
         if type not in (None, "") and type != str(SEARCH_TYPES.get(home.type)):
             return [], 0
         if file or title:
+            # Filter first and sort only the matches: after an edit that changes titles the
+            # whole section would be re-sorted for every narrow look-up, a cost real Plex's
+            # database does not have. Same answer: the sort key is total.
             want_file, want_title = (file or "").casefold(), (title or "").casefold()
-            order = [k for k in order
+            candidates = home.order if home.order is not None else home.keys
+            order = [k for k in candidates
                      if want_file in self.items[k].files_lower and want_title in self.items[k].title_lower]
+            if home.order is None:
+                order.sort(key=lambda k: self.items[k].sort_key())
+        else:
+            order = self.ordered(section_key)
         if viewed_after is not None:
             order = [k for k in order if (self.watch.item_attrs(k).get("lastViewedAt") or 0) > viewed_after]
         end = len(order) if size is None else start + size

@@ -217,7 +217,13 @@ class PlexEmulator:
                  listing_limits: Mapping[str, int] | None = None, friendly_name: str = "Emulated Plex",
                  machine_identifier: str = MACHINE_ID, version: str = VERSION,
                  fetch_url: Callable[[str], bytes] | None = None, shapes: RealShapes | None = None,
-                 tls: CertFiles | None = None, plain_http_answer: bytes | None = None) -> None:
+                 tls: CertFiles | None = None, plain_http_answer: bytes | None = None,
+                 latency: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        """`latency`: seconds every request waits before it is answered, the round trip of a
+        network between plugin and server (a NAS, a Docker bridge). Unlike `faults.latency`
+        it is part of the set-up and survives `faults.clear()`. The wait runs in the
+        request's own thread and holds no lock, so other connections are served meanwhile,
+        as on a real network. `sleep` is how it waits (injected by tests)."""
         self.token = token
         self.tls = tls
         self.plain_http_answer = plain_http_answer
@@ -228,6 +234,8 @@ class PlexEmulator:
         self.faults = Faults(self)
         self.requests: list[RequestRecord] = []
         self.fetch_url = fetch_url or _fetch_url
+        self.latency = latency
+        self._sleep = sleep
         self.lock = threading.RLock()
         self.port = 0
         self._httpd: _Server | None = None
@@ -370,8 +378,9 @@ class PlexEmulator:
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        if self.faults.latency:
-            time.sleep(self.faults.latency)
+        delay = self.latency + self.faults.latency
+        if delay:
+            self._sleep(delay)
         with self.lock:
             response = self._respond(handler.command, path, query, handler.headers, body)
             keys = _rating_keys(path, query)

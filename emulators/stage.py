@@ -34,6 +34,22 @@ PLEX_ROOT = "/media/stash"
 PATH_MAP = f"{STASH_ROOT}=>{PLEX_ROOT}"
 
 
+@dataclass(frozen=True)
+class Network:
+    """Seconds each emulator waits before answering any request: the round trip between the
+    plugin and that server. Loopback has none; a NAS, a Docker bridge or Plex on another
+    host costs a few milliseconds per request, which a plugin pays once per request it
+    waits for."""
+
+    plex: float = 0.0
+    stash: float = 0.0
+
+
+LOOPBACK = Network()
+#: The network the benchmarks model: Plex on another host, Stash nearer.
+MODELLED_NETWORK = Network(plex=0.005, stash=0.002)
+
+
 def plex_path(stash_path: str) -> str:
     """Where Plex sees a Stash file on this stage."""
     return PLEX_ROOT + stash_path[len(STASH_ROOT):] if stash_path.startswith(STASH_ROOT) else stash_path
@@ -217,19 +233,21 @@ def _entrypoint_pids(cwd: Path) -> list[int]:
 def stage(n: int = 20, seed: int = 0, *, library: StashLibrary | None = None, scanned: bool = True,
           work_dir: Path | None = None, plugin_dir: Path = ROOT, python: str = sys.executable,
           settings: dict[str, Any] | None = None, stash_options: dict[str, Any] | None = None,
-          plex_options: dict[str, Any] | None = None,
+          plex_options: dict[str, Any] | None = None, network: Network = LOOPBACK,
           on_result: Callable[[RunResult], None] | None = None) -> Iterator[Stage]:
     """Both emulators with a library of `n` generated scenes (or `library`), plugin configured.
 
     `scanned`: every scene's first file is already a (bare) Plex item; otherwise Plex knows
-    nothing yet and the caller decides (`scan_into_plex`, `pend_in_plex`).
+    nothing yet and the caller decides (`scan_into_plex`, `pend_in_plex`). `network`: the
+    delay each emulator adds to every request.
     """
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="s2p-stage-"))
     stash_dir = work / "stash-config"
     data_dir = stash_dir / "plugin_data" / PLUGIN_ID
     data_dir.mkdir(parents=True, exist_ok=True)
     lib = library if library is not None else generate_library(n, seed=seed, stash_root=STASH_ROOT)
-    with StashEmulator(lib, **(stash_options or {})) as stash, PlexEmulator(**(plex_options or {})) as plex:
+    with StashEmulator(lib, latency=network.stash, **(stash_options or {})) as stash, \
+            PlexEmulator(latency=network.plex, **(plex_options or {})) as plex:
         host = StashHost(plugin_dir=plugin_dir, connection=stash.connection(), stash_dir=stash_dir,
                          cookie_factory=stash.session_cookie, python=python,
                          env={"STASH2PLEX_DATA_DIR": str(data_dir)}, workdir=work / "cwd",

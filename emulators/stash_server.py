@@ -344,8 +344,15 @@ class StashEmulator:
 
     def __init__(self, library: StashLibrary | None = None, *, username: str | None = None,
                  password: str | None = None, api_key: str = "", session_max_age: int = 3600,
-                 clock: Callable[[], float] = time.time, tls: CertFiles | None = None) -> None:
+                 clock: Callable[[], float] = time.time, tls: CertFiles | None = None, latency: float = 0.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """`latency`: seconds every request waits before it is answered, the network's round
+        trip; part of the set-up, unlike `faults.latency`. Each request has its own thread
+        and the wait holds no lock, so requests in flight overlap as they would on a real
+        network. `sleep` is how it waits (injected by tests)."""
         self.tls = tls  # HTTPS with this certificate, as Stash does with stash.crt/stash.key
+        self.latency = latency
+        self._sleep = sleep
         self.library = library if library is not None else StashLibrary()
         self.username = username
         self.password = password
@@ -561,8 +568,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _gate(self, path: str, record: RequestRecord) -> bool:
         """Latency, injected 500s and auth, common to every route; True when the request may go on."""
         emulator = self.emulator
-        if emulator.faults.latency:
-            time.sleep(emulator.faults.latency)
+        delay = emulator.latency + emulator.faults.latency
+        if delay:
+            emulator._sleep(delay)
         if emulator.faults.take_500():
             record.status = 500
             emulator.log(record)

@@ -1,0 +1,145 @@
+"""Sync All through the Stash host: Stash2Plex beside a naive baseline, on loopback and on a modelled network.
+
+    .venv/bin/python bench/bench_sync_all.py [--scenes 2000] [--networks loopback,modelled]
+
+The product's path, as users run it: each plugin is a subprocess the Stash host starts
+with Stash's stdin JSON (`emulators.host`), against the emulated Stash and Plex served from
+this process. Both plugins sync the same generated library (every scene has a cover), each
+on fresh emulators where Plex has scanned every file and nothing is synced yet: a first
+sync. Stash2Plex runs with its default settings (poster and background on); the baseline
+is `bench/naive/` (page the scenes; per scene: look the item up by file, one edit with every
+field, one poster upload, each request waiting for the one before).
+
+Networks: `loopback` adds nothing; `modelled` makes the emulators wait before every answer,
+5 ms for Plex and 2 ms for Stash (`emulators.stage.MODELLED_NETWORK`), a round trip to a
+NAS or another host. On loopback both plugins share this machine's cores with the
+emulators, so the emulators' own CPU bounds them; "served/s" is how many requests per
+second the emulators answered during the run.
+
+Columns: wall seconds of the task (spawn to exit); scenes/s = scenes reaching Plex / wall;
+Plex requests per scene besides image uploads, and uploads per scene; Stash GraphQL
+requests and image downloads per scene; peak RSS of the plugin process (VmHWM, sampled from
+/proc); plugin CPU seconds (user + system); "ours/naive" = ratio of scenes/s, same network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.measure import PeakSampler, child_cpu_s, table
+from emulators.host import RunResult, StashHost
+from emulators.stage import LOOPBACK, MODELLED_NETWORK, PATH_MAP, Network, Stage, stage
+from emulators.stash_library import StashLibrary, generate_library
+
+NAIVE_DIR = Path(__file__).resolve().parent / "naive"
+NAIVE_ID = "NaiveSync"
+NETWORKS = {"loopback": LOOPBACK, "modelled": MODELLED_NETWORK}
+
+
+def naive_host(st: Stage) -> StashHost:
+    """The baseline installed beside Stash2Plex on the same Stash, its settings saved there."""
+    st.stash.set_plugin_settings(NAIVE_ID, {"plex_url": st.plex.url, "plex_token": st.plex.token,
+                                            "path_map": PATH_MAP})
+    return StashHost(plugin_dir=NAIVE_DIR, connection=st.stash.connection(), stash_dir=st.host.stash_dir,
+                     cookie_factory=st.stash.session_cookie, python=st.host.python, workdir=st.host.workdir)
+
+
+@dataclass(frozen=True)
+class Run:
+    plugin: str
+    network: str
+    scenes: int
+    synced: int
+    wall: float
+    cpu: float
+    peak_mib: float
+    plex: int
+    uploads: int
+    stash_gql: int
+    stash_images: int
+
+    @property
+    def rate(self) -> float:
+        return self.synced / self.wall
+
+    def row(self, ratio: float | None) -> list[str]:
+        n = self.scenes
+        served = (self.plex + self.stash_gql + self.stash_images) / self.wall
+        return [self.plugin, self.network, f"{self.synced}/{n}", f"{self.wall:.1f}", f"{self.rate:.0f}",
+                f"{(self.plex - self.uploads) / n:.3f}", f"{self.uploads / n:.2f}",
+                f"{self.stash_gql / n:.3f}", f"{self.stash_images / n:.2f}", f"{served:.0f}",
+                f"{self.peak_mib:.0f}", f"{self.cpu:.1f}", "" if ratio is None else f"{ratio:.2f}x"]
+
+
+HEADER = ["plugin", "network", "synced", "wall s", "scenes/s", "Plex req/scene (no uploads)", "uploads/scene",
+          "Stash GQL/scene", "Stash images/scene", "served/s", "peak MiB", "plugin CPU s", "ours/naive"]
+
+
+def measure(st: Stage, plugin: str, network: str, run: Callable[[], RunResult], script: str,
+            synced_of: Callable[[dict[str, Any]], int]) -> Run:
+    """One task run on a fresh stage; `script` names the plugin process for the memory
+    sampler, `synced_of` reads how many scenes reached Plex from the task's output."""
+    st.plex.reset_log()
+    st.stash.reset_log()
+    cpu = child_cpu_s()
+    with PeakSampler(script) as peak:
+        result = run()
+    cpu = child_cpu_s() - cpu
+    if result.error is not None or not isinstance(result.output, dict):
+        raise SystemExit(f"{plugin} failed: {result.error}\n{result.stderr[-3000:]}")
+    gql = st.stash.count()
+    return Run(plugin=plugin, network=network, scenes=len(st.library.scenes), synced=synced_of(result.output),
+               wall=result.wall_time, cpu=cpu, peak_mib=peak.peak_mib, plex=st.plex.count(),
+               uploads=st.plex.count("POST"), stash_gql=gql, stash_images=len(st.stash.requests) - gql)
+
+
+def run_ours(library: StashLibrary, network: str) -> Run:
+    with stage(library=library, network=NETWORKS[network],
+               work_dir=Path(tempfile.mkdtemp(prefix="s2p-bench-ours-"))) as st:
+        return measure(st, "Stash2Plex", network, lambda: st.task("all"), "Stash2Plex.py",
+                       lambda out: out["summary"]["synced"])
+
+
+def run_naive(library: StashLibrary, network: str) -> Run:
+    with stage(library=library, network=NETWORKS[network],
+               work_dir=Path(tempfile.mkdtemp(prefix="s2p-bench-naive-"))) as st:
+        host = naive_host(st)
+        return measure(st, "naive", network, lambda: host.run_task("all"), "naive_sync.py",
+                       lambda out: out["synced"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=2000)
+    parser.add_argument("--networks", default="loopback,modelled", help=f"comma list of {', '.join(NETWORKS)}")
+    parser.add_argument("--seed", type=int, default=200)
+    args = parser.parse_args()
+    networks = [n for n in args.networks.split(",") if n]
+    unknown = set(networks) - set(NETWORKS)
+    if unknown:
+        parser.error(f"unknown network {', '.join(sorted(unknown))}")
+    library = generate_library(args.scenes, seed=args.seed)
+    print(f"Sync All, first sync of {args.scenes:,} scenes with covers, through the Stash host "
+          f"(plugin as a subprocess), emulators in this process.", flush=True)
+    for name in networks:
+        net: Network = NETWORKS[name]
+        print(f"(network {name}: +{net.plex * 1000:.0f} ms per Plex request, +{net.stash * 1000:.0f} ms per "
+              f"Stash request)", flush=True)
+    for name in networks:  # one table per network, printed as soon as both ran: a long run shows progress
+        ours = run_ours(library, name)
+        print(f"(done: ours, {name}: {ours.wall:.1f} s)", file=sys.stderr, flush=True)
+        naive = run_naive(library, name)
+        print()
+        print(table(HEADER, [ours.row(ours.rate / naive.rate), naive.row(None)]), flush=True)
+
+
+if __name__ == "__main__":
+    main()

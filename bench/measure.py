@@ -1,0 +1,62 @@
+"""What the host-driven benches measure about a plugin process, and how they print it."""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+from pathlib import Path
+
+
+class PeakSampler:
+    """The highest VmHWM (peak resident set since exec) of the plugin processes this bench
+    started (children of this process whose command line holds `script`), sampled from
+    /proc while they run.
+
+    `getrusage(RUSAGE_CHILDREN).ru_maxrss` would not do: a child forked from this large
+    process is charged the parent's pages until it execs.
+    """
+
+    def __init__(self, script: str = "Stash2Plex.py", interval: float = 0.2) -> None:
+        self.script = script.encode()
+        self.interval = interval
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak_kib / 1024.0
+
+    def _run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(self.interval):
+            for status in Path("/proc").glob("[0-9]*/status"):
+                try:
+                    text = status.read_text()
+                    cmdline = (status.parent / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+                if fields.get("PPid", "").strip() == me and self.script in cmdline and "VmHWM" in fields:
+                    self.peak_kib = max(self.peak_kib, int(fields["VmHWM"].split()[0]))
+
+
+def child_cpu_s() -> float:
+    """User + system seconds of the finished children (the plugin runs) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
