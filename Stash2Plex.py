@@ -9,9 +9,11 @@ Only the standard library and `plugin` are imported up front, so a hook stays fa
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -31,6 +33,21 @@ def run(inp: PluginInput, log: StashLog) -> object:
     from plugin.datadir import data_dir
 
     target = dispatch.route(inp.args)
+    try:
+        return _run(target, inp, log)
+    except (OSError, sqlite3.Error) as exc:  # a broken data folder, said with its path and fix
+        from plugin.storage import explain
+
+        known = explain(exc, data_dir(inp.server_connection, create=False))
+        if known is None:
+            raise
+        raise known from exc
+
+
+def _run(target: Any, inp: PluginInput, log: StashLog) -> object:
+    from plugin import dispatch
+    from plugin.datadir import data_dir
+
     folder = data_dir(inp.server_connection)
     from plugin.upgrade_note import ensure_notes  # stdlib only; two stats when the notes exist
 
@@ -38,11 +55,29 @@ def run(inp: PluginInput, log: StashLog) -> object:
     if target.kind == "hook":
         from plugin.hooks import handle_hook
 
-        return handle_hook(inp, folder, HERE / "Stash2Plex.py", time.time())
+        return handle_hook(inp, folder, HERE / "Stash2Plex.py", time.time(), log)
+    check_database(folder, target.kind, log)
     from plugin.runtime import RunContext
 
     handler = dispatch.task_handler(target.name)
     return handler(RunContext(inp, log, folder, HERE / "Stash2Plex.py"))
+
+
+def check_database(folder: Path, kind: str, log: StashLog) -> None:
+    """Replace a damaged stash2plex.db before a task or the worker opens it, and say so where
+    the user will read it: Stash's log for a task, worker.log for the detached worker."""
+    from plugin.db_check import check_database as replace_if_damaged
+
+    message = replace_if_damaged(folder, time.time(), take_over=kind == "task")
+    if message is None:
+        return
+    log.warning(f"Stash2Plex: {message}")
+    if kind == "internal":
+        from worker.filelog import open_worker_log
+
+        file_log = open_worker_log(folder)
+        file_log.warning(message)
+        file_log.close()
 
 
 def report_bug(exc: BaseException, log: StashLog) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from plugin.dispatch import HOOKS
 from plugin.errors import Stash2PlexError
-from plugin.protocol import PluginInput
+from plugin.protocol import PluginInput, StashLog
 
 WORKER_MODE = "_worker"
 
@@ -63,15 +63,32 @@ def hook_payload(context: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def handle_hook(inp: PluginInput, data_dir: Path, entrypoint: Path, now: float) -> dict[str, Any]:
-    """Record one hook event and start a background worker if none is running."""
-    from sync_queue.inbox import record_event
+def handle_hook(inp: PluginInput, data_dir: Path, entrypoint: Path, now: float,
+                log: StashLog | None = None) -> dict[str, Any]:
+    """Record one hook event and start a background worker if none is running.
+
+    A database that does not take the event within the hook's budget (locked by another
+    program, damaged) gets it in the spool instead, with one warning line; a folder where
+    not even that can be written fails the hook with one line saying why and what to do.
+    """
+    from plugin.storage import explain_hook
+    from sync_queue.spool import record_or_spool, spool_dir
     from worker.launch import ensure_worker
 
     context = inp.hook_context or {}
     trigger = str(context.get("type"))
     entity_id = hook_entity_id(context)
-    record_event(data_dir, HOOKS[trigger], entity_id, trigger, now, payload=hook_payload(context))
+    try:
+        held_up = record_or_spool(data_dir, HOOKS[trigger], entity_id, trigger, now, payload=hook_payload(context))
+    except OSError as exc:
+        known = explain_hook(exc, data_dir, trigger, entity_id)
+        if known is None:
+            raise
+        raise known from exc
+    if held_up is not None and log is not None:
+        log.warning(f"Stash2Plex: stash2plex.db did not take the event in time ({held_up}); "
+                    f"it waits in {spool_dir(data_dir)} for the worker")
     worker_input = {"server_connection": inp.server_connection, "args": {"mode": WORKER_MODE}}
     started = ensure_worker(data_dir, entrypoint, worker_input, now)
-    return {"recorded": {"trigger": trigger, "id": entity_id}, "worker_started": started}
+    recorded = {"trigger": trigger, "id": entity_id}
+    return {"recorded": recorded, "worker_started": started, **({"spooled": True} if held_up is not None else {})}

@@ -73,6 +73,7 @@ from sync_queue.dlq import DeadLetter, DlqGroup
 from sync_queue.inbox import FANOUT_KINDS, SCENE, SCENE_DESTROYED, InboxEvent, read_inbox
 from sync_queue.ledger import LedgerEntry, needs_sync
 from sync_queue.schema import ensure_schema
+from sync_queue.spool import absorb as absorb_spool
 
 PQ_NAME = "jobs"
 PQ_TABLE = f"ack_queue_{PQ_NAME}"
@@ -329,6 +330,8 @@ class JobQueue:
     def ingest(self, now: float, batch: int = 500) -> IngestResult:
         """Turn inbox events into jobs, ``batch`` events per transaction, oldest first.
 
+        Events a hook had to spool (``sync_queue.spool``) join the inbox first.
+
         Each batch is read, applied and deleted from the inbox in one transaction, so an event
         is applied exactly once even if the processor dies half-way. ``scene_destroyed`` drops
         the scene's ready job, its ledger row and its dead letter here. Fan-out events are
@@ -336,6 +339,7 @@ class JobQueue:
         left over from an earlier run; call ``fanout_done`` once each has been expanded.
         """
         result = IngestResult()
+        absorb_spool(self._conn, self.data_dir)
         while True:
             with write_txn(self._conn) as conn:
                 events = read_inbox(conn, batch)

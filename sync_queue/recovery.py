@@ -1,0 +1,90 @@
+"""Finding a damaged ``stash2plex.db`` and putting a fresh one in its place.
+
+A database can be cut short (a full disk during a copy, a bad restore), overwritten with
+something else, or written by a newer Stash2Plex the user has since rolled back from. None
+of that can be repaired here, and a plugin that stops working until someone opens a SQLite
+shell is worse than one that starts over: the queue, ledger and dead letters can all be
+rebuilt from Stash and Plex by a Reconcile. So the damaged file is moved aside (kept, with
+a timestamp, for anyone who wants to look) and a fresh database takes its place.
+
+Callers hold the processor lock while replacing (see ``plugin.db_check``). Standard library
+only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from sync_queue.db import DB_FILE, connect, db_path
+from sync_queue.schema import SCHEMA_VERSION, current_version, ensure_schema
+
+QUARANTINE_MARK = ".damaged-"
+_SIDE_FILES = ("-wal", "-shm")
+_DAMAGE_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """SQLite's word for a file that is not (or no longer) a sound database."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return isinstance(exc, sqlite3.DatabaseError) and name.startswith(_DAMAGE_CODES)
+
+
+def damage(data_dir: Path) -> str | None:
+    """What is wrong with the database, or None if it is sound (or does not exist yet).
+
+    Errors that are not damage (locked, read-only, full) are raised: moving a sound file
+    aside because another program held it would throw away a good queue.
+    """
+    if not db_path(data_dir).exists():
+        return None
+    try:
+        conn = connect(Path(data_dir))
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc):
+            return str(exc)
+        raise
+    try:
+        try:
+            version = current_version(conn)
+        except ValueError:
+            return "its schema version is not a number"
+        if version > SCHEMA_VERSION:
+            return f"it was written by a newer Stash2Plex (schema {version}; this one knows up to {SCHEMA_VERSION})"
+        rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        if rows != [("ok",)]:
+            return f"integrity check: {rows[0][0] if rows else 'no answer'}"
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc):
+            return str(exc)
+        raise
+    finally:
+        conn.close()
+    return None
+
+
+def quarantine_name(now: float) -> str:
+    return f"{DB_FILE}{QUARANTINE_MARK}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}"
+
+
+def replace_damaged(data_dir: Path, now: float) -> Path:
+    """Move the database (and its -wal/-shm) aside under a timestamped name, create a fresh
+    one, and return where the damaged file went."""
+    source = db_path(data_dir)
+    target = Path(data_dir) / quarantine_name(now)
+    n = 1
+    while target.exists():
+        n += 1
+        target = Path(data_dir) / f"{quarantine_name(now)}-{n}"
+    source.replace(target)
+    for suffix in _SIDE_FILES:
+        side = source.with_name(source.name + suffix)
+        if side.exists():
+            side.replace(target.with_name(target.name + suffix))
+    conn = connect(Path(data_dir))
+    try:
+        ensure_schema(conn)
+    finally:
+        conn.close()
+    return target
