@@ -17,12 +17,13 @@ import sqlite3
 import time
 from pathlib import Path
 
-from sync_queue.db import DB_FILE, connect, db_path
+from sync_queue.db import DB_FILE, connect, db_path, write_txn
 from sync_queue.schema import SCHEMA_VERSION, current_version, ensure_schema
 
 QUARANTINE_MARK = ".damaged-"
 _SIDE_FILES = ("-wal", "-shm")
 _DAMAGE_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_INSERT_EVENT = "INSERT INTO inbox (kind, entity_id, reason, payload, created_at) VALUES (?, ?, ?, ?, ?)"
 
 
 def is_damage(exc: BaseException) -> bool:
@@ -68,9 +69,30 @@ def quarantine_name(now: float) -> str:
     return f"{DB_FILE}{QUARANTINE_MARK}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}"
 
 
+def salvage_inbox(data_dir: Path) -> list[tuple[object, ...]]:
+    """Hook events still readable in the damaged file (none, if it cannot be read at all).
+
+    A newer Stash2Plex's database, or one damaged elsewhere, may still hold events hooks
+    recorded since the last drain; they are the one thing a Reconcile may not find again
+    (a deleted scene, a merged tag), so they move with us into the fresh database.
+    """
+    try:
+        conn = sqlite3.connect(f"file:{db_path(data_dir)}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return []
+    try:
+        return conn.execute("SELECT kind, entity_id, reason, payload, created_at FROM inbox ORDER BY id").fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        conn.close()
+
+
 def replace_damaged(data_dir: Path, now: float) -> Path:
     """Move the database (and its -wal/-shm) aside under a timestamped name, create a fresh
-    one, and return where the damaged file went."""
+    one holding the hook events that could be read back, and return where the damaged file
+    went."""
+    events = salvage_inbox(data_dir)
     source = db_path(data_dir)
     target = Path(data_dir) / quarantine_name(now)
     n = 1
@@ -85,6 +107,8 @@ def replace_damaged(data_dir: Path, now: float) -> Path:
     conn = connect(Path(data_dir))
     try:
         ensure_schema(conn)
+        with write_txn(conn) as txn:
+            txn.executemany(_INSERT_EVENT, events)
     finally:
         conn.close()
     return target
