@@ -180,6 +180,23 @@ def _http_error(exc: Exception, what: str, session: RecordingSession | None) -> 
     return InvalidData(f"Plex rejected {what} ({status}): {str(exc)[:300]}")
 
 
+def _plex_answer(root: Any, method: str, what: str) -> Any:
+    """A GET answer must be Plex's XML. An empty body (plexapi's None) or another document
+    (a proxy's HTML error page sent with 200) is not Plex talking: read as an empty library
+    it would look like every scene went missing, so it is a transient failure instead."""
+    if method == "GET" and (root is None or getattr(root, "tag", None) != "MediaContainer"):
+        shown = "an empty body" if root is None else f"a <{root.tag}> document"
+        raise TransientError(f"Plex answered {what} with {shown}, not its XML")
+    return root
+
+
+def _plex_server(server: Any) -> Any:
+    """The root answer names the server; one that does not (a 200 page from a proxy) is not Plex."""
+    if not getattr(server, "machineIdentifier", None):
+        raise TransientError("Plex answered the server root (/) with something that is not its XML")
+    return server
+
+
 # --- retry policy (tenacity, transient only) ---------------------------------------------
 
 
@@ -243,7 +260,7 @@ class PlexConnection:
 
             self._server = self._guarded(
                 "the server root (/)",
-                lambda: PlexServer(self.url, self._token, session=self.session, timeout=self.timeout))
+                lambda: _plex_server(PlexServer(self.url, self._token, session=self.session, timeout=self.timeout)))
         return self._server
 
     def query(self, key: str, method: str = "GET", *, headers: Mapping[str, str] | None = None,
@@ -255,7 +272,7 @@ class PlexConnection:
         kwargs: dict[str, Any] = {"method": verb, "headers": dict(headers or {})}
         if data is not None:
             kwargs["data"] = data
-        return self._guarded(label, lambda: server.query(key, **kwargs))
+        return self._guarded(label, lambda: _plex_answer(server.query(key, **kwargs), method, label))
 
     def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
         def attempt() -> Any:

@@ -26,9 +26,9 @@ def hook_entity_id(context: dict[str, Any]) -> int:
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise BadHookInput(f"Hook {context.get('type')} carries no usable id ({raw!r}); nothing recorded.") from None
+        raise BadHookInput(f"Hook {context.get('type')!r} carries no usable id ({raw!r}); nothing recorded.") from None
     if value <= 0:
-        raise BadHookInput(f"Hook {context.get('type')} carries no usable id ({raw!r}); nothing recorded.")
+        raise BadHookInput(f"Hook {context.get('type')!r} carries no usable id ({raw!r}); nothing recorded.")
     return value
 
 
