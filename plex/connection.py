@@ -180,11 +180,11 @@ def _http_error(exc: Exception, what: str, session: RecordingSession | None) -> 
     return InvalidData(f"Plex rejected {what} ({status}): {str(exc)[:300]}")
 
 
-def _plex_answer(root: Any, method: str, what: str) -> Any:
-    """A GET answer must be Plex's XML. An empty body (plexapi's None) or another document
-    (a proxy's HTML error page sent with 200) is not Plex talking: read as an empty library
-    it would look like every scene went missing, so it is a transient failure instead."""
-    if method == "GET" and (root is None or getattr(root, "tag", None) != "MediaContainer"):
+def _plex_answer(root: Any, read: bool, what: str) -> Any:
+    """An answer the caller reads must be Plex's XML. An empty body (plexapi's None) or
+    another document (a proxy's HTML error page sent with 200) is not Plex talking: read as
+    an empty library it would look like every scene went missing, so it is transient."""
+    if read and (root is None or getattr(root, "tag", None) != "MediaContainer"):
         shown = "an empty body" if root is None else f"a <{root.tag}> document"
         raise TransientError(f"Plex answered {what} with {shown}, not its XML")
     return root
@@ -264,15 +264,20 @@ class PlexConnection:
         return self._server
 
     def query(self, key: str, method: str = "GET", *, headers: Mapping[str, str] | None = None,
-              data: bytes | None = None, what: str | None = None) -> Any:
-        """`PlexServer.query` with translation and the transient retry; returns the XML root."""
+              data: bytes | None = None, what: str | None = None, read: bool | None = None) -> Any:
+        """`PlexServer.query` with translation and the transient retry; returns the XML root.
+
+        `read` (default: a GET) says the caller reads the answer, so it must be Plex's XML;
+        a GET that only asks for something (a folder scan) answers with an empty body.
+        """
         server = self.server()
         verb = {"GET": self.session.get, "PUT": self.session.put, "POST": self.session.post}[method]
         label = what or f"{method} {key.split('?', 1)[0]}"
         kwargs: dict[str, Any] = {"method": verb, "headers": dict(headers or {})}
         if data is not None:
             kwargs["data"] = data
-        return self._guarded(label, lambda: _plex_answer(server.query(key, **kwargs), method, label))
+        reads = method == "GET" if read is None else read
+        return self._guarded(label, lambda: _plex_answer(server.query(key, **kwargs), reads, label))
 
     def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
         def attempt() -> Any:

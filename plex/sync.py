@@ -318,7 +318,7 @@ class PlexSync:
             if section is None or not self.scans.due(folder, now):
                 continue
             self.scans.mark(folder, now)
-            self.conn.query(f"/library/sections/{section.key}/refresh?" + urlencode({"path": folder}))
+            self.conn.query(f"/library/sections/{section.key}/refresh?" + urlencode({"path": folder}), read=False)
 
     # -- the job ---------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from plugin.errors import Stash2PlexError
 from plugin.protocol import PluginInput, StashLog
 
 WORKER_MODE = "_worker"
+MAX_ID = 2**63 - 1  # SQLite's largest integer; Stash's ids are far below it
 
 
 class BadHookInput(Stash2PlexError):
@@ -23,13 +24,19 @@ class BadHookInput(Stash2PlexError):
 def hook_entity_id(context: dict[str, Any]) -> int:
     """The id of the object the hook is about; Stash omits it only when it is 0."""
     raw = context.get("id")
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise BadHookInput(f"Hook {context.get('type')!r} carries no usable id ({raw!r}); nothing recorded.") from None
-    if value <= 0:
+    value = positive_id(raw)
+    if value is None:
         raise BadHookInput(f"Hook {context.get('type')!r} carries no usable id ({raw!r}); nothing recorded.")
     return value
+
+
+def positive_id(raw: Any) -> int | None:
+    """`raw` as an id SQLite can store (1 to 2**63 - 1), or None."""
+    try:
+        value = int(raw)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if 0 < value <= MAX_ID else None
 
 
 def merged_sources(context: dict[str, Any]) -> list[int]:
@@ -43,14 +50,7 @@ def merged_sources(context: dict[str, Any]) -> list[int]:
     sources = raw.get("source") if isinstance(raw, dict) else None
     if not isinstance(sources, list):
         return []
-    ids: set[int] = set()
-    for value in sources:
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            continue
-        if number > 0:
-            ids.add(number)
+    ids = {number for number in map(positive_id, sources) if number is not None}
     ids.discard(hook_entity_id(context))
     return sorted(ids)
 

@@ -253,6 +253,31 @@ def test_whatever_a_scene_holds_plex_is_asked_only_for_values_it_accepts(raw: di
         clean_line(actor.name)
 
 
+CJK = st.text(alphabet=st.sampled_from("漢字かな한국어Ωж\U0001f600"), min_size=1, max_size=40)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.data_too_large])
+@given(raw=raw_scenes, long_text=st.sampled_from(["漢" * 12_000, "Ω " * 6_000, "plain " * 2_000]),
+       names=st.lists(CJK, max_size=60), plex_genres=st.lists(CJK, max_size=30))
+def test_the_edit_for_any_scene_fits_in_one_request_url(raw: dict[str, Any], long_text: str,
+                                                        names: list[str], plex_genres: list[str]) -> None:
+    from plexapi.utils import joinArgs
+
+    from plex.diff import plan_edit
+    from plex.records import CurrentState
+
+    raw = {**raw, "details": long_text, "title": long_text[:300],
+           "tags": raw["tags"] + [{"id": str(90_000 + i), "name": n * 6} for i, n in enumerate(names)],
+           "performers": raw["performers"] + [{"id": str(i), "name": n * 6, "image_path": None}
+                                              for i, n in enumerate(names)]}
+    state = desired_state(scene_from_gql(raw), PLEX_SETTINGS)
+    current = CurrentState("1", "1", genres=tuple(g * 8 for g in plex_genres))
+    plan = plan_edit(state, current, None, lock=True, preserve=False)
+    url = f"/library/sections/1/all{joinArgs({**plan.params, 'id': '1', 'type': 1})}"
+    assert len(url) < 65_536 - 512, len(url)  # the request line, with room for the method and version
+
+
 # ---- Plex answers that are not Plex's XML -------------------------------------------------------
 
 
@@ -263,8 +288,8 @@ def test_a_get_answer_that_is_not_plex_xml_is_transient(tag: str | None) -> None
 
     root = None if tag is None else Element(tag)
     with pytest.raises(TransientError, match="not its XML"):
-        _plex_answer(root, "GET", "GET /library/sections")
-    assert _plex_answer(root, "PUT", "an edit") is root  # an edit's answer may be empty
+        _plex_answer(root, True, "GET /library/sections")
+    assert _plex_answer(root, False, "an edit") is root  # an edit's or a scan's answer may be empty
 
 
 # ---- through the host, as Stash runs the plugin --------------------------------------------------
@@ -295,7 +320,7 @@ HOSTILE_PATH = "/data/stash/odd\\name 100% real?#1\nline.mp4"
 
 
 def test_a_hostile_scene_is_synced_with_cleaned_values_and_odd_paths_stay_honest(tmp_path: Path) -> None:
-    with stage(3, seed=5, work_dir=tmp_path, settings=QUIET,
+    with stage(3, seed=5, work_dir=tmp_path, settings={**QUIET, "max_tags": 0},
                on_result=audited("hostile scene")) as st_:
         AUDIT.add_secret(st_.plex.token)
         lib = st_.library
@@ -305,7 +330,7 @@ def test_a_hostile_scene_is_synced_with_cleaned_values_and_odd_paths_stay_honest
         for i in range(10_000):
             lib.tags[first + i] = Tag(id=first + i, name=f"t{i} \u202e\U0001f600\x00")
         title = "Bad\x00 \x1b[31mtitle\u202e \U0001f600\x07 " + "y" * 400
-        hostile = lib.add_scene(files=["/data/stash/hostile.mp4"], title=title, details="d\x00\x01" * 350_000,
+        hostile = lib.add_scene(files=["/data/stash/hostile.mp4"], title=title, details="漢\x00\x01" * 350_000,
                                 date="2024-13-45", rating100=10**12, tag_ids=list(range(first, first + 10_000)))
         odd = lib.add_scene(files=[HOSTILE_PATH], title="Odd path", date="0000-00-00", rating100=-7)
         st_.scan_into_plex([hostile, odd])
@@ -318,6 +343,7 @@ def test_a_hostile_scene_is_synced_with_cleaned_values_and_odd_paths_stay_honest
         assert item.title.startswith("Bad [31mtitle\u202e \U0001f600 yyy") and len(item.title) <= TITLE_MAX
         summary = item.fields.get("summary", "")
         assert 0 < len(summary) <= SUMMARY_MAX and "\x00" not in summary and "\x01" not in summary
+        assert summary.startswith("漢漢") and summary.endswith("\u2026")  # cut to fit one request
         assert "originallyAvailableAt" not in item.fields and not item.fields.get("userRating")
         genres = [g for g in item.tags.get("Genre", [])] if hasattr(item, "tags") else []
         assert all(not CONTROL.search(str(g)) for g in genres)
