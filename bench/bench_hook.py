@@ -32,8 +32,11 @@ def make_host(data_dir: Path) -> StashHost:
 
 
 def inbox_count(data_dir: Path) -> int:
+    """Events recorded: in the inbox, or in the spool a hook uses when the lock is contended."""
+    from sync_queue.spool import spooled
+
     with sqlite3.connect(data_dir / "stash2plex.db") as conn:
-        return conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+        return conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0] + len(spooled(data_dir))
 
 
 def main() -> None:

@@ -68,10 +68,10 @@ def handle_hook(inp: PluginInput, data_dir: Path, entrypoint: Path, now: float,
     """Record one hook event and start a background worker if none is running.
 
     A database that does not take the event within the hook's budget (locked by another
-    program, damaged) gets it in the spool instead, with one warning line; a folder where
-    not even that can be written fails the hook with one line saying why and what to do.
+    program or a burst of hooks, damaged) gets it in the spool instead; a folder where not
+    even that can be written fails the hook with one line saying why and what to do.
     """
-    from plugin.storage import explain_hook
+    from sync_queue.db import is_lock_error
     from sync_queue.spool import record_or_spool, spool_dir
     from worker.launch import ensure_worker
 
@@ -81,13 +81,18 @@ def handle_hook(inp: PluginInput, data_dir: Path, entrypoint: Path, now: float,
     try:
         held_up = record_or_spool(data_dir, HOOKS[trigger], entity_id, trigger, now, payload=hook_payload(context))
     except OSError as exc:
+        from plugin.storage import explain_hook
+
         known = explain_hook(exc, data_dir, trigger, entity_id)
         if known is None:
             raise
         raise known from exc
     if held_up is not None and log is not None:
-        log.warning(f"Stash2Plex: stash2plex.db did not take the event in time ({held_up}); "
-                    f"it waits in {spool_dir(data_dir)} for the worker")
+        # Contention is routine in a burst of hundreds of hooks and loses nothing: debug only.
+        # Anything else (a damaged file) the user should hear about, once per save.
+        (log.debug if is_lock_error(held_up) else log.warning)(
+            f"Stash2Plex: stash2plex.db did not take the event in time ({held_up}); "
+            f"it waits in {spool_dir(data_dir)} for the worker")
     worker_input = {"server_connection": inp.server_connection, "args": {"mode": WORKER_MODE}}
     started = ensure_worker(data_dir, entrypoint, worker_input, now)
     recorded = {"trigger": trigger, "id": entity_id}

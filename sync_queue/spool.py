@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ def spool_event(data_dir: Path, kind: str, entity_id: int, reason: str, now: flo
     """Write one event file atomically; raises OSError (and leaves nothing) if it cannot."""
     folder = spool_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{max(0, int(now * 1_000_000)):020d}-{os.getpid()}-{secrets.token_hex(4)}"
+    name = f"{max(0, int(now * 1_000_000)):020d}-{os.getpid()}-{os.urandom(4).hex()}"
     tmp, final = folder / f"{name}.tmp", folder / f"{name}.json"
     record = {"kind": kind, "entity_id": int(entity_id), "reason": str(reason), "payload": payload,
               "created_at": float(now)}
