@@ -13,7 +13,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -25,6 +25,9 @@ if (HERE / "vendor").is_dir():
 
 from plugin.errors import Stash2PlexError  # noqa: E402
 from plugin.protocol import InputError, PluginInput, StashLog, read_input, write_result  # noqa: E402
+
+if TYPE_CHECKING:
+    from plugin.dispatch import Route
 
 
 def run(inp: PluginInput, log: StashLog) -> object:
@@ -44,7 +47,7 @@ def run(inp: PluginInput, log: StashLog) -> object:
         raise known from exc
 
 
-def _run(target: Any, inp: PluginInput, log: StashLog) -> object:
+def _run(target: Route, inp: PluginInput, log: StashLog) -> object:
     from plugin import dispatch
     from plugin.datadir import data_dir
 
@@ -56,19 +59,19 @@ def _run(target: Any, inp: PluginInput, log: StashLog) -> object:
         from plugin.hooks import handle_hook
 
         return handle_hook(inp, folder, HERE / "Stash2Plex.py", time.time(), log)
-    check_database(folder, target.kind, log)
+    replace_damaged_database(folder, target.kind, log)
     from plugin.runtime import RunContext
 
     handler = dispatch.task_handler(target.name)
     return handler(RunContext(inp, log, folder, HERE / "Stash2Plex.py"))
 
 
-def check_database(folder: Path, kind: str, log: StashLog) -> None:
+def replace_damaged_database(folder: Path, kind: str, log: StashLog) -> None:
     """Replace a damaged stash2plex.db before a task or the worker opens it, and say so where
     the user will read it: Stash's log for a task, worker.log for the detached worker."""
-    from plugin.db_check import check_database as replace_if_damaged
+    from plugin.db_check import check_database
 
-    message = replace_if_damaged(folder, time.time(), take_over=kind == "task")
+    message = check_database(folder, time.time(), take_over=kind == "task")
     if message is None:
         return
     log.warning(f"Stash2Plex: {message}")
