@@ -8,6 +8,7 @@ that meets a damaged database spools its event; see ``sync_queue.spool``).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +31,10 @@ def check_database(folder: Path, now: float, take_over: bool) -> str | None:
     A task (``take_over``) asks a running worker to hand over first; the worker itself
     never waits for the lock here: whoever holds it checks on its own start.
     """
-    found = damage(folder)
+    try:
+        found = damage(folder)
+    except sqlite3.Error:
+        return None  # not damage (read-only, locked, full): the task meets it and says so
     if found is None:
         return None
     with _processor(folder, take_over) as held:

@@ -74,6 +74,7 @@ from sync_queue.inbox import FANOUT_KINDS, SCENE, SCENE_DESTROYED, InboxEvent, r
 from sync_queue.ledger import LedgerEntry, needs_sync
 from sync_queue.schema import ensure_schema
 from sync_queue.spool import absorb as absorb_spool
+from sync_queue.spool import spooled
 
 PQ_NAME = "jobs"
 PQ_TABLE = f"ack_queue_{PQ_NAME}"
@@ -560,7 +561,7 @@ class JobQueue:
             in_flight=in_flight,
             dlq=one("SELECT COUNT(*) FROM dlq"),
             ledger=one("SELECT COUNT(*) FROM ledger"),
-            inbox=one("SELECT COUNT(*) FROM inbox"),
+            inbox=one("SELECT COUNT(*) FROM inbox") + len(spooled(self.data_dir)),  # spooled events are new too
             fanout=one("SELECT COUNT(*) FROM fanout"),
         )
 

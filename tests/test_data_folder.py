@@ -125,6 +125,7 @@ def test_a_hook_gives_up_on_a_held_database_within_its_budget_and_spools(tmp_pat
         assert waited < 10, waited
         assert [p.suffix for p in spool.spooled(tmp_path)] == [".json"]
     with JobQueue(tmp_path) as queue:
+        assert queue.counts(T0 + 2).inbox == 2  # Queue Status counts a spooled event as new
         result = queue.ingest(T0 + 2)
         assert result.events == 2 and queue.job_for_scene(2) is not None
     assert spool.spooled(tmp_path) == [] and inbox(tmp_path) == []
@@ -245,6 +246,16 @@ def synced_stage(tmp_path: Path, n: int = 6) -> Iterator[Stage]:
         assert out.error is None and out.output["summary"]["synced"] == n, out.stderr[-2000:]
         st.stop_workers()  # the breakage starts from a quiet folder, with no worker holding the file open
         yield st
+
+
+def test_health_check_in_a_read_only_folder_reports_it_among_its_checks(tmp_path: Path) -> None:
+    with synced_stage(tmp_path, n=2) as st, read_only(st.data_dir):
+        out = st.task("health_check")
+        assert out.returncode == 0 and "Traceback" not in out.stderr
+        (line,) = [x for x in out.lines("info") if x.startswith("[FAIL]")]
+        assert line.startswith(f"[FAIL] Data folder: {st.data_dir}") and "permissions" in line, line
+        assert "[OK] Plex token: accepted" in out.lines("info")  # the other checks still ran
+        assert out.error is not None and "Data folder" in out.error
 
 
 def test_full_disk_fails_cleanly_leaves_nothing_half_written_and_recovers(tmp_path: Path) -> None:
