@@ -278,6 +278,27 @@ def test_the_edit_for_any_scene_fits_in_one_request_url(raw: dict[str, Any], lon
     assert len(url) < 65_536 - 512, len(url)  # the request line, with room for the method and version
 
 
+@FAST
+@given(rest=st.lists(nasty_text.filter(lambda t: t.strip("/\\")), min_size=1, max_size=4),
+       others=st.lists(nasty_text, max_size=5))
+def test_a_file_path_holding_any_characters_maps_and_matches_exactly_itself(rest: list[str],
+                                                                             others: list[str]) -> None:
+    from plex.matcher import IndexEntry, MatchKind, build_index, match
+    from plex.pathmap import path_key, to_plex, to_stash
+    from stash.records import SceneFile
+
+    mapping = (("/data/stash", "/media/stash"),)
+    path = "/data/stash/" + "/".join(rest) + ".mp4"
+    plex_path = "/media/stash" + path[len("/data/stash"):]  # where Plex reports the same file
+    # Compared as keys: a backslash counts as a separator on both sides alike.
+    assert path_key(to_plex(path, mapping)) == path_key(plex_path)
+    assert path_key(to_stash(plex_path, mapping)) == path_key(path)
+    index = build_index([IndexEntry(plex_path, "7")] + [IndexEntry(f"/media/stash/{o}.mkv", str(100 + i))
+                                                       for i, o in enumerate(others)])
+    result = match([SceneFile(path)], index, mapping, strict=True)
+    assert (result.kind, result.rating_key) == (MatchKind.EXACT, "7")
+
+
 # ---- Plex answers that are not Plex's XML -------------------------------------------------------
 
 
