@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plugin.errors import Stash2PlexError
+from sync_queue.db import DB_FILE, error_code
 
 READ_ONLY = "read-only"
 FULL = "full"
@@ -25,7 +26,6 @@ CORRUPT = "corrupt"
 
 #: Below this much free space an I/O error that names no cause is taken for a full disk.
 LOW_SPACE = 1024 * 1024
-DB_FILE = "stash2plex.db"
 CATCH_UP = "Reconcile Last 24 Hours"
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -59,7 +59,7 @@ def classify(exc: BaseException, facts: FolderFacts) -> str | None:
         return None
     if not isinstance(exc, sqlite3.Error):
         return None
-    name = getattr(exc, "sqlite_errorname", "") or ""
+    name = error_code(exc)
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return LOCKED
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
@@ -68,7 +68,7 @@ def classify(exc: BaseException, facts: FolderFacts) -> str | None:
         return READ_ONLY
     if name.startswith("SQLITE_FULL"):
         return FULL
-    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")) or not name:
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")):
         if not facts.writable:
             return READ_ONLY
         if facts.free_bytes is not None and facts.free_bytes < LOW_SPACE:

@@ -66,6 +66,31 @@ def _configure(conn: sqlite3.Connection, busy_timeout: float, retries: int) -> N
     conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
 
 
+#: SQLite's messages for the result codes we act on, for Python 3.10, whose sqlite3 errors
+#: carry no ``sqlite_errorname``.
+_CODE_BY_TEXT = (
+    ("database is locked", "SQLITE_BUSY"),
+    ("database table is locked", "SQLITE_LOCKED"),
+    ("file is not a database", "SQLITE_NOTADB"),
+    ("database disk image is malformed", "SQLITE_CORRUPT"),
+    ("attempt to write a readonly database", "SQLITE_READONLY"),
+    ("database or disk is full", "SQLITE_FULL"),
+    ("unable to open database file", "SQLITE_CANTOPEN"),
+    ("disk i/o error", "SQLITE_IOERR"),
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """SQLite's result code name for a sqlite3 error ("SQLITE_BUSY", ...), or "" for others."""
+    if not isinstance(exc, sqlite3.Error):
+        return ""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name:
+        return str(name)
+    text = str(exc).lower()
+    return next((code for message, code in _CODE_BY_TEXT if message in text), "")
+
+
 def is_lock_error(exc: BaseException) -> bool:
     """SQLite reports contention as OperationalError with 'locked' or 'busy' in the text."""
     if not isinstance(exc, sqlite3.OperationalError):

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from sync_queue.db import DB_FILE, connect, db_path, write_txn
+from sync_queue.db import DB_FILE, connect, db_path, error_code, write_txn
 from sync_queue.schema import SCHEMA_VERSION, current_version, ensure_schema
 
 QUARANTINE_MARK = ".damaged-"
@@ -28,8 +28,7 @@ _INSERT_EVENT = "INSERT INTO inbox (kind, entity_id, reason, payload, created_at
 
 def is_damage(exc: BaseException) -> bool:
     """SQLite's word for a file that is not (or no longer) a sound database."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    return isinstance(exc, sqlite3.DatabaseError) and name.startswith(_DAMAGE_CODES)
+    return isinstance(exc, sqlite3.DatabaseError) and error_code(exc).startswith(_DAMAGE_CODES)
 
 
 def damage(data_dir: Path) -> str | None:

@@ -74,6 +74,12 @@ def sqlite_error(code_name: str, text: str = "x") -> sqlite3.Error:
     (sqlite_error("SQLITE_IOERR_WRITE"), FolderFacts(True, 0), FULL),
     (sqlite_error("SQLITE_IOERR_WRITE"), SOUND, None),  # an I/O error we cannot explain stays a bug
     (OSError(errno.ECONNREFUSED, "refused"), SOUND, None),
+    # Python 3.10's sqlite3 errors carry only the message:
+    (sqlite3.OperationalError("database is locked"), SOUND, LOCKED),
+    (sqlite3.DatabaseError("file is not a database"), SOUND, CORRUPT),
+    (sqlite3.OperationalError("attempt to write a readonly database"), SOUND, READ_ONLY),
+    (sqlite3.OperationalError("unable to open database file"), FolderFacts(False, 10**9), READ_ONLY),
+    (sqlite3.OperationalError("no such table: inbox"), FolderFacts(False, 0), None),
     (ValueError("no"), SOUND, None),
 ])
 def test_classify_names_the_folders_problem(exc: BaseException, facts: FolderFacts, problem: str | None) -> None:
