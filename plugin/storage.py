@@ -49,9 +49,15 @@ def folder_facts(folder: Path) -> FolderFacts:
     return FolderFacts(writable, free)
 
 
-def classify(exc: BaseException, facts: FolderFacts) -> str | None:
-    """READ_ONLY, FULL, LOCKED, CORRUPT, or None for an error that is not the folder's fault."""
+def classify(exc: BaseException, facts: FolderFacts, in_folder: bool = True) -> str | None:
+    """READ_ONLY, FULL, LOCKED, CORRUPT, or None for an error that is not the folder's fault.
+
+    `in_folder` is False for an OS error about a file elsewhere (a permission error on some
+    other path is not the data folder's).
+    """
     if isinstance(exc, OSError):
+        if not in_folder:
+            return None
         if exc.errno in _FULL_ERRNOS:
             return FULL
         if exc.errno in _READ_ONLY_ERRNOS:
@@ -108,9 +114,20 @@ class DataFolderError(Stash2PlexError):
         self.problem = problem
 
 
+def in_folder(exc: BaseException, folder: Path) -> bool:
+    """Whether an OS error names a file in the data folder (or names none: a failed write)."""
+    name = getattr(exc, "filename", None)
+    if not name:
+        return True
+    try:
+        return Path(os.fsdecode(name)).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def explain(exc: BaseException, folder: Path) -> DataFolderError | None:
     """A task's error as a DataFolderError when the folder is to blame, else None."""
-    problem = classify(exc, folder_facts(folder))
+    problem = classify(exc, folder_facts(folder), in_folder(exc, folder))
     if problem is None:
         return None
     return DataFolderError(task_message(problem, folder, _detail(exc)), problem)
@@ -119,7 +136,8 @@ def explain(exc: BaseException, folder: Path) -> DataFolderError | None:
 def explain_hook(exc: BaseException, folder: Path, trigger: str, entity_id: int) -> DataFolderError | None:
     """The same for a hook that could record its event neither in the inbox nor the spool."""
     facts = folder_facts(folder)
-    problem = classify(exc, facts) or (classify(exc.__context__, facts) if exc.__context__ else None)
+    problem = classify(exc, facts, in_folder(exc, folder)) or (
+        classify(exc.__context__, facts) if exc.__context__ else None)
     if problem is None:
         return None
     return DataFolderError(hook_message(trigger, entity_id, problem, folder, _detail(exc)), problem)

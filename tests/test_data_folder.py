@@ -86,6 +86,17 @@ def test_classify_names_the_folders_problem(exc: BaseException, facts: FolderFac
     assert classify(exc, facts) == problem
 
 
+def test_an_os_error_about_a_file_elsewhere_is_not_the_folders(tmp_path: Path) -> None:
+    from plugin.storage import explain
+
+    inside = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "processor.lock"))
+    elsewhere = PermissionError(errno.EACCES, "Permission denied", "/etc/shadow")
+    known = explain(inside, tmp_path)
+    assert known is not None and known.problem == READ_ONLY and str(tmp_path) in str(known)
+    assert explain(elsewhere, tmp_path) is None
+    assert explain(OSError(errno.ENOSPC, "No space left on device"), tmp_path).problem == FULL
+
+
 # ---- the spool: a hook never waits long, an event is never lost or doubled -------------------
 
 
