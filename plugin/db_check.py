@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sync_queue.recovery import damage, replace_damaged
-
 RECONCILE = "Reconcile All"
 TAKEOVER_TIMEOUT = 60.0
 
@@ -31,6 +29,8 @@ def check_database(folder: Path, now: float, take_over: bool) -> str | None:
     A task (``take_over``) asks a running worker to hand over first; the worker itself
     never waits for the lock here: whoever holds it checks on its own start.
     """
+    from sync_queue.recovery import damage, replace_damaged
+
     try:
         found = damage(folder)
     except sqlite3.Error:

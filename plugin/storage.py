@@ -16,8 +16,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from plugin.datadir import DB_FILE
 from plugin.errors import Stash2PlexError
-from sync_queue.db import DB_FILE, error_code
 
 READ_ONLY = "read-only"
 FULL = "full"
@@ -65,6 +65,8 @@ def classify(exc: BaseException, facts: FolderFacts, in_folder: bool = True) -> 
         return None
     if not isinstance(exc, sqlite3.Error):
         return None
+    from sync_queue.db import error_code
+
     name = error_code(exc)
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return LOCKED

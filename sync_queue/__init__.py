@@ -5,6 +5,9 @@ Everything lives in one SQLite file, ``<data_dir>/stash2plex.db`` (``db.DB_FILE`
 Modules, and who may import them:
 
 * ``inbox``  (stdlib only): the hook fast path, ``record_event``.
+* ``spool`` (stdlib only): where a hook puts its event when the database does not take it
+  in time; the processor absorbs it into the inbox exactly once.
+* ``recovery`` (stdlib only): finding a damaged database and putting a fresh one in its place.
 * ``schema``, ``db``, ``ledger``, ``dlq`` (stdlib only): tables, migrations, connections,
   the ledger rule and dead-letter records.
 * ``jobs`` (imports persistqueue): ``JobQueue``, the processor's view of the queue.

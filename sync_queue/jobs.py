@@ -340,7 +340,7 @@ class JobQueue:
         left over from an earlier run; call ``fanout_done`` once each has been expanded.
         """
         result = IngestResult()
-        absorb_spool(self._conn, self.data_dir)
+        absorb_spool(self._conn, self.data_dir, now)
         while True:
             with write_txn(self._conn) as conn:
                 events = read_inbox(conn, batch)

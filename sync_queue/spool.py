@@ -32,6 +32,8 @@ ABSORBED_KEY = "spool.absorbed"
 #: How long a hook lets SQLite wait for the write lock before it spools instead.
 HOOK_WAIT = 0.5
 BATCH = 500
+#: A hook writes its file in milliseconds; a ``.tmp`` this old belongs to no live hook.
+STALE_TMP = 3600.0
 
 _INSERT = "INSERT INTO inbox (kind, entity_id, reason, payload, created_at) VALUES (?, ?, ?, ?, ?)"
 
@@ -74,13 +76,15 @@ def has_spooled(data_dir: Path) -> bool:
     return folder.is_dir() and any(folder.glob("*.json"))
 
 
-def absorb(conn: sqlite3.Connection, data_dir: Path, batch: int = BATCH) -> int:
+def absorb(conn: sqlite3.Connection, data_dir: Path, now: float, batch: int = BATCH) -> int:
     """Move every spooled event into the inbox exactly once; how many were moved.
 
     Only the processor-lock holder may call it. A file that is not a valid event (never
-    written by a hook) is renamed to ``.bad`` and left for a person to look at.
+    written by a hook) is renamed to ``.bad`` and left for a person to look at; a ``.tmp``
+    older than ``STALE_TMP`` was left by a hook killed while writing it, and is deleted.
     """
     _forget_absorbed(conn, data_dir)
+    _drop_stale_tmp(data_dir, now)
     moved = 0
     while True:
         files = spooled(data_dir)[:batch]
@@ -100,6 +104,18 @@ def absorb(conn: sqlite3.Connection, data_dir: Path, batch: int = BATCH) -> int:
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (ABSORBED_KEY, json.dumps(names)))
         moved += len(rows)
         _forget_absorbed(conn, data_dir)
+
+
+def _drop_stale_tmp(data_dir: Path, now: float) -> None:
+    folder = spool_dir(data_dir)
+    if not folder.is_dir():
+        return
+    for path in folder.glob("*.tmp"):
+        try:
+            if now - path.stat().st_mtime > STALE_TMP:
+                path.unlink()
+        except OSError:
+            pass  # gone meanwhile
 
 
 def _forget_absorbed(conn: sqlite3.Connection, data_dir: Path) -> None:

@@ -156,7 +156,9 @@ def test_absorbing_the_spool_is_exactly_once_even_when_killed_between_commit_and
     ensure_schema(conn)
     for n in range(1, 4):
         spool.spool_event(tmp_path, "scene", n, "Scene.Update.Post", T0 + n)
-    (spool.spool_dir(tmp_path) / "00000000000000000000-1-dead.tmp").write_text('{"kind": "sc')  # a killed hook
+    stale = spool.spool_dir(tmp_path) / "00000000000000000000-1-dead.tmp"
+    stale.write_text('{"kind": "sc')  # a killed hook's
+    os.utime(stale, (T0 - 7200, T0 - 7200))
     real = spool._forget_absorbed
     calls = []
 
@@ -168,12 +170,12 @@ def test_absorbing_the_spool_is_exactly_once_even_when_killed_between_commit_and
 
     monkeypatch.setattr(spool, "_forget_absorbed", killed_after_commit)
     with pytest.raises(KeyboardInterrupt):
-        spool.absorb(conn, tmp_path)
+        spool.absorb(conn, tmp_path, T0)
     monkeypatch.setattr(spool, "_forget_absorbed", real)
     assert len(spool.spooled(tmp_path)) == 3  # committed to the inbox, files still there
-    assert spool.absorb(conn, tmp_path) == 0  # the start-up clean-up recognised them
+    assert spool.absorb(conn, tmp_path, T0) == 0  # the start-up clean-up recognised them
     assert [e[1] for e in inbox(tmp_path)] == [1, 2, 3]  # in event order, once each
-    assert spool.spooled(tmp_path) == []
+    assert list(spool.spool_dir(tmp_path).iterdir()) == []  # the stale .tmp went too
     conn.close()
 
 
