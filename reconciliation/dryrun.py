@@ -23,6 +23,7 @@ turn out the same as last time (a new source on the same item) or Stash has no i
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -274,9 +275,9 @@ def parse_limit(raw: Any) -> int | None:
         value = float(text)
     except ValueError:
         raise BadTaskArgument(f"Task argument 'limit' must be a number of scenes, got {raw!r}.") from None
-    if value < 0 or value != int(value):
+    if not math.isfinite(value) or value < 0 or value != int(value):
         raise BadTaskArgument(f"Task argument 'limit' must be a whole number of scenes, got {raw!r}.")
-    return int(value)
+    return int(value) or None  # "0.0" or "00" mean every scene, as "0" does
 
 
 # --- the report ---------------------------------------------------------------------------

@@ -111,6 +111,32 @@ def test_any_task_args_route_or_fail_with_a_clear_error(args: dict[str, Any], mo
     assert target.kind in ("hook", "task", "internal")
 
 
+task_arg_values = st.one_of(json_values, st.sampled_from(["inf", "-inf", "nan", "1e400", "-0", "0.5", "7",
+                                                             " 12 ", "all", "ALL", "", "1_000"]))
+
+
+@FAST
+@given(raw=task_arg_values)
+def test_task_number_arguments_are_a_usable_number_or_a_clear_error(raw: Any) -> None:
+    import math
+
+    from reconciliation.dryrun import parse_limit
+    from worker.tasks import BadTaskArgument, _number
+
+    try:
+        limit = parse_limit(raw)
+    except BadTaskArgument as exc:
+        assert "limit" in str(exc)
+    else:
+        assert limit is None or (isinstance(limit, int) and limit > 0)
+    try:
+        days = _number(raw, "days")
+    except BadTaskArgument as exc:
+        assert "days" in str(exc)
+    else:
+        assert math.isfinite(days) and days >= 0
+
+
 @FAST
 @given(hook_contexts)
 def test_any_hook_context_gives_a_positive_id_or_a_bad_hook_error(context: dict[str, Any]) -> None:

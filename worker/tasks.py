@@ -8,6 +8,7 @@ deferred to a background worker started for it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -219,6 +220,6 @@ def _number(raw: Any, name: str) -> float:
         value = float(raw)
     except (TypeError, ValueError):
         raise BadTaskArgument(f"Task argument '{name}' must be a number, got {raw!r}.") from None
-    if value < 0:
-        raise BadTaskArgument(f"Task argument '{name}' must not be negative, got {raw!r}.")
+    if not math.isfinite(value) or value < 0:
+        raise BadTaskArgument(f"Task argument '{name}' must be a number of at least 0, got {raw!r}.")
     return value
