@@ -28,7 +28,7 @@ from plugin.dispatch import HOOKS, route
 from plugin.errors import Stash2PlexError, TransientError
 from plugin.hooks import BadHookInput, hook_entity_id, hook_payload
 from plugin.protocol import InputError, StashLog, read_input, write_result
-from plugin.settings import load_settings
+from plugin.settings import SCHEMA, load_settings
 from stash.client import scene_from_gql
 from sync_queue.db import connect
 from sync_queue.inbox import read_inbox
@@ -191,6 +191,16 @@ def test_log_lines_and_the_result_survive_any_text(message: str, error: str | No
     assert (result["error"] is None) == (error is None)
 
 
+@FAST
+@given(values=st.dictionaries(st.sampled_from([spec.name for spec in SCHEMA]),
+                              st.one_of(json_values, st.sampled_from(["inf", "nan", "-5", "1e309", "=>", ";;"]))))
+def test_any_stored_settings_load_with_warnings_and_never_raise(values: dict[str, Any]) -> None:
+    warnings: list[str] = []
+    settings_ = load_settings(values, warnings.append)
+    assert all(isinstance(w, str) and "\n" not in w for w in warnings)
+    assert settings_.max_retries >= 1 and settings_.max_tags >= 0
+
+
 # ---- an event is never lost, whatever the hook carries ----------------------------------------
 
 
@@ -326,6 +336,41 @@ def test_a_file_path_holding_any_characters_maps_and_matches_exactly_itself(rest
 
 
 # ---- Plex answers that are not Plex's XML -------------------------------------------------------
+
+
+ATTRS = ["ratingKey", "librarySectionID", "title", "titleSort", "studio", "summary", "userRating",
+         "originallyAvailableAt", "thumb", "art", "totalSize", "size"]
+xml_attrs = st.dictionaries(st.sampled_from(ATTRS), st.one_of(nasty_text, st.sampled_from(["", "nan", "-1", "1e999",
+                                                                                          "x", "9" * 40])),
+                            max_size=len(ATTRS))
+
+
+@FAST
+@given(container=xml_attrs, videos=st.lists(st.tuples(
+    st.sampled_from(["Video", "Directory", "Photo"]), xml_attrs,
+    st.lists(st.tuples(st.sampled_from(["Genre", "Role", "Collection", "Field", "Media", "Part"]),
+                       st.dictionaries(st.sampled_from(["tag", "thumb", "name", "locked", "file"]), nasty_text,
+                                       max_size=3)), max_size=5)), max_size=4))
+def test_any_well_formed_plex_answer_is_read_without_an_exception(
+        container: dict[str, str], videos: list[tuple[str, dict[str, str], list[tuple[str, dict[str, str]]]]]) -> None:
+    from xml.etree.ElementTree import Element, SubElement, fromstring, tostring
+
+    from plex import xmlread
+
+    def clean(attrs: dict[str, str]) -> dict[str, str]:  # what XML can carry at all
+        return {k: CONTROL.sub("", v) for k, v in attrs.items()}
+
+    root = Element("MediaContainer", clean(container))
+    for tag, attrs, children in videos:
+        video = SubElement(root, tag, clean(attrs))
+        for child_tag, child_attrs in children:
+            SubElement(video, child_tag, clean(child_attrs))
+    root = fromstring(tostring(root))  # what plexapi hands over: parsed text
+    states = xmlread.current_states(root)
+    assert all(isinstance(k, str) for k in states)
+    xmlread.index_entries(root)
+    xmlread.sections(root)
+    assert xmlread.total_size(root, 7) >= 0
 
 
 @FAST
