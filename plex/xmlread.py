@@ -8,6 +8,7 @@ few attributes we need from the element is shorter and cannot cost a request.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,9 +46,10 @@ def _videos(root: Element) -> Iterator[Element]:
 
 
 def _int(value: str | None) -> int:
+    """A count, size or duration: 0 for anything that is not a finite number of at least 0."""
     try:
-        return int(float(value)) if value else 0
-    except ValueError:
+        return max(0, int(float(value))) if value else 0
+    except (ValueError, OverflowError):
         return 0
 
 
@@ -68,9 +70,10 @@ def index_entries(root: Element) -> list[IndexEntry]:
 
 def _float(value: str | None) -> float | None:
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is None or math.isfinite(number) else None
 
 
 def _tags(video: Element, element: str) -> tuple[str, ...]:
