@@ -164,7 +164,8 @@ def row(st: Stage, scene_id: int) -> Row:
     item = st.plex_item(scene_id)
     if item is None:
         return Row("(not in Plex)", "", "", 0, 0, "none")
-    return Row(str(item.title or ""), str(item.fields.get("studio") or ""),
+    # Shown in NFC like Stash's row: a title Plex took from an NFD file name reads the same.
+    return Row(_text(item.title), _text(item.fields.get("studio")),
                str(item.fields.get("originallyAvailableAt") or ""),
                len(item.tag_names("genre")), len(item.roles()), _poster(st.library, scene_id, item.poster))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,50 @@ TAG_KEY_RE = re.compile(
 PLACEHOLDER_IMAGE = b"\x89PNG\r\n\x1a\n" + b"emulated-plex-generated-thumbnail"
 
 
+@dataclass(frozen=True)
+class RealShapes:
+    """Behaviours of real Plex servers (1.40-1.41, captured answers) that a plugin must cope
+    with. Each is on by default so every test meets them; a test turns one off only to show
+    what depends on it.
+
+    * `omit_default_title_sort`: `titleSort` is left out of an item when it equals the
+      title (plexapi then defaults it to the title), as a real listing prints "Brave"
+      without one and "Avatar" with `titleSort="Avatar 01"`.
+    * `nfd_file_names`: `Part@file` holds names in Unicode NFD (`e` + combining accent), as
+      files on macOS, SMB or AFP shares arrive; the `file=` filter compares code points as
+      stored, so a name sent in NFC finds nothing.
+    * `plex_versions_as_parts`: a file under `<movie folder>/Plex Versions/<profile>/` is
+      Plex's optimised copy of the item in that folder: a second Media (`proxyType="42"`,
+      `target`, `title` = the profile) of the same item, never an item of its own, and the
+      original Media is titled "Original".
+    * `web_edits_lock`: a field a person edits in Plex Web is locked by that edit (an edit
+      request without `<field>.locked`), so a person's edit shows as a lock nobody else set.
+    """
+
+    omit_default_title_sort: bool = True
+    nfd_file_names: bool = True
+    plex_versions_as_parts: bool = True
+    web_edits_lock: bool = True
+
+    def file_name(self, path: str) -> str:
+        """A path in the form this server stores it."""
+        return unicodedata.normalize("NFD" if self.nfd_file_names else "NFC", path)
+
+
+#: Folder Plex writes optimised versions to, inside the movie's own folder.
+PLEX_VERSIONS = "Plex Versions"
+#: `Media@proxyType` of an optimised version (plexapi's SEARCHTYPES["optimizedVersion"]).
+OPTIMIZED_PROXY_TYPE = 42
+
+
+def plex_version_of(path: str) -> tuple[str, str] | None:
+    """(movie folder, profile) when `path` is `<folder>/Plex Versions/<profile>/<file>`."""
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[-3] == PLEX_VERSIONS:
+        return "/".join(parts[:-3]), parts[-2]
+    return None
+
+
 class EditError(ValueError):
     """A request the real server would refuse with 400; raised before anything changes."""
 
@@ -158,6 +203,7 @@ class MediaFile:
     duration: int
     media_id: int
     part_id: int
+    target: str | None = None  # the profile of an optimised version ("Optimized for TV")
 
     @property
     def container(self) -> str:
@@ -264,9 +310,13 @@ def element_for(kind: str) -> str:
     raise KeyError(f"unknown tag type {kind!r}")
 
 
-def _under(path: str, folder: str) -> bool:
+def _under(path: str, folder: str, same_form: bool = False) -> bool:
     """`path` is `folder` or inside it. A Windows Plex (drive or UNC location) separates
-    with backslashes and compares ignoring case, as NTFS does; elsewhere exact, with '/'."""
+    with backslashes and compares ignoring case, as NTFS does; elsewhere exact, with '/'.
+    Compared in NFC unless `same_form`: a scan request must name the folder as the disk
+    holds it, while a section's location is configured by hand."""
+    if not same_form:
+        path, folder = unicodedata.normalize("NFC", path), unicodedata.normalize("NFC", folder)
     if re.match(r"^([A-Za-z]:|\\\\)", folder):
         p, f = path.replace("/", "\\").casefold(), folder.replace("/", "\\").rstrip("\\").casefold()
         return p == f or p.startswith(f + "\\")
@@ -382,15 +432,15 @@ def _plan_tag(plan: EditPlan, match: re.Match[str], value: str) -> None:
     slot[what] = value
 
 
-def apply_edit(item: Item, plan: EditPlan, now: int) -> None:
+def apply_edit(item: Item, plan: EditPlan, now: int, *, lock_edits: bool = True) -> None:
     """Applies a parsed plan: indexed tags replace the whole list, then removals, then locks.
 
-    A value edited without an explicit `.locked` gets locked, as Plex Web does (belief:
-    plexapi always sends the lock, so the plugin never depends on this).
+    With `lock_edits`, a value edited without an explicit `.locked` gets locked, as Plex
+    Web does (`RealShapes.web_edits_lock`).
     """
     for name, value in plan.values.items():
         _set_field(item, name, value)
-        if name not in plan.locks:
+        if lock_edits and name not in plan.locks:
             item.locks.add(name)
     for element, slots in plan.replace.items():
         item.tags[element] = _tags_from_slots(slots)
@@ -468,7 +518,9 @@ class PlexLibrary:
     """Sections and items, indexed by rating key and by file, with Plex's edit rules."""
 
     def __init__(self, sections: Iterable[tuple[Any, ...]] = DEFAULT_SECTIONS, *,
-                 listing_limits: Mapping[str, int] | None = None, now: int = 1_700_000_000) -> None:
+                 listing_limits: Mapping[str, int] | None = None, now: int = 1_700_000_000,
+                 shapes: RealShapes | None = None) -> None:
+        self.shapes = shapes if shapes is not None else RealShapes()
         self.sections: dict[int, Section] = {}
         self.items: dict[int, Item] = {}
         self.by_file: dict[str, int] = {}
@@ -516,7 +568,15 @@ class PlexLibrary:
                  **fields_and_tags: Any) -> int:
         """Adds a scanned item. Keywords: any SCALAR_FIELDS name, a tag plural (genres=,
         actors=... as names, (name, role) or {"tag", "role", "thumb"}), `locked=` names,
-        `guids=`, `files=` more (path, size) versions, `poster=`/`art=` bytes, `added_at=`."""
+        `guids=`, `files=` more (path, size) versions, `poster=`/`art=` bytes, `added_at=`.
+
+        Paths are stored in the server's form (`RealShapes.file_name`); under
+        `plex_versions_as_parts` a file in a `Plex Versions` folder becomes an optimised
+        version of the item in the folder above and that item's key is returned."""
+        file = self.shapes.file_name(file)
+        version = plex_version_of(file) if self.shapes.plex_versions_as_parts else None
+        if version is not None:
+            return self.add_version(version[0], version[1], file, size=size, duration_ms=duration_ms, now=now)
         if file in self.by_file:
             raise ValueError(f"{file} is already item {self.by_file[file]}")
         home = self.section_for(file, section)
@@ -527,7 +587,7 @@ class PlexLibrary:
         media = [self._media(file, size, duration_ms)]
         for more in extra.pop("files", ()):
             path, more_size = (more, size) if isinstance(more, str) else more
-            media.append(self._media(path, more_size, duration_ms))
+            media.append(self._media(self.shapes.file_name(path), more_size, duration_ms))
         item = Item(rating_key=rating_key, section=home.key, media=media, added_at=added_at,
                     updated_at=int(extra.pop("updated_at", added_at)))
         item.fields["title"] = title if title is not None else item.stem
@@ -561,8 +621,31 @@ class PlexLibrary:
     def add_pending(self, file: str, *, section: int | None = None, title: str | None = None,
                     size: int = DEFAULT_SIZE, duration_ms: int = DEFAULT_DURATION_MS,
                     **extra: Any) -> None:
+        file = self.shapes.file_name(file)
         home = self.section_for(file, section)
         self.pending[file] = PendingFile(file, home.key, size, duration_ms, title, extra)
+
+    def add_version(self, folder: str, profile: str, file: str | None = None, *, now: int,
+                    size: int = DEFAULT_SIZE, duration_ms: int = DEFAULT_DURATION_MS) -> int:
+        """Plex's optimised copy (Optimize... in Plex Web) of the item whose primary file is in
+        `folder`: one more Media of that item at `<folder>/Plex Versions/<profile>/<title>.mp4`
+        (or `file`). Returns the item's key."""
+        folder = self.shapes.file_name(folder.rstrip("/"))
+        owners = [i for i in self.items.values() if posixpath.dirname(i.file) == folder]
+        if file is not None:
+            stem = posixpath.splitext(posixpath.basename(self.shapes.file_name(file)))[0]
+            owners = [i for i in owners if i.stem == stem] or owners
+        if len(owners) != 1:
+            raise ValueError(f"{folder} holds {len(owners)} items; an optimised version needs exactly one")
+        item = owners[0]
+        path = self.shapes.file_name(file or f"{folder}/{PLEX_VERSIONS}/{profile}/{item.title or item.stem}.mp4")
+        media = self._media(path, size, duration_ms)
+        media.target = profile
+        item.media.append(media)
+        self.by_file[path] = item.rating_key
+        item.reindex()
+        item.updated_at = max(item.updated_at, now)
+        return item.rating_key
 
     def remove_item(self, rating_key: int) -> None:
         """The file vanished and the trash was emptied: the key is gone for good."""
@@ -578,7 +661,7 @@ class PlexLibrary:
         """A library scan: pending files of the section (under `path` if given) become items."""
         home = self.section(section_key)
         due = [p for p in self.pending.values()
-               if p.section == home.key and (path is None or _under(p.path, path))]
+               if p.section == home.key and (path is None or _under(p.path, path, same_form=True))]
         keys = []
         for pending in sorted(due, key=lambda p: p.path):
             del self.pending[pending.path]
@@ -610,7 +693,7 @@ class PlexLibrary:
             raise UnknownItem(f"no item {rating_key}") from None
 
     def item_by_file(self, file: str) -> Item | None:
-        key = self.by_file.get(file)
+        key = self.by_file.get(self.shapes.file_name(file))
         return None if key is None else self.items[key]
 
     def tag(self, element: str, name: str) -> Tag:
@@ -657,7 +740,7 @@ class PlexLibrary:
             raise EditError(f"type={wanted_type} does not match a {home.type} section")
         plan = parse_edit(params)
         for target in targets:
-            apply_edit(target, plan, now)
+            apply_edit(target, plan, now, lock_edits=self.shapes.web_edits_lock)
         for element, name, thumb in tag_thumbs(plan):
             self.tag(element, name).thumb = thumb
         if plan.touches_order():
@@ -730,7 +813,7 @@ class PlexLibrary:
 
     def item_element(self, item: Item, *, full: bool) -> ET.Element:
         return item_element(item, self.sections[item.section], full=full, limits=self.limits,
-                            tag_info=self.tag)
+                            tag_info=self.tag, shapes=self.shapes)
 
 
 # ---------------------------------------------------------------- XML
@@ -780,8 +863,9 @@ def section_element(section: Section, updated_at: int) -> ET.Element:
 
 
 def item_element(item: Item, section: Section, *, full: bool, limits: Mapping[str, int],
-                 tag_info: Callable[[str, str], Tag]) -> ET.Element:
+                 tag_info: Callable[[str, str], Tag], shapes: RealShapes | None = None) -> ET.Element:
     """One item; `full` is /library/metadata, otherwise the truncated listing form."""
+    shapes = shapes if shapes is not None else RealShapes()
     if section.type == "show":
         return _show_element(item, section)
     attrs: dict[str, Any] = {
@@ -798,6 +882,8 @@ def item_element(item: Item, section: Section, *, full: bool, limits: Mapping[st
         })
     for name in ATTR_ORDER:
         attrs[name] = item.fields.get(name)
+    if shapes.omit_default_title_sort and attrs["titleSort"] == attrs["title"]:
+        attrs["titleSort"] = None
     attrs["thumb"] = image_url(item, "thumb")
     attrs["art"] = image_url(item, "art")
     attrs.update({
@@ -812,8 +898,9 @@ def item_element(item: Item, section: Section, *, full: bool, limits: Mapping[st
             if url:
                 ET.SubElement(elem, "Image", {"alt": str(item.fields.get("title", "")),
                                               "type": plex_type, "url": url})
+    versions = any(m.target for m in item.media)
     for media in item.media:
-        _media_element(elem, media, item.added_at, full)
+        _media_element(elem, media, item.added_at, full, versions)
     if full:
         for guid in item.guids:
             ET.SubElement(elem, "Guid", {"id": guid})
@@ -846,12 +933,16 @@ def _tag_attrs(element: str, name: str, role: str | None, full: bool,
     })
 
 
-def _media_element(parent: ET.Element, media: MediaFile, added_at: int, full: bool) -> None:
+def _media_element(parent: ET.Element, media: MediaFile, added_at: int, full: bool, versions: bool) -> None:
+    """With optimised versions present, the original is titled "Original" and each version
+    carries its profile, as real answers do."""
+    optimised = {"optimizedForStreaming": 1, "proxyType": OPTIMIZED_PROXY_TYPE, "target": media.target,
+                 "title": media.target} if media.target else {"title": "Original" if versions else None}
     elem = ET.SubElement(parent, "Media", _clean({
         "id": media.media_id, "duration": media.duration, "bitrate": 4000, "width": 1920,
         "height": 1080, "aspectRatio": 1.78, "audioChannels": 2, "audioCodec": "aac",
         "videoCodec": "h264", "videoResolution": "1080", "container": media.container,
-        "videoFrameRate": "24p",
+        "videoFrameRate": "24p", **optimised,
     }))
     part = ET.SubElement(elem, "Part", _clean({
         "id": media.part_id,

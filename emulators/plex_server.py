@@ -39,6 +39,7 @@ from emulators.plex_library import (
     EditError,
     Item,
     PlexLibrary,
+    RealShapes,
     UnknownItem,
     container,
     images_container,
@@ -224,12 +225,12 @@ class PlexEmulator:
     def __init__(self, token: str = "test-token", *, sections: Iterable[tuple[Any, ...]] = DEFAULT_SECTIONS,
                  listing_limits: Mapping[str, int] | None = None, friendly_name: str = "Emulated Plex",
                  machine_identifier: str = MACHINE_ID, version: str = VERSION,
-                 fetch_url: Callable[[str], bytes] | None = None) -> None:
+                 fetch_url: Callable[[str], bytes] | None = None, shapes: RealShapes | None = None) -> None:
         self.token = token
         self.friendly_name = friendly_name
         self.machine_identifier = machine_identifier
         self.version = version
-        self.library = PlexLibrary(sections, listing_limits=listing_limits, now=int(time.time()))
+        self.library = PlexLibrary(sections, listing_limits=listing_limits, now=int(time.time()), shapes=shapes)
         self.faults = Faults(self)
         self.requests: list[RequestRecord] = []
         self.fetch_url = fetch_url or _fetch_url
@@ -307,6 +308,20 @@ class PlexEmulator:
         with self.lock:
             self.library.add_pending(file, section=section, title=title, size=size,
                                      duration_ms=duration_ms, **extra)
+
+    def add_version(self, folder: str, profile: str = "Optimized for TV", file: str | None = None) -> int:
+        """Plex's optimised copy of the item in `folder` (see PlexLibrary.add_version)."""
+        with self.lock:
+            return self.library.add_version(folder, profile, file, now=int(time.time()))
+
+    def user_edit(self, rating_key: int, locks: Iterable[str] = (), **values: Any) -> None:
+        """What a person does in Plex Web: edit values (locked by the edit under
+        `RealShapes.web_edits_lock`) and lock fields by hand (`locks`, e.g. "genre")."""
+        params = {f"{name}.value": "" if value is None else str(value) for name, value in values.items()}
+        params.update({f"{name}.locked": "1" for name in locks})
+        with self.lock:
+            item = self.library.item(rating_key)
+            self.library.edit(item.section, [rating_key], params, now=int(time.time()))
 
     def remove_item(self, rating_key: int) -> None:
         with self.lock:

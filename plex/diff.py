@@ -26,6 +26,11 @@ Rules:
   a server version honours; an emptied list can only be expressed by removals.
 * An uploaded poster or background is locked in the same request (`thumb.locked=1`,
   `art.locked=1`), so an agent refresh cannot replace it.
+* A lock this plugin did not set is a person's decision (`ours` lists the locks we set, as
+  the ledger recorded them). Such a field is left alone: no value, no lock, no upload, and
+  it is listed in `kept_locked` when Stash's value differs from Plex's. With `overwrite_user_locks` it is written, and its lock is
+  sent as 1 whatever `lock_synced_fields` says: we never unlock a lock we did not set.
+  The sort title follows the title: a title kept this way keeps its sort title too.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from typing import Any
 from urllib.parse import quote
 
 from plex.desired import Actor, DesiredState
-from plex.records import CurrentState
+from plex.records import CurrentState, LedgerEntry
 
 #: (DesiredState attribute, Plex field name, CurrentState attribute)
 SCALAR_FIELDS: tuple[tuple[str, str], ...] = (
@@ -57,6 +62,28 @@ ACTOR_LOCK_NAMES = frozenset({"actor", "role"})
 IMAGE_LOCKS = {"poster": "thumb", "art": "art"}
 
 
+def lock_names(name: str) -> frozenset[str]:
+    """The names Plex may record the lock of a field or image (`written` name) under."""
+    if name == "actor":
+        return ACTOR_LOCK_NAMES
+    return frozenset({IMAGE_LOCKS.get(name, name)})
+
+
+def locks_we_set(ledger: LedgerEntry | None) -> frozenset[str]:
+    """The Plex locks this plugin set on the scene's item, as far as the ledger knows.
+
+    A ledger written before locks were recorded (`locks` is None) counts the locks of every
+    field it wrote, and of each image it uploaded, as ours: that is what lock_synced_fields
+    did then, and a user upgrading must not find every synced field suddenly protected."""
+    if ledger is None:
+        return frozenset()
+    if ledger.locks is not None:
+        return frozenset(ledger.locks)
+    names = [n for n in ledger.written]
+    names += [kind for kind in IMAGE_LOCKS if getattr(ledger, f"{kind}_hash", None)]
+    return frozenset().union(*(lock_names(n) for n in names))
+
+
 @dataclass(frozen=True)
 class EditPlan:
     """The single edit to send, and a readable account of it for dry runs and summaries."""
@@ -65,6 +92,9 @@ class EditPlan:
     changes: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
     written: Mapping[str, Any] = field(default_factory=dict)
+    kept_locked: tuple[str, ...] = ()  # fields left alone: someone else locked them in Plex
+    locks: tuple[str, ...] = ()  # the item's locks that are ours once this edit is sent
+    uploads: tuple[str, ...] = ()  # the images of `uploads` that may be sent
 
     @property
     def empty(self) -> bool:
@@ -125,24 +155,62 @@ def merge_list(
 class _Plan:
     """Accumulates params, changes and the ledger view while fields are visited."""
 
-    def __init__(self, current: CurrentState, lock: bool) -> None:
+    def __init__(self, current: CurrentState, lock: bool, ours: Collection[str] | None, overwrite: bool) -> None:
         self.current = current
         self.lock = lock
         self.params: dict[str, Any] = {}
         self.changes: list[str] = []
         self.kept: list[str] = []
         self.written: dict[str, Any] = {}
+        self.kept_locked: list[str] = []
+        self.overwrite = overwrite
+        self.theirs = frozenset() if ours is None else current.locked - frozenset(ours)
+        self.ours = set(current.locked - self.theirs)
 
-    def ensure_lock(self, name: str, aliases: Collection[str] = ()) -> None:
-        if self.lock and not ({name, *aliases} & self.current.locked):
+    def theirs_locked(self, name: str) -> bool:
+        """Someone else locked this field in Plex."""
+        return bool(lock_names(name) & self.theirs)
+
+    def left_alone(self, name: str, last: Mapping[str, Any], differs: bool, ours: Any = None) -> bool:
+        """True when someone else's lock keeps us off this field. When Plex's value differs
+        from Stash's (`differs`) the field is noted as kept and the ledger keeps what we last
+        wrote; when it does not, the ledger records `ours` as if we had written it."""
+        follows_title = name == "titleSort" and "title" in self.kept_locked
+        if self.overwrite or not (self.theirs_locked(name) or follows_title):
+            return False
+        if differs:
+            self.kept_locked.append(name)
+            if name in last:
+                self.written[name] = last[name]
+        elif ours is not None:
+            self.written[name] = ours
+        return True
+
+    def set_lock(self, name: str, wanted: bool) -> None:
+        """Send the field's lock with its value: a lock someone else set stays on."""
+        if self.theirs_locked(name):
             self.params[f"{name}.locked"] = 1
+            return
+        self.params[f"{name}.locked"] = 1 if wanted else 0
+        if wanted:
+            self.ours.add(name)
+        else:
+            self.ours -= lock_names(name)
 
-    def freeze(self) -> EditPlan:
-        return EditPlan(dict(self.params), tuple(self.changes), tuple(self.kept), dict(self.written))
+    def ensure_lock(self, name: str) -> None:
+        if self.lock and not (lock_names(name) & self.current.locked):
+            self.params[f"{name}.locked"] = 1
+            self.ours.add(name)
+
+    def freeze(self, uploads: Collection[str] = ()) -> EditPlan:
+        return EditPlan(dict(self.params), tuple(self.changes), tuple(self.kept), dict(self.written),
+                        tuple(self.kept_locked), tuple(sorted(self.ours)), tuple(uploads))
 
 
 def _scalar(plan: _Plan, name: str, want: Any, now: Any, last: Mapping[str, Any], preserve: bool) -> None:
     if want is None or (name == "title" and not want):
+        return
+    if plan.left_alone(name, last, _norm(now) != _norm(want), want):
         return
     if preserve and name in last and _norm(now) != _norm(last[name]) and _norm(now) != _norm(want):
         plan.kept.append(name)
@@ -151,7 +219,7 @@ def _scalar(plan: _Plan, name: str, want: Any, now: Any, last: Mapping[str, Any]
     plan.written[name] = want
     if _norm(now) != _norm(want):
         plan.params[f"{name}.value"] = want
-        plan.params[f"{name}.locked"] = 1 if plan.lock else 0
+        plan.set_lock(name, plan.lock)
         plan.changes.append(f"{name}: {_show(now)} -> {_show(want)}")
     else:
         plan.ensure_lock(name)
@@ -163,7 +231,7 @@ def _send_list(plan: _Plan, tag: str, result: tuple[str, ...], current: tuple[st
     removed = [n for n in current if n.casefold() not in _fold(result)]
     if removed:
         plan.params[f"{tag}[].tag.tag-"] = removal_value(removed)
-    plan.params[f"{tag}.locked"] = 1 if plan.lock else 0
+    plan.set_lock(tag, plan.lock)
     plan.changes.append(f"{tag}: {_show(list(current))} -> {_show(list(result))}")
 
 
@@ -171,7 +239,7 @@ def _names_list(
     plan: _Plan, tag: str, want: tuple[str, ...] | None, now: tuple[str, ...],
     last: Mapping[str, Any], preserve: bool, mirror: bool,
 ) -> None:
-    if want is None:
+    if want is None or plan.left_alone(tag, last, _fold(now) != _fold(want), list(want)):
         return
     result = merge_list(now, last.get(tag), want, mirror, preserve)
     plan.written[tag] = list(want)
@@ -185,6 +253,9 @@ def _actors(plan: _Plan, want: tuple[Actor, ...] | None, last: Mapping[str, Any]
     if want is None:
         return
     now = plan.current.actors
+    if plan.left_alone("actor", last, _fold(a.name for a in now) != _fold(a.name for a in want),
+                       [[a.name, a.thumb] for a in want]):
+        return
     last_pairs = last.get("actor")
     last_names = None if last_pairs is None else [p[0] for p in last_pairs]
     names = merge_list(tuple(a.name for a in now), last_names, tuple(a.name for a in want), True, preserve)
@@ -197,7 +268,7 @@ def _actors(plan: _Plan, want: tuple[Actor, ...] | None, last: Mapping[str, Any]
     thumb_moved = any((reference.get(a.name.casefold()) or None) != a.thumb for a in want
                       if a.thumb and a.name.casefold() in _fold(names))
     if _fold(names) == _fold(a.name for a in now) and not thumb_moved:
-        plan.ensure_lock("actor", ACTOR_LOCK_NAMES)
+        plan.ensure_lock("actor")
         return
     _send_list(plan, "actor", names, tuple(a.name for a in now))
     for i, name in enumerate(names):
@@ -213,14 +284,17 @@ def plan_edit(
     lock: bool,
     preserve: bool,
     uploads: Collection[str] = (),
+    ours: Collection[str] | None = None,
+    overwrite_locks: bool = False,
 ) -> EditPlan:
     """The one edit that brings `current` to `desired` under the rules above.
 
     `uploads` names the images the writer is about to upload ("poster", "art"), so their
-    locks ride in this same request.
+    locks ride in this same request; `plan.uploads` are those it may send. `ours` lists the
+    locks this plugin set (None: every lock counts as ours).
     """
     last = written or {}
-    plan = _Plan(current, lock)
+    plan = _Plan(current, lock, ours, overwrite_locks)
     now_values = {
         "title": current.title, "titleSort": current.title_sort, "studio": current.studio,
         "summary": current.summary, "tagline": current.tagline,
@@ -231,11 +305,16 @@ def plan_edit(
     _names_list(plan, "genre", desired.genres, current.genres, last, preserve, mirror=True)
     _actors(plan, desired.actors, last, preserve)
     _names_list(plan, "collection", desired.collections, current.collections, last, preserve, mirror=False)
+    allowed = []
     for image in uploads:
+        if plan.left_alone(image, {}, True):
+            continue
+        allowed.append(image)
         plan.changes.append(f"{image}: new image")
         if IMAGE_LOCKS[image] not in current.locked:
             plan.params[f"{IMAGE_LOCKS[image]}.locked"] = 1
-    return plan.freeze()
+            plan.ours.add(IMAGE_LOCKS[image])
+    return plan.freeze(allowed)
 
 
 # --- the ledger's view -----------------------------------------------------------------

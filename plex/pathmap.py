@@ -10,12 +10,18 @@ path style is a property of each *string*, not of the machine we run on. A path 
 "Windows style" when it starts with a drive letter (`C:`) or a UNC prefix (`\\\\server`);
 such paths compare case-insensitively and with either separator, because that is how
 Windows resolves them. POSIX paths compare exactly.
+
+Every comparison is made in Unicode NFC. The same name reaches the two programs in
+different normal forms: files written on macOS or through SMB/AFP shares carry NFD
+(`e` + combining accent) and Plex stores what the file system gives it, while Stash
+reports NFC. Compared code point by code point, such a scene would match nothing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterable, Sequence
 
 PathMap = Sequence[tuple[str, str]]
 
@@ -25,6 +31,30 @@ _DRIVE = re.compile(r"^[A-Za-z]:([\\/]|$)")
 def is_windows_path(path: str) -> bool:
     """True for `C:\\x`, `c:/x` and UNC `\\\\host\\share`: the paths Windows resolves case-insensitively."""
     return bool(_DRIVE.match(path)) or path.startswith("\\\\")
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def name_forms(name: str, held: str | None = None) -> tuple[str, ...]:
+    """The distinct normal forms a name may be stored in, for a server that compares the
+    stored text as it is: only the form it is known to hold (`held`, "NFC" or "NFD"), else
+    both, NFC first."""
+    forms = {form: unicodedata.normalize(form, name) for form in ("NFC", "NFD")}
+    if forms["NFC"] == forms["NFD"]:
+        return (forms["NFC"],)
+    return (forms[held],) if held in forms else (forms["NFC"], forms["NFD"])
+
+
+def form_of(paths: Iterable[str]) -> str | None:
+    """The normal form the first path that tells them apart is in; None when none does."""
+    for path in paths:
+        if not unicodedata.is_normalized("NFC", path):
+            return "NFD"
+        if not unicodedata.is_normalized("NFD", path):
+            return "NFC"
+    return None
 
 
 def _split(path: str) -> list[str]:
@@ -37,8 +67,9 @@ def path_key(path: str) -> str:
 
     Windows-style paths lose case and separator differences; POSIX paths only lose doubled
     and trailing separators (a POSIX file system is case-sensitive, so `A.mp4` and `a.mp4`
-    are two files).
+    are two files). Both in NFC.
     """
+    path = nfc(path)
     if is_windows_path(path):
         lead = "//" if path.startswith("\\\\") else ""
         return lead + "/".join(_split(path)).casefold()
@@ -47,8 +78,9 @@ def path_key(path: str) -> str:
 
 
 def basename_key(path: str) -> str:
-    """The file-name part, compared case-insensitively: the fallback matches across OSes."""
-    parts = _split(path)
+    """The file-name part, compared case-insensitively (and in NFC): the fallback matches
+    across OSes."""
+    parts = _split(nfc(path))
     return parts[-1].casefold() if parts else ""
 
 
@@ -63,7 +95,7 @@ def _strip_prefix(path: str, prefix: str) -> list[str] | None:
         return None
     if prefix.startswith("/") != path.startswith("/") and not fold:
         return None
-    for want, got in zip(head, tail, strict=False):
+    for want, got in zip(map(nfc, head), map(nfc, tail), strict=False):
         if (want.casefold() != got.casefold()) if fold else (want != got):
             return None
     return tail[len(head):]

@@ -39,6 +39,7 @@ class CurrentState:
     thumb: str = ""
     art: str = ""
     files: tuple[str, ...] = ()
+    primary_file: str = ""  # the first Part that is not an optimised version
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,21 @@ class LedgerEntry:
     """
 
     plex_key: str | None = None
+    plex_file: str | None = None  # the item's Part this scene holds (its claim, see plex.claims)
     state_hash: str | None = None
     written: Mapping[str, Any] = field(default_factory=dict)
     poster_source: str | None = None
     poster_hash: str | None = None
     art_source: str | None = None
     art_hash: str | None = None
+    locks: tuple[str, ...] | None = None  # Plex locks we set; None: recorded before we kept them
+    user_locked: tuple[str, ...] = ()  # fields left alone because someone else locked them
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["written"] = dict(self.written)
+        out["locks"] = None if self.locks is None else list(self.locks)
+        out["user_locked"] = list(self.user_locked)
         return out
 
     @classmethod
@@ -72,6 +78,9 @@ class LedgerEntry:
         known = {f for f in cls.__dataclass_fields__}
         data = {k: v for k, v in value.items() if k in known}
         data["written"] = dict(data.get("written") or {})
+        if data.get("locks") is not None:
+            data["locks"] = tuple(data["locks"])
+        data["user_locked"] = tuple(data.get("user_locked") or ())
         if data.get("plex_key") is not None:
             data["plex_key"] = str(data["plex_key"])
         return cls(**data)
@@ -92,5 +101,7 @@ class SyncOutcome:
     ledger: LedgerEntry
     changes: tuple[str, ...] = ()  # human-readable "field: before -> after" lines
     kept: tuple[str, ...] = ()  # fields where a Plex edit was preserved
+    kept_locked: tuple[str, ...] = ()  # fields left alone: someone else locked them in Plex
     images_uploaded: tuple[str, ...] = ()  # "poster", "art"
     requests: int = 0  # Plex requests this sync made (for summaries and the benchmark)
+    displaced: int | None = None  # a scene whose claim on this item the sync took over

@@ -6,7 +6,11 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
   built once per process and rebuilt when older than `INDEX_MAX_AGE`. A path the index
   does not hold is re-read narrowly (`/all?type=1&file=<file name>`, one request per
   section) before we conclude anything; `file=` only narrows, `Part@file` is compared
-  exactly. A miss is remembered for `MISS_TTL` seconds only. Until `NARROW_LOOKUPS`
+  exactly (in NFC, see `plex.pathmap`). Plex's filter compares the name as stored, so a
+  name that differs between NFC and NFD is asked for in the form this server holds (seen
+  in any listing), and in both while that is not known (one more request). Scan requests
+  name the folder the same way. A miss is remembered for `MISS_TTL` seconds only. Until
+  `NARROW_LOOKUPS`
   scenes were looked up, the full index is not built at all: a single hook job costs one
   narrow lookup instead of a whole-library listing.
 * **a scene we synced before** (ledger has its item key) skips matching: its one read
@@ -29,17 +33,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
-from plex import xmlread
+from plex import claims, xmlread
 from plex.connection import PlexConnection
 from plex.desired import DesiredState, desired_state
-from plex.diff import EditPlan, plan_edit, state_hash
+from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
-from plex.pathmap import basename_key, parent_folder, path_key, to_plex
+from plex.pathmap import basename_key, form_of, name_forms, parent_folder, path_key, to_plex, to_stash
 from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
-from plugin.errors import AmbiguousMatch, PlexNotFound, SettingsError
+from plugin.errors import AmbiguousMatch, DuplicateItem, PlexNotFound, SettingsError
 from plugin.settings import WHERE_TO_SET, Settings
 from stash.records import Scene
 
@@ -60,6 +64,18 @@ MOVIE = 1  # plexapi's searchType("movie")
 
 #: Downloads an image from Stash; None when Stash has no such image (404).
 FetchImage = Callable[[str], bytes | None]
+
+
+class ClaimSource(Protocol):
+    """Who else holds an item: the sync ledger, and Stash for the primary Part's file."""
+
+    def rival(self, plex_key: str, scene_id: int) -> claims.Claim | None:
+        """Another scene's live ledger claim on the item, if any."""
+        ...
+
+    def scene_with_file(self, stash_path: str) -> int | None:
+        """The Stash scene that has this file, if any."""
+        ...
 
 
 # --- pure decisions --------------------------------------------------------------------
@@ -159,15 +175,18 @@ class _Index:
 class PlexSync:
     """Per-process Plex writer; `sync()` is called once per job by the worker."""
 
-    def __init__(self, conn: PlexConnection, settings: Settings, fetch_image: FetchImage) -> None:
+    def __init__(self, conn: PlexConnection, settings: Settings, fetch_image: FetchImage,
+                 claim_source: ClaimSource | None = None) -> None:
         self.conn = conn
         self.settings = settings
         self.fetch_image = fetch_image
+        self.claim_source = claim_source
         self._sections: tuple[xmlread.Section, ...] | None = None
         self._all_sections: tuple[xmlread.Section, ...] = ()
         self._idx = _Index()
         self._prefetched: dict[str, tuple[float, CurrentState]] = {}
         self.scans = ScanMemory()
+        self._form: str | None = None  # "NFC" or "NFD": how this server stores names, once seen
         self._now = 0.0
 
     # -- reads -----------------------------------------------------------------------
@@ -200,6 +219,7 @@ class PlexSync:
     def build_index(self, now: float, on_page: Callable[[Any], None] | None = None) -> LibraryIndex:
         """Read every configured section in full (the amortised index)."""
         entries = [e for s in self.sections() for e in self._listing(s, on_page=on_page)]
+        self._form = form_of(e.path for e in entries) or self._form
         idx = self._idx  # updated in place: callers hold a reference to it
         idx.index, idx.complete, idx.built_at, idx.misses = build_index(entries), True, now, {}
         return idx.index
@@ -207,10 +227,19 @@ class PlexSync:
     def _narrow(self, files: Sequence[Any]) -> None:
         """Re-read only the items whose file name is one of `files`' (file= narrows)."""
         names = sorted({f.basename for f in files if f.basename})
-        entries = [e for s in self.sections() for n in names
-                   for e in self._listing(s, "&file=" + quote(n, safe=""))]
-        wanted = {basename_key(n) for n in names}
-        self._idx.index = merge_index(self._idx.index, [e for e in entries if basename_key(e.path) in wanted])
+        entries = [e for s in self.sections() for n in names for e in self._narrow_name(s, n)]
+        self._idx.index = merge_index(self._idx.index, entries)
+
+    def _narrow_name(self, section: xmlread.Section, name: str) -> list[Any]:
+        """Parts named `name` in one section, asked for in each normal form until one answers."""
+        wanted = basename_key(name)
+        for form in name_forms(name, self._form):
+            found = [e for e in self._listing(section, "&file=" + quote(form, safe=""))
+                     if basename_key(e.path) == wanted]
+            if found:
+                self._form = form_of(e.path for e in found) or self._form
+                return found
+        return []
 
     def prefetch(self, scenes: Iterable[Scene], ledgers: Iterable[LedgerEntry | None] = (), *,
                  now: float) -> int:
@@ -308,6 +337,37 @@ class PlexSync:
             self._idx.misses.clear()
         raise PlexNotFound(f"Scene {scene.id}: its Plex item changed while we read it", ())
 
+    def _held_file(self, state: CurrentState, scene: Scene) -> str:
+        """The item's Part that is this scene's file: the primary Part when the scene has it."""
+        wanted = {path_key(to_plex(f.path, self.settings.path_map)) for f in scene.files}
+        held = [f for f in state.files if path_key(f) in wanted]
+        if not held:  # matched by file name (a path_map that does not fit)
+            names = {basename_key(f.path) for f in scene.files}
+            held = [f for f in state.files if basename_key(f) in names]
+        if state.primary_file in held:
+            return state.primary_file
+        return held[0] if held else ""
+
+    def _ownership(self, scene: Scene, state: CurrentState, mine: str) -> claims.Ownership:
+        """Whether this scene may write the item (`plex.claims`); raises DuplicateItem if not."""
+        source = self.claim_source
+        if source is None:
+            return claims.Ownership(scene.id)
+        rival = source.rival(state.rating_key, scene.id)
+        holder = None
+        if claims.needs_holder(mine, state.primary_file, rival):
+            holder = source.scene_with_file(to_stash(state.primary_file, self.settings.path_map))
+        verdict = claims.decide(scene.id, mine, state.primary_file, state.files, rival, holder)
+        if verdict.owner == scene.id:
+            return verdict
+        why = (f"whose file is the item's primary part ({state.primary_file})" if verdict.by_primary else
+               f"which synced it first; neither file is the item's primary part ({state.primary_file})")
+        raise DuplicateItem(
+            f"Scene {scene.id}: Plex item {state.rating_key} ('{state.title}') belongs to scene {verdict.owner}, "
+            f"{why}. This scene's file ({mine}) is another part of the same item, such as a Plex optimised "
+            f"version or a duplicate; it was not written, so the two scenes do not overwrite each other.",
+            verdict.owner)
+
     def _scan(self, result: MatchResult, now: float) -> None:
         """Ask Plex to scan the folder of each file not found (once per folder per window)."""
         if not self.settings.trigger_plex_scan:
@@ -318,7 +378,8 @@ class PlexSync:
             if section is None or not self.scans.due(folder, now):
                 continue
             self.scans.mark(folder, now)
-            self.conn.query(f"/library/sections/{section.key}/refresh?" + urlencode({"path": folder}), read=False)
+            for form in name_forms(folder, self._form):
+                self.conn.query(f"/library/sections/{section.key}/refresh?" + urlencode({"path": form}), read=False)
 
     # -- the job ---------------------------------------------------------------------
 
@@ -332,15 +393,27 @@ class PlexSync:
         return self.preview_state(scene, ledger, now)[1]
 
     def preview_state(self, scene: Scene, ledger: LedgerEntry | Any | None,
-                      now: float | None = None) -> tuple[CurrentState, EditPlan]:
+                      now: float | None = None, images: Sequence[str] = ()) -> tuple[CurrentState, EditPlan]:
         """`preview` plus the item it was planned against, so a dry run can show each field's
-        value before and after without reading the item a second time."""
+        value before and after without reading the item a second time. `images` are uploads
+        to plan for, so the plan says which of them someone else's lock keeps off."""
         now = self._now if now is None else now
         ledger = LedgerEntry.from_any(ledger)
         state = self._locate(scene, ledger, now)
+        ownership = self._ownership(scene, state, self._held_file(state, scene))
         desired, _ = self._desired(scene)
-        return state, plan_edit(desired, state, ledger.written if ledger else None,
-                                lock=self.settings.lock_synced_fields, preserve=self.settings.preserve_plex_edits)
+        return state, self._plan(desired, state, ledger, images, ownership.locks)
+
+    def _plan(self, desired: DesiredState, state: CurrentState, ledger: LedgerEntry | None,
+              uploads: Sequence[str] = (), inherited: frozenset[str] = frozenset()) -> EditPlan:
+        """The edit, with the locks this plugin set on the item: those of this scene's own
+        syncs, plus those of a scene whose claim it just took over (`inherited`)."""
+        s = self.settings
+        same_item = bool(ledger and ledger.plex_key == state.rating_key)
+        ours = locks_we_set(ledger if same_item else None) | inherited
+        return plan_edit(desired, state, ledger.written if ledger else None, lock=s.lock_synced_fields,
+                         preserve=s.preserve_plex_edits, uploads=uploads, ours=ours,
+                         overwrite_locks=s.overwrite_user_locks)
 
     def sync(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float) -> SyncOutcome:
         """Bring the scene's Plex item to the state Stash asks for (see module docstring)."""
@@ -348,31 +421,34 @@ class PlexSync:
         ledger = LedgerEntry.from_any(ledger)
         before = self.conn.requests_made
         state = self._locate(scene, ledger, now)
+        mine = self._held_file(state, scene)
+        ownership = self._ownership(scene, state, mine)
         desired, digest = self._desired(scene)
         same_item = bool(ledger and ledger.plex_key == state.rating_key)
         steps = image_steps(desired, ledger, same_item, self.fetch_image)
-        uploads = [s for s in steps if s.data is not None]
-        s = self.settings
-        plan = plan_edit(desired, state, ledger.written if ledger else None, lock=s.lock_synced_fields,
-                         preserve=s.preserve_plex_edits, uploads=tuple(u.kind for u in uploads))
+        plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None], ownership.locks)
+        uploads = [s for s in steps if s.kind in plan.uploads]
         if not plan.empty:
             self._edit(state, plan)
         for step in uploads:
             self.conn.query(f"/library/metadata/{state.rating_key}/{'posters' if step.kind == 'poster' else 'arts'}",
                             "POST", data=step.data)
-        by_kind = {step.kind: step for step in steps}
+        # An image kept off by someone else's lock is not recorded: it is reported (and sent
+        # once they unlock it) on every sync.
+        by_kind = {step.kind: step for step in steps if step.data is None or step.kind in plan.uploads}
         entry = LedgerEntry(
-            plex_key=state.rating_key, state_hash=digest, written=dict(plan.written),
+            plex_key=state.rating_key, plex_file=mine or None, state_hash=digest, written=dict(plan.written),
             poster_source=by_kind["poster"].source if "poster" in by_kind else None,
             poster_hash=by_kind["poster"].sha256 if "poster" in by_kind else None,
             art_source=by_kind["art"].source if "art" in by_kind else None,
             art_hash=by_kind["art"].sha256 if "art" in by_kind else None,
+            locks=plan.locks, user_locked=plan.kept_locked,
         )
         wrote = not plan.empty or bool(uploads)
         return SyncOutcome(SyncStatus.WRITTEN if wrote else SyncStatus.UNCHANGED, state.rating_key, entry,
-                           changes=plan.changes, kept=plan.kept,
+                           changes=plan.changes, kept=plan.kept, kept_locked=plan.kept_locked,
                            images_uploaded=tuple(u.kind for u in uploads),
-                           requests=self.conn.requests_made - before)
+                           requests=self.conn.requests_made - before, displaced=ownership.displaced)
 
     def _edit(self, state: CurrentState, plan: EditPlan) -> None:
         from plexapi.utils import joinArgs

@@ -4,6 +4,12 @@ Why not plexapi's `Movie` objects: they are I/O handles that reload themselves w
 empty attribute is read (plexapi's "Dragons inside"), they turn dates into datetimes we
 would have to turn back, and they hide which element an attribute came from. Reading the
 few attributes we need from the element is shorter and cannot cost a request.
+
+An attribute Plex leaves out has Plex's default value, not an empty one. Real servers omit
+what equals its default, and for every field we read the default is empty except one:
+`titleSort` is left out when it equals the title (plexapi's `Movie` defaults it the same
+way). Reading it as empty would resend the sort title on every sync, report it as drift on
+every Reconcile and, under `preserve_plex_edits`, take it for a person's edit.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from plex.matcher import IndexEntry
 from plex.records import CurrentState
 
 Element = Any  # xml.etree.ElementTree.Element as returned by plexapi's parser
+
+#: `Media@proxyType` of an optimised version Plex made itself (plexapi: "optimizedVersion").
+OPTIMIZED_PROXY_TYPE = 42
 
 
 @dataclass(frozen=True)
@@ -80,13 +89,26 @@ def _tags(video: Element, element: str) -> tuple[str, ...]:
     return tuple(t.get("tag", "") for t in video if t.tag == element and t.get("tag"))
 
 
+def _parts(video: Element) -> list[tuple[str, bool]]:
+    """(file, is an optimised version) for each Part, in Plex's order."""
+    return [(part.get("file"), _int(media.get("proxyType")) == OPTIMIZED_PROXY_TYPE)
+            for media in video.iter("Media") for part in media.iter("Part") if part.get("file")]
+
+
+def primary_file(parts: list[tuple[str, bool]]) -> str:
+    """The item's own file: its first Part that is not one of Plex's optimised copies."""
+    return next((f for f, optimised in parts if not optimised), parts[0][0] if parts else "")
+
+
 def current_state(video: Element, section_id: str = "") -> CurrentState:
     """A full item (`/library/metadata/{key}`) as the record decisions read."""
+    title = video.get("title", "")
+    parts = _parts(video)
     return CurrentState(
         rating_key=str(video.get("ratingKey", "")),
         section_id=str(video.get("librarySectionID") or section_id or ""),
-        title=video.get("title", ""),
-        title_sort=video.get("titleSort", ""),
+        title=title,
+        title_sort=video.get("titleSort", title),
         studio=video.get("studio", ""),
         summary=video.get("summary", ""),
         tagline=video.get("tagline", ""),
@@ -98,7 +120,8 @@ def current_state(video: Element, section_id: str = "") -> CurrentState:
         locked=frozenset(f.get("name", "") for f in video if f.tag == "Field" and f.get("locked") == "1"),
         thumb=video.get("thumb", ""),
         art=video.get("art", ""),
-        files=tuple(p.get("file") for p in video.iter("Part") if p.get("file")),
+        files=tuple(f for f, _ in parts),
+        primary_file=primary_file(parts),
     )
 
 

@@ -36,6 +36,15 @@ class AmbiguousMatch(Stash2PlexError):
         self.candidates = candidates
 
 
+class DuplicateItem(Stash2PlexError):
+    """The scene's Plex item belongs to another scene (see `plex.claims`): writing it would
+    overwrite that scene's metadata, and the next sync of either would overwrite it back."""
+
+    def __init__(self, message: str, owner: int) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
 class PlexUnavailable(Stash2PlexError):
     """Plex cannot be reached at all (refused, unresolvable, unreachable): an outage."""
 

@@ -87,6 +87,9 @@ SCHEMA: tuple[Setting, ...] = (
             "overwriting it with Stash's."),
     Setting("lock_synced_fields", "BOOLEAN", True, "Lock synced fields",
             "Lock every field we write so a Plex metadata refresh does not revert it."),
+    Setting("overwrite_user_locks", "BOOLEAN", False, "Overwrite fields locked in Plex",
+            "Write fields someone locked by hand in Plex too (their lock stays). Off: a lock "
+            "Stash2Plex did not set is a person's decision and the field is left alone."),
     Setting("connect_timeout", "NUMBER", 5, "Connect timeout (s)",
             "Seconds to wait for a connection to Plex (1-120).", minimum=1, maximum=120),
     Setting("read_timeout", "NUMBER", 30, "Read timeout (s)",
@@ -138,6 +141,7 @@ class Settings:
     strict_matching: bool
     preserve_plex_edits: bool
     lock_synced_fields: bool
+    overwrite_user_locks: bool
     connect_timeout: float
     read_timeout: float
     trigger_plex_scan: bool

@@ -16,6 +16,11 @@ are read in batches (`PlexSync.prefetch`, one request per 50 items) and planned 
 read one bounded page at a time (id-keyed, no cursor stored), so memory stays flat in the
 library size beside the index itself; the JSON output keeps at most `OUTPUT_SCENES` scenes.
 
+Fields a sync would leave alone because someone else locked them in Plex are listed per
+scene ("kept, locked in Plex"): from the planned edit for a scene read in full, from the
+ledger's record of the last sync for one the listing proves in sync. A scene whose item
+belongs to another scene (`plex.claims`, judged against the ledger) is shown as such.
+
 Images: a sync compares downloaded bytes with what it uploaded last; a dry run downloads
 nothing, so "poster" means the sync would download the cover and upload it unless the bytes
 turn out the same as last time (a new source on the same item) or Stash has no image.
@@ -37,7 +42,7 @@ from plex.pathmap import to_plex
 from plex.records import CurrentState
 from plex.records import LedgerEntry as PlexLedger
 from plex.sync import image_steps
-from plugin.errors import AmbiguousMatch, PlexNotFound
+from plugin.errors import AmbiguousMatch, DuplicateItem, PlexNotFound
 from plugin.runtime import RunContext
 from plugin.settings import Settings
 from reconciliation.bulk import PAGE, desired_hash
@@ -66,6 +71,7 @@ class Status:
     UNCHANGED = "unchanged"
     NOT_IN_PLEX = "not_in_plex"
     AMBIGUOUS = "ambiguous"
+    DUPLICATE = "duplicate"
 
 
 # --- pure: a plan as field changes --------------------------------------------------------
@@ -112,6 +118,8 @@ class SceneDiff:
     kept: tuple[str, ...] = ()
     paths_tried: tuple[str, ...] = ()
     candidates: tuple[str, ...] = ()
+    kept_locked: tuple[str, ...] = ()
+    message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scene_id": self.scene_id, "title": self.title, "status": self.status}
@@ -121,6 +129,10 @@ class SceneDiff:
             out["changes"] = [c.to_dict() for c in self.changes]
         if self.kept:
             out["kept"] = list(self.kept)
+        if self.kept_locked:
+            out["kept_locked"] = list(self.kept_locked)
+        if self.message:
+            out["message"] = self.message
         if self.status in (Status.NOT_IN_PLEX, Status.AMBIGUOUS):
             out["paths_tried"] = list(self.paths_tried)
         if self.candidates:
@@ -213,6 +225,8 @@ def scene_line(diff: SceneDiff) -> str:
         return f"{head}: not in Plex (tried {', '.join(diff.paths_tried) or 'no file'})"
     if diff.status == Status.AMBIGUOUS:
         return f"{head}: several Plex items share its file name ({'; '.join(diff.candidates)})"
+    if diff.status == Status.DUPLICATE:
+        return f"{head}: not written, {diff.message}"
     real = [c for c in diff.changes if not c.lock_only]
     locks = [c.field for c in diff.changes if c.lock_only]
     parts = [change_words(c) for c in real]
@@ -220,6 +234,8 @@ def scene_line(diff: SceneDiff) -> str:
         parts.append("lock " + ", ".join(locks))
     if diff.kept:
         parts.append("kept as edited in Plex: " + ", ".join(diff.kept))
+    if diff.kept_locked:
+        parts.append(f"kept, locked in Plex: {', '.join(diff.kept_locked)}")
     return f"{head}: " + "; ".join(parts)
 
 
@@ -228,8 +244,9 @@ def change_kinds(diff: SceneDiff) -> list[str]:
     scene a sync would send anything for, a lock alone included."""
     if diff.status != Status.CHANGES:
         kinds = [{Status.UNCHANGED: "unchanged", Status.NOT_IN_PLEX: "not in Plex",
-                  Status.AMBIGUOUS: "ambiguous match"}[diff.status]]
-        return kinds + (["kept as edited in Plex"] if diff.kept else [])
+                  Status.AMBIGUOUS: "ambiguous match", Status.DUPLICATE: "item of another scene"}[diff.status]]
+        return kinds + (["kept as edited in Plex"] if diff.kept else []) + (
+            ["kept, locked in Plex"] if diff.kept_locked else [])
     kinds = ["would change"]
     words = {t: w for t, _, w in LISTS}
     for change in diff.changes:
@@ -247,6 +264,8 @@ def change_kinds(diff: SceneDiff) -> list[str]:
         kinds.append("locks only")
     if diff.kept:
         kinds.append("kept as edited in Plex")
+    if diff.kept_locked:
+        kinds.append("kept, locked in Plex")
     return list(dict.fromkeys(kinds))
 
 
@@ -255,7 +274,8 @@ KIND_ORDER = ("would change", "unchanged", "not in Plex", "ambiguous match", "ti
               "studio changed", "summary changed", "tagline changed", "originallyAvailableAt changed",
               "userRating changed", "genres added", "genres removed", "actors added", "actors removed",
               "actor photos", "collections added", "collections removed", "poster would upload",
-              "background would upload", "locks only", "kept as edited in Plex")
+              "background would upload", "locks only", "kept as edited in Plex", "kept, locked in Plex",
+              "item of another scene")
 
 
 def summary_line(scenes: int, counts: Mapping[str, int]) -> str:
@@ -347,7 +367,9 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
                            preserve=settings.preserve_plex_edits, files=tuple(to_plex(f.path, pm) for f in scene.files))
         title = _title(scene, desired)
         if verdict.gap is None:
-            judged[scene.id] = SceneDiff(scene.id, title, Status.UNCHANGED, found.rating_key)
+            record = PlexLedger.from_any(entry.written) if entry else None
+            judged[scene.id] = SceneDiff(scene.id, title, Status.UNCHANGED, found.rating_key,
+                                         kept_locked=record.user_locked if record else ())
         elif verdict.gap is Gap.MISSING:
             status = Status.AMBIGUOUS if found.kind is MatchKind.AMBIGUOUS else Status.NOT_IN_PLEX
             judged[scene.id] = SceneDiff(scene.id, title, status, paths_tried=verdict.paths_tried,
@@ -362,15 +384,21 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
 
 def preview_scene(plex: Any, scene: Scene, desired: DesiredState, ledger: PlexLedger | None, now: float) -> SceneDiff:
     title = _title(scene, desired)
+    images = [k for k, url in (("poster", desired.poster_url), ("art", desired.art_url)) if url]
     try:
-        state, plan = plex.preview_state(scene, ledger, now)
+        state, plan = plex.preview_state(scene, ledger, now, images)
     except AmbiguousMatch as exc:
         return SceneDiff(scene.id, title, Status.AMBIGUOUS, candidates=tuple(exc.candidates))
     except PlexNotFound as exc:
         return SceneDiff(scene.id, title, Status.NOT_IN_PLEX, paths_tried=tuple(exc.paths_tried))
-    changes = field_changes(plan, state, would_upload(desired, ledger, state.rating_key))
+    except DuplicateItem as exc:
+        return SceneDiff(scene.id, title, Status.DUPLICATE, message=str(exc).split(": ", 1)[-1])
+    would = would_upload(desired, ledger, state.rating_key)
+    wanted = {kind for kind, _why in would}
+    changes = field_changes(plan, state, [u for u in would if u[0] in plan.uploads])
+    kept_locked = tuple(k for k in plan.kept_locked if k not in images or k in wanted)
     status = Status.CHANGES if changes else Status.UNCHANGED
-    return SceneDiff(scene.id, title, status, state.rating_key, changes, tuple(plan.kept))
+    return SceneDiff(scene.id, title, status, state.rating_key, changes, tuple(plan.kept), kept_locked=kept_locked)
 
 
 class LedgerReader:
@@ -382,6 +410,11 @@ class LedgerReader:
         from sync_queue.jobs import JobQueue
 
         self._queue = JobQueue(data_dir) if db_path(data_dir).exists() else None
+
+    @property
+    def queue(self) -> Any:
+        """The queue the ledger is read through; None before the first sync ever."""
+        return self._queue
 
     def rows(self, scene_ids: Iterable[int]) -> dict[int, LedgerEntry | None]:
         if self._queue is None:
@@ -397,26 +430,28 @@ def dry_run(ctx: RunContext) -> dict[str, Any]:
     """The task: every scene (or the first `limit` by id), judged and reported, nothing written."""
     from plex.connection import shared_connection
     from plex.sync import PlexSync
+    from worker.core import LedgerClaims
 
     limit = parse_limit(ctx.args.get("limit"))
     settings = replace(ctx.settings, trigger_plex_scan=False)  # a scan request is a write too
     settings.require("plex_url", "plex_token")
-    plex = PlexSync(shared_connection(settings, ctx.data_dir), settings, ctx.stash.fetch_image)
-    report = DryRunReport(limit=limit)
-    if not settings.enabled:
-        ctx.log.warning("Stash2Plex is disabled (setting 'enabled'): this shows what a sync would change "
-                        "once it is turned on; nothing is sent now.")
-    now = time.time()
-    ctx.log.progress(0.0)
-    ctx.log.info("Stash2Plex dry run: reading Plex's listings" + (f" for the first {limit} scenes" if limit else "")
-                 + "; nothing will be written.")
-    index, snaps = read_listing(plex, now, lambda f: ctx.log.progress(INDEX_SHARE * f))
-    report.plex_items = len(snaps)
-    total = ctx.stash.count_scenes()
-    total = max(min(total, limit) if limit else total, 1)
-    size = min(PAGE, limit) if limit else PAGE
     ledger = LedgerReader(ctx.data_dir)
     try:
+        plex = PlexSync(shared_connection(settings, ctx.data_dir), settings, ctx.stash.fetch_image,
+                        LedgerClaims(ledger.queue, ctx.stash))
+        report = DryRunReport(limit=limit)
+        if not settings.enabled:
+            ctx.log.warning("Stash2Plex is disabled (setting 'enabled'): this shows what a sync would change "
+                            "once it is turned on; nothing is sent now.")
+        now = time.time()
+        ctx.log.progress(0.0)
+        ctx.log.info("Stash2Plex dry run: reading Plex's listings" + (f" for the first {limit} scenes" if limit else "")
+                     + "; nothing will be written.")
+        index, snaps = read_listing(plex, now, lambda f: ctx.log.progress(INDEX_SHARE * f))
+        report.plex_items = len(snaps)
+        total = ctx.stash.count_scenes()
+        total = max(min(total, limit) if limit else total, 1)
+        size = min(PAGE, limit) if limit else PAGE
         for page in pages(ctx.stash.iter_scenes(page_size=size), size, limit):
             diffs, read = preview_page(plex, settings, page, ledger.rows(s.id for s in page),
                                        index, snaps, time.time())

@@ -17,6 +17,10 @@ prove:
   listed genre or actor is one we never wrote. Listed tags are a prefix of the real list,
   so a tag removed in Plex cannot be seen here; a tag added there can.
 
+Fields our last sync left alone because someone else locked them in Plex (the ledger's
+`user_locked`) are neither empty nor drifted: the sync would leave them alone again, so
+queueing them would repeat on every pass.
+
 One scene has one gap, the first that applies in `GAP_ORDER`: a sync for it repairs the
 later kinds too. Never synced, stale and missing go through the ledger rule (the queue
 skips a state that is in flight or was dead-lettered). Empty and drifted have an unchanged
@@ -38,7 +42,7 @@ from typing import Any
 
 from plex.desired import DesiredState
 from plex.matcher import MatchResult
-from plex.pathmap import basename_key
+from plex.pathmap import basename_key, nfc
 
 
 class Gap(str, Enum):
@@ -129,7 +133,7 @@ def _stem(path: str) -> str:
 
 
 def _squash(text: str) -> str:
-    return "".join(ch for ch in text.casefold() if ch.isalnum())
+    return "".join(ch for ch in nfc(text).casefold() if ch.isalnum())
 
 
 def title_is_placeholder(title: str, files: Sequence[str]) -> bool:
@@ -221,6 +225,7 @@ class LedgerView:
     written: Mapping[str, Any]
     plex_key: str | None = None
     lost: bool = False
+    user_locked: frozenset[str] = frozenset()
 
 
 def classify(state_hash: str, desired: DesiredState, ledger: LedgerView | None, found: MatchResult,
@@ -237,10 +242,10 @@ def classify(state_hash: str, desired: DesiredState, ledger: LedgerView | None, 
         return Verdict(Gap.NEVER_SYNCED, True)
     if ledger.state_hash != state_hash:
         return Verdict(Gap.STALE, True)
-    empty = empty_fields(desired, snap, files)
+    empty = tuple(f for f in empty_fields(desired, snap, files) if f not in ledger.user_locked)
     if empty:
         return Verdict(Gap.EMPTY, not preserve, fields=empty)
-    drifted = drifted_fields(ledger.written, snap)
+    drifted = tuple(f for f in drifted_fields(ledger.written, snap) if f not in ledger.user_locked)
     if drifted:
         return Verdict(Gap.DRIFTED, not preserve, fields=drifted)
     return IN_SYNC

@@ -158,7 +158,8 @@ def ledger_view(entry: LedgerEntry | None) -> LedgerView | None:
         return None
     record = PlexLedger.from_any(entry.written)
     written = record.written if record is not None else {}
-    return LedgerView(entry.fields_hash, written, entry.plex_key, entry.lost)
+    user_locked = frozenset(record.user_locked) if record is not None else frozenset()
+    return LedgerView(entry.fields_hash, written, entry.plex_key, entry.lost, user_locked)
 
 
 def read_listing(plex: Any, now: float,

@@ -8,6 +8,7 @@ so callers never depend on stashapi's behaviour or the answer's shape.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -139,6 +140,17 @@ class StashClient:
                 yield scene
             if len(page) < page_size:
                 return
+
+    def scene_with_file(self, path: str) -> int | None:
+        """The scene that has the file at `path`, if any (compared in NFC, asked in both forms:
+        Stash's `path` filter compares the stored text with LIKE, where `_` is a wildcard and
+        NFD is not NFC, so its answers are only candidates)."""
+        want = unicodedata.normalize("NFC", path)
+        for form in dict.fromkeys((want, unicodedata.normalize("NFD", path))):
+            for scene in self.iter_scenes({"path": {"value": form, "modifier": "EQUALS"}}, page_size=20):
+                if any(unicodedata.normalize("NFC", f.path) == want for f in scene.files):
+                    return scene.id
+        return None
 
     def count_scenes(self, scene_filter: dict[str, Any] | None = None) -> int:
         data = self.gql(queries.COUNT_SCENES, {"filter": {"per_page": 0}, "scene_filter": scene_filter or {}})

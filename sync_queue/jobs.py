@@ -609,6 +609,24 @@ class JobQueue:
         with write_txn(self._conn) as conn:
             ledger_table.put(conn, scene_id, fields_hash, plex_key, poster_hash, art_hash, written, now)
 
+    def ledger_holder(self, plex_key: str, other_than: int) -> LedgerEntry | None:
+        return ledger_table.holder(self._conn, plex_key, other_than)
+
+    def release_claim(self, scene_id: int, reason: str, now: float) -> bool:
+        """Another scene took over this scene's Plex item: its row no longer holds the item
+        (marked lost) and it is queued once more, for the state it was synced in, so its own
+        job reaches the ownership rule and is dead-lettered there, naming the owner."""
+        with write_txn(self._conn) as conn:
+            entry = ledger_table.get(conn, scene_id)
+            if entry is None or entry.lost:
+                return False
+            ledger_table.mark_lost(conn, scene_id)
+            self._enqueue(conn, scene_id, (reason,), now, urgent=False, state_hash=entry.fields_hash)
+            return True
+
+    def ledger_user_locked(self, limit: int) -> tuple[int, list[tuple[int, list[str]]]]:
+        return ledger_table.user_locked(self._conn, limit)
+
     def ledger_mark_lost(self, scene_id: int) -> bool:
         with write_txn(self._conn) as conn:
             return ledger_table.mark_lost(conn, scene_id)

@@ -87,6 +87,25 @@ def put(
     )
 
 
+def holder(conn: sqlite3.Connection, plex_key: str, other_than: int) -> LedgerEntry | None:
+    """Another scene whose live row holds this Plex item (the oldest, should there be two):
+    one item, one scene (`plex.claims`)."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM ledger WHERE plex_key = ? AND scene_id != ? AND lost = 0 "
+        "ORDER BY synced_at, scene_id LIMIT 1", (plex_key, other_than)).fetchone()
+    return _entry(row) if row else None
+
+
+def user_locked(conn: sqlite3.Connection, limit: int) -> tuple[int, list[tuple[int, list[str]]]]:
+    """Scenes whose last sync left fields alone under someone else's Plex lock: how many,
+    and the first `limit` by id with those fields (the ``user_locked`` list in ``written``)."""
+    where = "json_array_length(written, '$.user_locked') > 0"
+    count = conn.execute(f"SELECT COUNT(*) FROM ledger WHERE {where}").fetchone()[0]
+    rows = conn.execute(f"SELECT scene_id, json_extract(written, '$.user_locked') FROM ledger WHERE {where} "
+                        "ORDER BY scene_id LIMIT ?", (limit,)).fetchall()
+    return count, [(row[0], json.loads(row[1])) for row in rows]
+
+
 def mark_lost(conn: sqlite3.Connection, scene_id: int) -> bool:
     """Plex no longer has the item: the next bulk or reconcile pass must enqueue the scene."""
     return conn.execute("UPDATE ledger SET lost = 1 WHERE scene_id = ?", (scene_id,)).rowcount > 0

@@ -4,7 +4,7 @@ Standard library only: the hook fast path creates the schema when it is the firs
 new database. persist-queue creates its own table (``ack_queue_jobs``) when ``JobQueue``
 opens it; we never change that table's shape, only read and write its rows in its format.
 
-Tables (version 3):
+Tables (version 4):
 
 * ``meta(key, value)``: ``schema_version``.
 * ``inbox``: events appended by hooks, drained by ``JobQueue.ingest``.
@@ -20,6 +20,8 @@ Tables (version 3):
   index look-up, however many jobs are in flight); ``schedule.state_hash`` and
   ``dlq.state_hash`` remember the Stash state a bulk or reconcile pass queued the job for,
   so an unchanged dead-lettered scene is not re-queued by every pass.
+* v4: ``ledger_plex_key`` indexes the ledger by Plex item, so a sync asks in one look-up
+  whether another scene already holds its item.
 
 A migration is a function of a connection inside a write transaction; ``migrate`` runs the
 missing ones in order and bumps ``schema_version`` in the same transaction, so a crash leaves
@@ -111,8 +113,12 @@ def _v3_ready_index(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS schedule_ready ON schedule (next_retry_at, job_id) WHERE taken_at IS NULL")
 
 
+def _v4_ledger_by_item(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE INDEX IF NOT EXISTS ledger_plex_key ON ledger (plex_key)")
+
+
 #: Ordered: MIGRATIONS[i] takes the database from version i to version i + 1.
-MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters, _v3_ready_index)
+MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters, _v3_ready_index, _v4_ledger_by_item)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import posixpath
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,12 +69,16 @@ def ledger_count(st: Stage) -> int:
 
 
 def lookups(st: Stage, scene_id: int) -> int:
-    """Narrow look-ups (`/all?file=<name>`) Plex saw for the scene's first file."""
+    """Narrow look-ups (`/all?file=<name>`) Plex saw for the scene's first file, in either
+    Unicode form; a name asked in its other form right after (the plugin does not know yet
+    which form Plex holds) is the same look-up."""
     (path,) = st.scene_files([scene_id])
-    name = posixpath.basename(path)
+    name = unicodedata.normalize("NFC", posixpath.basename(path))
     with st.plex.lock:
         records = list(st.plex.requests)
-    return sum(1 for r in records if r.method == "GET" and r.path.endswith("/all") and r.query.get("file") == name)
+    asked = [r.query["file"] for r in records if r.method == "GET" and r.path.endswith("/all") and "file" in r.query]
+    same = [unicodedata.normalize("NFC", f) == name for f in asked]
+    return sum(1 for i, hit in enumerate(same) if hit and not (i and same[i - 1] and asked[i - 1] != asked[i]))
 
 
 def writes(st: Stage) -> int:

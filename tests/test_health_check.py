@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from emulators.stage import stage
+from sync_queue.schema import SCHEMA_VERSION
 from tests.e2e_worker_support import QUIET, audited, writes
 from tests.secret_audit import AUDIT
 from worker.health_checks import (
@@ -274,7 +275,7 @@ def test_a_good_stage_is_ok_and_writes_nothing(tmp_path: Path) -> None:
         result = st.task("health_check")
         assert result.error is None
         assert "4 scenes synced, no dead letters" in line_of(result, "Queue")
-        assert "schema 3 of 3" in line_of(result, "Data folder")
+        assert f"schema {SCHEMA_VERSION} of {SCHEMA_VERSION}" in line_of(result, "Data folder")
 
 
 @pytest.mark.parametrize("how", ["wrong setting", "revoked"])

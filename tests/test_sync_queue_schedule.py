@@ -133,11 +133,12 @@ def test_migration_from_v2_keeps_ready_jobs_takeable(tmp_path: Path) -> None:
         q.take_due(T0)  # scene 2 stays in flight
     conn = connect(tmp_path)
     conn.executescript(
-        "DROP INDEX schedule_ready; CREATE INDEX schedule_due ON schedule (next_retry_at, job_id);"
+        "DROP INDEX ledger_plex_key; DROP INDEX schedule_ready;"
+        "CREATE INDEX schedule_due ON schedule (next_retry_at, job_id);"
         "ALTER TABLE schedule DROP COLUMN state_hash; ALTER TABLE dlq DROP COLUMN state_hash;"
         f"UPDATE schedule SET taken_at = {T0}; UPDATE meta SET value = '2' WHERE key = 'schema_version';"
     )
-    assert schema.ensure_schema(conn) == schema.SCHEMA_VERSION == 3
+    assert schema.ensure_schema(conn) == schema.SCHEMA_VERSION >= 3
     conn.close()
     with JobQueue(tmp_path) as q:
         first = q.take_due(T0 + 10)
@@ -145,3 +146,25 @@ def test_migration_from_v2_keeps_ready_jobs_takeable(tmp_path: Path) -> None:
         q.complete(first, T0 + 10)
         assert q.recover_abandoned(T0 + 10) == 1
         assert q.take_due(T0 + 10).scene_id == 2
+
+
+def test_migration_to_v4_indexes_the_ledger_by_plex_item(tmp_path: Path) -> None:
+    """v4: one look-up answers "does another scene hold this item" (one item, one scene)."""
+    from sync_queue import schema
+    from sync_queue.db import connect
+
+    with JobQueue(tmp_path) as q:
+        q.ledger_put(1, "h1", "77", None, None, {"plex_file": "/m/a.mp4"}, T0)
+        q.ledger_put(2, "h2", "78", None, None, {}, T0)
+    conn = connect(tmp_path)
+    conn.executescript("DROP INDEX ledger_plex_key; UPDATE meta SET value = '3' WHERE key = 'schema_version';")
+    assert schema.ensure_schema(conn) == schema.SCHEMA_VERSION == 4
+    plan = " ".join(str(r) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT scene_id FROM ledger WHERE plex_key = ? AND scene_id != ? AND lost = 0", ("77", 2)))
+    assert "ledger_plex_key" in plan
+    conn.close()
+    with JobQueue(tmp_path) as q:
+        assert q.ledger_holder("77", 2).scene_id == 1 and q.ledger_holder("77", 1) is None
+        assert q.release_claim(1, "item_claimed", T0) and q.ledger_get(1).lost
+        assert q.ledger_holder("77", 2) is None  # a released claim holds nothing
+        assert q.job_for_scene(1).reasons == ("item_claimed",)

@@ -151,6 +151,9 @@ TABLE = [
     # invalid data: dead letter at once
     (E.INVALID, 0, 5, False, True, DLQ, None),
     (E.INVALID, 0, 5, True, False, DLQ, None),
+    # the item belongs to another scene: dead letter at once, whatever the settings
+    (E.DUPLICATE, 0, 5, False, True, DLQ, None),
+    (E.DUPLICATE, 0, 5, True, False, DLQ, None),
     # scene gone: finished
     (E.GONE, 0, 5, False, True, DONE, None),
     (E.GONE, 4, 5, True, False, DONE, None),

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from plex.claims import Claim
+from plex.diff import locks_we_set
 from plex.pacing import Pacer, RateLimit, hold, wait_turn
 from plex.records import LedgerEntry as PlexLedger
 from plex.records import SyncOutcome, SyncStatus
@@ -67,6 +69,10 @@ FANOUT_RETRY = 60.0
 
 class SceneSource(Protocol):
     def find_scene(self, scene_id: int) -> Scene: ...
+
+
+class FileOwners(Protocol):
+    def scene_with_file(self, path: str) -> int | None: ...
 
 
 class PlexTarget(Protocol):
@@ -154,6 +160,28 @@ def record_sync(queue: JobQueue, scene_id: int, outcome: SyncOutcome, now: float
                      ledger.art_hash, written, now)
 
 
+#: Reason on the job of a scene whose Plex item another scene took over.
+ITEM_CLAIMED = "item_claimed"
+
+
+@dataclass
+class LedgerClaims:
+    """`plex.sync.ClaimSource` over our ledger and Stash: who else holds an item."""
+
+    queue: JobQueue | None  # None: no ledger yet (a dry run before the first sync)
+    stash: FileOwners
+
+    def rival(self, plex_key: str, scene_id: int) -> Claim | None:
+        entry = self.queue.ledger_holder(plex_key, scene_id) if self.queue is not None else None
+        if entry is None:
+            return None
+        record = PlexLedger.from_any(entry.written)
+        return Claim(entry.scene_id, record.plex_file if record else None, locks_we_set(record))
+
+    def scene_with_file(self, stash_path: str) -> int | None:
+        return self.stash.scene_with_file(stash_path)
+
+
 # --- a processing halt (bad Plex token): said once, kept until the token changes ------------
 
 
@@ -187,6 +215,13 @@ def attempt(job: Job, svc: Services, now: float) -> SyncOutcome:
     scene = svc.stash.find_scene(job.scene_id)
     outcome = svc.plex.sync(scene, previous_sync(svc.queue, job.scene_id), now)
     record_sync(svc.queue, job.scene_id, outcome, now, scene)
+    if outcome.kept_locked:
+        svc.log.info(f"Stash2Plex: scene {job.scene_id}: left {', '.join(outcome.kept_locked)} alone in Plex: "
+                     f"someone else locked them there (setting overwrite_user_locks).")
+    if outcome.displaced is not None and svc.queue.release_claim(outcome.displaced, ITEM_CLAIMED, now):
+        svc.log.warning(f"Stash2Plex: scene {job.scene_id} now owns Plex item {outcome.plex_key}; scene "
+                        f"{outcome.displaced}, synced to it before, is queued again and is dead-lettered if it "
+                        f"still resolves to this item.")
     return outcome
 
 

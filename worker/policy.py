@@ -17,6 +17,7 @@ The decision table (`n` = attempts counted after this failure, `limit` = max_ret
 | OUTAGE     | no       | retry when the breaker will allow a probe                                 |
 | AUTH       | no       | stop the drain, keep the job as it is                                     |
 | INVALID    | -        | dead-letter at once                                                       |
+| DUPLICATE  | -        | dead-letter at once, naming the scene that owns the item                  |
 | STASH_DOWN | no       | stop the drain, keep the job as it is                                     |
 | CONFIG     | no       | stop the drain, keep the job as it is                                     |
 | GONE       | -        | complete (the scene was deleted: nothing left to sync)                    |
@@ -34,6 +35,7 @@ from typing import Protocol
 
 from plugin.errors import (
     AmbiguousMatch,
+    DuplicateItem,
     InvalidData,
     PlexAuthError,
     PlexNotFound,
@@ -58,6 +60,7 @@ class ErrorClass(str, Enum):
     OUTAGE = "outage"
     AUTH = "auth"
     INVALID = "invalid"
+    DUPLICATE = "duplicate"
     STASH_DOWN = "stash_down"
     CONFIG = "config"
     GONE = "gone"
@@ -72,6 +75,7 @@ LABELS: dict[ErrorClass, str] = {
     ErrorClass.OUTAGE: "Plex unreachable",
     ErrorClass.AUTH: "Plex rejected the token",
     ErrorClass.INVALID: "Plex rejected the data",
+    ErrorClass.DUPLICATE: "its Plex item belongs to another scene",
     ErrorClass.STASH_DOWN: "Stash unreachable or rejected the plugin",
     ErrorClass.CONFIG: "a setting is missing or unusable",
     ErrorClass.GONE: "scene deleted in Stash",
@@ -86,6 +90,7 @@ _CLASSES: tuple[tuple[type[Exception], ErrorClass], ...] = (
     (PlexUnavailable, ErrorClass.OUTAGE),
     (PlexAuthError, ErrorClass.AUTH),
     (InvalidData, ErrorClass.INVALID),
+    (DuplicateItem, ErrorClass.DUPLICATE),
     (StashUnavailable, ErrorClass.STASH_DOWN),
     (StashAuthError, ErrorClass.STASH_DOWN),
     (SettingsError, ErrorClass.CONFIG),
@@ -269,6 +274,11 @@ def decide(
     if kind is ErrorClass.INVALID:
         # Plex said 400, or the data cannot be written as it is: the same request will get the
         # same answer, so retrying only delays the moment a person sees it.
+        return DeadLetter(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
+
+    if kind is ErrorClass.DUPLICATE:
+        # Another scene owns the item by the stated rule; no retry changes that until a person
+        # removes one of the two files (then Retry Dead Letters) or a pass sees a new state.
         return DeadLetter(kind, f"{LABELS[kind]}: {failure.message}", failure.detail)
 
     if kind is ErrorClass.AMBIGUOUS and policy.strict_matching:

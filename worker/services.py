@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from plugin.protocol import StashLog
 from sync_queue.jobs import JobQueue
 from sync_queue.state import StateStore
-from worker.core import Services
+from worker.core import LedgerClaims, Services
 from worker.policy import RetryPolicy
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def services(ctx: RunContext, log: StashLog | None = None) -> Iterator[Services]
             queue=queue,
             state=state,
             stash=ctx.stash,
-            plex=PlexSync(conn, settings, ctx.stash.fetch_image),
+            plex=PlexSync(conn, settings, ctx.stash.fetch_image, LedgerClaims(queue, ctx.stash)),
             policy=RetryPolicy.from_settings(settings),
             log=log or ctx.log,
             token=settings.plex_token,

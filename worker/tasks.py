@@ -32,6 +32,8 @@ WORKER_MODE = "_worker"
 #: Dead letters listed per reason in Queue Status (the JSON output adds each one's detail:
 #: candidates, paths tried, traceback).
 LETTERS_SHOWN = 20
+#: Scenes listed whose fields were left alone under someone else's Plex lock.
+LOCKED_SHOWN = 20
 
 
 class BadTaskArgument(Stash2PlexError):
@@ -136,6 +138,7 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
         deferred = queue.deferred(now, limit=10)
         groups = queue.dlq_summary()
         shown = {g.error_class: queue.dlq_list(g.error_class, limit=LETTERS_SHOWN) for g in groups}
+        locked_count, locked = queue.ledger_user_locked(LOCKED_SHOWN)
         breaker = Breaker.load(state.get(BREAKER))
         halt = state.get(HALT)
     finally:
@@ -159,9 +162,15 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
         for letter in shown.get(group.error_class, []):
             lines.append(f"    scene {letter.scene_id}: {letter.message} (attempts {letter.attempts}, "
                          f"last {absolute_utc(letter.last_failed_at)})")
+    if locked_count:
+        lines.append(f"  fields kept because someone locked them in Plex (overwrite_user_locks is "
+                     f"{'on' if ctx.settings.overwrite_user_locks else 'off'}): {locked_count} scenes")
+        lines += [f"    scene {sid}: {', '.join(fields)}" for sid, fields in locked]
     ctx.log.info("\n".join(lines))
     return {
         "queue": queue_counts(counts),
+        "kept_locked": {"scenes": locked_count,
+                        "entries": [{"scene_id": sid, "fields": fields} for sid, fields in locked]},
         "breaker": breaker.state.value,
         "halted": bool(halt),
         "deferred": [{"scene_id": j.scene_id, "next_retry_at": j.next_retry_at,
