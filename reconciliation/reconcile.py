@@ -46,7 +46,7 @@ from reconciliation.gaps import (
 from stash.client import StashClient
 from stash.records import Scene
 from sync_queue.ledger import LedgerEntry
-from sync_queue.state import LAST_RECONCILE
+from sync_queue.state import LAST_RECONCILE, LOCKS_FORGOTTEN
 from worker.core import Services
 
 #: Task mode -> window in seconds (None: the whole library, resumable).
@@ -253,9 +253,12 @@ def reconcile_7days(ctx: RunContext) -> dict[str, Any]:
 
 
 def record_reconcile(svc: Services, report: ReconcileReport, now: float) -> None:
-    """A finished whole-library pass is what auto-reconcile waits an interval after."""
+    """A finished whole-library pass is what auto-reconcile waits an interval after. It also
+    ends the time after a lost database when locks on unsynced items count as ours: the
+    pass queued every scene, and this process's drain still syncs them that way."""
     if report.completed and SCOPES[report.scope] is None:
         svc.state.put(LAST_RECONCILE, repr(now))
+        svc.state.put(LOCKS_FORGOTTEN, None)
 
 
 def reconcile_task(ctx: RunContext, scope: str) -> dict[str, Any]:

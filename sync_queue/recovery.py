@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sync_queue.db import DB_FILE, connect, db_path, error_code, write_txn
 from sync_queue.schema import SCHEMA_VERSION, current_version, ensure_schema
+from sync_queue.state import LOCKS_FORGOTTEN, StateStore
 
 QUARANTINE_MARK = ".damaged-"
 _SIDE_FILES = ("-wal", "-shm")
@@ -90,7 +91,9 @@ def salvage_inbox(data_dir: Path) -> list[tuple[object, ...]]:
 def replace_damaged(data_dir: Path, now: float) -> Path:
     """Move the database (and its -wal/-shm) aside under a timestamped name, create a fresh
     one holding the hook events that could be read back, and return where the damaged file
-    went."""
+    went. The fresh one says the plugin no longer knows which Plex locks it set
+    (``LOCKS_FORGOTTEN``): without that, every field it had locked would look like a
+    person's decision and never follow Stash again."""
     events = salvage_inbox(data_dir)
     source = db_path(data_dir)
     target = Path(data_dir) / quarantine_name(now)
@@ -110,4 +113,6 @@ def replace_damaged(data_dir: Path, now: float) -> Path:
             txn.executemany(_INSERT_EVENT, events)
     finally:
         conn.close()
+    with StateStore(Path(data_dir)) as state:
+        state.put(LOCKS_FORGOTTEN, repr(now))
     return target

@@ -21,6 +21,10 @@ from sync_queue.schema import ensure_schema
 BREAKER = "breaker"
 HALT = "halt"
 LAST_RECONCILE = "last_reconcile"
+#: Set when a damaged database was replaced: the record of which Plex locks the plugin set
+#: went with it. Until a whole-library reconcile has run, a scene with no ledger row counts
+#: the locks on its item as the plugin's own (see ``plex.sync.PlexSync.own_unknown_locks``).
+LOCKS_FORGOTTEN = "locks_forgotten"
 
 _PREFIX = "state."
 

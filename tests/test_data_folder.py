@@ -31,6 +31,7 @@ from sync_queue.inbox import read_inbox
 from sync_queue.jobs import JobQueue
 from sync_queue.recovery import QUARANTINE_MARK, damage
 from sync_queue.schema import SCHEMA_VERSION, current_version
+from sync_queue.state import LOCKS_FORGOTTEN, StateStore
 from tests.broken_folder import fill, read_only, small_disk
 from tests.e2e_worker_support import QUIET, audited, ledger_count, mismatches
 from tests.plugin_host import make_host
@@ -221,6 +222,8 @@ def test_a_damaged_database_is_moved_aside_and_replaced_and_spooled_events_survi
     moved = tmp_path / f"stash2plex.db{QUARANTINE_MARK}20261202T230509Z"
     assert moved.is_file() and str(moved) in message
     assert "a fresh database took its place. Run Reconcile All to rebuild what was queued and synced." in message
+    with StateStore(tmp_path) as state:
+        assert state.get(LOCKS_FORGOTTEN) == repr(now)
     assert damage(tmp_path) is None and check_database(tmp_path, now, take_over=False) is None
     conn = connect(tmp_path)
     assert current_version(conn) == SCHEMA_VERSION
@@ -310,17 +313,26 @@ def test_damaged_database_is_replaced_and_reconcile_rebuilds_what_was_lost(tmp_p
         assert hook.error is None and hook.output["spooled"] is True, hook.stderr
         (warning,) = hook.lines("warning")
         assert "stash2plex.db did not take the event in time (file is not a database); it waits in" in warning
-        st.wait_for_worker()  # the worker replaces the file, then syncs the spooled event
-        assert mismatches(st, ids[1]) == []
+        st.wait_for_worker()  # the worker replaces the file, then handles the spooled event
         log = (st.data_dir / "worker.log").read_text()
         assert "stash2plex.db was damaged (file is not a database) and was moved aside" in log
+        # The file also held which Plex locks were ours: they still count as ours, not a person's.
+        assert "someone else locked" not in log
+        assert mismatches(st, ids[1]) == []
         assert ledger_count(st) == 1  # everything else was lost with the file
         out = st.task("reconcile_all")
         assert out.error is None, out.stderr[-2000:]
+        with StateStore(st.data_dir) as state:
+            assert state.get(LOCKS_FORGOTTEN) is None  # the rebuild is done: locks are recorded again
         assert ledger_count(st) == len(ids)
-        assert all(mismatches(st, sid) == [] for sid in ids)
+        assert {sid: mismatches(st, sid) for sid in ids} == {sid: [] for sid in ids}, out.output
         assert st.plex_item(ids[0]).title == "Changed before the damage"
+        assert st.plex_item(ids[1]).title == "Changed after the damage"
         assert len([p for p in st.data_dir.iterdir() if QUARANTINE_MARK in p.name]) == 1
+        # The locks are the plugin's again: the next Stash edit goes through without the setting.
+        st.library.update_scene(ids[2], title="Edited after the rebuild")
+        assert st.hook(ids[2]).error is None
+        st.wait_until(lambda: st.plex_item(ids[2]).title == "Edited after the rebuild", timeout=60)
 
 
 def test_damaged_database_found_by_a_task_is_reported_in_stash_log(tmp_path: Path) -> None:
