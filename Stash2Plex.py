@@ -9,9 +9,11 @@ Only the standard library and `plugin` are imported up front, so a hook stays fa
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -24,6 +26,9 @@ if (HERE / "vendor").is_dir():
 from base.errors import Stash2PlexError  # noqa: E402
 from base.protocol import InputError, PluginInput, StashLog, read_input, write_result  # noqa: E402
 
+if TYPE_CHECKING:
+    from plugin.dispatch import Route
+
 
 def run(inp: PluginInput, log: StashLog) -> object:
     """Dispatch one hook or task and return its output."""
@@ -31,6 +36,21 @@ def run(inp: PluginInput, log: StashLog) -> object:
     from plugin import dispatch
 
     target = dispatch.route(inp.args)
+    try:
+        return _run(target, inp, log)
+    except (OSError, sqlite3.Error) as exc:  # a broken data folder, said with its path and fix
+        from sync_queue.storage import explain
+
+        known = explain(exc, data_dir(inp.server_connection, create=False))
+        if known is None:
+            raise
+        raise known from exc
+
+
+def _run(target: Route, inp: PluginInput, log: StashLog) -> object:
+    from base.datadir import data_dir
+    from plugin import dispatch
+
     folder = data_dir(inp.server_connection)
     from plugin.upgrade_note import ensure_notes  # stdlib only; two stats when the notes exist
 
@@ -38,11 +58,30 @@ def run(inp: PluginInput, log: StashLog) -> object:
     if target.kind == "hook":
         from plugin.hooks import handle_hook
 
-        return handle_hook(inp, folder, HERE / "Stash2Plex.py", time.time())
+        return handle_hook(inp, folder, HERE / "Stash2Plex.py", time.time(), log)
+    replace_damaged_database(folder, target.kind, log)
     from worker.runtime import RunContext
 
     handler = dispatch.task_handler(target.name)
     return handler(RunContext(inp, log, folder, HERE / "Stash2Plex.py"))
+
+
+def replace_damaged_database(folder: Path, kind: str, log: StashLog) -> None:
+    """Replace a damaged stash2plex.db before a task or the worker opens it, and say so where
+    the user will read it: Stash's log for a task, worker.log for the detached worker."""
+    from sync_queue.recovery import check_database
+    from worker.handover import processor
+
+    message = check_database(folder, time.time(), take_over=processor if kind == "task" else None)
+    if message is None:
+        return
+    log.warning(f"Stash2Plex: {message}")
+    if kind == "internal":
+        from worker.filelog import open_worker_log
+
+        file_log = open_worker_log(folder)
+        file_log.warning(message)
+        file_log.close()
 
 
 def report_bug(exc: BaseException, log: StashLog) -> None:

@@ -20,6 +20,9 @@ from typing import IO, Any
 MAX_LINE = 64_000
 _LEVELS = {"trace": "t", "debug": "d", "info": "i", "warning": "w", "error": "e"}
 _URL_SECRETS = re.compile(r"(?i)((?:x-plex-token|apikey|api_key|token)=)[^&\s\"']+")
+#: A lone surrogate (JSON can carry "\\ud800", UTF-8 cannot): writing one to a UTF-8 stream
+#: raises, and the line or the whole result would be lost. U+FFFD stands in for it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class InputError(Exception):
@@ -126,19 +129,28 @@ class StashLog:
 
     def _emit(self, level: str, msg: str) -> None:
         char = _LEVELS[level]
-        lines = [line for line in self.redact(str(msg)).splitlines() if line.strip()]
+        lines = log_lines(self.redact(str(msg)))
         self._write("".join(f"\x01{char}\x02{line[:MAX_LINE]}\n" for line in lines))
 
     def _write(self, text: str) -> None:
         if not text:
             return
         try:
-            self.stream.write(text)
+            self.stream.write(_LONE_SURROGATE.sub("\ufffd", text))
             self.stream.flush()
         except (BrokenPipeError, ValueError, OSError):
             # Stash closed its end (the plugin was cancelled): losing a log line is fine,
             # crashing the job we are in the middle of is not.
             pass
+
+
+def log_lines(text: str) -> list[str]:
+    """The non-blank lines of a message as Stash reads them: split at newlines only.
+
+    Not `str.splitlines`, which also splits at \\x1c-\\x1e, \\x85 and U+2028: a scene title
+    or hook type holding one of those would turn one error into two lines in Stash's log.
+    """
+    return [line for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
 
 
 def write_result(output: Any = None, error: str | None = None, *, log: StashLog | None = None,
@@ -149,7 +161,7 @@ def write_result(output: Any = None, error: str | None = None, *, log: StashLog 
         text = log.redact(text)
     out = stream or sys.stdout
     try:
-        out.write(text + "\n")
+        out.write(_LONE_SURROGATE.sub("\ufffd", text) + "\n")
         out.flush()
     except (BrokenPipeError, ValueError, OSError):
         pass

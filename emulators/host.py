@@ -79,7 +79,8 @@ def parse_stderr(text: str, err_level: str, is_task: bool) -> tuple[list[tuple[s
     """Split stderr the way `pkg/logger/plugin.go` does: prefix, level char, trimmed message."""
     logs: list[tuple[str, str]] = []
     progress: list[float] = []
-    for raw in text.splitlines():
+    for raw in text.split("\n"):  # bufio.ScanLines: "\n" only, a trailing "\r" dropped
+        raw = raw.removesuffix("\r")
         if not raw.strip():
             continue
         if len(raw) >= 4 and raw[0] == "\x01" and raw[2] == "\x02" and raw[1] in LEVEL_CHARS:

@@ -57,6 +57,7 @@ STATUS_TEXT = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "
                500: "Internal Server Error", 503: "Service Unavailable"}
 METADATA_RE = re.compile(r"^/library/metadata/(\d+(?:,\d+)*)")
 REDACTED = "<redacted>"
+GARBLE_KINDS = ("truncated", "html", "empty")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Faults:
         self.revoked = False
         self._burst: list[int] = []
         self._limited: list[float] = []
+        self._garbled: list[str] = []
         self._down = False
 
     @property
@@ -122,6 +124,26 @@ class Faults:
     def rate_limit(self, n: int, retry_after: float = 1) -> None:
         self._limited.extend([retry_after] * n)
 
+    def garble(self, n: int, kind: str) -> None:
+        """The next `n` answers come with status 200 but are not Plex's XML: `truncated` (the
+        real answer cut in half, as by a dropped proxy connection), `html` (a proxy's or
+        captive portal's page) or `empty` (no body at all)."""
+        if kind not in GARBLE_KINDS:
+            raise ValueError(f"unknown garble kind {kind!r}; expected one of {GARBLE_KINDS}")
+        self._garbled.extend([kind] * n)
+
+    def garbled(self, response: Response) -> Response:
+        """Applies one queued garble to an answer; called under the emulator's lock."""
+        if not self._garbled:
+            return response
+        kind = self._garbled.pop(0)
+        if kind == "empty":
+            return Response(200, b"", response.content_type)
+        if kind == "html":
+            page = b"<html><head><title>Bad Gateway</title></head><body><h1>Proxy error</h1></body></html>"
+            return Response(200, page, "text/html")
+        return Response(200, response.body[: len(response.body) // 2], response.content_type)
+
     def revoke_token(self) -> None:
         self.revoked = True
 
@@ -133,6 +155,7 @@ class Faults:
         self.revoked = False
         self._burst.clear()
         self._limited.clear()
+        self._garbled.clear()
         self.down = False
 
     def next_fault(self) -> Response | None:
@@ -382,7 +405,7 @@ class PlexEmulator:
         if delay:
             self._sleep(delay)
         with self.lock:
-            response = self._respond(handler.command, path, query, handler.headers, body)
+            response = self.faults.garbled(self._respond(handler.command, path, query, handler.headers, body))
             keys = _rating_keys(path, query)
             self.requests.append(RequestRecord(
                 method=handler.command, path=path, query=_redact(query),

@@ -272,6 +272,23 @@ def machine_identifier(url: str, timeout: float) -> str | None:
         return None
 
 
+def _plex_answer(root: Any, read: bool, what: str) -> Any:
+    """An answer the caller reads must be Plex's XML. An empty body (plexapi's None) or
+    another document (a proxy's HTML error page sent with 200) is not Plex talking: read as
+    an empty library it would look like every scene went missing, so it is transient."""
+    if read and (root is None or getattr(root, "tag", None) != "MediaContainer"):
+        shown = "an empty body" if root is None else f"a <{root.tag}> document"
+        raise TransientError(f"Plex answered {what} with {shown}, not its XML")
+    return root
+
+
+def _plex_server(server: Any) -> Any:
+    """The root answer names the server; one that does not (a 200 page from a proxy) is not Plex."""
+    if not getattr(server, "machineIdentifier", None):
+        raise TransientError("Plex answered the server root (/) with something that is not its XML")
+    return server
+
+
 # --- retry policy (tenacity, transient only) ---------------------------------------------
 
 
@@ -361,7 +378,7 @@ class PlexConnection:
             try:
                 self._server = self._guarded(
                     "the server root (/)",
-                    lambda: PlexServer(self.url, self._token, session=self.session, timeout=self.timeout))
+                    lambda: _plex_server(PlexServer(self.url, self._token, session=self.session, timeout=self.timeout)))
             except TransientError as exc:
                 if self.url.startswith("http://") and speaks_tls(self.url, self.timeout[0]):
                     raise network_error(network.NetFailure(network.Cause.HTTP_TO_HTTPS), self.url,
@@ -378,15 +395,20 @@ class PlexConnection:
             self.query("/identity", what="the probe (/identity)")
 
     def query(self, key: str, method: str = "GET", *, headers: Mapping[str, str] | None = None,
-              data: bytes | None = None, what: str | None = None) -> Any:
-        """`PlexServer.query` with translation and the transient retry; returns the XML root."""
+              data: bytes | None = None, what: str | None = None, read: bool | None = None) -> Any:
+        """`PlexServer.query` with translation and the transient retry; returns the XML root.
+
+        `read` (default: a GET) says the caller reads the answer, so it must be Plex's XML;
+        a GET that only asks for something (a folder scan) answers with an empty body.
+        """
         server = self.server()
         verb = {"GET": self.session.get, "PUT": self.session.put, "POST": self.session.post}[method]
         label = what or f"{method} {key.split('?', 1)[0]}"
         kwargs: dict[str, Any] = {"method": verb, "headers": dict(headers or {})}
         if data is not None:
             kwargs["data"] = data
-        return self._guarded(label, lambda: server.query(key, **kwargs))
+        reads = method == "GET" if read is None else read
+        return self._guarded(label, lambda: _plex_answer(server.query(key, **kwargs), reads, label))
 
     def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
         def attempt() -> Any:

@@ -38,8 +38,13 @@ Choices, each the answer to "what would surprise a user least":
 Text limits (characters, after cleaning): `TITLE_MAX` 255 for every one-line field and tag
 name, which is what Plex's own agents produce and its web editor shows without clipping;
 `SUMMARY_MAX` 10,000 for the summary. Every value travels in the *query string* of one
-PUT, so the caps also keep that request under the 64 KiB URL size proxies and Plex accept,
-even for non-Latin text (9 bytes per character once percent-encoded).
+PUT, which must stay under the 64 KiB URL size proxies and Plex accept. Character caps
+alone do not do that: a CJK character is 9 bytes once percent-encoded, so 10,000 of them
+in a summary, or ten thousand tags with `max_tags` 0, made an edit Plex refused (414) and a
+scene that could never sync. So the summary and the genre and actor lists also have a
+budget in percent-encoded bytes (`URL_BUDGET`): the summary is cut like any long text, and
+names past the budget are left out, as past `max_tags`. Removals of Plex's own names can
+double a list's share, which the budgets leave room for.
 """
 
 from __future__ import annotations
@@ -49,13 +54,18 @@ import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from base.settings import Settings
 from stash.records import Scene
 
 TITLE_MAX = 255
 SUMMARY_MAX = 10_000
+#: Percent-encoded bytes the summary, the genres and the actors may each take in the edit's
+#: URL; with every one-line field at its cap the whole request stays under 64 KiB.
+URL_BUDGET = {"summary": 16_000, "genres": 9_000, "actors": 6_000}
+#: What one list entry adds besides its name: `&genre%5B123%5D.tag.tag=`.
+_ENTRY_OVERHEAD = 26
 ELLIPSIS = "\u2026"
 
 #: Unicode categories Cc (C0, DEL, C1) and Cs (lone surrogates), except tab and newline.
@@ -147,6 +157,35 @@ def rating_from(rating100: int | None) -> float | None:
     return round(rating100 / 10, 1)
 
 
+def encoded_size(text: str) -> int:
+    """Its length in a query string."""
+    return len(quote(text, safe=""))
+
+
+def fit_encoded(text: str, budget: int) -> str:
+    """`text`, cut (as `_cut` does) to the longest prefix whose encoding fits `budget`."""
+    if encoded_size(text) <= budget:
+        return text
+    low, high = 0, len(text)
+    while low < high:  # the longest cut that fits: about 14 encodings for a 10,000-character text
+        middle = (low + high + 1) // 2
+        if encoded_size(_cut(text, middle)) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return _cut(text, low) if low else ""
+
+
+def within_budget(sizes: list[int], budget: int) -> int:
+    """How many of the leading entries fit `budget`, each costing its size plus the overhead."""
+    used = 0
+    for count, size in enumerate(sizes):
+        used += size + _ENTRY_OVERHEAD
+        if used > budget:
+            return count
+    return len(sizes)
+
+
 def unique_names(names: tuple[str, ...], limit: int = 0) -> tuple[str, ...]:
     """Cleaned, non-empty, first spelling kept when case differs, at most `limit` (0 = all)."""
     seen: set[str] = set()
@@ -156,7 +195,8 @@ def unique_names(names: tuple[str, ...], limit: int = 0) -> tuple[str, ...]:
         if name and name.casefold() not in seen:
             seen.add(name.casefold())
             out.append(name)
-    return tuple(out[:limit] if limit > 0 else out)
+    out = out[:limit] if limit > 0 else out
+    return tuple(out[: within_budget([encoded_size(n) for n in out], URL_BUDGET["genres"])])
 
 
 def still_image_url(url: str | None) -> str | None:
@@ -215,7 +255,8 @@ def _actors(scene: Scene, plex_url: str) -> tuple[Actor, ...]:
         if name and name.casefold() not in seen:
             seen.add(name.casefold())
             out.append(Actor(name, photo_for_plex(performer.image_url, plex_url)))
-    return tuple(out)
+    sizes = [encoded_size(a.name) + (encoded_size(a.thumb) + _ENTRY_OVERHEAD if a.thumb else 0) for a in out]
+    return tuple(out[: within_budget(sizes, URL_BUDGET["actors"])])
 
 
 def desired_state(scene: Scene, settings: Settings) -> DesiredState:
@@ -232,7 +273,8 @@ def desired_state(scene: Scene, settings: Settings) -> DesiredState:
         title=title if on("sync_title") else None,
         title_sort=title if on("sync_title") else None,
         studio=studio if on("sync_studio") else None,
-        summary=clean_text(scene.details, SUMMARY_MAX, multiline=True) if on("sync_summary") else None,
+        summary=fit_encoded(clean_text(scene.details, SUMMARY_MAX, multiline=True), URL_BUDGET["summary"])
+        if on("sync_summary") else None,
         tagline=clean_text(scene.code) if on("sync_tagline") else None,
         originally_available_at=_date(scene.date) if on("sync_date") else None,
         rating=rating_from(scene.rating100) if settings.sync_master else None,

@@ -101,6 +101,9 @@ class PlexSync:
         self.scans = ScanMemory()
         self._form: str | None = None  # "NFC" or "NFD": how this server stores names, once seen
         self._now = 0.0
+        #: The database that recorded our locks was lost (``sync_queue.state.LOCKS_FORGOTTEN``):
+        #: a scene without a ledger row counts its item's locks as ours until a reconcile ran.
+        self.own_unknown_locks = False
 
     # -- reads -----------------------------------------------------------------------
 
@@ -292,7 +295,7 @@ class PlexSync:
                 continue
             self.scans.mark(folder, now)
             for form in name_forms(folder, self._form):
-                self.conn.query(f"/library/sections/{section.key}/refresh?" + urlencode({"path": form}))
+                self.conn.query(f"/library/sections/{section.key}/refresh?" + urlencode({"path": form}), read=False)
 
     # -- the job ---------------------------------------------------------------------
 
@@ -323,7 +326,9 @@ class PlexSync:
         syncs, plus those of a scene whose claim it just took over (`inherited`)."""
         s = self.settings
         same_item = bool(ledger and ledger.plex_key == state.rating_key)
-        ours = locks_we_set(ledger if same_item else None) | inherited
+        ours: frozenset[str] | None = locks_we_set(ledger if same_item else None) | inherited
+        if ledger is None and self.own_unknown_locks:
+            ours = None  # every lock on the item counts as ours
         return plan_edit(desired, state, ledger.written if ledger else None, lock=s.lock_synced_fields,
                          preserve=s.preserve_plex_edits, uploads=uploads, ours=ours,
                          overwrite_locks=s.overwrite_user_locks)

@@ -14,6 +14,7 @@ every Reconcile and, under `preserve_plex_edits`, take it for a person's edit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -55,9 +56,10 @@ def _videos(root: Element) -> Iterator[Element]:
 
 
 def _int(value: str | None) -> int:
+    """A count, size or duration: 0 for anything that is not a finite number of at least 0."""
     try:
-        return int(float(value)) if value else 0
-    except ValueError:
+        return max(0, int(float(value))) if value else 0
+    except (ValueError, OverflowError):
         return 0
 
 
@@ -78,9 +80,10 @@ def index_entries(root: Element) -> list[IndexEntry]:
 
 def _float(value: str | None) -> float | None:
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is None or math.isfinite(number) else None
 
 
 def _tags(video: Element, element: str) -> tuple[str, ...]:

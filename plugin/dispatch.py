@@ -72,7 +72,7 @@ def route(args: dict[str, Any]) -> Route:
         trigger = str(ctx.get("type") or "")
         if trigger not in HOOKS:
             known = ", ".join(sorted(HOOKS))
-            raise UnknownMode(f"Unknown hook type '{trigger}': Stash2Plex handles {known}.")
+            raise UnknownMode(f"Unknown hook type {trigger!r}: Stash2Plex handles {known}.")
         return Route("hook", trigger)
     mode = args.get("mode")
     if not mode:
@@ -81,7 +81,7 @@ def route(args: dict[str, Any]) -> Route:
         return Route("internal", str(mode))
     if str(mode) not in TASKS:
         known = ", ".join(TASKS)
-        raise UnknownMode(f"Unknown task mode '{mode}'. Known modes: {known}.")
+        raise UnknownMode(f"Unknown task mode {str(mode)!r}. Known modes: {known}.")
     return Route("task", str(mode))
 
 

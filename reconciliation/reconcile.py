@@ -44,7 +44,7 @@ from stash.client import StashClient
 from stash.records import Scene
 from sync_queue.jobs import JobQueue
 from sync_queue.ledger import LedgerRow
-from sync_queue.state import LAST_RECONCILE, StateStore
+from sync_queue.state import LAST_RECONCILE, LOCKS_FORGOTTEN, StateStore
 
 #: Task mode -> window in seconds (None: the whole library, resumable).
 SCOPES: dict[str, float | None] = {
@@ -231,8 +231,11 @@ def _reconcile_page(queue: JobQueue, settings: Settings, page: list[Scene], inde
 
 
 def record_reconcile(state: StateStore, report: ReconcileReport, now: float) -> None:
-    """A finished whole-library pass is what auto-reconcile waits an interval after."""
+    """A finished whole-library pass is what auto-reconcile waits an interval after. It also
+    ends the time after a lost database when locks on unsynced items count as ours: the
+    pass queued every scene, and this process's drain still syncs them that way."""
     if report.completed and SCOPES[report.scope] is None:
         state.put(LAST_RECONCILE, repr(now))
+        state.put(LOCKS_FORGOTTEN, None)
 
 

@@ -4,6 +4,12 @@ Everything lives in ``<data_dir>/stash2plex.db`` (``db.DB_FILE``). Modules, and 
 may import:
 
 * ``inbox`` (stdlib only): the hook fast path, ``record_event``.
+* ``spool`` (stdlib only): where a hook puts its event when the database does not take it
+  in time; the processor absorbs it into the inbox exactly once.
+* ``storage`` (stdlib only): what is wrong with a data folder that cannot be written, in
+  words with the folder and the fix.
+* ``recovery`` (stdlib, and ``lock`` while it replaces): finding a damaged database before
+  a task or the worker opens it, and putting a fresh one in its place.
 * ``db``, ``schema``, ``ledger``, ``dlq``, ``counters`` (stdlib only): connections and
   migrations, the sync ledger and its rule, dead letters, named counters.
 * ``schedule``, ``fanout``, ``report``, ``compaction`` (persistqueue's row format): the

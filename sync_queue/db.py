@@ -35,26 +35,63 @@ def db_path(data_dir: Path) -> Path:
     return Path(data_dir) / DB_FILE
 
 
-def connect(data_dir: Path) -> sqlite3.Connection:
+def connect(data_dir: Path, busy_timeout: float = BUSY_TIMEOUT_S, retries: int = LOCK_RETRIES) -> sqlite3.Connection:
     """Open our own connection: autocommit (we say BEGIN ourselves), WAL, long busy timeout.
+
+    A hook passes a short ``busy_timeout`` and ``retries=1``: Stash's save waits for it, so
+    a database held by another program must make it give up quickly, not queue up inside
+    SQLite for minutes.
 
     ``synchronous=NORMAL`` is safe in WAL mode against a crashed or killed process (the case
     that matters for a plugin Stash SIGKILLs); only a power cut can lose the last commits.
     """
-    conn = sqlite3.connect(str(db_path(data_dir)), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    conn = sqlite3.connect(str(db_path(data_dir)), timeout=busy_timeout, isolation_level=None)
+    try:
+        _configure(conn, busy_timeout, retries)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, busy_timeout: float, retries: int) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     # Takes effect only on a database without tables, and must come before the first write
     # (switching to WAL writes the header). Lets compaction give pages back to the OS. Only on
     # an empty file: on an existing one the pragma is a write transaction of its own (a
     # header update, fsynced), which cost every hook ~7 ms and one more turn at the write lock.
     if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-    retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+    retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"), retries)
     conn.execute("PRAGMA synchronous = NORMAL")
     # A 100,000-scene Sync All commits large transactions; without a limit the -wal file keeps
     # its high-water size for good after the checkpoint.
     conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
-    return conn
+
+
+#: SQLite's messages for the result codes we act on, for Python 3.10, whose sqlite3 errors
+#: carry no ``sqlite_errorname``.
+_CODE_BY_TEXT = (
+    ("database is locked", "SQLITE_BUSY"),
+    ("database table is locked", "SQLITE_LOCKED"),
+    ("file is not a database", "SQLITE_NOTADB"),
+    ("database disk image is malformed", "SQLITE_CORRUPT"),
+    ("attempt to write a readonly database", "SQLITE_READONLY"),
+    ("database or disk is full", "SQLITE_FULL"),
+    ("unable to open database file", "SQLITE_CANTOPEN"),
+    ("disk i/o error", "SQLITE_IOERR"),
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """SQLite's result code name for a sqlite3 error ("SQLITE_BUSY", ...), or "" for others."""
+    if not isinstance(exc, sqlite3.Error):
+        return ""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name:
+        return str(name)
+    text = str(exc).lower()
+    return next((code for message, code in _CODE_BY_TEXT if message in text), "")
 
 
 def named(conn: sqlite3.Connection) -> sqlite3.Cursor:

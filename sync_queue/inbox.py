@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sync_queue.db import connect, retry_locked
+from sync_queue.db import BUSY_TIMEOUT_S, LOCK_RETRIES, connect, retry_locked
 from sync_queue.schema import ensure_schema
 
 SCENE = "scene"
@@ -57,12 +57,15 @@ def record_event(
     reason: str,
     now: float,
     payload: dict[str, Any] | None = None,
+    wait: float | None = None,
 ) -> None:
     """Durably record one event; returns once it is committed.
 
     Raises ValueError for an unknown kind or a non-positive id, so a caller's bug is loud
     instead of becoming a job nobody can process. Creates the database and schema if this is
-    the first process ever to touch it. Lock contention is retried, never raised.
+    the first process ever to touch it. Lock contention is retried, never raised, unless
+    ``wait`` bounds it: then a lock held longer than ``wait`` seconds raises, so the hook can
+    put the event in the spool instead (``sync_queue.spool``).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown event kind {kind!r}; expected one of {sorted(KINDS)}")
@@ -70,16 +73,17 @@ def record_event(
         raise ValueError(f"entity id must be positive, got {entity_id!r}")
     row = (kind, int(entity_id), str(reason), json.dumps(payload) if payload is not None else None, float(now))
     Path(data_dir).mkdir(parents=True, exist_ok=True)
-    conn = connect(Path(data_dir))
+    retries = LOCK_RETRIES if wait is None else 1
+    conn = connect(Path(data_dir), busy_timeout=BUSY_TIMEOUT_S if wait is None else wait, retries=retries)
     try:
         try:
-            retry_locked(lambda: conn.execute(_INSERT, row))
+            retry_locked(lambda: conn.execute(_INSERT, row), retries)
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise
             # First touch of a new database: an extra round-trip only this once, not per hook.
             ensure_schema(conn)
-            retry_locked(lambda: conn.execute(_INSERT, row))
+            retry_locked(lambda: conn.execute(_INSERT, row), retries)
     finally:
         conn.close()
 
@@ -98,7 +102,12 @@ def inbox_size(conn: sqlite3.Connection) -> int:
 
 def has_events(data_dir: Path) -> bool:
     """Whether an event waits to be turned into a job: what a processor checks before it
-    lets go for good, since a hook that found the lock held started no worker."""
+    lets go for good, since a hook that found the lock held started no worker. Events a
+    hook had to spool count too."""
+    from sync_queue.spool import has_spooled
+
+    if has_spooled(Path(data_dir)):
+        return True
     conn = connect(Path(data_dir))
     try:
         return inbox_size(conn) > 0

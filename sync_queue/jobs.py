@@ -63,6 +63,7 @@ from sync_queue.schedule import (
     merge_reasons,
 )
 from sync_queue.schema import ensure_schema
+from sync_queue.spool import absorb as absorb_spool
 
 ABANDONED = "Abandoned"
 COMPACT_EVERY = 1000
@@ -107,7 +108,7 @@ class JobQueue:
         self.ledger = ledger.LedgerTable(self._conn)
         self.dlq = dlq.DeadLetterTable(self._conn)
         self.fanout = fanout.FanOutTable(self._conn)
-        self.report = QueueReport(self._conn)
+        self.report = QueueReport(self._conn, self.data_dir)
 
     # -- life cycle --
 
@@ -176,6 +177,8 @@ class JobQueue:
     def ingest(self, now: float, batch: int = 500) -> IngestResult:
         """Turn inbox events into jobs, ``batch`` events per transaction, oldest first.
 
+        Events a hook had to spool (``sync_queue.spool``) join the inbox first.
+
         Each batch is read, applied and deleted from the inbox in one transaction, so an event
         is applied exactly once even if the processor dies half-way. ``scene_destroyed`` drops
         the scene's ready job, its ledger row and its dead letter here. Fan-out events are
@@ -183,6 +186,7 @@ class JobQueue:
         left over from an earlier run; call ``fanout.done`` once each has been expanded.
         """
         result = IngestResult()
+        absorb_spool(self._conn, self.data_dir, now)
         while True:
             with write_txn(self._conn) as conn:
                 events = read_inbox(conn, batch)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from sync_queue import counters, dlq, fanout, inbox, ledger
 from sync_queue.db import named
@@ -20,6 +21,7 @@ from sync_queue.schedule import (
     Job,
     job_from_row,
 )
+from sync_queue.spool import spooled
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,9 @@ class QueueCounts:
 class QueueReport:
     """The readers, on the queue's connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, data_dir: Path) -> None:
         self._conn = conn
+        self._data_dir = data_dir
 
     def counts(self, now: float) -> QueueCounts:
         row = named(self._conn).execute(
@@ -48,7 +51,8 @@ class QueueReport:
         ).fetchone()
         conn = self._conn
         return QueueCounts(due=row["due"], deferred=row["deferred"], in_flight=row["in_flight"],
-                           dlq=dlq.size(conn), ledger=ledger.size(conn), inbox=inbox.inbox_size(conn),
+                           dlq=dlq.size(conn), ledger=ledger.size(conn),
+                           inbox=inbox.inbox_size(conn) + len(spooled(self._data_dir)),  # spooled events are new too
                            fanout=fanout.size(conn))
 
     def next_due_at(self) -> float | None:

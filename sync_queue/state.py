@@ -24,6 +24,10 @@ LAST_RECONCILE = "last_reconcile"
 #: When the background worker said the current Plex outage (a worker started by the next
 #: hook does not say it again); cleared once Plex answers.
 OUTAGE_SAID = "outage_said"
+#: Set when a damaged database was replaced: the record of which Plex locks the plugin set
+#: went with it. Until a whole-library reconcile has run, a scene with no ledger row counts
+#: the locks on its item as the plugin's own (see ``plex.sync.PlexSync.own_unknown_locks``).
+LOCKS_FORGOTTEN = "locks_forgotten"
 
 _PREFIX = "state."
 

@@ -5,6 +5,7 @@ A bad argument is one clear line in Stash's log; nothing runs with a guess.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from base.errors import Stash2PlexError
@@ -19,8 +20,8 @@ def number(raw: Any, name: str) -> float:
         value = float(raw)
     except (TypeError, ValueError):
         raise BadTaskArgument(f"Task argument '{name}' must be a number, got {raw!r}.") from None
-    if value < 0:
-        raise BadTaskArgument(f"Task argument '{name}' must not be negative, got {raw!r}.")
+    if not math.isfinite(value) or value < 0:
+        raise BadTaskArgument(f"Task argument '{name}' must be a number of at least 0, got {raw!r}.")
     return value
 
 
@@ -33,6 +34,6 @@ def parse_limit(raw: Any) -> int | None:
         value = float(text)
     except ValueError:
         raise BadTaskArgument(f"Task argument 'limit' must be a number of scenes, got {raw!r}.") from None
-    if value < 0 or value != int(value):
+    if not math.isfinite(value) or value < 0 or value != int(value):
         raise BadTaskArgument(f"Task argument 'limit' must be a whole number of scenes, got {raw!r}.")
-    return int(value)
+    return int(value) or None  # "0.0" or "00" mean every scene, as "0" does

@@ -207,10 +207,19 @@ def gather_packages(plugin_dir: Path) -> tuple[tuple[tuple[str, str | None], ...
     return tuple(found), specs, hint
 
 
+def _worker_running(data_dir: Path) -> bool:
+    """Probing the lock opens its file for writing: in a read-only folder no worker can run."""
+    from sync_queue.lock import ProcessorLock
+
+    try:
+        return ProcessorLock(data_dir).is_held_elsewhere()
+    except OSError:
+        return False
+
+
 def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lambda f: None) -> Facts:
     """Every fact the report needs; each part's failure becomes a fact about that part."""
     from base.settings import load_settings
-    from sync_queue.lock import ProcessorLock
 
     stash = gather_stash(ctx)
     progress(0.1)
@@ -250,7 +259,7 @@ def gather(ctx: RunContext, now: float, progress: Callable[[float], None] = lamb
         if readable else None
     progress(0.9)
     return Facts(stash=stash, missing_settings=missing, plex=plex, sample=sample, data=data, queue=queue,
-                 worker_running=ProcessorLock(ctx.data_dir).is_held_elsewhere() if data.exists else False,
+                 worker_running=data.exists and _worker_running(ctx.data_dir),
                  reconcile_interval=settings.reconcile_seconds, enabled=settings.enabled,
                  packages=packages, specs=specs, install_hint=hint,
                  python=f"{platform.python_version()} ({sys.executable})", watch=watch)

@@ -12,7 +12,7 @@ import logging.handlers
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from base.protocol import StashLog
+from base.protocol import StashLog, log_lines
 
 LOG_FILE = "worker.log"
 MAX_BYTES = 1_000_000
@@ -40,9 +40,8 @@ class FileLog(StashLog):
             self._logger.addHandler(handler)
 
     def _emit(self, level: str, msg: str) -> None:
-        for line in self.redact(str(msg)).splitlines():
-            if line.strip():
-                self._logger.log(_LEVELS[level], line)
+        for line in log_lines(self.redact(str(msg))):
+            self._logger.log(_LEVELS[level], line)
 
     def progress(self, fraction: float) -> None:
         """Progress bars belong to Stash's task view; the file gets the summaries instead."""

@@ -14,7 +14,7 @@ from base.network import address
 from base.protocol import StashLog
 from base.settings import SCHEMA_BY_NAME, Settings
 from sync_queue.jobs import JobQueue
-from sync_queue.state import StateStore
+from sync_queue.state import LOCKS_FORGOTTEN, StateStore
 from worker.breaker_store import plex_target
 from worker.core import Services
 from worker.policy import RetryPolicy
@@ -49,12 +49,14 @@ def services(ctx: RunContext, log: StashLog | None = None) -> Iterator[Services]
     conn = shared_connection(settings, ctx.data_dir)
     queue = JobQueue(ctx.data_dir)
     state = StateStore(ctx.data_dir)
+    plex = PlexSync(conn, settings, ctx.stash.fetch_image, LedgerClaims(queue, ctx.stash))
+    plex.own_unknown_locks = state.get(LOCKS_FORGOTTEN) is not None
     try:
         yield Services(
             queue=queue,
             state=state,
             stash=ctx.stash,
-            plex=PlexSync(conn, settings, ctx.stash.fetch_image, LedgerClaims(queue, ctx.stash)),
+            plex=plex,
             policy=RetryPolicy.from_settings(settings),
             log=log or ctx.log,
             token=settings.plex_token,
