@@ -35,7 +35,8 @@ SCENE_DESTROYED = "scene_destroyed"
 FANOUT_KINDS = frozenset({"performer", "studio", "tag"})
 KINDS = frozenset({SCENE, SCENE_DESTROYED}) | FANOUT_KINDS
 
-_INSERT = "INSERT INTO inbox (kind, entity_id, reason, payload, created_at) VALUES (?, ?, ?, ?, ?)"
+#: The one way an event enters the inbox (the hook, the spool and a replaced database use it).
+INSERT_EVENT = "INSERT INTO inbox (kind, entity_id, reason, payload, created_at) VALUES (?, ?, ?, ?, ?)"
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,13 @@ def record_event(
     conn = connect(Path(data_dir), busy_timeout=BUSY_TIMEOUT_S if wait is None else wait, retries=retries)
     try:
         try:
-            retry_locked(lambda: conn.execute(_INSERT, row), retries)
+            retry_locked(lambda: conn.execute(INSERT_EVENT, row), retries)
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise
             # First touch of a new database: an extra round-trip only this once, not per hook.
             ensure_schema(conn)
-            retry_locked(lambda: conn.execute(_INSERT, row), retries)
+            retry_locked(lambda: conn.execute(INSERT_EVENT, row), retries)
     finally:
         conn.close()
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sync_queue.db import DB_FILE, connect, db_path, error_code, write_txn
+from sync_queue.inbox import INSERT_EVENT
 from sync_queue.schema import SCHEMA_VERSION, current_version, ensure_schema
 from sync_queue.state import LOCKS_FORGOTTEN, StateStore
 
@@ -34,7 +35,6 @@ RECONCILE = "Reconcile All"
 #: How a task holds the processor: it asks a running worker to hand over (the entry passes
 #: ``worker.handover.processor``, which this layer may not import).
 TakeOver = Callable[[Path], AbstractContextManager[Any]]
-_INSERT_EVENT = "INSERT INTO inbox (kind, entity_id, reason, payload, created_at) VALUES (?, ?, ?, ?, ?)"
 
 
 def is_damage(exc: BaseException) -> bool:
@@ -120,7 +120,7 @@ def replace_damaged(data_dir: Path, now: float) -> Path:
     try:
         ensure_schema(conn)
         with write_txn(conn) as txn:
-            txn.executemany(_INSERT_EVENT, events)
+            txn.executemany(INSERT_EVENT, events)
     finally:
         conn.close()
     with StateStore(Path(data_dir)) as state:

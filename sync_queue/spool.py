@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sync_queue.db import write_txn
+from sync_queue.inbox import INSERT_EVENT, record_event
 
 SPOOL_DIR = "spool"
 ABSORBED_KEY = "spool.absorbed"
@@ -34,8 +35,6 @@ HOOK_WAIT = 0.5
 BATCH = 500
 #: A hook writes its file in milliseconds; a ``.tmp`` this old belongs to no live hook.
 STALE_TMP = 3600.0
-
-_INSERT = "INSERT INTO inbox (kind, entity_id, reason, payload, created_at) VALUES (?, ?, ?, ?, ?)"
 
 
 def spool_dir(data_dir: Path) -> Path:
@@ -99,7 +98,7 @@ def absorb(conn: sqlite3.Connection, data_dir: Path, now: float, batch: int = BA
             rows.append(row)
             names.append(path.name)
         with write_txn(conn) as txn:
-            txn.executemany(_INSERT, rows)
+            txn.executemany(INSERT_EVENT, rows)
             txn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (ABSORBED_KEY, json.dumps(names)))
         moved += len(rows)
@@ -147,8 +146,6 @@ def record_or_spool(data_dir: Path, kind: str, entity_id: int, reason: str, now:
     spool. Raises OSError when the spool cannot be written either (a read-only folder, a
     full disk); the database error is then the OSError's ``__context__``.
     """
-    from sync_queue.inbox import record_event
-
     try:
         record_event(data_dir, kind, entity_id, reason, now, payload=payload, wait=wait)
         return None
