@@ -13,9 +13,7 @@ The tasks themselves (`tasks.sync`) add the processor lock and the drain.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from base.protocol import StashLog
@@ -24,13 +22,13 @@ from plex.desired import DesiredState, desired_state
 from plex.diff import state_hash
 from stash.client import StashClient
 from stash.records import Scene
+from stash.times import parse_stamp, stash_stamp
 from sync_queue.jobs import JobQueue
 from sync_queue.state import StateStore
 
 T = TypeVar("T")
 
 PAGE = 200
-_FRACTION = re.compile(r"\.\d+(?=Z|[+-]\d\d:\d\d$|$)")
 #: Stash compares timestamp filters as text in its own zone; ask this much wider, then check.
 ZONE_SLACK = 14 * 3600.0
 RECENT_WINDOW = 86400.0
@@ -44,22 +42,6 @@ def scene_state(scene: Scene, settings: Settings) -> str:
 def desired_hash(desired: DesiredState, settings: Settings) -> str:
     """`scene_state` for a caller that needs the desired state too (reconcile)."""
     return state_hash(desired, lock=settings.lock_synced_fields, preserve=settings.preserve_plex_edits)
-
-
-def stash_stamp(when: float) -> str:
-    return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_stamp(text: str) -> float | None:
-    """Stash's RFC 3339 `Time` text (any offset, maybe fractional seconds) as epoch seconds."""
-    if not text:
-        return None
-    # gqlgen writes RFC 3339 with up to nine fractional digits; seconds are all Stash stores.
-    whole = _FRACTION.sub("", text.strip()).replace("Z", "+00:00")
-    try:
-        return datetime.fromisoformat(whole).timestamp()
-    except ValueError:
-        return None
 
 
 def recent_filter(now: float, window: float) -> dict[str, Any]:

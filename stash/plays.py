@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from stash import queries
+from stash.times import parse_stamp, stash_stamp
 
 #: Scenes per activity read: one request, a bounded answer.
 ACTIVITY_BATCH = 200
@@ -41,12 +41,11 @@ class SceneActivity:
 
 
 def epoch(text: str) -> float:
-    """Epoch seconds of a Time Stash served (RFC 3339, any zone)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def rfc3339(seconds: float) -> str:
-    return datetime.fromtimestamp(int(seconds), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Epoch seconds of a Time Stash served; a text that is not one is Stash's bug, said loudly."""
+    seconds = parse_stamp(text)
+    if seconds is None:
+        raise ValueError(f"not a Stash time: {text!r}")
+    return seconds
 
 
 def activities(stash: GraphQL, scene_ids: Iterable[int]) -> dict[int, SceneActivity]:
@@ -100,7 +99,7 @@ def _aliased(name: str, field: str, calls: list[dict[str, Any]]) -> str:
 
 def add_plays_many(stash: GraphQL, plays: dict[int, Sequence[float]]) -> int:
     """Add each scene's plays, `WRITE_BATCH` scenes per request; returns requests sent."""
-    calls = [{"id": str(scene_id), "times": [rfc3339(t) for t in times]}
+    calls = [{"id": str(scene_id), "times": [stash_stamp(t) for t in times]}
              for scene_id, times in sorted(plays.items()) if times]
     return _send(stash, "S2PAddPlays", "sceneAddPlay", calls)
 

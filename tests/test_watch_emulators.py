@@ -23,6 +23,7 @@ from emulators.stash_server import StashEmulator
 from plex import history
 from plex.connection import PlexConnection
 from stash import plays as stash_plays
+from stash.times import stash_stamp
 
 os.environ["PLEXAPI_PLEXAPI_AUTORELOAD"] = "false"
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,7 +180,7 @@ def test_batched_write_documents_are_valid_against_real_stash() -> None:
     real = build_schema("\n".join(parts))
     documents = [
         stash_plays._aliased("S2PAddPlays", "sceneAddPlay",
-                             [{"id": "1", "times": [stash_plays.rfc3339(T)]}, {"id": "2", "times": ["<4h"]}]),
+                             [{"id": "1", "times": [stash_stamp(T)]}, {"id": "2", "times": ["<4h"]}]),
         stash_plays._aliased("S2PSaveResumes", "sceneSaveActivity", [{"id": "1", "resume_time": 1.0},
                                                                      {"id": "2", "resume_time": 0.0}]),
     ]

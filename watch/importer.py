@@ -26,6 +26,7 @@ from plex import history
 from plex.connection import PlexConnection
 from plex.pathmap import PathMap, nfc, to_stash
 from stash import plays as stash_plays
+from stash.times import stash_stamp
 from sync_queue import watch_log
 from sync_queue.watch_log import PlayRecord
 from watch.plan import NewPlay, minute, plays_to_add, resume_change
@@ -209,7 +210,7 @@ class WatchImport:
         if self.dry_run:
             for scene_id, times in sorted(plan.to_add.items()):
                 report.would.append(f"scene {scene_id}: +{len(times)} play(s) at "
-                                    + ", ".join(stash_plays.rfc3339(t) for t in times[:5])
+                                    + ", ".join(stash_stamp(t) for t in times[:5])
                                     + (" …" if len(times) > 5 else ""))
             for play in matched:
                 self._planned[(play.scene_id, minute(play.viewed_at))] += 1
