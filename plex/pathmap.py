@@ -11,17 +11,17 @@ path style is a property of each *string*, not of the machine we run on. A path 
 such paths compare case-insensitively and with either separator, because that is how
 Windows resolves them. POSIX paths compare exactly.
 
-Every comparison is made in Unicode NFC. The same name reaches the two programs in
-different normal forms: files written on macOS or through SMB/AFP shares carry NFD
-(`e` + combining accent) and Plex stores what the file system gives it, while Stash
-reports NFC. Compared code point by code point, such a scene would match nothing.
+Every comparison is made in Unicode NFC (`base.unicode_forms`): the same name reaches Stash
+and Plex in different normal forms, and compared code point by code point such a scene would
+match nothing.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+
+from base.unicode_forms import nfc
 
 PathMap = Sequence[tuple[str, str]]
 
@@ -31,30 +31,6 @@ _DRIVE = re.compile(r"^[A-Za-z]:([\\/]|$)")
 def is_windows_path(path: str) -> bool:
     """True for `C:\\x`, `c:/x` and UNC `\\\\host\\share`: the paths Windows resolves case-insensitively."""
     return bool(_DRIVE.match(path)) or path.startswith("\\\\")
-
-
-def nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text)
-
-
-def name_forms(name: str, held: str | None = None) -> tuple[str, ...]:
-    """The distinct normal forms a name may be stored in, for a server that compares the
-    stored text as it is: only the form it is known to hold (`held`, "NFC" or "NFD"), else
-    both, NFC first."""
-    forms = {form: unicodedata.normalize(form, name) for form in ("NFC", "NFD")}
-    if forms["NFC"] == forms["NFD"]:
-        return (forms["NFC"],)
-    return (forms[held],) if held in forms else (forms["NFC"], forms["NFD"])
-
-
-def form_of(paths: Iterable[str]) -> str | None:
-    """The normal form the first path that tells them apart is in; None when none does."""
-    for path in paths:
-        if not unicodedata.is_normalized("NFC", path):
-            return "NFD"
-        if not unicodedata.is_normalized("NFD", path):
-            return "NFC"
-    return None
 
 
 def _split(path: str) -> list[str]:

@@ -37,13 +37,14 @@ from urllib.parse import quote, urlencode
 
 from base.errors import AmbiguousMatch, DuplicateItem, PlexNotFound
 from base.settings import Settings
+from base.unicode_forms import form_of, name_forms
 from plex import claims, xmlread
 from plex.connection import PlexConnection
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
 from plex.images import FetchImage, image_steps
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
-from plex.pathmap import basename_key, form_of, name_forms, parent_folder, path_key, to_plex, to_stash
+from plex.pathmap import basename_key, parent_folder, path_key, to_plex, to_stash
 from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
 from plex.sections import ScanMemory, choose_sections, section_for_folder
 from stash.records import Scene

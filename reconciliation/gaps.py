@@ -39,10 +39,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from base.unicode_forms import nfc
 from plex import fields
 from plex.desired import DesiredState
 from plex.matcher import MatchResult
-from plex.pathmap import basename_key, nfc
+from plex.pathmap import basename_key
 from plex.records import CurrentState
 
 

@@ -15,7 +15,6 @@ CA and host name); otherwise it verifies as requests does.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from base import network
 from base.errors import SceneGone, StashAuthError, StashRejectedQuery, StashUnavailable
 from base.protocol import StashLog
 from base.settings import PLUGIN_ID, plugin_settings_map
+from base.unicode_forms import name_forms, nfc
 from stash import queries
 from stash.records import Performer, Scene, SceneFile, Studio
 
@@ -225,10 +225,10 @@ class StashClient:
         """The scene that has the file at `path`, if any (compared in NFC, asked in both forms:
         Stash's `path` filter compares the stored text with LIKE, where `_` is a wildcard and
         NFD is not NFC, so its answers are only candidates)."""
-        want = unicodedata.normalize("NFC", path)
-        for form in dict.fromkeys((want, unicodedata.normalize("NFD", path))):
+        want = nfc(path)
+        for form in name_forms(path):
             for scene in self.iter_scenes({"path": {"value": form, "modifier": "EQUALS"}}, page_size=20):
-                if any(unicodedata.normalize("NFC", f.path) == want for f in scene.files):
+                if any(nfc(f.path) == want for f in scene.files):
                     return scene.id
         return None
 

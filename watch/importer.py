@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from base.clock import absolute_utc
+from base.unicode_forms import nfc
 from plex import history
 from plex.connection import PlexConnection
-from plex.pathmap import PathMap, nfc, to_stash
+from plex.pathmap import PathMap, to_stash
 from stash import plays as stash_plays
 from stash.times import stash_stamp
 from sync_queue import watch_log
