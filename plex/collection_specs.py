@@ -92,6 +92,14 @@ def scene_collections(scene: Scene, settings: Settings) -> tuple[CollectionSpec,
     return tuple(unique)
 
 
+def group_state(scene: Scene, settings: Settings) -> list[list[object]]:
+    """What the scene's group collections take from it and its groups (id, index, summary,
+    image), for the ledger hash: a new scene number or group image makes the scene due, so
+    Sync All and Reconcile find it, though its item edit would not change."""
+    return [[s.source_id, s.scene_index, s.summary, s.image_url]
+            for s in scene_collections(scene, settings) if s.kind == GROUP]
+
+
 def managed(settings: Settings) -> bool:
     """Whether the item's collection tags are ours to manage at all."""
     return settings.field_enabled("sync_collection")

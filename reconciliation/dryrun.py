@@ -341,7 +341,7 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
         entry = ledgers.get(scene.id)
         found = match(scene.files, index, pm, settings.strict_matching)
         snap = snaps.get(found.rating_key) if found.rating_key else None
-        verdict = classify(desired_hash(desired, settings), desired, ledger_view(entry), found, snap,
+        verdict = classify(desired_hash(desired, settings, scene), desired, ledger_view(entry), found, snap,
                            preserve=settings.preserve_plex_edits, files=tuple(to_plex(f.path, pm) for f in scene.files))
         title = _title(scene, desired)
         if verdict.gap is None:

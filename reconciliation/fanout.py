@@ -117,11 +117,14 @@ def scene_refs(scene: Scene) -> dict[str, list[int]]:
     def ids(values: Iterable[str]) -> list[int]:
         return sorted({int(v) for v in values if str(v).isdigit()})
 
-    return {
+    refs = {
         "performer": ids(p.id for p in scene.performers),
         "studio": ids([scene.studio.id] if scene.studio else []),
         "tag": ids(scene.tag_ids),
     }
+    if scene.group_links:  # kept only where there is one, as most scenes are in no group
+        refs["group"] = ids(link.id for link in scene.group_links)
+    return refs
 
 
 def job_reason(event: FanOutEvent) -> str:

@@ -208,7 +208,7 @@ def _reconcile_page(queue: JobQueue, settings: Settings, page: list[Scene], inde
     pm = settings.path_map
     for scene in page:
         desired = desired_state(scene, settings)
-        digest = desired_hash(desired, settings)
+        digest = desired_hash(desired, settings, scene)
         entry = queue.ledger.get(scene.id)
         found = match(scene.files, index, pm, settings.strict_matching)
         snap = snaps.get(found.rating_key) if found.rating_key else None
