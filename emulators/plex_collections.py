@@ -30,10 +30,12 @@ a real server):
 * `addItems`: `PUT .../items?uri=...`; `removeItems`: `DELETE .../items/<k>`; `delete()`:
   `DELETE /library/collections/<id>`; edits go through the section like items' with `type=18`.
 
-An empty collection keeps existing: collections made through the API may be empty
-(Kometa's `blank_collection`, Maintainerr creating collections empty and cleaning empty ones
-up itself), and nothing we found says Plex removes one whose last member leaves, whether it
-began through the API or through an item's tag (belief, unverified on a server).
+An empty collection keeps existing, however it began: collections made through the API may
+be empty (Kometa's `blank_collection`; Maintainerr creates them empty and cleans empty ones
+up itself, PR #3094), and users of a tool that builds collections from item tags report
+piles of collections left with no items once the tags moved on (plex-auto-genres #34).
+Nothing we found says Plex removes one when its last member leaves (not verified on a
+server of our own).
 """
 
 from __future__ import annotations

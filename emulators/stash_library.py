@@ -441,6 +441,8 @@ class StashLibrary:
 
     def group_scene_count(self, group_id: int, depth: int | None = None) -> int:
         """Scenes in the group, or in it and its sub-groups `depth` levels down, each once."""
+        if not depth:
+            return self.scene_counts("group").get(group_id, 0)
         wanted = self.group_descendants(group_id, depth)
         return sum(1 for scene in self.scenes.values() if any(g in wanted for g, _ in scene.groups))
 
@@ -564,7 +566,10 @@ class StashLibrary:
         if name == "performers":
             return _multi_check(criterion, set(_int_ids(criterion.get("value"))), lambda s: s.performer_ids)
         if name == "groups":
-            return _multi_check(criterion, set(_int_ids(criterion.get("value"))), lambda s: [g for g, _ in s.groups])
+            values: set[int] = set()
+            for group_id in _int_ids(criterion.get("value")):
+                values |= self.group_descendants(group_id, criterion.get("depth")) if group_id in self.groups else {group_id}
+            return _multi_check(criterion, values, lambda s: [g for g, _ in s.groups])
         raise QueryError(f"emulator: scene filter {name!r} is not implemented")
 
     def _page(self, matched: list[int], ff: FindFilter) -> list[int]:

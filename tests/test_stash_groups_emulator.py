@@ -102,6 +102,9 @@ def test_scene_groups_carry_the_scene_index(stash: StashEmulator) -> None:
     assert scene["groups"] == [{"group": {"id": "1", "name": "Series One"}, "scene_index": 2}]
     in_group = client(stash).find_scenes(f={"groups": {"value": ["2"], "modifier": "INCLUDES"}}, fragment="id")
     assert in_group == [{"id": "3"}]
+    with_subs = client(stash).find_scenes(f={"groups": {"value": ["1"], "modifier": "INCLUDES", "depth": -1}},
+                                          fragment="id")
+    assert with_subs == [{"id": "1"}, {"id": "2"}, {"id": "3"}]
 
 
 def test_group_mutations_and_their_hooks(stash: StashEmulator, library: StashLibrary) -> None:
