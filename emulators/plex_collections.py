@@ -50,6 +50,7 @@ from xml.etree import ElementTree as ET
 from emulators.plex_library import (
     IDENTIFIER,
     SEARCH_TYPES,
+    Artwork,
     EditError,
     Image,
     Item,
@@ -80,7 +81,7 @@ URI_RE = re.compile(r"^server://(?P<machine>[^/]+)/" + re.escape(IDENTIFIER)
 
 
 @dataclass
-class Collection:
+class Collection(Artwork):
     """A collection's own data. Who belongs to it is in the items' tags (see module doc)."""
 
     rating_key: int
@@ -99,14 +100,6 @@ class Collection:
     arts: list[Image] = field(default_factory=list)
     poster_index: int | None = None
     art_index: int | None = None
-
-    @property
-    def poster(self) -> Image | None:
-        return None if self.poster_index is None else self.posters[self.poster_index]
-
-    @property
-    def art(self) -> Image | None:
-        return None if self.art_index is None else self.arts[self.art_index]
 
     @property
     def title_sort(self) -> str:

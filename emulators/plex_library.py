@@ -199,6 +199,23 @@ class Image:
         return f"upload://{self.stamp}/{digest}"
 
 
+class Artwork:
+    """Posters and backgrounds with the selected one of each, as items and collections hold them."""
+
+    posters: list[Image]
+    arts: list[Image]
+    poster_index: int | None
+    art_index: int | None
+
+    @property
+    def poster(self) -> Image | None:
+        return None if self.poster_index is None else self.posters[self.poster_index]
+
+    @property
+    def art(self) -> Image | None:
+        return None if self.art_index is None else self.arts[self.art_index]
+
+
 @dataclass
 class MediaFile:
     """One Media/Part pair: Plex keeps several files of the same movie as versions."""
@@ -225,7 +242,7 @@ class Tag:
 
 
 @dataclass
-class Item:
+class Item(Artwork):
     rating_key: int
     section: int
     media: list[MediaFile]
@@ -257,14 +274,6 @@ class Item:
     @property
     def stem(self) -> str:
         return posixpath.splitext(posixpath.basename(self.file))[0]
-
-    @property
-    def poster(self) -> Image | None:
-        return None if self.poster_index is None else self.posters[self.poster_index]
-
-    @property
-    def art(self) -> Image | None:
-        return None if self.art_index is None else self.arts[self.art_index]
 
     def tag_names(self, kind: str) -> list[str]:
         """Names of one tag type; `kind` may be "genre", "genres" or "Genre"."""
@@ -298,7 +307,7 @@ class PendingFile:
     extra: dict[str, Any]
 
 
-def _stamp(item: Item | Collection, now: int) -> int:
+def _stamp(item: Artwork, now: int) -> int:
     """Image URLs carry a stamp; two uploads to one item in one second still differ."""
     used = [image.stamp for image in (*item.posters, *item.arts)]
     return max([int(now), *(s + 1 for s in used)])
@@ -813,7 +822,7 @@ class PlexLibrary:
         self._add_image(item, kind, data, url, now)
         item.updated_at = max(item.updated_at, now)
 
-    def _add_image(self, item: Item | Collection, kind: str, data: bytes | None, url: str | None, now: int) -> None:
+    def _add_image(self, item: Artwork, kind: str, data: bytes | None, url: str | None, now: int) -> None:
         images = item.posters if kind == "thumb" else item.arts
         images.append(Image(stamp=_stamp(item, now), data=data, url=url))
         if kind == "thumb":

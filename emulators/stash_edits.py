@@ -53,11 +53,9 @@ def _existing(table: Mapping[int, Any], raw: Any, what: str) -> int:
     return key
 
 
-def _group_changes(lib: StashLibrary, own_id: int | None, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Model fields from a group input's sent keys, every id checked first."""
-    changes: dict[str, Any] = {k: values[k] for k in _GROUP_SCALARS if k in values}
-    if "name" in changes and not (changes["name"] or "").strip():
-        raise EditRefused("name must not be blank")
+def _shared_changes(lib: StashLibrary, values: Mapping[str, Any], scalars: tuple[str, ...]) -> dict[str, Any]:
+    """The fields scenes and groups both have: text as sent, urls, studio and tags checked."""
+    changes: dict[str, Any] = {k: values[k] for k in scalars if k in values}
     if "urls" in values:
         changes["urls"] = list(values["urls"] or [])
     if "studio_id" in values:
@@ -65,6 +63,14 @@ def _group_changes(lib: StashLibrary, own_id: int | None, values: Mapping[str, A
                                 else _existing(lib.studios, values["studio_id"], "studio"))
     if "tag_ids" in values:
         changes["tag_ids"] = [_existing(lib.tags, t, "tag") for t in values["tag_ids"] or []]
+    return changes
+
+
+def _group_changes(lib: StashLibrary, own_id: int | None, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Model fields from a group input's sent keys, every id checked first."""
+    changes = _shared_changes(lib, values, _GROUP_SCALARS)
+    if "name" in changes and not (changes["name"] or "").strip():
+        raise EditRefused("name must not be blank")
     for key in ("containing_groups", "sub_groups"):
         if key in values:
             links = [(_existing(lib.groups, d["group_id"], "group"), d.get("description"))
@@ -112,18 +118,11 @@ def destroy_group(lib: StashLibrary, values: Mapping[str, Any]) -> int:
 def update_scene(lib: StashLibrary, values: Mapping[str, Any], now: float) -> int:
     """sceneUpdate for the fields the emulator declares; `groups` replaces the scene's list."""
     scene_id = _existing(lib.scenes, values["id"], "scene")
-    changes: dict[str, Any] = {k: values[k] for k in _SCENE_SCALARS if k in values}
+    changes = _shared_changes(lib, values, _SCENE_SCALARS)
     if "organized" in values:
         changes["organized"] = bool(values["organized"])
-    if "urls" in values:
-        changes["urls"] = list(values["urls"] or [])
-    if "studio_id" in values:
-        changes["studio_id"] = (None if values["studio_id"] is None
-                                else _existing(lib.studios, values["studio_id"], "studio"))
     if "performer_ids" in values:
         changes["performer_ids"] = [_existing(lib.performers, p, "performer") for p in values["performer_ids"] or []]
-    if "tag_ids" in values:
-        changes["tag_ids"] = [_existing(lib.tags, t, "tag") for t in values["tag_ids"] or []]
     if "groups" in values:
         changes["groups"] = [(_existing(lib.groups, g["group_id"], "group"), g.get("scene_index"))
                              for g in values["groups"] or []]

@@ -343,15 +343,18 @@ class StashLibrary:
 
     def update_scene(self, scene_id: int, now: float | None = None, **fields: Any) -> None:
         """Change fields as a sceneUpdate would, bumping updated_at (to `now`, or the clock)."""
-        scene = self.scenes[scene_id]
         if "files" in fields:
             fields["files"] = [self.make_file(f, _now(now)) for f in fields["files"]]
+        self._update(self.scenes[scene_id], fields, now)
+
+    def _update(self, row: Any, fields: dict[str, Any], now: float | None) -> None:
+        """Set a row's fields; updated_at follows unless given, and cached counts expire."""
         for name, value in fields.items():
-            if not hasattr(scene, name):
-                raise AttributeError(f"Scene has no field {name!r}")
-            setattr(scene, name, value)
+            if not hasattr(row, name):
+                raise AttributeError(f"{type(row).__name__} has no field {name!r}")
+            setattr(row, name, value)
         if "updated_at" not in fields:
-            scene.updated_at = max(_now(now), scene.created_at)
+            row.updated_at = max(_now(now), row.created_at)
         self.revision += 1
 
     def remove_scene(self, scene_id: int) -> None:
@@ -410,14 +413,7 @@ class StashLibrary:
         return new_id
 
     def update_group(self, group_id: int, now: float | None = None, **fields: Any) -> None:
-        group = self.groups[group_id]
-        for name, value in fields.items():
-            if not hasattr(group, name):
-                raise AttributeError(f"Group has no field {name!r}")
-            setattr(group, name, value)
-        if "updated_at" not in fields:
-            group.updated_at = max(_now(now), group.created_at)
-        self.revision += 1
+        self._update(self.groups[group_id], fields, now)
 
     def remove_group(self, group_id: int) -> None:
         """groupDestroy: the scenes' and other groups' links to it go too (foreign keys
