@@ -31,7 +31,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from xml.etree import ElementTree as ET
 
-from emulators.plex_collections import COLLECTION_TYPE, Collection, CollectionStore, parse_uri
+from emulators.plex_collections import (
+    COLLECTION_FIELDS,
+    COLLECTION_TYPE,
+    Collection,
+    CollectionStore,
+    parse_uri,
+)
 from emulators.plex_library import (
     DEFAULT_DURATION_MS,
     DEFAULT_SECTIONS,
@@ -361,10 +367,11 @@ class PlexEmulator:
         `RealShapes.web_edits_lock`) and lock fields by hand (`locks`, e.g. "genre")."""
         params = {f"{name}.value": "" if value is None else str(value) for name, value in values.items()}
         params.update({f"{name}.locked": "1" for name in locks})
+        now = int(time.time())
         with self.lock:
             item = self.library.item(rating_key)
-            self.library.edit(item.section, [rating_key], params, now=int(time.time()))
-            self.collections.adopt([rating_key], int(time.time()))
+            self.library.edit(item.section, [rating_key], params, now=now)
+            self.collections.adopt([rating_key], now)
 
     def play(self, rating_key: int, at: float, account: int = OWNER_ID) -> int:
         """Someone watched the item to the end at `at`; returns the history row's id."""
@@ -388,6 +395,9 @@ class PlexEmulator:
                        **fields: Any) -> int:
         """A collection made in Plex (through the API or Plex Web), holding `keys` in that
         order; `fields` are summary=, titleSort=, contentRating=. Returns its ratingKey."""
+        unknown = set(fields) - COLLECTION_FIELDS
+        if unknown:
+            raise TypeError(f"add_collection() got unexpected keywords {sorted(unknown)}")
         now = int(time.time())
         with self.lock:
             home = section if section is not None else next(iter(self.library.sections))
@@ -616,9 +626,7 @@ class PlexEmulator:
             if query.get(name) and not query[name].lstrip("-").isdigit():
                 return error(400)
         rows = self.library.watch.history(query)
-        start = _int_param("X-Plex-Container-Start", headers, query, 0) or 0
-        size = _int_param("X-Plex-Container-Size", headers, query, None)
-        page = rows[start:] if size is None else rows[start:start + size]
+        start, page = _page(rows, headers, query)
         root = container(size=len(page), totalSize=len(rows), offset=start)
         for play in page:
             root.append(history_element(play))
@@ -639,9 +647,7 @@ class PlexEmulator:
         sends): a paged listing of Directory elements, `totalSize` on every page."""
         section = self.library.section(int(section_key))
         found = self.collections.in_section(section.key, query.get("title"))
-        start = _int_param("X-Plex-Container-Start", headers, query, 0) or 0
-        size = _int_param("X-Plex-Container-Size", headers, query, None)
-        page = found[start:] if size is None else found[start:start + size]
+        start, page = _page(found, headers, query)
         root = container(size=len(page), totalSize=len(found), offset=start, allowSync=0,
                          art=f"/:/resources/{section.type}-fanart.jpg", identifier=IDENTIFIER,
                          **section_attrs(section), mediaTagPrefix="/system/bundle/media/flags/",
@@ -676,9 +682,7 @@ class PlexEmulator:
                              **_: Any) -> Response:
         collection = self.collections.get(int(rating_key))
         keys = self.collections.children(collection)
-        start = _int_param("X-Plex-Container-Start", headers, query, 0) or 0
-        size = _int_param("X-Plex-Container-Size", headers, query, None)
-        page = keys[start:] if size is None else keys[start:start + size]
+        start, page = _page(keys, headers, query)
         section = self.library.sections[collection.section]
         root = container(size=len(page), totalSize=len(keys), offset=start, allowSync=1,
                          identifier=IDENTIFIER, **section_attrs(section), key=collection.rating_key,
@@ -752,6 +756,13 @@ def _int_param(name: str, headers: Mapping[str, str], query: Mapping[str, str], 
         return max(0, int(raw)) if raw not in (None, "") else default
     except ValueError:
         return default
+
+
+def _page(rows: list[Any], headers: Mapping[str, str], query: Mapping[str, str]) -> tuple[int, list[Any]]:
+    """The start and the rows of one page under `X-Plex-Container-Start/Size`."""
+    start = _int_param("X-Plex-Container-Start", headers, query, 0) or 0
+    size = _int_param("X-Plex-Container-Size", headers, query, None)
+    return start, rows[start:] if size is None else rows[start:start + size]
 
 
 def _rating_keys(path: str, query: Mapping[str, str]) -> tuple[int, ...]:
