@@ -43,6 +43,7 @@ CRITERIA: dict[str, tuple[str, bool]] = {
     "performer": ("performers", False),
     "studio": ("studios", True),
     "tag": ("tags", True),
+    "group": ("groups", True),
 }
 
 StateOf = Callable[[Scene], str]
@@ -156,6 +157,8 @@ def expand(event: FanOutEvent, queue: JobQueue, stash: SceneLister, state_of: St
     Raises what the Stash client raises (the event stays stored, with its cursor).
     """
     result = FanOutResult()
+    if event.kind == "group":  # its collection's own fields may have changed with no scene's
+        queue.collections.touch_source("group", str(event.entity_id), now)
     lookup = plan_lookup(event.entity_id, event.reasons, event.payload)
     reason = job_reason(event)
     cursor = (event.payload or {}).get(FANOUT_CURSOR)
