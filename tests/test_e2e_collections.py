@@ -1,0 +1,218 @@
+"""Issue 20 end to end: Stash groups (and studios) as Plex collections, run as Stash runs the
+plugin (the host) against both emulators: plexapi's requests on the Plex side, stashapi's on
+the Stash side.
+
+The library is generated, then given groups whose scene numbers run against the scene ids,
+so a collection in id order is visibly out of order. Plex requests are counted per kind from
+the emulator's log, so "writes nothing" is a count of zero.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from emulators.stage import Stage, stage
+from emulators.stash_library import generate_library, png_bytes
+from sync_queue.jobs import JobQueue
+from tests.secret_audit import AUDIT
+
+SETTINGS = {"sync_poster": False, "sync_background": False, "trigger_plex_scan": False, "max_tags": 0}
+COLLECTION_PATHS = re.compile(r"/library/(collections|metadata/\d+/(posters|prefs)).*")
+
+
+def library(n: int, groups: int, seed: int = 5) -> Any:
+    """`n` scenes, the first `groups * per` of them spread over `groups` groups, each group's
+    scenes numbered in reverse id order; every group has a synopsis and a front image."""
+    lib = generate_library(n, seed=seed, stash_root="/data/stash")
+    for scene in lib.scenes.values():
+        scene.groups = []
+    lib.groups.clear()
+    per = max(1, (n // 2) // groups)
+    ids = lib.sorted_ids()
+    for g in range(1, groups + 1):
+        gid = lib.add_group(f"Series {g}", synopsis=f"The story of series {g}.", front_image=png_bytes(1000 + g))
+        members = ids[(g - 1) * per: g * per]
+        for index, sid in enumerate(reversed(members), start=1):
+            lib.scenes[sid].groups = [(gid, index)]
+    lib.revision += 1
+    return lib
+
+
+@contextmanager
+def group_stage(tmp_path: Path, n: int = 24, groups: int = 3, **settings: Any) -> Iterator[Stage]:
+    with stage(library=library(n, groups), work_dir=tmp_path, settings={**SETTINGS, **settings},
+               on_result=lambda r: AUDIT.record("collections e2e", r.stdout + r.stderr)) as st:
+        AUDIT.add_secret(st.plex.token)
+        yield st
+
+
+def run(st: Stage, mode: str) -> dict[str, Any]:
+    result = st.task(mode)
+    assert result.error is None, result.stderr
+    return result.output or {}
+
+
+def fire(st: Stage, trigger: str, entity_id: int) -> None:
+    results = st.host.run_hook(trigger, entity_id)
+    assert len(results) == 1 and results[0].error is None, results[0].stderr
+    st.wait_for_worker()
+    run(st, "process_queue")
+
+
+def members_in_order(st: Stage, gid: int) -> list[int]:
+    """The group's scenes by scene_index, as the user expects to see them in Plex."""
+    lib = st.library
+    placed = [(index, sid) for sid, s in lib.scenes.items() for g, index in s.groups if g == gid]
+    return [sid for _index, sid in sorted(placed)]
+
+
+def shown(st: Stage, title: str) -> list[int]:
+    """The collection's items in Plex's order, as scene ids."""
+    collection = st.plex.collection_by_title(title)
+    assert collection is not None, f"no collection {title!r}"
+    by_key = {st.plex_item(sid).rating_key: sid for sid in st.library.sorted_ids()}
+    return [by_key[k] for k in st.plex.collection_children(collection.rating_key)]
+
+
+def owned(st: Stage) -> list[Any]:
+    queue = JobQueue(st.data_dir)
+    try:
+        return queue.collections.all()
+    finally:
+        queue.close(compact=False)
+
+
+def writes(st: Stage) -> int:
+    return st.plex.count("PUT") + st.plex.count("POST") + st.plex.count("DELETE")
+
+
+def assert_group_collection(st: Stage, gid: int) -> None:
+    group = st.library.groups[gid]
+    collection = st.plex.collection_by_title(group.name)
+    assert collection is not None, group.name
+    assert collection.fields.get("summary") == group.synopsis
+    assert collection.poster is not None and collection.poster.data == group.front_image
+    assert shown(st, group.name) == members_in_order(st, gid)
+
+
+# --- first sync ----------------------------------------------------------------------------------
+
+
+def test_sync_all_makes_each_group_a_collection_with_poster_summary_and_order(tmp_path: Path) -> None:
+    with group_stage(tmp_path) as st:
+        run(st, "all")
+        for gid in st.library.groups:
+            assert_group_collection(st, gid)
+        kinds = sorted({(r.kind, r.title) for r in owned(st)})
+        assert [k for k in kinds if k[0] == "group"] == [("group", g.name) for g in st.library.groups.values()]
+        assert all(not r.dirty for r in owned(st))
+
+        st.plex.reset_log()
+        run(st, "all")
+        run(st, "reconcile_all")
+        assert writes(st) == 0, [r for r in st.plex.requests if r.method != "GET"]
+        assert st.plex.count(path=COLLECTION_PATHS) == 0
+
+
+def test_a_collection_made_in_plex_gets_our_items_and_nothing_else(tmp_path: Path) -> None:
+    with group_stage(tmp_path) as st:
+        group = st.library.groups[1]
+        mine = st.plex.add_collection(group.name, summary="My own words")
+        run(st, "all")
+        collection = st.plex.collection(mine)
+        assert collection.fields.get("summary") == "My own words" and collection.poster is None
+        assert sorted(shown(st, group.name)) == sorted(members_in_order(st, 1))
+        assert ("group", "1") not in {(r.kind, r.source_id) for r in owned(st)}
+
+        # Every scene leaves the group: the person's collection stays, emptied.
+        for sid in members_in_order(st, 1):
+            st.library.update_scene(sid, groups=[])
+            st.hook(sid)
+        st.wait_for_worker()
+        run(st, "process_queue")
+        assert st.plex.collection_by_title(group.name) is not None
+        assert shown(st, group.name) == []
+
+
+# --- leaving, deleting --------------------------------------------------------------------------
+
+
+def test_a_scene_leaving_its_group_leaves_the_collection_and_our_empty_collection_goes(tmp_path: Path) -> None:
+    with group_stage(tmp_path) as st:
+        run(st, "all")
+        order = members_in_order(st, 2)
+        leaver = order[1]
+        st.library.update_scene(leaver, groups=[])
+        st.hook(leaver)
+        st.wait_for_worker()
+        run(st, "process_queue")
+        assert st.library.groups[2].name not in st.plex_item(leaver).tag_names("collection")
+        assert shown(st, "Series 2") == [s for s in order if s != leaver]
+
+        for sid in order:
+            if sid != leaver:
+                st.library.update_scene(sid, groups=[])
+                st.hook(sid)
+        st.wait_for_worker()
+        run(st, "process_queue")
+        assert st.plex.collection_by_title("Series 2") is None
+        assert ("group", "2") not in {(r.kind, r.source_id) for r in owned(st)}
+        assert st.plex.collection_by_title("Series 1") is not None
+
+
+# --- group hooks ------------------------------------------------------------------------------------
+
+
+def test_group_renamed_reimaged_reordered_and_deleted_through_its_hooks(tmp_path: Path) -> None:
+    with group_stage(tmp_path) as st:
+        run(st, "all")
+        lib = st.library
+        rating_key = st.plex.collection_by_title("Series 1").rating_key
+
+        lib.update_group(1, name="Series One", front_image=png_bytes(4242), now=time.time() + 5)
+        fire(st, "Group.Update.Post", 1)
+        collection = st.plex.collection_by_title("Series One")
+        assert collection is not None and collection.rating_key == rating_key  # renamed, not remade
+        assert st.plex.collection_by_title("Series 1") is None
+        assert_group_collection(st, 1)
+
+        order = members_in_order(st, 1)
+        first, last = order[0], order[-1]
+        scene_groups = {first: len(order) + 1, last: 0}
+        for sid, index in scene_groups.items():
+            lib.update_scene(sid, groups=[(1, index)], now=time.time() + 10)
+        st.plex.reset_log()
+        fire(st, "Movie.Update.Post", 1)  # an older Stash names the same group a movie
+        assert shown(st, "Series One") == members_in_order(st, 1) == [last] + order[1:-1] + [first]
+        assert st.plex.count("PUT", path=re.compile(r"/library/collections/\d+/items/\d+/move.*")) <= 2
+
+        lib.remove_group(1)
+        fire(st, "Group.Destroy.Post", 1)
+        assert st.plex.collection_by_title("Series One") is None
+        assert all("Series One" not in st.plex_item(sid).tag_names("collection") for sid in order)
+        assert_group_collection(st, 2)
+
+
+# --- studios and networks ---------------------------------------------------------------------------
+
+
+def test_studio_and_network_collections_with_prefix_and_studio_poster(tmp_path: Path) -> None:
+    with group_stage(tmp_path, sync_network_collections=True, collection_prefix="Stash: ") as st:
+        lib = st.library
+        scene = next(sid for sid, sc in lib.scenes.items() if sc.studio_id)
+        child = lib.studios[lib.scenes[scene].studio_id]
+        parent = next(s for s in lib.studios.values() if s.id != child.id and s.parent_id is None)
+        child.parent_id, child.image, parent.image = parent.id, png_bytes(77), png_bytes(78)
+        lib.revision += 1
+        run(st, "all")
+        studio_collection = st.plex.collection_by_title("Stash: " + child.name)
+        assert studio_collection is not None and studio_collection.poster.data == child.image
+        network = st.plex.collection_by_title("Stash: " + parent.name)
+        assert network is not None and network.poster.data == parent.image
+        assert {"Stash: " + child.name, "Stash: " + parent.name} <= set(st.plex_item(scene).tag_names("collection"))
+        assert st.plex.collection_by_title("Stash: Series 1") is not None
