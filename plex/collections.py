@@ -97,9 +97,12 @@ class CollectionBatch:
 
     # -- reads ------------------------------------------------------------------------
 
-    def listing(self, section: str) -> dict[str, Listed]:
-        """The section's collections by folded title, read once until our edits change them."""
-        if section in self._listings and section not in self._stale:
+    def listing(self, section: str, fresh: bool = False) -> dict[str, Listed]:
+        """The section's collections by folded title, read once per batch; `fresh` reads it
+        again if our edits changed it since (the flush needs the collections they made).
+        Whether a name is ours needs no fresh read: a collection our edit made this batch
+        was claimed, so only a person's could be missing, and they were listed before."""
+        if section in self._listings and not (fresh and section in self._stale):
             return self._listings[section]
         found: dict[str, Listed] = {}
         start = 0
@@ -178,7 +181,7 @@ class CollectionBatch:
                 members = self.ledger.collection_members(section, titles)
                 for row in section_rows:
                     try:
-                        self._flush_row(row, self.listing(section), members, now, result)
+                        self._flush_row(row, self.listing(section, fresh=True), members, now, result)
                     except (PlexUnavailable, TransientError):
                         raise
                     except Exception as exc:  # one collection Plex refuses must not hold the others

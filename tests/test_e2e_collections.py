@@ -216,3 +216,53 @@ def test_studio_and_network_collections_with_prefix_and_studio_poster(tmp_path: 
         assert network is not None and network.poster.data == parent.image
         assert {"Stash: " + child.name, "Stash: " + parent.name} <= set(st.plex_item(scene).tag_names("collection"))
         assert st.plex.collection_by_title("Stash: Series 1") is not None
+
+
+# --- the request budget -------------------------------------------------------------------------------
+
+
+def kind_of(record: Any) -> str:
+    path, query = record.path, record.query
+    if path.endswith("/all") and query.get("type") == "18":
+        return "collection edit" if record.method == "PUT" else "collections listing"
+    for part, name in (("/children", "order read"), ("/move", "move"), ("/prefs", "sort"),
+                       ("/posters", "poster upload")):
+        if part in path:
+            return name
+    return "delete" if record.method == "DELETE" else "other"
+
+
+def fewest_moves(st: Stage, gid: int) -> int:
+    """Items out of place when the collection lists them by Plex item key (its order once the
+    sort is custom): the members minus the longest run already in scene order."""
+    keys = [st.plex_item(sid).rating_key for sid in members_in_order(st, gid)]
+    best = [1] * len(keys)
+    for i in range(len(keys)):
+        for j in range(i):
+            if keys[j] < keys[i]:
+                best[i] = max(best[i], best[j] + 1)
+    return len(keys) - max(best, default=0)
+
+
+def test_first_sync_request_budget_per_group(tmp_path: Path) -> None:
+    """200 scenes, 20 groups: one listing per drain before the first edit and one for the
+    flush; per group at most one edit (summary and poster lock), one switch to the custom
+    sort, one read of its order, the fewest moves, and one upload of its front image."""
+    with group_stage(tmp_path, n=200, groups=20) as st:
+        st.plex.reset_log()
+        run(st, "all")
+        with st.plex.lock:
+            records = list(st.plex.requests)
+        by_kind: dict[str, int] = {}
+        for record in records:
+            by_kind[kind_of(record)] = by_kind.get(kind_of(record), 0) + 1
+        groups = len(st.library.groups)
+        studios = sum(1 for r in owned(st) if r.kind == "studio" and r.wanted.get("image_url"))
+        assert by_kind["collections listing"] <= 2
+        assert by_kind["collection edit"] <= groups + studios
+        assert by_kind["poster upload"] == groups + studios
+        assert by_kind["sort"] <= groups and by_kind["order read"] <= groups
+        assert by_kind.get("move", 0) == sum(fewest_moves(st, gid) for gid in st.library.groups)
+        assert "delete" not in by_kind
+        for gid in st.library.groups:
+            assert_group_collection(st, gid)
