@@ -73,6 +73,33 @@ def member_order(members: Iterable[Member], kind: str, source_id: str) -> list[s
     return keys
 
 
+def read_collections(conn: PlexConnection, section: str) -> dict[str, Listed]:
+    """A section's collections by folded title: `GET /library/sections/{id}/all?type=18`, paged."""
+    found: dict[str, Listed] = {}
+    start = 0
+    while True:
+        root = conn.query(f"/library/sections/{section}/all?type={COLLECTION_TYPE}", headers={
+            "X-Plex-Container-Start": str(start), "X-Plex-Container-Size": str(PAGE_SIZE)})
+        page = xmlread.collections(root)
+        for entry in page:
+            found.setdefault(entry.title.casefold(), entry)
+        start += len(page)
+        if not page or start >= xmlread.total_size(root, len(page)):
+            return found
+
+
+def read_children(conn: PlexConnection, rating_key: str) -> list[str]:
+    """A collection's items in the order Plex lists them: `GET /library/collections/{id}/children`."""
+    keys: list[str] = []
+    while True:
+        root = conn.query(f"/library/collections/{rating_key}/children", headers={
+            "X-Plex-Container-Start": str(len(keys)), "X-Plex-Container-Size": str(PAGE_SIZE)})
+        page = [str(v.get("ratingKey")) for v in root if v.get("ratingKey")]
+        keys += page
+        if not page or len(keys) >= xmlread.total_size(root, len(page)):
+            return keys
+
+
 @dataclass
 class FlushResult:
     written: int = 0  # collections that got at least one write
@@ -104,30 +131,9 @@ class CollectionBatch:
         was claimed, so only a person's could be missing, and they were listed before."""
         if section in self._listings and not (fresh and section in self._stale):
             return self._listings[section]
-        found: dict[str, Listed] = {}
-        start = 0
-        while True:
-            root = self.conn.query(f"/library/sections/{section}/all?type={COLLECTION_TYPE}", headers={
-                "X-Plex-Container-Start": str(start), "X-Plex-Container-Size": str(PAGE_SIZE)})
-            page = xmlread.collections(root)
-            for entry in page:
-                found.setdefault(entry.title.casefold(), entry)
-            start += len(page)
-            if not page or start >= xmlread.total_size(root, len(page)):
-                break
-        self._listings[section] = found
+        self._listings[section] = read_collections(self.conn, section)
         self._stale.discard(section)
-        return found
-
-    def _children(self, rating_key: str) -> list[str]:
-        keys: list[str] = []
-        while True:
-            root = self.conn.query(f"/library/collections/{rating_key}/children", headers={
-                "X-Plex-Container-Start": str(len(keys)), "X-Plex-Container-Size": str(PAGE_SIZE)})
-            page = [str(v.get("ratingKey")) for v in root if v.get("ratingKey")]
-            keys += page
-            if not page or len(keys) >= xmlread.total_size(root, len(page)):
-                return keys
+        return self._listings[section]
 
     # -- what scene syncs report ---------------------------------------------------------
 
@@ -212,7 +218,7 @@ class CollectionBatch:
         plan = plan_collection(wanted, found, row.written, keys, owned=True, lock=self.lock)
         key = found.rating_key
         if plan.delete:
-            if not self._children(key):
+            if not read_children(self.conn, key):
                 self.conn.query(f"/library/collections/{key}", "DELETE", read=False)
                 result.deleted += 1
                 result.changes += list(plan.changes)
@@ -239,7 +245,7 @@ class CollectionBatch:
         if plan.custom_sort:
             self.conn.query(f"/library/metadata/{key}/prefs?collectionSort={SORT_CUSTOM}", "PUT", read=False)
             wrote = True
-        moves = order_moves(self._children(key), keys) if plan.read_order else plan.moves
+        moves = order_moves(read_children(self.conn, key), keys) if plan.read_order else plan.moves
         for move in moves:
             after = "" if move.after is None else f"?after={move.after}"
             self.conn.query(f"/library/collections/{key}/items/{move.key}/move{after}", "PUT", read=False)

@@ -117,6 +117,15 @@ def done(conn: sqlite3.Connection, row: CollectionRow, rating_key: str, written:
         (rating_key, json.dumps(dict(written), sort_keys=True), row.updated_at, *row.key))
 
 
+def unwritten(conn: sqlite3.Connection, row: CollectionRow, keys: Iterable[str], now: float) -> None:
+    """Forget what we wrote for `keys` (Plex shows something else now) and make the row due,
+    so the next flush writes those parts again."""
+    written = {k: v for k, v in row.written.items() if k not in set(keys)}
+    conn.execute("UPDATE collections SET written = ?, dirty = 1, attempts = 0, updated_at = ? "
+                 "WHERE section = ? AND kind = ? AND source_id = ?",
+                 (json.dumps(written, sort_keys=True), now, *row.key))
+
+
 def failed(conn: sqlite3.Connection, row: CollectionRow, error: str) -> None:
     conn.execute("UPDATE collections SET attempts = attempts + 1, last_error = ? "
                  "WHERE section = ? AND kind = ? AND source_id = ?", (error, *row.key))
@@ -174,6 +183,10 @@ class CollectionTable:
     def done(self, row: CollectionRow, rating_key: str, written: Mapping[str, Any], now: float) -> None:
         with write_txn(self._conn) as conn:
             done(conn, row, rating_key, written, now)
+
+    def unwritten(self, row: CollectionRow, keys: Iterable[str], now: float) -> None:
+        with write_txn(self._conn) as conn:
+            unwritten(conn, row, keys, now)
 
     def failed(self, row: CollectionRow, error: str) -> None:
         with write_txn(self._conn) as conn:
