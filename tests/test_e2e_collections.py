@@ -266,3 +266,66 @@ def test_first_sync_request_budget_per_group(tmp_path: Path) -> None:
         assert "delete" not in by_kind
         for gid in st.library.groups:
             assert_group_collection(st, gid)
+
+
+# --- dry run and reconcile ------------------------------------------------------------------------------
+
+
+def collection_previews(output: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["title"]: c for c in output["collections"]}
+
+
+def test_dry_run_shows_collection_creation_artwork_and_order_and_writes_nothing(tmp_path: Path) -> None:
+    with group_stage(tmp_path) as st:
+        st.plex.reset_log()
+        out = run(st, "dry_run")
+        assert writes(st) == 0
+        shown_before = collection_previews(out)
+        for gid, group in st.library.groups.items():
+            preview = shown_before[group.name]
+            assert preview["status"] == "create" and preview["items"] == len(members_in_order(st, gid))
+            text = " ".join(preview["changes"])
+            assert "summary" in text and "poster" in text and "order" in text, preview
+
+        run(st, "all")
+        lib = st.library
+        order = members_in_order(st, 1)
+        lib.update_group(1, front_image=png_bytes(999), now=time.time() + 5)
+        lib.update_scene(order[0], groups=[(1, 100)], now=time.time() + 5)
+        st.plex.reset_log()
+        out = run(st, "dry_run")
+        assert writes(st) == 0
+        previews = collection_previews(out)
+        changes = " ".join(previews["Series 1"]["changes"])
+        assert previews["Series 1"]["status"] == "changes"
+        assert "poster: new image" in changes and "1 item(s) moved" in changes, changes
+        assert "Series 2" not in previews  # unchanged ones are counted, not listed
+        assert out["collection_counts"]["unchanged"] >= 2
+
+
+def test_reconcile_finds_drifted_and_missing_collections_and_the_drain_repairs_them(tmp_path: Path) -> None:
+    with group_stage(tmp_path) as st:
+        run(st, "all")
+        plex = st.plex
+        one, two = plex.collection_by_title("Series 1"), plex.collection_by_title("Series 2")
+        now = int(time.time())
+        with plex.lock:
+            plex.collections.edit(one.section, [one.rating_key], {"summary.value": "Edited in Plex"}, now,
+                                  lock_edits=False)
+            children = plex.collections.children(one)
+            plex.collections.move(one.rating_key, children[-1], None, now)
+            plex.collections.delete(two.rating_key)
+        assert shown(st, "Series 1") != members_in_order(st, 1)
+
+        out = run(st, "reconcile_all")
+        check = out["collections"]
+        assert check["drifted"] == {"Series 1": ["summary", "order"]} and check["missing"] == ["Series 2"]
+        assert check["queued"] == len(members_in_order(st, 2))
+        assert_group_collection(st, 1)
+        assert_group_collection(st, 2)
+        assert ("group", "2") in {(r.kind, r.source_id) for r in owned(st)}
+
+        st.plex.reset_log()
+        out = run(st, "reconcile_all")
+        assert out["collections"]["drifted"] == {} and out["collections"]["missing"] == []
+        assert writes(st) == 0
