@@ -111,6 +111,10 @@ def test_sync_all_makes_each_group_a_collection_with_poster_summary_and_order(tm
         kinds = sorted({(r.kind, r.title) for r in owned(st)})
         assert [k for k in kinds if k[0] == "group"] == [("group", g.name) for g in st.library.groups.values()]
         assert all(not r.dirty for r in owned(st))
+        status = run(st, "queue_status")["collections"]
+        assert status["group"] == 3 and status["due"] == 0 and status["failing"] == []
+        check = next(c for c in run(st, "health_check")["checks"] if c["check"] == "Collections")
+        assert check["level"] == "OK" and "3 group" in check["text"] and "0 due" in check["text"], check
 
         st.plex.reset_log()
         run(st, "all")
