@@ -117,10 +117,12 @@ def test_sync_all_makes_each_group_a_collection_with_poster_summary_and_order(tm
         assert check["level"] == "OK" and "3 group" in check["text"] and "0 due" in check["text"], check
 
         st.plex.reset_log()
-        run(st, "all")
-        run(st, "reconcile_all")
+        run(st, "all")  # unchanged: no collection is even read
         assert writes(st) == 0, [r for r in st.plex.requests if r.method != "GET"]
         assert st.plex.count(path=COLLECTION_PATHS) == 0
+        run(st, "reconcile_all")  # reads each group collection's order, writes nothing
+        assert writes(st) == 0, [r for r in st.plex.requests if r.method != "GET"]
+        assert st.plex.count("GET", path=re.compile(r"/library/collections/\d+/children.*")) == 3
 
 
 def test_a_collection_made_in_plex_gets_our_items_and_nothing_else(tmp_path: Path) -> None:
