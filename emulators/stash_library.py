@@ -909,6 +909,14 @@ def generate_library(n: int, seed: int = 0, *, stash_root: str = "/data/stash",
     for gid in range(1, n_groups + 1):
         lib.groups[gid] = Group(id=gid, name=f"{rng.choice(_WORDS)} Collection {gid}",
                                 studio_id=rng.randint(1, n_studios), date=f"{rng.randint(2000, 2024)}")
+        # Drawn without the generator's random stream, so every other generated value stays
+        # what it was: some aliases, covers and synopses, and every fourth group a sub-group.
+        group = lib.groups[gid]
+        group.aliases = f"G{gid}, Série {gid}" if gid % 3 == 0 else None
+        group.front_image = png_bytes(seed * 7907 + gid) if gid % 2 else None
+        group.synopsis = f"Part of the {group.name} story." if gid % 2 == 0 else None
+        if gid % 4 == 0:
+            lib.groups[gid - 1].sub_groups.append((gid, "part"))
 
     lib._next_file_id = 1
     for scene_id in range(1, n + 1):

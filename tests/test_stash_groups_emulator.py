@@ -194,3 +194,16 @@ def test_a_plugin_host_gets_the_hook_context_stash_sends(stash: StashEmulator, t
     assert seen["hookContext"]["type"] == "Group.Update.Post" and seen["hookContext"]["id"] == 2
     assert sorted(seen["hookContext"]["inputFields"]) == ["id", "name"]
     assert seen["hookContext"]["input"]["name"] == "Part 2"
+
+
+def test_generated_libraries_have_awkward_groups() -> None:
+    from emulators.stash_library import generate_library
+
+    lib = generate_library(2000, seed=3)
+    with StashEmulator(lib) as server:
+        groups = client(server).find_groups(fragment="id aliases front_image_path sub_groups { group { id } }")
+    assert len(groups) == 4
+    assert any(g["aliases"] for g in groups) and any(g["aliases"] is None for g in groups)
+    assert {g["front_image_path"].endswith("&default=true") for g in groups} == {True, False}
+    assert [g["sub_groups"] for g in groups if g["id"] == "3"] == [[{"group": {"id": "4"}}]]
+    assert generate_library(2000, seed=3).scenes[77].title == lib.scenes[77].title  # still deterministic
