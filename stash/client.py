@@ -199,11 +199,6 @@ class StashClient:
             raise SceneGone(f"Scene {scene_id} no longer exists in Stash.")
         return scene_from_gql(raw)
 
-    def find_group(self, group_id: int) -> GroupLink | None:
-        """A group's name, synopsis and front image as Stash has them now; None once deleted."""
-        raw = self.gql(queries.FIND_GROUP, {"id": str(group_id)}).get("findGroup")
-        return group_from_gql(raw) if raw else None
-
     def iter_scenes(self, scene_filter: dict[str, Any] | None = None, after_id: int = 0,
                     page_size: int = PAGE_SIZE) -> Iterator[Scene]:
         """Every matching scene in id order, one bounded page at a time.
@@ -286,7 +281,7 @@ def studio_from_gql(raw: Mapping[str, Any]) -> Studio:
 
 
 def group_from_gql(raw: Mapping[str, Any], scene_index: Any = None) -> GroupLink:
-    """A group as a scene shows it (or as `findGroup` answers, without an index)."""
+    """A group as a scene shows it, with the scene's place in it."""
     index = scene_index if isinstance(scene_index, int) and not isinstance(scene_index, bool) else None
     return GroupLink(id=str(raw["id"]), name=raw.get("name") or "", scene_index=index,
                      synopsis=raw.get("synopsis") or None, image_url=_real_image(raw.get("front_image_path")))

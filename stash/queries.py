@@ -14,8 +14,8 @@ _STUDIO = "id name image_path"
 
 
 def _studio_chain(depth: int) -> str:
-    inner = f" parent_studio {{ {_STUDIO}{_studio_chain(depth - 1)} }}" if depth else ""
-    return inner
+    """`parent_studio { ... }` nested `depth` levels deep."""
+    return f" parent_studio {{ {_STUDIO}{_studio_chain(depth - 1)} }}" if depth else ""
 
 
 SCENE_FIELDS = f"""
@@ -26,12 +26,6 @@ SCENE_FIELDS = f"""
     performers {{ id name image_path }}
     tags {{ id name }}
     groups {{ scene_index group {{ id name synopsis front_image_path }} }}
-"""
-
-FIND_GROUP = """
-query S2PFindGroup($id: ID!) {
-  findGroup(id: $id) { id name synopsis front_image_path }
-}
 """
 
 VERSION = "query S2PVersion { version { version } }"

@@ -86,6 +86,13 @@ def writes(st: Stage) -> int:
     return st.plex.count("PUT") + st.plex.count("POST")
 
 
+def item_edits(st: Stage) -> int:
+    """Edits of items (scenes); a collection's own edit (type 18) goes to the same URL."""
+    with st.plex.lock:
+        records = list(st.plex.requests)
+    return sum(1 for r in records if r.method == "PUT" and r.path.endswith("/all") and r.query.get("type") == "1")
+
+
 def tag_names(item: Any, kind: str) -> list[str]:
     return [name for name, _thumb in item.tags.get(kind, [])]
 
