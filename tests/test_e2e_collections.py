@@ -335,3 +335,23 @@ def test_reconcile_finds_drifted_and_missing_collections_and_the_drain_repairs_t
         out = run(st, "reconcile_all")
         assert out["collections"]["drifted"] == {} and out["collections"]["missing"] == []
         assert writes(st) == 0
+
+
+def test_a_network_renamed_in_stash_renames_its_collection_in_place(tmp_path: Path) -> None:
+    with group_stage(tmp_path, sync_network_collections=True) as st:
+        lib = st.library
+        scene = next(sid for sid, sc in lib.scenes.items() if sc.studio_id)
+        child = lib.studios[lib.scenes[scene].studio_id]
+        parent = next(s for s in lib.studios.values() if s.id != child.id and s.parent_id is None)
+        child.parent_id = parent.id
+        lib.revision += 1
+        run(st, "all")
+        network = st.plex.collection_by_title(parent.name)
+        assert network is not None
+
+        parent.name = "Renamed Network"  # as studioUpdate leaves it: the name only
+        lib.revision += 1
+        fire(st, "Studio.Update.Post", parent.id)
+        renamed = st.plex.collection_by_title("Renamed Network")
+        assert renamed is not None and renamed.rating_key == network.rating_key
+        assert "Renamed Network" in st.plex_item(scene).tag_names("collection")

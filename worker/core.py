@@ -221,7 +221,9 @@ def ingest(svc: Services, now: float) -> IngestResult:
     if not result.fanout or now < svc.fanout_retry_at:
         return result
     try:
-        expanded = expand_pending(result.fanout, svc.queue, svc.stash, state_function(svc.settings), now)  # type: ignore[arg-type]
+        networks = bool(svc.settings and svc.settings.sync_network_collections)
+        expanded = expand_pending(result.fanout, svc.queue, svc.stash, state_function(svc.settings), now,  # type: ignore[arg-type]
+                                  networks=networks)
     except Exception as exc:  # the events stay stored; a bug must not stop the jobs either
         svc.fanout_retry_at = now + ceiling(FANOUT_BACKOFF, 1)
         if isinstance(exc, Stash2PlexError):
