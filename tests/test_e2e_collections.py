@@ -16,36 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.bench_collections import SETTINGS, group_library, kind_of
 from emulators.stage import Stage, stage
-from emulators.stash_library import generate_library, png_bytes
+from emulators.stash_library import png_bytes
 from sync_queue.jobs import JobQueue
 from tests.secret_audit import AUDIT
 
-SETTINGS = {"sync_poster": False, "sync_background": False, "trigger_plex_scan": False, "max_tags": 0}
 COLLECTION_PATHS = re.compile(r"/library/(collections|metadata/\d+/(posters|prefs)).*")
-
-
-def library(n: int, groups: int, seed: int = 5) -> Any:
-    """`n` scenes, the first `groups * per` of them spread over `groups` groups, each group's
-    scenes numbered in reverse id order; every group has a synopsis and a front image."""
-    lib = generate_library(n, seed=seed, stash_root="/data/stash")
-    for scene in lib.scenes.values():
-        scene.groups = []
-    lib.groups.clear()
-    per = max(1, (n // 2) // groups)
-    ids = lib.sorted_ids()
-    for g in range(1, groups + 1):
-        gid = lib.add_group(f"Series {g}", synopsis=f"The story of series {g}.", front_image=png_bytes(1000 + g))
-        members = ids[(g - 1) * per: g * per]
-        for index, sid in enumerate(reversed(members), start=1):
-            lib.scenes[sid].groups = [(gid, index)]
-    lib.revision += 1
-    return lib
 
 
 @contextmanager
 def group_stage(tmp_path: Path, n: int = 24, groups: int = 3, **settings: Any) -> Iterator[Stage]:
-    with stage(library=library(n, groups), work_dir=tmp_path, settings={**SETTINGS, **settings},
+    with stage(library=group_library(n, groups), work_dir=tmp_path, settings={**SETTINGS, **settings},
                on_result=lambda r: AUDIT.record("collections e2e", r.stdout + r.stderr)) as st:
         AUDIT.add_secret(st.plex.token)
         yield st
@@ -225,17 +207,6 @@ def test_studio_and_network_collections_with_prefix_and_studio_poster(tmp_path: 
 
 
 # --- the request budget -------------------------------------------------------------------------------
-
-
-def kind_of(record: Any) -> str:
-    path, query = record.path, record.query
-    if path.endswith("/all") and query.get("type") == "18":
-        return "collection edit" if record.method == "PUT" else "collections listing"
-    for part, name in (("/children", "order read"), ("/move", "move"), ("/prefs", "sort"),
-                       ("/posters", "poster upload")):
-        if part in path:
-            return name
-    return "delete" if record.method == "DELETE" else "other"
 
 
 def fewest_moves(st: Stage, gid: int) -> int:
