@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from base.errors import PlexUnavailable, TransientError
+from base.errors import PlexAuthError, PlexConnectionSetupError, PlexUnavailable, TransientError
 from plex import xmlread
 from plex.collection_plan import (
     COLLECTION_TYPE,
@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from sync_queue.ledger import LedgerTable, Member
 
 PAGE_SIZE = 500
+#: Failures that say nothing about one collection (Plex is down, the token or the connection
+#: settings are wrong): the flush stops, using no collection's attempts.
+STOPS_FLUSH = (PlexUnavailable, TransientError, PlexAuthError, PlexConnectionSetupError)
 
 
 def wanted_fields(spec: CollectionSpec) -> dict[str, Any]:
@@ -107,7 +110,7 @@ class FlushResult:
     failed: int = 0
     requests: int = 0
     changes: list[str] = field(default_factory=list)
-    stopped: str | None = None  # Plex stopped answering: the rest stays due
+    stopped: str | None = None  # Plex stopped answering (or refused the token): the rest stays due
 
 
 @dataclass
@@ -188,14 +191,14 @@ class CollectionBatch:
                 for row in section_rows:
                     try:
                         self._flush_row(row, self.listing(section, fresh=True), members, now, result)
-                    except (PlexUnavailable, TransientError):
+                    except STOPS_FLUSH:
                         raise
                     except Exception as exc:  # one collection Plex refuses must not hold the others
                         result.failed += 1
                         self.table.failed(row, f"{type(exc).__name__}: {exc}")
                 # our writes (a rename, a deletion) change what the listing says
                 self._stale.add(section)
-        except (PlexUnavailable, TransientError) as exc:
+        except STOPS_FLUSH as exc:
             result.stopped = str(exc)
         result.requests = self.conn.requests_made - before
         return result
