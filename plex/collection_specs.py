@@ -29,7 +29,6 @@ from stash.records import Scene
 GROUP = "group"
 STUDIO = "studio"
 NETWORK = "network"
-KINDS = (STUDIO, NETWORK, GROUP)
 #: Collection summaries travel in the query string like an item's (see `plex.desired`).
 SUMMARY_MAX = 10_000
 
