@@ -55,6 +55,7 @@ class Setting:
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
     secret: bool = False
+    keep_spaces: bool = False  # a prefix's trailing space is part of it
 
 
 def _toggle(name: str, what: str) -> Setting:
@@ -136,7 +137,16 @@ SCHEMA: tuple[Setting, ...] = (
     _toggle("sync_tags", "tags as Plex genres"),
     _toggle("sync_poster", "the cover as Plex poster"),
     _toggle("sync_background", "a still image as Plex background"),
-    _toggle("sync_collection", "the studio as a Plex collection"),
+    _toggle("sync_collection", "collections (the studio's, and the groups and networks below)"),
+    Setting("sync_group_collections", "BOOLEAN", True, "Sync groups as collections",
+            "With Sync collections on: one Plex collection per Stash group (series, compilation, release) a scene is in, with the "
+            "group's front image as poster, its synopsis as summary and its scenes in scene number order."),
+    Setting("sync_network_collections", "BOOLEAN", False, "Sync studio networks as collections",
+            "With Sync collections on: also put each scene in a collection for every parent studio (network) of its studio."),
+    Setting("collection_prefix", "STRING", "", "Collection prefix",
+            "Text put in front of the name of every collection Stash2Plex manages (studio, network, "
+            "group), e.g. 'Stash: ', so they sort together in Plex. Changing it renames nothing: "
+            "scenes move to the new names and the emptied collections are deleted.", keep_spaces=True),
 )
 
 SCHEMA_BY_NAME: dict[str, Setting] = {s.name: s for s in SCHEMA}
@@ -179,6 +189,9 @@ class Settings:
     sync_poster: bool
     sync_background: bool
     sync_collection: bool
+    sync_group_collections: bool
+    sync_network_collections: bool
+    collection_prefix: str
 
     def field_enabled(self, toggle: str) -> bool:
         """A field is written only when both the master switch and its own toggle are on."""
@@ -249,7 +262,7 @@ def _coerce(spec: Setting, raw: Any) -> Any:
         return value
     if not isinstance(raw, str):
         raise ValueError(f"expected text, got {raw!r}")
-    value = raw.strip()
+    value = raw if spec.keep_spaces else raw.strip()
     if spec.choices is not None and value.lower() not in spec.choices:
         raise ValueError(f"'{value}' is not one of {', '.join(spec.choices)}")
     return value.lower() if spec.choices is not None else value

@@ -66,7 +66,7 @@ def presync(st: Stage) -> int:
             with st.plex.lock:
                 st.plex.library.edit(item.section, [item.rating_key],
                                      {k: str(v) for k, v in {**plan.params, "type": 1}.items()}, int(now))
-        digest = desired_hash(desired, settings)
+        digest = desired_hash(desired, settings, scene)
         record = LedgerEntry(plex_key=str(item.rating_key), state_hash=digest, written=dict(plan.written))
         rows.append((scene.id, digest, str(item.rating_key), record.to_dict()))
         done += 1

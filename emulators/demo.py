@@ -382,6 +382,41 @@ _UPLOAD = re.compile(r"/library/metadata/\d+/(posters|arts)")
 _SCAN = re.compile(r"/library/sections/\d+/refresh")
 
 
+def prepare_group(library: StashLibrary, size: int = 4) -> int | None:
+    """The group with the most scenes (the demo's collection example), filled up to `size`
+    scenes numbered against their ids (so Plex's own order is visibly wrong), with a synopsis."""
+    counts = library.scene_counts("group")
+    if not counts:
+        return None
+    group_id = max(counts, key=lambda g: (counts[g], -g))
+    members = [sid for sid, s in library.scenes.items() if any(g == group_id for g, _ in s.groups)]
+    free = [sid for sid in library.sorted_ids() if not library.scenes[sid].groups and sid not in members]
+    members = sorted(members + free[: max(0, size - len(members))])
+    for index, sid in enumerate(reversed(members), start=1):
+        library.scenes[sid].groups = [(group_id, index)]
+    group = library.groups[group_id]
+    group.synopsis = group.synopsis or f"The {len(members)} scenes of {group.name}, in the order they were released."
+    library.revision += 1
+    return group_id
+
+
+def group_view(st: Stage, group_id: int) -> list[str]:
+    """A group's collection as Plex shows it, and as Stash orders it, in a few lines."""
+    lib = st.library
+    group = lib.groups[group_id]
+    stash_order = [sid for _i, sid in sorted((i if i is not None else 10**9, sid) for sid, s in lib.scenes.items()
+                                              for g, i in s.groups if g == group_id)]
+    collection = st.plex.collection_by_title(group.name)
+    if collection is None:
+        return [f"  {group.name!r}: no collection in Plex", f"  stash order (scene_index): {stash_order}"]
+    by_key = {st.plex_item(sid).rating_key: sid for sid in lib.sorted_ids() if st.plex_item(sid) is not None}
+    order = [by_key.get(k, k) for k in st.plex.collection_children(collection.rating_key)]
+    poster = collection.poster
+    poster_word = "none" if poster is None else "group front image" if poster.data == group.front_image else "other"
+    return [f"  {group.name!r}: summary {_short(collection.fields.get('summary'))}, poster: {poster_word}",
+            f"  plex order:                 {order}", f"  stash order (scene_index): {stash_order}"]
+
+
 def _plex_counts(st: Stage) -> dict[str, int]:
     return {"total": st.plex.count(), "reads": st.plex.count("GET"),
             "edits": st.plex.count("PUT", re.compile(r"/library/sections/\d+/all")),
@@ -436,6 +471,8 @@ def run_demo(st: Stage, out: TextIO, token: str, cookies: list[str], breaker: bo
     demo.say(f"Plex:  {st.plex.url} ({len(st.scene_files())} files scanned: bare items named after the file)")
     demo.say(f"Plugin run as Stash runs it: {' '.join(st.host.command({'execArgs': []}))}")
     before = {sid: row(st, sid) for sid in p.shown}
+    group = prepare_group(lib)
+    group_before = group_view(st, group) if group is not None else []
 
     with demo.step(f"1. Edit scene {p.hook} in Stash; its hook fires and the background worker syncs it"):
         demo.edit(changes, (p.hook,))
@@ -507,6 +544,17 @@ def run_demo(st: Stage, out: TextIO, token: str, cookies: list[str], breaker: bo
     demo.say("\nPlex before and after (the 'stash' line is what Stash holds; poster: 'frame' is Plex's own "
              "from the video, 'cover' is Stash's):")
     demo.table(before, p.shown)
+
+    if group is not None:
+        demo.say("\nA Stash group as a Plex collection, before and after:")
+        for line in group_before:
+            demo.say(line.replace("  ", "  before ", 1))
+        after = group_view(st, group)
+        for line in after:
+            demo.say(line.replace("  ", "  after  ", 1))
+        if "poster: group front image" not in after[0] or after[1].split(":", 1)[1].strip() != after[2].split(
+                ":", 1)[1].strip():
+            demo.fail(f"group {group}'s collection does not show its image and scene order")
 
     problems = mismatches(st)
     demo.say(f"\nChecked {len(lib.scenes)} scenes in Plex against Stash: "

@@ -18,11 +18,14 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 from xml.etree import ElementTree as ET
 
 from emulators.plex_watch import WatchState
+
+if TYPE_CHECKING:
+    from emulators.plex_collections import Collection
 
 IDENTIFIER = "com.plexapp.plugins.library"
 DEFAULT_SECTIONS: tuple[tuple[str, str], ...] = (("Stash", "/media/stash"),)
@@ -196,6 +199,23 @@ class Image:
         return f"upload://{self.stamp}/{digest}"
 
 
+class Artwork:
+    """Posters and backgrounds with the selected one of each, as items and collections hold them."""
+
+    posters: list[Image]
+    arts: list[Image]
+    poster_index: int | None
+    art_index: int | None
+
+    @property
+    def poster(self) -> Image | None:
+        return None if self.poster_index is None else self.posters[self.poster_index]
+
+    @property
+    def art(self) -> Image | None:
+        return None if self.art_index is None else self.arts[self.art_index]
+
+
 @dataclass
 class MediaFile:
     """One Media/Part pair: Plex keeps several files of the same movie as versions."""
@@ -222,7 +242,7 @@ class Tag:
 
 
 @dataclass
-class Item:
+class Item(Artwork):
     rating_key: int
     section: int
     media: list[MediaFile]
@@ -254,14 +274,6 @@ class Item:
     @property
     def stem(self) -> str:
         return posixpath.splitext(posixpath.basename(self.file))[0]
-
-    @property
-    def poster(self) -> Image | None:
-        return None if self.poster_index is None else self.posters[self.poster_index]
-
-    @property
-    def art(self) -> Image | None:
-        return None if self.art_index is None else self.arts[self.art_index]
 
     def tag_names(self, kind: str) -> list[str]:
         """Names of one tag type; `kind` may be "genre", "genres" or "Genre"."""
@@ -295,7 +307,7 @@ class PendingFile:
     extra: dict[str, Any]
 
 
-def _stamp(item: Item, now: int) -> int:
+def _stamp(item: Artwork, now: int) -> int:
     """Image URLs carry a stamp; two uploads to one item in one second still differ."""
     used = [image.stamp for image in (*item.posters, *item.arts)]
     return max([int(now), *(s + 1 for s in used)])
@@ -528,6 +540,9 @@ class PlexLibrary:
         self.by_file: dict[str, int] = {}
         self.pending: dict[str, PendingFile] = {}
         self.tag_table: dict[tuple[str, str], Tag] = {}
+        # Collections are metadata items too (type 18), numbered from the same keys; their
+        # rules live in emulators.plex_collections.
+        self.collections: dict[int, Collection] = {}
         self.limits = dict(DEFAULT_LISTING_LIMITS)
         for kind, limit in (listing_limits or {}).items():
             self.limits[element_for(kind)] = int(limit)
@@ -585,8 +600,7 @@ class PlexLibrary:
         home = self.section_for(file, section)
         extra = dict(fields_and_tags)
         added_at = int(extra.pop("added_at", now))
-        rating_key = self._next_key
-        self._next_key += 1
+        rating_key = self.next_rating_key()
         media = [self._media(file, size, duration_ms)]
         for more in extra.pop("files", ()):
             path, more_size = (more, size) if isinstance(more, str) else more
@@ -620,6 +634,12 @@ class PlexLibrary:
         home.order = None
         self.updated_at = max(self.updated_at, now)
         return rating_key
+
+    def next_rating_key(self) -> int:
+        """Items and collections share one sequence of rating keys, as in Plex's database."""
+        key = self._next_key
+        self._next_key += 1
+        return key
 
     def add_pending(self, file: str, *, section: int | None = None, title: str | None = None,
                     size: int = DEFAULT_SIZE, duration_ms: int = DEFAULT_DURATION_MS,
@@ -695,6 +715,13 @@ class PlexLibrary:
             return self.items[rating_key]
         except KeyError:
             raise UnknownItem(f"no item {rating_key}") from None
+
+    def imaged(self, rating_key: int) -> Item | Collection:
+        """An item or a collection: both carry posters and backgrounds the same way."""
+        found = self.items.get(rating_key) or self.collections.get(rating_key)
+        if found is None:
+            raise UnknownItem(f"no item {rating_key}")
+        return found
 
     def item_by_file(self, file: str) -> Item | None:
         key = self.by_file.get(self.shapes.file_name(file))
@@ -789,13 +816,13 @@ class PlexLibrary:
 
     def upload(self, rating_key: int, kind: str, data: bytes | None, url: str | None, now: int) -> None:
         """A new poster (`kind="thumb"`) or background (`"art"`) becomes the selected one."""
-        item = self.item(rating_key)
+        item = self.imaged(rating_key)
         if not data and not url:
             raise EditError("upload without an image")
         self._add_image(item, kind, data, url, now)
         item.updated_at = max(item.updated_at, now)
 
-    def _add_image(self, item: Item, kind: str, data: bytes | None, url: str | None, now: int) -> None:
+    def _add_image(self, item: Artwork, kind: str, data: bytes | None, url: str | None, now: int) -> None:
         images = item.posters if kind == "thumb" else item.arts
         images.append(Image(stamp=_stamp(item, now), data=data, url=url))
         if kind == "thumb":
@@ -805,7 +832,7 @@ class PlexLibrary:
 
     def select(self, rating_key: int, kind: str, resource_key: str, now: int) -> None:
         """`PUT .../poster?url=<Poster.ratingKey>`, what plexapi's Poster.select() sends."""
-        item = self.item(rating_key)
+        item = self.imaged(rating_key)
         images = item.posters if kind == "thumb" else item.arts
         for index, image in enumerate(images):
             if image.resource_key == resource_key:
@@ -818,7 +845,7 @@ class PlexLibrary:
         raise EditError(f"no {kind} {resource_key!r} on item {rating_key}")
 
     def image(self, rating_key: int, kind: str, stamp: int | None) -> Image | None:
-        item = self.item(rating_key)
+        item = self.imaged(rating_key)
         if stamp is None:
             return item.poster if kind == "thumb" else item.art
         images = item.posters if kind == "thumb" else item.arts
@@ -991,7 +1018,7 @@ def image_url(item: Item, kind: str) -> str | None:
     return None if image is None else f"/library/metadata/{item.rating_key}/{kind}/{image.stamp}"
 
 
-def images_container(item: Item, kind: str) -> ET.Element:
+def images_container(item: Item | Collection, kind: str) -> ET.Element:
     """The /posters and /arts listings plexapi turns into Poster/Art objects."""
     images = item.posters if kind == "thumb" else item.arts
     selected = item.poster_index if kind == "thumb" else item.art_index

@@ -31,6 +31,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from xml.etree import ElementTree as ET
 
+from emulators.plex_collections import (
+    COLLECTION_FIELDS,
+    COLLECTION_TYPE,
+    Collection,
+    CollectionStore,
+    parse_uri,
+)
 from emulators.plex_library import (
     DEFAULT_DURATION_MS,
     DEFAULT_SECTIONS,
@@ -55,7 +62,7 @@ VERSION = "1.41.3.9314-a0bfb8370"
 XML_TYPE = "text/xml;charset=utf-8"
 STATUS_TEXT = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
                500: "Internal Server Error", 503: "Service Unavailable"}
-METADATA_RE = re.compile(r"^/library/metadata/(\d+(?:,\d+)*)")
+METADATA_RE = re.compile(r"^/library/(?:metadata|collections)/(\d+(?:,\d+)*)")
 REDACTED = "<redacted>"
 GARBLE_KINDS = ("truncated", "html", "empty")
 
@@ -254,6 +261,7 @@ class PlexEmulator:
         self.machine_identifier = machine_identifier
         self.version = version
         self.library = PlexLibrary(sections, listing_limits=listing_limits, now=int(time.time()), shapes=shapes)
+        self.collections = CollectionStore(self.library)
         self.faults = Faults(self)
         self.requests: list[RequestRecord] = []
         self.fetch_url = fetch_url or _fetch_url
@@ -271,6 +279,16 @@ class PlexEmulator:
             ("GET", re.compile(r"/library/sections/(\d+)/all"), self._listing),
             ("PUT", re.compile(r"/library/sections/(\d+)/all"), self._edit),
             ("GET", re.compile(r"/library/sections/(\d+)/refresh"), self._scan),
+            ("GET", re.compile(r"/library/sections/(\d+)/collections"), self._section_collections),
+            ("POST", re.compile(r"/library/collections"), self._create_collection),
+            ("GET", re.compile(r"/library/collections/(\d+)"), self._collection),
+            ("DELETE", re.compile(r"/library/collections/(\d+)"), self._delete_collection),
+            ("GET", re.compile(r"/library/collections/(\d+)/(?:children|items)"), self._collection_children),
+            ("PUT", re.compile(r"/library/collections/(\d+)/items"), self._collection_add),
+            ("DELETE", re.compile(r"/library/collections/(\d+)/items/(\d+)"), self._collection_remove),
+            ("PUT", re.compile(r"/library/collections/(\d+)/items/(\d+)/move"), self._collection_move),
+            ("PUT", re.compile(r"/library/(?:collections|metadata)/(\d+)/prefs"), self._collection_prefs),
+            ("DELETE", re.compile(r"/library/metadata/(\d+)"), self._delete_metadata),
             ("GET", re.compile(r"/library/metadata/(\d+(?:,\d+)*)"), self._metadata),
             ("PUT", re.compile(r"/library/metadata/(\d+)/refresh"), self._refresh),
             ("PUT", re.compile(r"/:/rate"), self._rate),
@@ -325,9 +343,12 @@ class PlexEmulator:
                  size: int = DEFAULT_SIZE, duration_ms: int = DEFAULT_DURATION_MS,
                  **fields_and_tags: Any) -> int:
         """A scanned item; returns its ratingKey. See PlexLibrary.add_item for keywords."""
+        now = int(time.time())
         with self.lock:
-            return self.library.add_item(file, now=int(time.time()), section=section, title=title,
-                                         size=size, duration_ms=duration_ms, **fields_and_tags)
+            key = self.library.add_item(file, now=now, section=section, title=title,
+                                        size=size, duration_ms=duration_ms, **fields_and_tags)
+            self.collections.adopt([key], now)
+            return key
 
     def add_pending(self, file: str, *, section: int | None = None, title: str | None = None,
                     size: int = DEFAULT_SIZE, duration_ms: int = DEFAULT_DURATION_MS, **extra: Any) -> None:
@@ -346,9 +367,11 @@ class PlexEmulator:
         `RealShapes.web_edits_lock`) and lock fields by hand (`locks`, e.g. "genre")."""
         params = {f"{name}.value": "" if value is None else str(value) for name, value in values.items()}
         params.update({f"{name}.locked": "1" for name in locks})
+        now = int(time.time())
         with self.lock:
             item = self.library.item(rating_key)
-            self.library.edit(item.section, [rating_key], params, now=int(time.time()))
+            self.library.edit(item.section, [rating_key], params, now=now)
+            self.collections.adopt([rating_key], now)
 
     def play(self, rating_key: int, at: float, account: int = OWNER_ID) -> int:
         """Someone watched the item to the end at `at`; returns the history row's id."""
@@ -367,6 +390,34 @@ class PlexEmulator:
         """A managed user of this server; returns its account id."""
         with self.lock:
             return self.library.watch.add_account(name)
+
+    def add_collection(self, title: str, keys: Iterable[int] = (), *, section: int | None = None,
+                       **fields: Any) -> int:
+        """A collection made in Plex (through the API or Plex Web), holding `keys` in that
+        order; `fields` are summary=, titleSort=, contentRating=. Returns its ratingKey."""
+        unknown = set(fields) - COLLECTION_FIELDS
+        if unknown:
+            raise TypeError(f"add_collection() got unexpected keywords {sorted(unknown)}")
+        now = int(time.time())
+        with self.lock:
+            home = section if section is not None else next(iter(self.library.sections))
+            collection = self.collections.create(home, title, keys, now)
+            collection.fields.update({k: v for k, v in fields.items() if v is not None})
+            return collection.rating_key
+
+    def collection(self, rating_key: int) -> Collection:
+        with self.lock:
+            return self.collections.get(rating_key)
+
+    def collection_by_title(self, title: str, section: int | None = None) -> Collection | None:
+        with self.lock:
+            home = section if section is not None else next(iter(self.library.sections))
+            return self.collections.by_title(home, title)
+
+    def collection_children(self, rating_key: int) -> list[int]:
+        """The members' rating keys in the order Plex lists them (its collectionSort)."""
+        with self.lock:
+            return self.collections.children(self.collections.get(rating_key))
 
     def remove_item(self, rating_key: int) -> None:
         with self.lock:
@@ -480,6 +531,8 @@ class PlexEmulator:
     def _listing(self, section_key: str, *, query: dict[str, str], headers: Mapping[str, str],
                  **_: Any) -> Response:
         section = self.library.section(int(section_key))
+        if query.get("type") == str(COLLECTION_TYPE):
+            return self._section_collections(section_key, query=query, headers=headers)
         start = _int_param("X-Plex-Container-Start", headers, query, 0)
         size = _int_param("X-Plex-Container-Size", headers, query, None)
         viewed = query.get("lastViewedAt>>")
@@ -497,15 +550,18 @@ class PlexEmulator:
         return xml(root)
 
     def _metadata(self, keys: str, **_: Any) -> Response:
-        """Full items; include parameters (includeChapters=1 …) are accepted and ignored."""
-        items = [self.library.items[int(k)] for k in keys.split(",") if int(k) in self.library.items]
-        if not items:
+        """Full items and collections; include parameters (includeChapters=1 …) are
+        accepted and ignored."""
+        found = [self.library.items.get(int(k)) or self.library.collections.get(int(k)) for k in keys.split(",")]
+        entries = [e for e in found if e is not None]
+        if not entries:
             return error(404)
-        section = self.library.sections[items[0].section]
-        root = container(size=len(items), allowSync=1, identifier=IDENTIFIER, **section_attrs(section),
+        section = self.library.sections[entries[0].section]
+        root = container(size=len(entries), allowSync=1, identifier=IDENTIFIER, **section_attrs(section),
                          mediaTagPrefix="/system/bundle/media/flags/", mediaTagVersion=1700000000)
-        for item in items:
-            root.append(self.library.item_element(item, full=True))
+        for entry in entries:
+            root.append(self.collections.element(entry, full=True) if isinstance(entry, Collection)
+                        else self.library.item_element(entry, full=True))
         return xml(root)
 
     def _edit(self, section_key: str, *, query: dict[str, str], **_: Any) -> Response:
@@ -514,12 +570,18 @@ class PlexEmulator:
             keys = [int(k) for k in ids.split(",") if k]
         except ValueError:
             return error(400)
-        self.library.edit(int(section_key), keys, query, now=int(time.time()))
+        now = int(time.time())
+        if query.get("type") == str(COLLECTION_TYPE):
+            self.collections.edit(int(section_key), keys, query, now, lock_edits=self.library.shapes.web_edits_lock)
+            return Response(200)
+        self.library.edit(int(section_key), keys, query, now=now)
+        self.collections.adopt(keys, now)
         return Response(200)
 
     def _scan(self, section_key: str, *, query: dict[str, str], **_: Any) -> Response:
         """Real Plex scans in the background after answering; here the scan is done by then."""
-        self.library.scan(int(section_key), query.get("path") or None, now=int(time.time()))
+        now = int(time.time())
+        self.collections.adopt(self.library.scan(int(section_key), query.get("path") or None, now=now), now)
         return Response(200)
 
     def _rate(self, *, query: dict[str, str], **_: Any) -> Response:
@@ -535,13 +597,13 @@ class PlexEmulator:
         return Response(200)
 
     def _images(self, rating_key: str, kind: str, **_: Any) -> Response:
-        item = self.library.item(int(rating_key))
+        item = self.library.imaged(int(rating_key))
         return xml(images_container(item, "thumb" if kind == "posters" else "art"))
 
     def _upload(self, rating_key: str, kind: str, *, query: dict[str, str], body: bytes, **_: Any) -> Response:
         """Raw bytes in the body, or `?url=` that Plex fetches itself (a failed fetch is a
         500 here: the real answer is unverified)."""
-        self.library.item(int(rating_key))
+        self.library.imaged(int(rating_key))
         url = query.get("url")
         data: bytes | None = body or None
         if url and not data:
@@ -564,9 +626,7 @@ class PlexEmulator:
             if query.get(name) and not query[name].lstrip("-").isdigit():
                 return error(400)
         rows = self.library.watch.history(query)
-        start = _int_param("X-Plex-Container-Start", headers, query, 0) or 0
-        size = _int_param("X-Plex-Container-Size", headers, query, None)
-        page = rows[start:] if size is None else rows[start:start + size]
+        start, page = _page(rows, headers, query)
         root = container(size=len(page), totalSize=len(rows), offset=start)
         for play in page:
             root.append(history_element(play))
@@ -578,6 +638,95 @@ class PlexEmulator:
         for account_id, name in sorted(accounts.items()):
             root.append(account_element(account_id, name))
         return xml(root)
+
+    # -------------------------------------------------------- collections
+
+    def _section_collections(self, section_key: str, *, query: dict[str, str], headers: Mapping[str, str],
+                             **_: Any) -> Response:
+        """`/library/sections/<s>/collections` and `/all?type=18` (what section.collections()
+        sends): a paged listing of Directory elements, `totalSize` on every page."""
+        section = self.library.section(int(section_key))
+        found = self.collections.in_section(section.key, query.get("title"))
+        start, page = _page(found, headers, query)
+        root = container(size=len(page), totalSize=len(found), offset=start, allowSync=0,
+                         art=f"/:/resources/{section.type}-fanart.jpg", identifier=IDENTIFIER,
+                         **section_attrs(section), mediaTagPrefix="/system/bundle/media/flags/",
+                         mediaTagVersion=1700000000, thumb=f"/:/resources/{section.type}.png",
+                         title1=section.title, title2="Collections", viewGroup="collection")
+        for collection in page:
+            root.append(self.collections.element(collection, full=False))
+        return xml(root)
+
+    def _create_collection(self, *, query: dict[str, str], **_: Any) -> Response:
+        """plexapi's createCollection. Smart collections are not modelled (400)."""
+        if query.get("smart", "0") != "0" or not query.get("sectionId", "").isdigit():
+            return error(400)
+        keys = parse_uri(query["uri"], self.machine_identifier) if query.get("uri") else []
+        collection = self.collections.create(int(query["sectionId"]), query.get("title", ""), keys,
+                                             int(time.time()), type=query.get("type"))
+        return self._collection_container(collection)
+
+    def _collection_container(self, collection: Collection, preferences: bool = False) -> Response:
+        section = self.library.sections[collection.section]
+        root = container(size=1, allowSync=1, identifier=IDENTIFIER, **section_attrs(section),
+                         mediaTagPrefix="/system/bundle/media/flags/", mediaTagVersion=1700000000)
+        root.append(self.collections.element(collection, full=True, preferences=preferences))
+        return xml(root)
+
+    def _collection(self, rating_key: str, *, query: dict[str, str], **_: Any) -> Response:
+        """A collection by its own key, which plexapi reloads and reads preferences from."""
+        collection = self.collections.get(int(rating_key))
+        return self._collection_container(collection, preferences=query.get("includePreferences") == "1")
+
+    def _collection_children(self, rating_key: str, *, query: dict[str, str], headers: Mapping[str, str],
+                             **_: Any) -> Response:
+        collection = self.collections.get(int(rating_key))
+        keys = self.collections.children(collection)
+        start, page = _page(keys, headers, query)
+        section = self.library.sections[collection.section]
+        root = container(size=len(page), totalSize=len(keys), offset=start, allowSync=1,
+                         identifier=IDENTIFIER, **section_attrs(section), key=collection.rating_key,
+                         mediaTagPrefix="/system/bundle/media/flags/", mediaTagVersion=1700000000,
+                         title1=section.title, title2=collection.title, viewGroup=section.type)
+        for key in page:
+            root.append(self.library.item_element(self.library.items[key], full=False))
+        return xml(root)
+
+    def _collection_add(self, rating_key: str, *, query: dict[str, str], **_: Any) -> Response:
+        self.collections.get(int(rating_key))
+        if not query.get("uri"):
+            return error(400)
+        self.collections.add(int(rating_key), parse_uri(query["uri"], self.machine_identifier), int(time.time()))
+        return self._collection_container(self.collections.get(int(rating_key)))
+
+    def _collection_remove(self, rating_key: str, item_key: str, **_: Any) -> Response:
+        self.collections.remove(int(rating_key), int(item_key), int(time.time()))
+        return Response(200)
+
+    def _collection_move(self, rating_key: str, item_key: str, *, query: dict[str, str], **_: Any) -> Response:
+        after = query.get("after")
+        if after is not None and not after.isdigit():
+            return error(400)
+        self.collections.move(int(rating_key), int(item_key), int(after) if after else None, int(time.time()))
+        return Response(200)
+
+    def _collection_prefs(self, rating_key: str, *, query: dict[str, str], **_: Any) -> Response:
+        self.collections.set_prefs(int(rating_key), query, int(time.time()))
+        return Response(200)
+
+    def _delete_collection(self, rating_key: str, **_: Any) -> Response:
+        self.collections.delete(int(rating_key))
+        return Response(200)
+
+    def _delete_metadata(self, rating_key: str, **_: Any) -> Response:
+        """A collection is deleted; deleting media is off by default in Plex, which answers
+        400 (plexapi's delete() reads a BadRequest as "deletion not allowed")."""
+        key = int(rating_key)
+        if key in self.library.collections:
+            self.collections.delete(key)
+            return Response(200)
+        self.library.item(key)
+        return error(400)
 
     def _image_bytes(self, rating_key: str, kind: str, stamp: str | None, **_: Any) -> Response:
         image = self.library.image(int(rating_key), kind, int(stamp) if stamp else None)
@@ -607,6 +756,13 @@ def _int_param(name: str, headers: Mapping[str, str], query: Mapping[str, str], 
         return max(0, int(raw)) if raw not in (None, "") else default
     except ValueError:
         return default
+
+
+def _page(rows: list[Any], headers: Mapping[str, str], query: Mapping[str, str]) -> tuple[int, list[Any]]:
+    """The start and the rows of one page under `X-Plex-Container-Start/Size`."""
+    start = _int_param("X-Plex-Container-Start", headers, query, 0) or 0
+    size = _int_param("X-Plex-Container-Size", headers, query, None)
+    return start, rows[start:] if size is None else rows[start:start + size]
 
 
 def _rating_keys(path: str, query: Mapping[str, str]) -> tuple[int, ...]:

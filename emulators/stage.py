@@ -112,6 +112,15 @@ class Stage:
             raise AssertionError(f"{trigger} ran {len(results)} hooks, expected 1")
         return results[0]
 
+    def run_hooks_on_edits(self) -> list[RunResult]:
+        """From now on a mutation sent to the emulated Stash (sceneUpdate, groupCreate ...)
+        runs the plugin's hooks for it before answering, as Stash does; returns the list
+        their results are appended to. Off by default: most tests fire hooks by hand."""
+        results: list[RunResult] = []
+        self.stash.hook_sink = lambda call: results.extend(
+            self.host.run_hook(call.trigger, call.id, call.input, call.input_fields))
+        return results
+
     def task(self, mode: str, args: dict[str, Any] | None = None, **kwargs: Any) -> RunResult:
         return self.host.run_task(mode, args, **kwargs)
 

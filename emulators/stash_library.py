@@ -143,14 +143,24 @@ class Tag:
 
 @dataclass
 class Group:
+    """A group (a "movie" before v0.27). `aliases` is one free-text string in Stash, not a
+    list. Sub-groups are held by the containing group, in their order, with an optional
+    description of the relation; `containing_groups` is the reverse look-up."""
+
     id: int
     name: str
+    aliases: str | None = None
+    duration: int | None = None  # seconds
     date: str | None = None
+    rating100: int | None = None
     studio_id: int | None = None
     director: str | None = None
     synopsis: str | None = None
     urls: list[str] = field(default_factory=list)
-    front_image: bytes | None = None
+    tag_ids: list[int] = field(default_factory=list)
+    sub_groups: list[tuple[int, str | None]] = field(default_factory=list)
+    front_image: bytes | None = None  # None: Stash serves its default image (&default=true)
+    back_image: bytes | None = None  # None: back_image_path is null
     created_at: float = GENERATOR_EPOCH
     updated_at: float = GENERATOR_EPOCH
 
@@ -284,7 +294,7 @@ class ListResult:
     def performers(self) -> list[Any]:
         return self.items
 
-    studios = tags = performers
+    studios = tags = groups = performers
 
 
 class StashLibrary:
@@ -333,15 +343,18 @@ class StashLibrary:
 
     def update_scene(self, scene_id: int, now: float | None = None, **fields: Any) -> None:
         """Change fields as a sceneUpdate would, bumping updated_at (to `now`, or the clock)."""
-        scene = self.scenes[scene_id]
         if "files" in fields:
             fields["files"] = [self.make_file(f, _now(now)) for f in fields["files"]]
+        self._update(self.scenes[scene_id], fields, now)
+
+    def _update(self, row: Any, fields: dict[str, Any], now: float | None) -> None:
+        """Set a row's fields; updated_at follows unless given, and cached counts expire."""
         for name, value in fields.items():
-            if not hasattr(scene, name):
-                raise AttributeError(f"Scene has no field {name!r}")
-            setattr(scene, name, value)
+            if not hasattr(row, name):
+                raise AttributeError(f"{type(row).__name__} has no field {name!r}")
+            setattr(row, name, value)
         if "updated_at" not in fields:
-            scene.updated_at = max(_now(now), scene.created_at)
+            row.updated_at = max(_now(now), row.created_at)
         self.revision += 1
 
     def remove_scene(self, scene_id: int) -> None:
@@ -383,6 +396,55 @@ class StashLibrary:
                     counts["group"][gid] = counts["group"].get(gid, 0) + 1
             self._counts = (self.revision, counts)
         return self._counts[1][kind]
+
+    # --- groups ----------------------------------------------------------------------
+
+    def add_group(self, name: str, *, group_id: int | None = None, now: float | None = None,
+                  **fields: Any) -> int:
+        """A group as groupCreate makes it; `fields` are Group's (sub_groups=[(id, description)])."""
+        new_id = group_id if group_id is not None else max(self.groups, default=0) + 1
+        if new_id in self.groups:
+            raise ValueError(f"group {new_id} exists")
+        when = _now(now)
+        fields.setdefault("created_at", when)
+        fields.setdefault("updated_at", fields["created_at"])
+        self.groups[new_id] = Group(id=new_id, name=name, **fields)
+        self.revision += 1
+        return new_id
+
+    def update_group(self, group_id: int, now: float | None = None, **fields: Any) -> None:
+        self._update(self.groups[group_id], fields, now)
+
+    def remove_group(self, group_id: int) -> None:
+        """groupDestroy: the scenes' and other groups' links to it go too (foreign keys
+        cascade); the scenes themselves are not touched, not even their updated_at."""
+        del self.groups[group_id]
+        for scene in self.scenes.values():
+            if any(g == group_id for g, _ in scene.groups):
+                scene.groups = [(g, i) for g, i in scene.groups if g != group_id]
+        for group in self.groups.values():
+            group.sub_groups = [(g, d) for g, d in group.sub_groups if g != group_id]
+        self.revision += 1
+
+    def containing_groups(self, group_id: int) -> list[tuple[int, str | None]]:
+        return [(g.id, d) for g in sorted(self.groups.values(), key=lambda g: g.id)
+                for sub, d in g.sub_groups if sub == group_id]
+
+    def group_descendants(self, group_id: int, depth: int | None) -> set[int]:
+        """The group and its sub-groups `depth` levels down (-1: every level, 0/None: none)."""
+        return self._descendants([group_id], lambda i: [self.groups[s] for s, _ in self.groups[i].sub_groups
+                                                        if s in self.groups], depth)
+
+    def group_scene_count(self, group_id: int, depth: int | None = None) -> int:
+        """Scenes in the group, or in it and its sub-groups `depth` levels down, each once."""
+        if not depth:
+            return self.scene_counts("group").get(group_id, 0)
+        wanted = self.group_descendants(group_id, depth)
+        return sum(1 for scene in self.scenes.values() if any(g in wanted for g, _ in scene.groups))
+
+    def sub_group_count(self, group_id: int, depth: int | None = None) -> int:
+        """Sub-groups one level down by default, or `depth` levels (-1: all)."""
+        return len(self.group_descendants(group_id, depth if depth else 1)) - 1
 
     def child_studios(self, studio_id: int) -> list[Studio]:
         return [s for s in self.studios.values() if s.parent_id == studio_id]
@@ -500,7 +562,10 @@ class StashLibrary:
         if name == "performers":
             return _multi_check(criterion, set(_int_ids(criterion.get("value"))), lambda s: s.performer_ids)
         if name == "groups":
-            return _multi_check(criterion, set(_int_ids(criterion.get("value"))), lambda s: [g for g, _ in s.groups])
+            values: set[int] = set()
+            for group_id in _int_ids(criterion.get("value")):
+                values |= self.group_descendants(group_id, criterion.get("depth")) if group_id in self.groups else {group_id}
+            return _multi_check(criterion, values, lambda s: [g for g, _ in s.groups])
         raise QueryError(f"emulator: scene filter {name!r} is not implemented")
 
     def _page(self, matched: list[int], ff: FindFilter) -> list[int]:
@@ -567,15 +632,16 @@ class StashLibrary:
 
     def find_named(self, kind: str, entity_filter: dict[str, Any] | None, find_filter: dict[str, Any] | None,
                    ids: Iterable[int] | None = None) -> ListResult:
-        """findPerformers / findStudios / findTags: name, scene_count, updated_at, parents; sorted by name."""
-        table: dict[int, Any] = {"performer": self.performers, "studio": self.studios, "tag": self.tags}[kind]
+        """findPerformers / findStudios / findTags / findGroups: name, scene_count, updated_at,
+        parents, a group's studios; sorted by name."""
+        table: dict[int, Any] = {"performer": self.performers, "studio": self.studios, "tag": self.tags,
+                                 "group": self.groups}[kind]
         ff = FindFilter.from_input(find_filter)
         rows = [table[i] for i in sorted(table)] if ids is None else [table[int(i)] for i in ids if int(i) in table]
         predicate = self._named_predicate(kind, entity_filter or {})
         words = [_ascii_fold(w) for w in ff.q.split()]
         matched = [r for r in rows if (predicate is None or predicate(r)) and all(
-            w in _ascii_fold(" ".join([r.name, *getattr(r, "aliases", []), *getattr(r, "alias_list", [])]))
-            for w in words)]
+            w in _ascii_fold(" ".join([r.name, *_aliases(r)])) for w in words)]
         sort = ff.sort or "name"
         if sort == "name":
             matched.sort(key=lambda r: (_natural(r.name), r.id), reverse=ff.direction == "DESC")
@@ -584,6 +650,10 @@ class StashLibrary:
         elif sort == "scenes_count":
             counts = self.scene_counts(kind)
             matched.sort(key=lambda r: counts.get(r.id, 0), reverse=ff.direction == "DESC")
+        elif kind == "group" and sort in ("date", "duration", "rating"):
+            field_name = "rating100" if sort == "rating" else sort
+            matched.sort(key=lambda r: (_nullable(getattr(r, field_name)), _natural(r.name), r.id),
+                         reverse=ff.direction == "DESC")
         else:
             raise QueryError(f"invalid sort: {sort}")
         start, end = ff.window(len(matched))
@@ -607,6 +677,17 @@ class StashLibrary:
             elif name == "parents" and kind == "tag":
                 wanted = set(_int_ids(criterion.get("value")))
                 checks.append(_multi_check(criterion, wanted, lambda r: r.parent_ids))
+            elif kind == "group" and name in ("director", "synopsis"):
+                checks.append(_string_check(criterion, lambda r, n=name: [getattr(r, n)]))
+            elif kind == "group" and name == "url":
+                checks.append(_string_check(criterion, lambda r: r.urls or [None]))
+            elif kind == "group" and name in ("duration", "rating100"):
+                checks.append(_int_check(criterion, lambda r, n=name: getattr(r, n)))
+            elif kind == "group" and name == "studios":
+                wanted = self._descendants(_int_ids(criterion.get("value")), self.child_studios, criterion.get("depth"))
+                checks.append(_multi_check(criterion, wanted, lambda r: [r.studio_id] if r.studio_id else []))
+            elif kind == "group" and name == "created_at":
+                checks.append(_timestamp_check(criterion, lambda r: self.stamp(r.created_at), self._tomorrow()))
             else:
                 raise QueryError(f"emulator: {kind} filter {name!r} is not implemented")
         predicate = _all(checks)
@@ -640,6 +721,12 @@ def _all(checks: list[Callable[[Any], bool]]) -> Callable[[Any], bool] | None:
 
 def _both(a: Callable[[Any], bool] | None, b: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return b if a is None else (lambda row: a(row) and b(row))
+
+
+def _aliases(row: Any) -> list[str]:
+    """Performers keep `alias_list`, studios and tags `aliases` lists, groups one string."""
+    aliases = getattr(row, "aliases", None) or getattr(row, "alias_list", None) or []
+    return [aliases] if isinstance(aliases, str) else list(aliases)
 
 
 def _int_ids(values: Iterable[Any] | None) -> list[int]:
@@ -822,6 +909,14 @@ def generate_library(n: int, seed: int = 0, *, stash_root: str = "/data/stash",
     for gid in range(1, n_groups + 1):
         lib.groups[gid] = Group(id=gid, name=f"{rng.choice(_WORDS)} Collection {gid}",
                                 studio_id=rng.randint(1, n_studios), date=f"{rng.randint(2000, 2024)}")
+        # Drawn without the generator's random stream, so every other generated value stays
+        # what it was: some aliases, covers and synopses, and every fourth group a sub-group.
+        group = lib.groups[gid]
+        group.aliases = f"G{gid}, Série {gid}" if gid % 3 == 0 else None
+        group.front_image = png_bytes(seed * 7907 + gid) if gid % 2 else None
+        group.synopsis = f"Part of the {group.name} story." if gid % 2 == 0 else None
+        if gid % 4 == 0:
+            lib.groups[gid - 1].sub_groups.append((gid, "part"))
 
     lib._next_file_id = 1
     for scene_id in range(1, n + 1):

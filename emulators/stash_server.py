@@ -44,19 +44,43 @@ from graphql import (
     validate,
 )
 
-from emulators import stash_plays
+from emulators import stash_edits, stash_plays
 from emulators.stash_library import File, StashLibrary, png_bytes
 from emulators.tls import CertFiles, TlsServer, server_context
 
 SCHEMA_PATH = Path(__file__).with_name("stash_schema.graphql")
 STASH_VERSION = {"version": "v0.30.1", "hash": "e1b4ea7d", "build_time": "2025-06-01 12:00:00"}
 _IMAGE_ROUTE = re.compile(r"^/(scene)/(\d+)/screenshot$|^/(performer|studio|tag)/(\d+)/image$")
+_GROUP_IMAGE_ROUTE = re.compile(r"^/group/(\d+)/(frontimage|backimage)$")
+# Since v0.27 a group mutation runs the group hook and then, for older plugins, the movie one.
+_GROUP_HOOKS = {"create": ("Group.Create.Post", "Movie.Create.Post"),
+                "update": ("Group.Update.Post", "Movie.Update.Post"),
+                "destroy": ("Group.Destroy.Post", "Movie.Destroy.Post")}
 _NAMED_OPERATION = re.compile(r"\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
 
 def load_schema() -> GraphQLSchema:
     """Build the emulator's schema from its SDL file."""
     return build_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """One post-hook Stash ran for a mutation: what the plugin's `hookContext` would hold."""
+
+    trigger: str
+    id: int
+    input: Any
+    input_fields: list[str] | None
+
+    def context(self) -> dict[str, Any]:
+        """`common.HookContext` as JSON: `id` omitted when 0, `inputFields` when empty."""
+        context: dict[str, Any] = {"type": self.trigger, "input": self.input}
+        if self.id:
+            context["id"] = self.id
+        if self.input_fields:
+            context["inputFields"] = list(self.input_fields)
+        return context
 
 
 @dataclass
@@ -107,6 +131,7 @@ class _Resolvers:
                 "findStudio": lambda _r, _i, id: self.lib.studios.get(_atoi(id)),
                 "findTag": lambda _r, _i, id: self.lib.tags.get(_atoi(id)),
                 "findGroup": lambda _r, _i, id: self.lib.groups.get(_atoi(id)),
+                "findGroups": self.named_finder("group", "group_filter"),
                 "findPerformers": self.named_finder("performer", "performer_filter"),
                 "findStudios": self.named_finder("studio", "studio_filter"),
                 "findTags": self.named_finder("tag", "tag_filter"),
@@ -120,6 +145,10 @@ class _Resolvers:
                 "metadataScan": self.metadata_scan,
                 "sceneAddPlay": self.scene_add_play,
                 "sceneSaveActivity": self.scene_save_activity,
+                "sceneUpdate": self.scene_update,
+                "groupCreate": self.group_create,
+                "groupUpdate": self.group_update,
+                "groupDestroy": self.group_destroy,
             },
             "ConfigResult": {"plugins": self.plugins},
             "Scene": {
@@ -172,10 +201,14 @@ class _Resolvers:
             },
             "Group": {
                 **timestamps,
-                "rating100": constant(None), "tags": constant([]),
+                "tags": lambda g, _i: [self.lib.tags[i] for i in g.tag_ids if i in self.lib.tags],
                 "studio": lambda g, _i: self.lib.studios.get(g.studio_id) if g.studio_id is not None else None,
-                "front_image_path": lambda g, info: f"{info.context['base']}/group/{g.id}/frontimage",
-                "back_image_path": constant(None),
+                "containing_groups": lambda g, _i: self.group_links(self.lib.containing_groups(g.id)),
+                "sub_groups": lambda g, _i: self.group_links(g.sub_groups),
+                "front_image_path": self.group_image_path("frontimage"),
+                "back_image_path": self.group_image_path("backimage"),
+                "scene_count": lambda g, _i, depth=None: self.lib.group_scene_count(g.id, depth),
+                "sub_group_count": lambda g, _i, depth=None: self.lib.sub_group_count(g.id, depth),
             },
         }
         for type_name, resolvers in tables.items():
@@ -260,7 +293,60 @@ class _Resolvers:
             stash_plays.save_activity(self._scene(id), resume_time, playDuration)
         return True
 
+    # --- scene and group edits (each fires its hooks after the write, before answering) ---
+
+    def _edit(self, info: Any, input: dict[str, Any], edit: Callable[[], int],
+              triggers: tuple[str, ...], fields: bool) -> int:
+        """Runs one edit under the write lock, then the post-hooks with Stash's context."""
+        try:
+            with self.server.write_lock:
+                entity_id = edit()
+        except stash_edits.EditRefused as exc:
+            raise GraphQLError(str(exc)) from None
+        full = {name: None for name in info.parent_type.fields[info.field_name].args["input"].type.of_type.fields}
+        full.update(input)
+        for trigger in triggers:
+            self.server.fire_hook(HookCall(trigger, entity_id, full, list(input) if fields else None))
+        return entity_id
+
+    def scene_update(self, _root: Any, info: Any, input: dict[str, Any]) -> Any:
+        now = self.server.clock()
+        scene_id = self._edit(info, input, lambda: stash_edits.update_scene(self.lib, input, now),
+                              ("Scene.Update.Post",), fields=True)
+        return self.lib.scenes[scene_id]
+
+    def group_create(self, _root: Any, info: Any, input: dict[str, Any]) -> Any:
+        now = self.server.clock()
+        group_id = self._edit(info, input, lambda: stash_edits.create_group(self.lib, input, now),
+                              _GROUP_HOOKS["create"], fields=False)
+        return self.lib.groups.get(group_id)
+
+    def group_update(self, _root: Any, info: Any, input: dict[str, Any]) -> Any:
+        now = self.server.clock()
+        group_id = self._edit(info, input, lambda: stash_edits.update_group(self.lib, input, now),
+                              _GROUP_HOOKS["update"], fields=True)
+        return self.lib.groups.get(group_id)
+
+    def group_destroy(self, _root: Any, info: Any, input: dict[str, Any]) -> bool:
+        self._edit(info, input, lambda: stash_edits.destroy_group(self.lib, input), _GROUP_HOOKS["destroy"],
+                   fields=False)
+        return True
+
     # --- object fields ---
+
+    def group_links(self, links: list[tuple[int, str | None]]) -> list[dict[str, Any]]:
+        return [{"group": self.lib.groups[g], "description": d} for g, d in links if g in self.lib.groups]
+
+    def group_image_path(self, kind: str) -> Callable[[Any, Any], str | None]:
+        """`/group/<id>/frontimage?t=<updated>` (`&default=true` without an image); the back
+        image's path is null when there is none (Stash's groupResolver)."""
+        def resolve(group: Any, info: Any) -> str | None:
+            image = group.front_image if kind == "frontimage" else group.back_image
+            if image is None and kind == "backimage":
+                return None
+            url = f"{info.context['base']}/group/{group.id}/{kind}?t={int(group.updated_at)}"
+            return url + "&default=true" if image is None else url
+        return resolve
 
     def scene_paths(self, scene: Any, info: Any) -> dict[str, str]:
         base = f"{info.context['base']}/scene/{scene.id}"
@@ -360,6 +446,11 @@ class StashEmulator:
         self.session_max_age = session_max_age
         self.clock = clock
         self.plugin_settings: dict[str, dict[str, Any]] = {}
+        #: Every post-hook a mutation fired, in order; `hook_sink` (a plugin host's runner,
+        #: see Stage.run_hooks_on_edits) is called with each, synchronously, as Stash waits
+        #: for its hooks before answering the mutation.
+        self.hooks: list[HookCall] = []
+        self.hook_sink: Callable[[HookCall], Any] | None = None
         self.scans: list[dict[str, Any]] = []
         self.jobs: dict[str, dict[str, Any]] = {}
         self.requests: list[RequestRecord] = []
@@ -466,6 +557,12 @@ class StashEmulator:
             self.jobs[job_id] = {"id": job_id, "status": "FINISHED", "subTasks": [], "description": "Scanning...",
                                  "progress": 1.0, "startTime": now, "endTime": now, "addTime": now, "error": None}
         return job_id
+
+    def fire_hook(self, call: HookCall) -> None:
+        with self._lock:
+            self.hooks.append(call)
+        if self.hook_sink is not None:
+            self.hook_sink(call)
 
     def log(self, record: RequestRecord) -> None:
         with self._lock:
@@ -633,6 +730,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, image, "image/png")
 
     def _image(self, path: str) -> bytes | None:
+        group_match = _GROUP_IMAGE_ROUTE.match(path)
+        if group_match:
+            group = self.emulator.library.groups.get(int(group_match.group(1)))
+            if group is None:
+                return None
+            image = group.front_image if group_match.group(2) == "frontimage" else group.back_image
+            return image if image is not None else png_bytes(0)  # Stash's placeholder
         match = _IMAGE_ROUTE.match(path)
         if not match:
             return None

@@ -402,7 +402,8 @@ class PlexConnection:
         a GET that only asks for something (a folder scan) answers with an empty body.
         """
         server = self.server()
-        verb = {"GET": self.session.get, "PUT": self.session.put, "POST": self.session.post}[method]
+        verb = {"GET": self.session.get, "PUT": self.session.put, "POST": self.session.post,
+                "DELETE": self.session.delete}[method]
         label = what or f"{method} {key.split('?', 1)[0]}"
         kwargs: dict[str, Any] = {"method": verb, "headers": dict(headers or {})}
         if data is not None:

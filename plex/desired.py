@@ -30,8 +30,8 @@ Choices, each the answer to "what would surprise a user least":
   unlike posters there is no upload, so Plex (its photo transcoder) must fetch the URL
   itself. See `photo_for_plex` for which URLs are sent; a performer without one is still
   synced by name, and a photo Plex already shows for that person is left as it is.
-* **collections**: the studio only. A parent studio (network) as a second collection
-  would put thousands of scenes in one collection nobody asked for.
+* **collections**: the scene's studio, its networks and its groups, as `plex.collection_specs`
+  names them (its docstring says which are on by default and why).
 * **images**: poster and background both come from the scene's cover (`paths.screenshot`),
   a still image that Stash serves; a preview/stream URL (video) is never used.
 
@@ -265,6 +265,8 @@ def desired_state(scene: Scene, settings: Settings) -> DesiredState:
     A scene without metadata (just scanned, not yet identified) manages only fields it has
     a value for, so an early update can never clear what Plex shows (the quality gate).
     """
+    from plex.collection_specs import managed, scene_collections  # it builds on this module's text rules
+
     on = settings.field_enabled
     title = clean_text(scene.title) or None
     studio = clean_text(scene.studio.name) if scene.studio else ""
@@ -280,7 +282,7 @@ def desired_state(scene: Scene, settings: Settings) -> DesiredState:
         rating=rating_from(scene.rating100) if settings.sync_master else None,
         genres=unique_names(scene.tags, settings.max_tags) if on("sync_tags") else None,
         actors=_actors(scene, settings.plex_url) if on("sync_performers") else None,
-        collections=((studio,) if studio else ()) if on("sync_collection") else None,
+        collections=tuple(c.title for c in scene_collections(scene, settings)) if managed(settings) else None,
         poster_url=cover if on("sync_poster") else None,
         art_url=cover if on("sync_background") else None,
     )

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -305,15 +305,20 @@ def plan_edit(
 # --- the ledger's view -----------------------------------------------------------------
 
 
-def canonical_state(desired: DesiredState, *, lock: bool, preserve: bool) -> dict[str, Any]:
-    """The desired state as JSON types, with the settings that change what we would send."""
+def canonical_state(desired: DesiredState, *, lock: bool, preserve: bool,
+                    groups: Sequence[Any] = ()) -> dict[str, Any]:
+    """The desired state as JSON types, with the settings that change what we would send.
+    `groups` (`plex.collection_specs.group_state`) adds what the scene's group collections
+    show; absent when the scene is in none, so such a scene's hash is what it always was."""
     data = asdict(desired)
     data["settings"] = {"lock": lock, "preserve": preserve}
+    if groups:
+        data["groups"] = [list(g) for g in groups]
     return data
 
 
-def state_hash(desired: DesiredState, *, lock: bool, preserve: bool) -> str:
+def state_hash(desired: DesiredState, *, lock: bool, preserve: bool, groups: Sequence[Any] = ()) -> str:
     """sha256 of `canonical_state`: equal hashes mean a sync would have nothing new to send."""
-    text = json.dumps(canonical_state(desired, lock=lock, preserve=preserve), sort_keys=True,
+    text = json.dumps(canonical_state(desired, lock=lock, preserve=preserve, groups=groups), sort_keys=True,
                       ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

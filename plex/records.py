@@ -71,12 +71,17 @@ class LedgerEntry:
     art_hash: str | None = None
     locks: tuple[str, ...] | None = None  # Plex locks we set; None: recorded before we kept them
     user_locked: tuple[str, ...] = ()  # fields left alone because someone else locked them
+    section_id: str | None = None  # the item's library section: a collection lives in one
+    #: The scene's place in each Stash group it is in (group id -> scene_index, None when
+    #: unnumbered): what the group's collection is ordered by, read back by the collection flush.
+    group_index: Mapping[str, int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["written"] = dict(self.written)
         out["locks"] = None if self.locks is None else list(self.locks)
         out["user_locked"] = list(self.user_locked)
+        out["group_index"] = dict(self.group_index)
         return out
 
     @classmethod
@@ -90,6 +95,7 @@ class LedgerEntry:
         if data.get("locks") is not None:
             data["locks"] = tuple(data["locks"])
         data["user_locked"] = tuple(data.get("user_locked") or ())
+        data["group_index"] = dict(data.get("group_index") or {})
         if data.get("plex_key") is not None:
             data["plex_key"] = str(data["plex_key"])
         return cls(**data)

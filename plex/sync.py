@@ -39,6 +39,8 @@ from base.errors import AmbiguousMatch, DuplicateItem, PlexNotFound
 from base.settings import Settings
 from base.unicode_forms import form_of, name_forms
 from plex import claims, xmlread
+from plex.collection_specs import group_state, scene_collections
+from plex.collections import CollectionBatch
 from plex.connection import PlexConnection
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
@@ -105,6 +107,9 @@ class PlexSync:
         #: The database that recorded our locks was lost (``sync_queue.state.LOCKS_FORGOTTEN``):
         #: a scene without a ledger row counts its item's locks as ours until a reconcile ran.
         self.own_unknown_locks = False
+        #: The drain's collection batch (`open_batch`); None: a sync writes no collection itself.
+        self.batch: CollectionBatch | None = None
+        self.collection_store: Any = None  # (collections table, ledger table), see `open_batch`
 
     # -- reads -----------------------------------------------------------------------
 
@@ -303,7 +308,8 @@ class PlexSync:
     def _desired(self, scene: Scene) -> tuple[DesiredState, str]:
         desired = desired_state(scene, self.settings)
         s = self.settings
-        return desired, state_hash(desired, lock=s.lock_synced_fields, preserve=s.preserve_plex_edits)
+        return desired, state_hash(desired, lock=s.lock_synced_fields, preserve=s.preserve_plex_edits,
+                                   groups=group_state(scene, s))
 
     def preview(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float | None = None) -> EditPlan:
         """The edit `sync()` would send, without writing or downloading anything."""
@@ -334,6 +340,14 @@ class PlexSync:
                          preserve=s.preserve_plex_edits, uploads=uploads, ours=ours,
                          overwrite_locks=s.overwrite_user_locks)
 
+    def open_batch(self) -> CollectionBatch | None:
+        """A new collection batch for a drain run (`plex.collections`); None without a store."""
+        if self.collection_store is None:
+            return None
+        table, ledger = self.collection_store
+        self.batch = CollectionBatch(self.conn, table, ledger, self.fetch_image, self.settings.lock_synced_fields)
+        return self.batch
+
     def probe(self) -> None:
         """One cheap request that proves Plex answers (see `PlexConnection.probe`)."""
         self.conn.probe()
@@ -351,6 +365,8 @@ class PlexSync:
         steps = image_steps(desired, ledger, same_item, self.fetch_image)
         plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None], ownership.locks)
         uploads = [s for s in steps if s.kind in plan.uploads]
+        if self.batch is not None and desired.collections is not None and state.section_id:
+            self.batch.note(state.section_id, scene_collections(scene, self.settings), state.collections, ledger, now)
         if not plan.empty:
             self._edit(state, plan)
         for step in uploads:
@@ -365,7 +381,8 @@ class PlexSync:
             poster_hash=by_kind["poster"].sha256 if "poster" in by_kind else None,
             art_source=by_kind["art"].source if "art" in by_kind else None,
             art_hash=by_kind["art"].sha256 if "art" in by_kind else None,
-            locks=plan.locks, user_locked=plan.kept_locked,
+            locks=plan.locks, user_locked=plan.kept_locked, section_id=state.section_id or None,
+            group_index={link.id: link.scene_index for link in scene.group_links},
         )
         wrote = not plan.empty or bool(uploads)
         return SyncOutcome(SyncStatus.WRITTEN if wrote else SyncStatus.UNCHANGED, state.rating_key, entry,

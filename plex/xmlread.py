@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from plex.collection_plan import Listed
 from plex.desired import Actor
 from plex.fields import BY_NAME, SCALARS, TAG_LISTS
 from plex.matcher import IndexEntry
@@ -154,6 +155,14 @@ def current_states(root: Element) -> dict[str, CurrentState]:
     section = str(root.get("librarySectionID") or "")
     states = (current_state(v, section) for v in _videos(root))
     return {s.rating_key: s for s in states}
+
+
+def collections(root: Element) -> list[Listed]:
+    """Every collection (`Directory`) of a collections listing page (`/all?type=18`)."""
+    return [Listed(rating_key=str(d.get("ratingKey", "")), title=d.get("title", ""),
+                   summary=d.get("summary") or "", thumb=d.get("thumb") or "",
+                   child_count=_int(d.get("childCount")), sort=_int(d.get("collectionSort")))
+            for d in root if d.tag == "Directory"]
 
 
 def total_size(root: Element, page_len: int) -> int:

@@ -50,6 +50,12 @@ HOOKS: dict[str, str] = {
     "Tag.Update.Post": "tag",
     "Tag.Destroy.Post": "tag",
     "Tag.Merge.Post": "tag",
+    # Stash v0.27+ fires Group.* and, for older plugins, Movie.* for the same change (one
+    # fan-out row per group takes both); before v0.27 only Movie.* exists, with the same id.
+    "Group.Update.Post": "group",
+    "Group.Destroy.Post": "group",
+    "Movie.Update.Post": "group",
+    "Movie.Destroy.Post": "group",
 }
 
 

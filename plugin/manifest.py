@@ -31,14 +31,15 @@ TASK_DESCRIPTIONS = {
 }
 
 
-#: The manifest's hook entries: scene events, then the performer/studio/tag events that
+#: The manifest's hook entries: scene events, then the performer/studio/tag/group events that
 #: fan out to every scene showing the entity. Every trigger of `HOOKS` is in exactly one.
 HOOK_BLOCKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Sync scene to Plex",
      "Queue the scene for syncing to Plex when it is created or updated; forget it when it is deleted.",
      tuple(t for t in HOOKS if t.startswith("Scene."))),
-    ("Sync scenes of a performer, studio or tag",
-     "Queue every scene that shows a performer, studio or tag when it is renamed, merged or deleted.",
+    ("Sync scenes of a performer, studio, tag or group",
+     "Queue every scene that shows a performer, studio, tag or group when it is renamed, merged or deleted, "
+     "and update the group's collection.",
      tuple(t for t in HOOKS if not t.startswith("Scene."))),
 )
 

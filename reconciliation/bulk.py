@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from base.protocol import StashLog
 from base.settings import Settings
+from plex.collection_specs import group_state
 from plex.desired import DesiredState, desired_state
 from plex.diff import state_hash
 from stash.client import StashClient
@@ -36,12 +37,13 @@ RECENT_WINDOW = 86400.0
 
 def scene_state(scene: Scene, settings: Settings) -> str:
     """The ledger hash of what a sync of `scene` would write: equal to the one a sync stores."""
-    return desired_hash(desired_state(scene, settings), settings)
+    return desired_hash(desired_state(scene, settings), settings, scene)
 
 
-def desired_hash(desired: DesiredState, settings: Settings) -> str:
+def desired_hash(desired: DesiredState, settings: Settings, scene: Scene) -> str:
     """`scene_state` for a caller that needs the desired state too (reconcile)."""
-    return state_hash(desired, lock=settings.lock_synced_fields, preserve=settings.preserve_plex_edits)
+    return state_hash(desired, lock=settings.lock_synced_fields, preserve=settings.preserve_plex_edits,
+                      groups=group_state(scene, settings))
 
 
 def recent_filter(now: float, window: float) -> dict[str, Any]:

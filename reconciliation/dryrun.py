@@ -43,6 +43,7 @@ from plex.matcher import LibraryIndex, MatchKind, match
 from plex.pathmap import to_plex
 from plex.records import CurrentState, LedgerEntry
 from reconciliation.bulk import desired_hash
+from reconciliation.collections import CollectionPreview
 from reconciliation.gaps import Gap, Snapshot, classify
 from reconciliation.reconcile import ledger_view
 from stash.records import Scene
@@ -290,6 +291,18 @@ class DryRunReport:
     counts: Counter[str] = field(default_factory=Counter)
     diffs: list[dict[str, Any]] = field(default_factory=list)
     omitted: int = 0
+    collections: list[dict[str, Any]] = field(default_factory=list)
+    collection_counts: Counter[str] = field(default_factory=Counter)
+
+    def add_collection(self, verdict: CollectionPreview, log: Callable[[str], None]) -> None:
+        """A collection's own changes (name, summary, poster, order, creation, deletion);
+        its members joining or leaving are in the scenes' lines."""
+        self.collection_counts[verdict.status] += 1
+        if verdict.status in ("unchanged", "theirs"):
+            return
+        log(verdict.line())
+        if len(self.collections) < OUTPUT_SCENES:
+            self.collections.append(verdict.to_dict())
 
     def add(self, diff: SceneDiff, log: Callable[[str], None]) -> None:
         self.scenes += 1
@@ -306,7 +319,8 @@ class DryRunReport:
     def to_dict(self) -> dict[str, Any]:
         return {"scenes": self.scenes, "limit": self.limit, "plex_items": self.plex_items,
                 "full_reads": self.reloaded, "counts": dict(self.counts), "scenes_changed": self.diffs,
-                "scenes_omitted": self.omitted, "written": 0}
+                "scenes_omitted": self.omitted, "collections": self.collections,
+                "collection_counts": dict(self.collection_counts), "written": 0}
 
 
 # --- I/O: the pass ------------------------------------------------------------------------
@@ -341,7 +355,7 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
         entry = ledgers.get(scene.id)
         found = match(scene.files, index, pm, settings.strict_matching)
         snap = snaps.get(found.rating_key) if found.rating_key else None
-        verdict = classify(desired_hash(desired, settings), desired, ledger_view(entry), found, snap,
+        verdict = classify(desired_hash(desired, settings, scene), desired, ledger_view(entry), found, snap,
                            preserve=settings.preserve_plex_edits, files=tuple(to_plex(f.path, pm) for f in scene.files))
         title = _title(scene, desired)
         if verdict.gap is None:

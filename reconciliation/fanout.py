@@ -1,4 +1,4 @@
-"""Fan-out: a performer, studio or tag changed in Stash, so every scene that shows it is queued.
+"""Fan-out: a performer, studio, tag or group changed in Stash, so every scene that shows it is queued.
 
 The hook only records (kind, id, trigger, and for a tag merge the ids merged away); the
 processing core's ingest step calls `expand_pending`, which turns each stored event into
@@ -17,6 +17,9 @@ Resumable: after each page the cursor (phase, last scene id) is stored in the fa
 so a processor killed mid-way resumes after the last page it enqueued, and the row is
 deleted only once every phase is done. Enqueueing is idempotent besides (merge into the
 live job, ledger rule), so a repeated page costs the page and nothing else.
+
+A group's event also marks its collection due (`sync_queue.collections`): a new front image
+or synopsis changes what the collection shows even where no scene's item edit changes.
 """
 
 from __future__ import annotations
@@ -36,13 +39,15 @@ PAGE = 200
 STASH = "stash"
 LEDGER = "ledger"
 
-#: Scene filter criterion per fan-out kind. Studios and tags are hierarchical criteria;
-#: depth 0 is the entity itself, because a scene shows its own studio's and tags' names
-#: only (a parent studio's rename changes no scene's Plex fields).
+#: Scene filter criterion per fan-out kind. Studios, tags and groups are hierarchical
+#: criteria; depth 0 is the entity itself, because a scene shows its own studio's, tags' and
+#: groups' names only (a parent studio's rename changes no scene's Plex fields, unless
+#: network collections are on: see `scene_filter`).
 CRITERIA: dict[str, tuple[str, bool]] = {
     "performer": ("performers", False),
     "studio": ("studios", True),
     "tag": ("tags", True),
+    "group": ("groups", True),
 }
 
 StateOf = Callable[[Scene], str]
@@ -89,12 +94,14 @@ def plan_lookup(entity_id: int, reasons: Iterable[str], payload: Mapping[str, An
     return Lookup(from_stash, tuple(sorted(ledger)))
 
 
-def scene_filter(kind: str, entity_id: int) -> dict[str, Any]:
-    """The `SceneFilterType` that lists the scenes showing one performer, studio or tag."""
+def scene_filter(kind: str, entity_id: int, networks: bool = False) -> dict[str, Any]:
+    """The `SceneFilterType` that lists the scenes showing one performer, studio, tag or group.
+    With network collections on, a studio's scenes include its child studios' (every level):
+    they show it as their network."""
     name, hierarchical = CRITERIA[kind]
     criterion: dict[str, Any] = {"value": [str(entity_id)], "modifier": "INCLUDES"}
     if hierarchical:
-        criterion["depth"] = 0
+        criterion["depth"] = -1 if networks and kind == "studio" else 0
     return {name: criterion}
 
 
@@ -117,11 +124,14 @@ def scene_refs(scene: Scene) -> dict[str, list[int]]:
     def ids(values: Iterable[str]) -> list[int]:
         return sorted({int(v) for v in values if str(v).isdigit()})
 
-    return {
+    refs = {
         "performer": ids(p.id for p in scene.performers),
         "studio": ids([scene.studio.id] if scene.studio else []),
         "tag": ids(scene.tag_ids),
     }
+    if scene.group_links:  # kept only where there is one, as most scenes are in no group
+        refs["group"] = ids(link.id for link in scene.group_links)
+    return refs
 
 
 def job_reason(event: FanOutEvent) -> str:
@@ -147,18 +157,21 @@ class FanOutResult:
 
 
 def expand(event: FanOutEvent, queue: JobQueue, stash: SceneLister, state_of: StateOf | None, now: float,
-           page: int = PAGE) -> FanOutResult:
+           page: int = PAGE, networks: bool = False) -> FanOutResult:
     """Enqueue every scene `event` affects, page by page, then drop the event.
 
     Raises what the Stash client raises (the event stays stored, with its cursor).
     """
     result = FanOutResult()
+    if event.kind == "group":  # its collection's own fields may have changed with no scene's
+        queue.collections.touch_source("group", str(event.entity_id), now)
     lookup = plan_lookup(event.entity_id, event.reasons, event.payload)
     reason = job_reason(event)
     cursor = (event.payload or {}).get(FANOUT_CURSOR)
     for phase, after in remaining(lookup, cursor):
         if phase == STASH:
-            scenes = stash.iter_scenes(scene_filter(event.kind, event.entity_id), after_id=after, page_size=page)
+            scenes = stash.iter_scenes(scene_filter(event.kind, event.entity_id, networks), after_id=after,
+                                       page_size=page)
             for chunk in chunked(scenes, page):
                 result.scenes += len(chunk)
                 result.queued += _enqueue_scenes(queue, chunk, reason, state_of, now)
@@ -185,11 +198,11 @@ def _enqueue_scenes(queue: JobQueue, scenes: Sequence[Scene], reason: str, state
 
 
 def expand_pending(events: Iterable[FanOutEvent], queue: JobQueue, stash: SceneLister,
-                   state_of: StateOf | None, now: float) -> FanOutResult:
+                   state_of: StateOf | None, now: float, networks: bool = False) -> FanOutResult:
     """`expand` each stored event in arrival order; the first failure stops and propagates."""
     total = FanOutResult()
     for event in events:
-        one = expand(event, queue, stash, state_of, now)
+        one = expand(event, queue, stash, state_of, now, networks=networks)
         total.events += one.events
         total.scenes += one.scenes
         total.queued += one.queued

@@ -29,6 +29,7 @@ from plex.matcher import LibraryIndex, match
 from plex.pathmap import to_plex
 from plex.records import LedgerEntry
 from reconciliation.bulk import PAGE, RECENT_WINDOW, LibraryPass, desired_hash
+from reconciliation.collections import CollectionCheck, reconcile_collections
 from reconciliation.gaps import (
     BY_LEDGER_RULE,
     GAP_ORDER,
@@ -77,6 +78,7 @@ class ReconcileReport:
     kept: dict[Gap, int] = field(default_factory=lambda: {g: 0 for g in GAP_ORDER})
     examples: dict[Gap, list[dict[str, Any]]] = field(default_factory=lambda: {g: [] for g in GAP_ORDER})
     completed: bool = False
+    collections: CollectionCheck | None = None
 
     def add(self, scene_id: int, verdict: Verdict) -> None:
         if verdict.gap is None:
@@ -107,6 +109,7 @@ class ReconcileReport:
             "gaps": {g.value: self.counts[g] for g in GAP_ORDER},
             "kept": {g.value: self.kept[g] for g in GAP_ORDER if self.kept[g]},
             "examples": {g.value: self.examples[g] for g in GAP_ORDER if self.examples[g]},
+            **({"collections": self.collections.to_dict()} if self.collections else {}),
         }
 
     def lines(self) -> list[str]:
@@ -122,6 +125,8 @@ class ReconcileReport:
                 more = f"; and {n - len(shown)} more" if n > len(shown) else ""
                 text += ": " + "; ".join(shown) + more
             out.append(text + ".")
+        if self.collections and self.collections.checked:
+            out.append(self.collections.line())
         out.append(f"Stash2Plex reconcile: {self.scenes} scenes checked against {self.plex_items} Plex items, "
                    f"{self.in_sync} in sync, {self.queued} queued.")
         return out
@@ -197,6 +202,10 @@ def reconcile_pass(queue: JobQueue, state: StateStore, plex: ListingReader, stas
             listing.handled(page)
             return report
     report.completed = True
+    conn = getattr(plex, "conn", None)
+    if conn is not None:
+        report.collections = reconcile_collections(queue, conn, now)
+        report.queued += report.collections.queued
     return report
 
 
@@ -208,7 +217,7 @@ def _reconcile_page(queue: JobQueue, settings: Settings, page: list[Scene], inde
     pm = settings.path_map
     for scene in page:
         desired = desired_state(scene, settings)
-        digest = desired_hash(desired, settings)
+        digest = desired_hash(desired, settings, scene)
         entry = queue.ledger.get(scene.id)
         found = match(scene.files, index, pm, settings.strict_matching)
         snap = snaps.get(found.rating_key) if found.rating_key else None

@@ -24,7 +24,7 @@ from base.protocol import StashLog
 from base.settings import PLUGIN_ID, plugin_settings_map
 from base.unicode_forms import name_forms, nfc
 from stash import queries
-from stash.records import Performer, Scene, SceneFile, Studio
+from stash.records import GroupLink, Performer, Scene, SceneFile, Studio
 
 PAGE_SIZE = 200
 #: Where Stash keeps the certificate it serves over HTTPS, in its config folder.
@@ -263,6 +263,30 @@ def _real_image(path: str | None) -> str | None:
     return None if not path or "default=true" in path else path
 
 
+def studio_from_gql(raw: Mapping[str, Any]) -> Studio:
+    """A studio and its parent chain (nearest first); a loop in the chain ends it."""
+    chain: list[Mapping[str, Any]] = []
+    parent = raw.get("parent_studio")
+    while parent and parent.get("name") and all(str(p.get("id")) != str(parent.get("id")) for p in chain):
+        chain.append(parent)
+        parent = parent.get("parent_studio")
+    return Studio(
+        id=str(raw["id"]),
+        name=raw["name"],
+        parent_name=chain[0]["name"] if chain else None,
+        image_url=_real_image(raw.get("image_path")),
+        parents=tuple(Studio(id=str(p.get("id") or ""), name=p["name"], image_url=_real_image(p.get("image_path")))
+                      for p in chain),
+    )
+
+
+def group_from_gql(raw: Mapping[str, Any], scene_index: Any = None) -> GroupLink:
+    """A group as a scene shows it, with the scene's place in it."""
+    index = scene_index if isinstance(scene_index, int) and not isinstance(scene_index, bool) else None
+    return GroupLink(id=str(raw["id"]), name=raw.get("name") or "", scene_index=index,
+                     synopsis=raw.get("synopsis") or None, image_url=_real_image(raw.get("front_image_path")))
+
+
 def scene_from_gql(raw: Mapping[str, Any]) -> Scene:
     """Build a Scene record from a findScene(s) answer using `queries.SCENE_FIELDS`."""
     studio = raw.get("studio")
@@ -279,12 +303,7 @@ def scene_from_gql(raw: Mapping[str, Any]) -> Scene:
             SceneFile(path=f["path"], size=int(f.get("size") or 0), duration=float(f.get("duration") or 0.0))
             for f in raw.get("files") or ()
         ),
-        studio=Studio(
-            id=str(studio["id"]),
-            name=studio["name"],
-            parent_name=(studio.get("parent_studio") or {}).get("name"),
-            image_url=_real_image(studio.get("image_path")),
-        ) if studio else None,
+        studio=studio_from_gql(studio) if studio else None,
         performers=tuple(
             Performer(id=str(p["id"]), name=p["name"], image_url=_real_image(p.get("image_path")))
             for p in raw.get("performers") or ()
@@ -292,6 +311,8 @@ def scene_from_gql(raw: Mapping[str, Any]) -> Scene:
         tags=tuple(t["name"] for t in raw.get("tags") or ()),
         tag_ids=tuple(str(t["id"]) for t in raw.get("tags") or () if t.get("id") is not None),
         groups=tuple(g["group"]["name"] for g in raw.get("groups") or () if g.get("group")),
+        group_links=tuple(group_from_gql(g["group"], g.get("scene_index"))
+                          for g in raw.get("groups") or () if g.get("group") and g["group"].get("id")),
         screenshot_url=(raw.get("paths") or {}).get("screenshot") or None,
         organized=bool(raw.get("organized")),
         created_at=raw.get("created_at") or "",

@@ -7,14 +7,25 @@ Stash v0.27+ (`groups`, `urls`, `rating100`, `files`).
 
 from __future__ import annotations
 
-SCENE_FIELDS = """
+#: Parent studios read with every scene (a network of a network of a network); deeper
+#: chains are cut there, as GraphQL has no recursive selection.
+NETWORK_DEPTH = 3
+_STUDIO = "id name image_path"
+
+
+def _studio_chain(depth: int) -> str:
+    """`parent_studio { ... }` nested `depth` levels deep."""
+    return f" parent_studio {{ {_STUDIO}{_studio_chain(depth - 1)} }}" if depth else ""
+
+
+SCENE_FIELDS = f"""
     id title code details director date rating100 organized urls created_at updated_at
-    files { path size duration }
-    paths { screenshot }
-    studio { id name image_path parent_studio { name } }
-    performers { id name image_path }
-    tags { id name }
-    groups { group { name } }
+    files {{ path size duration }}
+    paths {{ screenshot }}
+    studio {{ {_STUDIO}{_studio_chain(NETWORK_DEPTH)} }}
+    performers {{ id name image_path }}
+    tags {{ id name }}
+    groups {{ scene_index group {{ id name synopsis front_image_path }} }}
 """
 
 VERSION = "query S2PVersion { version { version } }"

@@ -28,6 +28,21 @@ class Studio:
     name: str
     parent_name: str | None = None
     image_url: str | None = None  # None when Stash only has its default image
+    #: The parent chain (the studio's network, its network's, ...), nearest first, as deep as
+    #: `stash.queries.NETWORK_DEPTH` reads it.
+    parents: tuple[Studio, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupLink:
+    """A scene's place in a Stash group: the group's own fields travel with every scene in it,
+    so a sync has what the group's collection shows without asking Stash again."""
+
+    id: str
+    name: str
+    scene_index: int | None = None
+    synopsis: str | None = None
+    image_url: str | None = None  # the front image; None when Stash only has its default
 
 
 @dataclass(frozen=True)
@@ -59,7 +74,8 @@ class Scene:
     performers: tuple[Performer, ...] = ()
     tags: tuple[str, ...] = ()
     tag_ids: tuple[str, ...] = ()  # same order as `tags`; fan-out finds scenes by them
-    groups: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()  # the groups' names, in Stash's order
+    group_links: tuple[GroupLink, ...] = ()  # the same groups, with index, synopsis and image
     screenshot_url: str | None = None
     organized: bool = False
     created_at: str = ""

@@ -14,7 +14,7 @@ Event kinds:
 
 * ``scene``: sync this scene.
 * ``scene_destroyed``: drop its pending job and ledger row.
-* ``performer``, ``studio``, ``tag``: something many scenes show changed; a processor expands
+* ``performer``, ``studio``, ``tag``, ``group``: something many scenes show changed; a processor expands
   the event into the affected scenes (the queue only keeps these until it is told they are
   done, see ``JobQueue.pending_fanout``).
 """
@@ -32,7 +32,7 @@ from sync_queue.schema import ensure_schema
 
 SCENE = "scene"
 SCENE_DESTROYED = "scene_destroyed"
-FANOUT_KINDS = frozenset({"performer", "studio", "tag"})
+FANOUT_KINDS = frozenset({"performer", "studio", "tag", "group"})
 KINDS = frozenset({SCENE, SCENE_DESTROYED}) | FANOUT_KINDS
 
 #: The one way an event enters the inbox (the hook, the spool and a replaced database use it).

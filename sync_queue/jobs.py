@@ -40,7 +40,7 @@ from pathlib import Path
 import persistqueue
 from persistqueue.serializers import json as pq_json
 
-from sync_queue import compaction, counters, dlq, fanout, ledger, schedule
+from sync_queue import collections, compaction, counters, dlq, fanout, ledger, schedule
 from sync_queue.db import BUSY_TIMEOUT_S, DB_FILE, connect, named, write_txn
 from sync_queue.fanout import FanOutEvent
 from sync_queue.inbox import FANOUT_KINDS, SCENE, SCENE_DESTROYED, InboxEvent, read_inbox
@@ -108,6 +108,7 @@ class JobQueue:
         self.ledger = ledger.LedgerTable(self._conn)
         self.dlq = dlq.DeadLetterTable(self._conn)
         self.fanout = fanout.FanOutTable(self._conn)
+        self.collections = collections.CollectionTable(self._conn)
         self.report = QueueReport(self._conn, self.data_dir)
 
     # -- life cycle --

@@ -161,6 +161,37 @@ def scenes_referencing(conn: sqlite3.Connection, kind: str, entity_ids: Iterable
     return [r["scene_id"] for r in rows]
 
 
+@dataclass(frozen=True)
+class Member:
+    """A scene our ledger says we put in a collection: its item and its place in its groups."""
+
+    scene_id: int
+    plex_key: str
+    group_index: dict[str, int | None]
+
+
+def collection_members(conn: sqlite3.Connection, section: str, titles: Iterable[str]) -> dict[str, list[Member]]:
+    """Per title (case folded), the live scenes whose last sync put their item in `section`
+    into a collection of that name (``written.collection`` of the record ``plex`` keeps).
+
+    One pass over the ledger for all titles, inside SQLite: a flush of many collections
+    costs one scan, not one per collection."""
+    folded = sorted({t.casefold() for t in titles})
+    out: dict[str, list[Member]] = {t: [] for t in folded}
+    if not folded:
+        return out
+    rows = named(conn).execute(
+        "SELECT l.scene_id, l.plex_key, j.value AS title, json_extract(l.written, '$.group_index') AS idx "
+        "FROM ledger AS l, json_each(l.written, '$.written.collection') AS j "
+        "WHERE l.lost = 0 AND l.plex_key IS NOT NULL AND json_extract(l.written, '$.section_id') = ? "
+        "ORDER BY l.scene_id", (section,))
+    for row in rows:
+        title = str(row["title"]).casefold()
+        if title in out:
+            out[title].append(Member(row["scene_id"], str(row["plex_key"]), json.loads(row["idx"] or "{}")))
+    return out
+
+
 class LedgerTable:
     """The ledger verbs callers use, on the queue's connection; each write its own transaction."""
 
@@ -192,3 +223,6 @@ class LedgerTable:
     def scenes_referencing(self, kind: str, entity_ids: Iterable[int], after: int = 0,
                            limit: int = 1000) -> list[int]:
         return scenes_referencing(self._conn, kind, entity_ids, after, limit)
+
+    def collection_members(self, section: str, titles: Iterable[str]) -> dict[str, list[Member]]:
+        return collection_members(self._conn, section, titles)

@@ -4,7 +4,7 @@ Standard library only: the hook fast path creates the schema when it is the firs
 new database. persist-queue creates its own table (``ack_queue_jobs``) when ``JobQueue``
 opens it; we never change that table's shape, only read and write its rows in its format.
 
-Tables (version 4):
+Tables (version 6):
 
 * ``meta(key, value)``: ``schema_version``.
 * ``inbox``: events appended by hooks, drained by ``JobQueue.ingest``.
@@ -26,6 +26,8 @@ Tables (version 4):
   idempotent key, the scene or NULL when no scene matched, its time); ``watch_cursor``, per
   account scope, where the import continues and what its last run did. Both are written in
   one transaction per page, so the keys and the cursor can never disagree.
+* v6: ``collections``, the Plex collections this plugin created (per section, kind and Stash
+  id), what they should show and what we last wrote to them (``sync_queue.collections``).
 
 A migration is a function of a connection inside a write transaction; ``migrate`` runs the
 missing ones in order and bumps ``schema_version`` in the same transaction, so a crash leaves
@@ -139,8 +141,25 @@ def _v5_watch_history(conn: sqlite3.Connection) -> None:
         last_run TEXT)""")
 
 
+def _v6_collections(conn: sqlite3.Connection) -> None:
+    conn.execute("""CREATE TABLE IF NOT EXISTS collections (
+        section TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        rating_key TEXT,
+        wanted TEXT NOT NULL,
+        written TEXT NOT NULL,
+        dirty INTEGER NOT NULL DEFAULT 1,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (section, kind, source_id))""")
+
+
 #: Ordered: MIGRATIONS[i] takes the database from version i to version i + 1.
-MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters, _v3_ready_index, _v4_ledger_by_item, _v5_watch_history)
+MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters, _v3_ready_index, _v4_ledger_by_item, _v5_watch_history,
+                                  _v6_collections)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

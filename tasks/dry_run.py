@@ -11,7 +11,10 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from plex.collection_specs import managed
+from plex.matcher import match
 from reconciliation.bulk import PAGE
+from reconciliation.collections import Tally, preview
 from reconciliation.dryrun import DryRunReport, LedgerReader, pages, preview_page, summary_line
 from reconciliation.reconcile import read_listing
 from tasks.args import parse_limit
@@ -24,6 +27,7 @@ INDEX_SHARE = 0.3
 
 def dry_run(ctx: RunContext) -> dict[str, Any]:
     """The task: every scene (or the first `limit` by id), judged and reported, nothing written."""
+    from plex.collections import read_children, read_collections
     from plex.connection import shared_connection
     from plex.sync import PlexSync
 
@@ -47,15 +51,30 @@ def dry_run(ctx: RunContext) -> dict[str, Any]:
         total = ctx.stash.count_scenes()
         total = max(min(total, limit) if limit else total, 1)
         size = min(PAGE, limit) if limit else PAGE
+        tally = Tally()
         for page in pages(ctx.stash.iter_scenes(page_size=size), size, limit):
+            for scene in page:
+                found = match(scene.files, index, settings.path_map, settings.strict_matching)
+                tally.add(scene, found.rating_key, settings)
             diffs, read = preview_page(plex, settings, page, ledger.rows(s.id for s in page),
                                        index, snaps, time.time())
             report.reloaded += read
             for diff in diffs:
                 report.add(diff, ctx.log.info)
             ctx.log.progress(INDEX_SHARE + (1 - INDEX_SHARE) * min(report.scenes / total, 1.0))
+        if managed(settings):
+            listings = {s.key: read_collections(plex.conn, s.key) for s in plex.sections()}
+            rows = ledger.queue.collections.all() if ledger.queue is not None else []
+            # With a limit, scenes past it still hold ours: no deletion can be judged.
+            seen = rows if limit is None else [r for r in rows if (r.kind, r.source_id) in tally.specs]
+            for verdict in preview(tally, listings, seen, lambda key: read_children(plex.conn, key),
+                                   settings.lock_synced_fields):
+                report.add_collection(verdict, ctx.log.info)
     finally:
         ledger.close()
     ctx.log.progress(1.0)
+    if report.collection_counts:
+        ctx.log.info("Stash2Plex dry run: collections: " + ", ".join(
+            f"{status} {n}" for status, n in sorted(report.collection_counts.items())) + ".")
     ctx.log.info(summary_line(report.scenes, report.counts))
     return report.to_dict()

@@ -168,6 +168,7 @@ def gather_queue(data_dir: Path, now: float) -> QueueFacts:
         counts = queue.report.counts(now)
         soonest = queue.report.deferred(now, limit=1)
         groups = queue.dlq.summary()
+        collections = queue.collections.counts()
         breaker = Breaker.load(state.get(BREAKER))
         halt = state.get(HALT)
         last = state.get(LAST_RECONCILE)
@@ -183,7 +184,7 @@ def gather_queue(data_dir: Path, now: float) -> QueueFacts:
                       inbox=counts.inbox, synced=counts.ledger,
                       dead_letters=tuple((g.error_class, g.count) for g in groups),
                       breaker=breaker.state.value, breaker_until=breaker.open_until, halted=bool(halt),
-                      last_reconcile=last_at)
+                      last_reconcile=last_at, collections=tuple(sorted(collections.items())))
 
 
 def gather_packages(plugin_dir: Path) -> tuple[tuple[tuple[str, str | None], ...], dict[str, str], str]:

@@ -107,6 +107,8 @@ class QueueFacts:
     breaker_until: float | None = None
     halted: bool = False
     last_reconcile: float | None = None
+    #: The collections we own by kind, plus "due" and "failed" (`sync_queue.collections.counts`).
+    collections: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,27 @@ def check_queue(q: QueueFacts | None, worker_running: bool, now: float) -> list[
     return out
 
 
+def collection_words(counts: dict[str, int]) -> str:
+    """'22 collections of ours (20 group, 2 studio), 0 due', as both reports say it."""
+    kinds = [(k, n) for k, n in sorted(counts.items()) if k not in ("due", "failed") and n]
+    total = sum(n for _, n in kinds)
+    text = f"{total} collections of ours"
+    if kinds:
+        text += " (" + ", ".join(f"{n} {k}" for k, n in kinds) + ")"
+    return text + f", {counts.get('due', 0)} due" + (f", {counts['failed']} failed" if counts.get("failed") else "")
+
+
+def check_collections(q: QueueFacts | None) -> list[Check]:
+    """Only once there is a collection of ours: a library without any gets no line."""
+    counts = dict(q.collections) if q else {}
+    if not any(n for k, n in counts.items() if k not in ("due", "failed")):
+        return []
+    if counts.get("failed"):
+        return [Check("Collections", Level.WARN, collection_words(counts),
+                      "Plex refused some collection writes: see Queue Status for why; the next change retries")]
+    return [Check("Collections", Level.OK, collection_words(counts))]
+
+
 def check_reconcile(last: float | None, interval: float | None, now: float) -> Check:
     name = "Reconcile"
     every = {3600.0: "hourly", 86400.0: "daily", 604800.0: "weekly"}.get(interval or 0.0, "never")
@@ -414,6 +437,7 @@ def assess(facts: Facts, now: float) -> list[Check]:
         check_sample(facts.sample, plex_ok),
         check_data(facts.data),
         *check_queue(facts.queue, facts.worker_running, now),
+        *check_collections(facts.queue),
         check_reconcile(facts.queue.last_reconcile if facts.queue else None, facts.reconcile_interval, now),
         *([check_watch_history(facts.watch, facts.reconcile_interval, now)] if facts.watch else []),
         check_packages(facts.packages, facts.install_hint, facts.python, facts.specs),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from sync_queue.schedule import Job
 from sync_queue.state import BREAKER, HALT, StateStore
 from tasks.args import number
 from tasks.drain import foreground_drain, queue_counts, start_worker_if_needed
+from tasks.health_checks import collection_words
 from watch.status import facts_for
 from watch.status import status_lines as watch_lines
 from worker.breaker import Breaker, next_probe_at
@@ -58,6 +59,8 @@ class StatusFacts:
     locked: list[tuple[int, list[str]]]
     breaker: Breaker
     halt: str | None
+    collections: dict[str, int] = field(default_factory=dict)
+    failed_collections: list[tuple[str, str]] = field(default_factory=list)  # (title, last error)
 
 
 def read_status(data_dir: Path, now: float) -> StatusFacts:
@@ -69,7 +72,8 @@ def read_status(data_dir: Path, now: float) -> StatusFacts:
         return StatusFacts(
             now, queue.report.counts(now), queue.report.deferred(now, limit=10), groups,
             {g.error_class: queue.dlq.list_all(g.error_class, limit=LETTERS_SHOWN) for g in groups},
-            locked_count, locked, Breaker.load(state.get(BREAKER)), state.get(HALT))
+            locked_count, locked, Breaker.load(state.get(BREAKER)), state.get(HALT), queue.collections.counts(),
+            [(r.title, r.last_error or "") for r in queue.collections.all() if r.dirty and r.last_error])
     finally:
         state.close()
         queue.close(compact=False)
@@ -96,6 +100,9 @@ def status_lines(facts: StatusFacts, overwrite_user_locks: bool) -> list[str]:
         for letter in facts.letters.get(group.error_class, []):
             lines.append(f"    scene {letter.scene_id}: {letter.message} (attempts {letter.attempts}, "
                          f"last {absolute_utc(letter.last_failed_at)})")
+    if any(n for k, n in facts.collections.items() if k not in ("due", "failed")):
+        lines.append(f"Collections: {collection_words(facts.collections)}.")
+        lines += [f"  collection {title!r}: {error}" for title, error in facts.failed_collections[:LOCKED_SHOWN]]
     if facts.locked_count:
         lines.append(f"  fields kept because someone locked them in Plex (overwrite_user_locks is "
                      f"{'on' if overwrite_user_locks else 'off'}): {facts.locked_count} scenes")
@@ -118,6 +125,8 @@ def queue_status(ctx: RunContext) -> dict[str, Any]:
                         "entries": [{"scene_id": sid, "fields": fields} for sid, fields in facts.locked]},
         "breaker": facts.breaker.state.value,
         "halted": bool(facts.halt),
+        "collections": {**facts.collections,
+                        "failing": [{"title": t, "error": e} for t, e in facts.failed_collections]},
         "deferred": [{"scene_id": j.scene_id, "next_retry_at": j.next_retry_at,
                       "error_class": j.last_error_class, "attempts": j.attempts} for j in facts.deferred],
         "dead_letters": [{"error_class": g.error_class, "count": g.count,

@@ -86,13 +86,21 @@ def writes(st: Stage) -> int:
     return st.plex.count("PUT") + st.plex.count("POST")
 
 
+def item_edits(st: Stage) -> int:
+    """Edits of items (scenes); a collection's own edit (type 18) goes to the same URL."""
+    with st.plex.lock:
+        records = list(st.plex.requests)
+    return sum(1 for r in records if r.method == "PUT" and r.path.endswith("/all") and r.query.get("type") == "1")
+
+
 def tag_names(item: Any, kind: str) -> list[str]:
     return [name for name, _thumb in item.tags.get(kind, [])]
 
 
 def mismatches(st: Stage, scene_id: int) -> list[str]:
     """Where the scene's Plex item differs from Stash (title, studio, tags, performers,
-    collection), including a tag or collection listed twice. Empty means in sync."""
+    collections: its studio's and its groups', as the defaults have it), including a tag or
+    collection listed twice. Empty means in sync."""
     lib = st.library
     scene = lib.scenes[scene_id]
     item = st.plex_item(scene_id)
@@ -107,7 +115,7 @@ def mismatches(st: Stage, scene_id: int) -> list[str]:
     wanted = {
         "Genre": sorted(lib.tags[t].name for t in scene.tag_ids),
         "Role": sorted(lib.performers[p].name for p in scene.performer_ids),
-        "Collection": [studio] if studio else [],
+        "Collection": ([studio] if studio else []) + [lib.groups[g].name for g, _ in scene.groups if g in lib.groups],
     }
     for kind, names in wanted.items():
         have = tag_names(item, kind)

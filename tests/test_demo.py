@@ -70,6 +70,12 @@ def test_demo_runs_clean_and_shows_stash_titles_in_plex() -> None:
         assert demo.fit(stem, demo.TITLE_WIDTH) in rows[(sid, "before")], (sid, rows[(sid, "before")])
         assert rows[(sid, "after")].rstrip().endswith("cover")
         assert rows[(sid, "before")].rstrip().endswith("frame")
+    _, _, part = proc.stdout.partition("\nA Stash group as a Plex collection, before and after:\n")
+    lines = part.splitlines()
+    assert lines[0].startswith("  before ") and "no collection in Plex" in lines[0], part[:800]
+    after = [line for line in lines if line.startswith("  after ")]
+    assert "poster: group front image" in after[0], after
+    assert after[1].split(":", 1)[1].strip() == after[2].split(":", 1)[1].strip(), after
 
 
 def test_check_finds_every_scene_plex_has_not_been_told_about(tmp_path: Path) -> None:
@@ -105,3 +111,4 @@ def test_plan_picks_six_distinct_scenes_and_edits_five() -> None:
 def test_fit_pads_and_cuts_by_terminal_columns(text: str, columns: int, expected: str) -> None:
     assert demo.fit(text, columns) == expected
     assert demo.width(demo.fit(text, columns)) == columns
+

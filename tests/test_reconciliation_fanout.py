@@ -55,7 +55,7 @@ STASH_TRIGGERS = {f"{t}.{a}.Post" for t in ("Scene", "SceneMarker", "Image", "Ga
 
 def test_every_declared_hook_is_one_stash_fires() -> None:
     assert set(HOOKS) <= STASH_TRIGGERS
-    assert {"Performer", "Studio", "Tag"} == {t.split(".")[0] for t, k in HOOKS.items() if k != "scene"
+    assert {"Performer", "Studio", "Tag", "Group", "Movie"} == {t.split(".")[0] for t, k in HOOKS.items() if k != "scene"
                                                and k != "scene_destroyed"}
     assert HOOKS["Scene.Destroy.Post"] == "scene_destroyed"
     assert all(f"{e}.{a}.Post" in HOOKS for e in ("Performer", "Studio", "Tag") for a in ("Update", "Destroy"))

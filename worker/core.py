@@ -221,7 +221,9 @@ def ingest(svc: Services, now: float) -> IngestResult:
     if not result.fanout or now < svc.fanout_retry_at:
         return result
     try:
-        expanded = expand_pending(result.fanout, svc.queue, svc.stash, state_function(svc.settings), now)  # type: ignore[arg-type]
+        networks = bool(svc.settings and svc.settings.sync_network_collections)
+        expanded = expand_pending(result.fanout, svc.queue, svc.stash, state_function(svc.settings), now,  # type: ignore[arg-type]
+                                  networks=networks)
     except Exception as exc:  # the events stay stored; a bug must not stop the jobs either
         svc.fanout_retry_at = now + ceiling(FANOUT_BACKOFF, 1)
         if isinstance(exc, Stash2PlexError):
@@ -250,6 +252,7 @@ class DrainResult:
     yielded: bool = False  # another processor asked to take over
     outage: str | None = None  # why Plex could not be reached (address and cause), if it was not
     probed: bool = False  # a probe was sent this drain
+    collections: Any = None  # what the collection flush did (`plex.collections.FlushResult`)
 
 
 def stop_for(result: DrainResult, failure: Failure, svc: Services, now: float) -> None:
@@ -291,6 +294,9 @@ def drain(
     (one cheap request; see `probe_plex`), instead of saying "next probe in 24s".
     """
     result = DrainResult(DrainSummary())
+    open_batch = getattr(svc.plex, "open_batch", None)
+    if open_batch is not None:
+        open_batch()
     if probe_first and _waits_for_plex(svc, clock()):
         svc.admit(clock())  # when the breaker's own probe is due, this is it (a failure reopens it for longer)
         if not _probe(svc, result, clock()):
@@ -326,7 +332,32 @@ def drain(
             break
         if isinstance(decision, RetryAt) and decision.error_class is ErrorClass.TRANSIENT:
             pacer = hold(pacer, decision.when, now)
+    if not result.summary.stopped and not result.yielded:
+        flush_collections(svc, result, clock())
     return result
+
+
+def flush_collections(svc: Services, result: DrainResult, now: float) -> None:
+    """The collections' own writes, once per drain (`plex.collections`), while Plex answers.
+    What is not written stays due in the collections table for the next drain."""
+    batch = getattr(svc.plex, "batch", None)
+    if batch is None or svc.breaker().state is not BreakerState.CLOSED:
+        return
+    try:
+        flushed = batch.flush(now)
+    except Exception as exc:  # a bug here must not undo the jobs the drain acknowledged
+        svc.log.error(f"Stash2Plex: writing collections failed: {type(exc).__name__}: {exc}")
+        return
+    result.collections = flushed
+    if flushed.written or flushed.deleted:
+        svc.log.info(f"Stash2Plex: collections: {flushed.written} updated, {flushed.deleted} deleted "
+                     f"({flushed.requests} Plex request(s)).")
+    for change in flushed.changes:
+        svc.log.debug(f"collection {change}")
+    if flushed.failed:
+        svc.log.warning(f"Stash2Plex: {flushed.failed} collection(s) could not be written; see Queue Status.")
+    if flushed.stopped:
+        svc.log.info(f"Stash2Plex: collections wait for Plex: {flushed.stopped}")
 
 
 class _Gate(Enum):

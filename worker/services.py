@@ -51,6 +51,7 @@ def services(ctx: RunContext, log: StashLog | None = None) -> Iterator[Services]
     state = StateStore(ctx.data_dir)
     plex = PlexSync(conn, settings, ctx.stash.fetch_image, LedgerClaims(queue, ctx.stash))
     plex.own_unknown_locks = state.get(LOCKS_FORGOTTEN) is not None
+    plex.collection_store = (queue.collections, queue.ledger)
     try:
         yield Services(
             queue=queue,

@@ -1,0 +1,272 @@
+"""The collections' own writes, per drain batch: name, summary, poster, order, deletion.
+
+A `CollectionBatch` lives for one drain run (or batch). Scene syncs tell it, before their
+item edit, which collections they join and leave (`note`); it records which of those are
+ours and due, in the collections table, so nothing is lost if the process dies before the
+flush. `flush` then writes every due collection of ours once.
+
+Requests (the budget of `bench/bench_plex_requests.py` and `tests/test_e2e_collections.py`):
+
+* **listing**: `GET /library/sections/{id}/all?type=18` (what plexapi's
+  `section.collections()` sends), paged. Read at most twice per batch and section: once
+  before the first item edit that joins a collection we do not own yet (a name Plex does
+  not list yet is one our edit creates, so ours), and once for the flush, since our edits
+  created collections meanwhile. An unchanged library reads neither.
+* per due collection, only what changed since we last wrote it (`plex.collection_plan`):
+  one edit `PUT /library/sections/{id}/all?type=18&id=...` (name, summary, locks), one
+  upload `POST /library/metadata/{id}/posters` for new image bytes, one
+  `PUT /library/metadata/{id}/prefs?collectionSort=2` while the sort is not custom, one
+  read of its order `GET /library/collections/{id}/children` when the order we last wrote no
+  longer describes it, and one `PUT .../items/{key}/move` per item out of place.
+* deletion: one read of the children (only a collection with none is deleted, so an item a
+  person added keeps it) and `DELETE /library/collections/{id}`.
+
+Membership is not written here: it rides on each scene's item edit (`collection` tags).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from base.errors import PlexAuthError, PlexConnectionSetupError, PlexUnavailable, TransientError
+from plex import xmlread
+from plex.collection_plan import (
+    COLLECTION_TYPE,
+    SORT_CUSTOM,
+    Listed,
+    Wanted,
+    order_moves,
+    plan_collection,
+    poster_plan,
+)
+from plex.collection_specs import GROUP, CollectionSpec
+from plex.connection import PlexConnection
+from plex.images import FetchImage
+from plex.records import LedgerEntry
+
+if TYPE_CHECKING:
+    from sync_queue.collections import CollectionRow, CollectionTable
+    from sync_queue.ledger import LedgerTable, Member
+
+PAGE_SIZE = 500
+#: Failures that say nothing about one collection (Plex is down, the token or the connection
+#: settings are wrong): the flush stops, using no collection's attempts.
+STOPS_FLUSH = (PlexUnavailable, TransientError, PlexAuthError, PlexConnectionSetupError)
+
+
+def wanted_fields(spec: CollectionSpec) -> dict[str, Any]:
+    """What a row keeps of a spec besides its name (JSON types)."""
+    return {"summary": spec.summary, "image_url": spec.image_url, "ordered": spec.ordered}
+
+
+def member_order(members: Iterable[Member], kind: str, source_id: str) -> list[str]:
+    """Our items in the collection in the order they should be in: a group's by scene_index
+    (unnumbered scenes last, then by scene id), every other kind by scene id; each item once."""
+    def place(m: Member) -> tuple[int, int, int]:
+        index = m.group_index.get(source_id) if kind == GROUP else None
+        return (1, 0, m.scene_id) if index is None else (0, int(index), m.scene_id)
+
+    keys: list[str] = []
+    for member in sorted(members, key=place):
+        if member.plex_key not in keys:
+            keys.append(member.plex_key)
+    return keys
+
+
+def read_collections(conn: PlexConnection, section: str) -> dict[str, Listed]:
+    """A section's collections by folded title: `GET /library/sections/{id}/all?type=18`, paged."""
+    found: dict[str, Listed] = {}
+    start = 0
+    while True:
+        root = conn.query(f"/library/sections/{section}/all?type={COLLECTION_TYPE}", headers={
+            "X-Plex-Container-Start": str(start), "X-Plex-Container-Size": str(PAGE_SIZE)})
+        page = xmlread.collections(root)
+        for entry in page:
+            found.setdefault(entry.title.casefold(), entry)
+        start += len(page)
+        if not page or start >= xmlread.total_size(root, len(page)):
+            return found
+
+
+def read_children(conn: PlexConnection, rating_key: str) -> list[str]:
+    """A collection's items in the order Plex lists them: `GET /library/collections/{id}/children`."""
+    keys: list[str] = []
+    while True:
+        root = conn.query(f"/library/collections/{rating_key}/children", headers={
+            "X-Plex-Container-Start": str(len(keys)), "X-Plex-Container-Size": str(PAGE_SIZE)})
+        page = [str(v.get("ratingKey")) for v in root if v.get("ratingKey")]
+        keys += page
+        if not page or len(keys) >= xmlread.total_size(root, len(page)):
+            return keys
+
+
+@dataclass
+class FlushResult:
+    written: int = 0  # collections that got at least one write
+    deleted: int = 0
+    failed: int = 0
+    requests: int = 0
+    changes: list[str] = field(default_factory=list)
+    stopped: str | None = None  # Plex stopped answering (or refused the token): the rest stays due
+
+
+@dataclass
+class CollectionBatch:
+    """One drain batch's view of the collections (see module docstring)."""
+
+    conn: PlexConnection
+    table: CollectionTable
+    ledger: LedgerTable
+    fetch_image: FetchImage
+    lock: bool
+    _listings: dict[str, dict[str, Listed]] = field(default_factory=dict)
+    _stale: set[str] = field(default_factory=set)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def listing(self, section: str, fresh: bool = False) -> dict[str, Listed]:
+        """The section's collections by folded title, read once per batch; `fresh` reads it
+        again if our edits changed it since (the flush needs the collections they made).
+        Whether a name is ours needs no fresh read: a collection our edit made this batch
+        was claimed, so only a person's could be missing, and they were listed before."""
+        if section in self._listings and not (fresh and section in self._stale):
+            return self._listings[section]
+        self._listings[section] = read_collections(self.conn, section)
+        self._stale.discard(section)
+        return self._listings[section]
+
+    # -- what scene syncs report ---------------------------------------------------------
+
+    def note(self, section: str, specs: Sequence[CollectionSpec], before: Iterable[str],
+             previous: LedgerEntry | None, now: float) -> None:
+        """Before a scene's item edit: claim the collections it is about to create, mark ours
+        that it joins, leaves or changes as due, and rename ours whose source was renamed
+        (first, so the edit finds the item in it under the new name)."""
+        if not section:
+            return
+        had = {t.casefold() for t in before}
+        last = (previous.written.get("collection") if previous else None) or []
+        last_index = previous.group_index if previous else {}
+        joining = False
+        for spec in specs:
+            wanted = wanted_fields(spec)
+            row = self.table.get(section, spec.kind, spec.source_id)
+            joins = spec.title.casefold() not in had
+            joining |= joins
+            if row is None:
+                if joins and spec.title.casefold() not in self.listing(section):
+                    self.table.claim(section, spec.kind, spec.source_id, spec.title, wanted, now)
+                continue
+            moved = spec.ordered and last_index.get(spec.source_id) != spec.scene_index
+            if row.title != spec.title:
+                self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
+                self.flush(now, only=[row.key])  # the rename, before the edit moves the item
+            elif joins or moved or row.wanted != wanted:
+                self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
+        leaving = {t.casefold() for t in last} - {s.title.casefold() for s in specs}
+        for row in self.table.by_title(section, leaving):
+            self.table.touch(row.section, row.kind, row.source_id, now)
+        if joining or leaving:
+            self._stale.add(section)
+
+    # -- the flush -----------------------------------------------------------------------
+
+    def flush(self, now: float, only: Sequence[tuple[str, str, str]] | None = None) -> FlushResult:
+        """Write every due collection of ours (or just `only`). A Plex outage stops it, the
+        rest staying due; any other failure is noted on its row, and retried on later flushes
+        a bounded number of times."""
+        result = FlushResult()
+        before = self.conn.requests_made
+        rows = [r for r in self.table.due() if only is None or r.key in only]
+        by_section: dict[str, list[CollectionRow]] = {}
+        for row in rows:
+            by_section.setdefault(row.section, []).append(row)
+        try:
+            for section, section_rows in by_section.items():
+                titles = {t for r in section_rows for t in (r.title, r.written.get("title")) if t}
+                members = self.ledger.collection_members(section, titles)
+                for row in section_rows:
+                    try:
+                        self._flush_row(row, self.listing(section, fresh=True), members, now, result)
+                    except STOPS_FLUSH:
+                        raise
+                    except Exception as exc:  # one collection Plex refuses must not hold the others
+                        result.failed += 1
+                        self.table.failed(row, f"{type(exc).__name__}: {exc}")
+                # our writes (a rename, a deletion) change what the listing says
+                self._stale.add(section)
+        except STOPS_FLUSH as exc:
+            result.stopped = str(exc)
+        result.requests = self.conn.requests_made - before
+        return result
+
+    def _flush_row(self, row: CollectionRow, listing: Mapping[str, Listed], members: Mapping[str, list[Member]],
+                   now: float, result: FlushResult) -> None:
+        found = self._find(row, listing)
+        titles = {t.casefold() for t in (row.title, row.written.get("title")) if t}
+        keys = member_order([m for t in titles for m in members.get(t, [])], row.kind, row.source_id)
+        if found is None:
+            # Not (or no longer) in Plex: with no member left there is nothing to do; with
+            # members, a person deleted it, and Reconcile puts the scenes back.
+            if keys:
+                self.table.done(row, row.rating_key or "", row.written, now)
+            else:
+                self.table.forget(row)
+            return
+        wanted = Wanted(row.title, row.wanted.get("summary"), row.wanted.get("image_url"),
+                        bool(row.wanted.get("ordered")))
+        plan = plan_collection(wanted, found, row.written, keys, owned=True, lock=self.lock)
+        key = found.rating_key
+        if plan.delete:
+            if not read_children(self.conn, key):
+                self.conn.query(f"/library/collections/{key}", "DELETE", read=False)
+                result.deleted += 1
+                result.changes += list(plan.changes)
+                self.table.forget(row)
+            else:
+                self.table.done(row, key, row.written, now)
+            return
+        params, upload, written = dict(plan.params), None, dict(plan.written)
+        if plan.fetch_poster and wanted.image_url:
+            data = self.fetch_image(wanted.image_url)
+            digest = hashlib.sha256(data).hexdigest() if data else None
+            params, send, written = poster_plan(params, digest, written, wanted.image_url, self.lock)
+            upload = data if send else None
+        wrote = False
+        if params:
+            from plexapi.utils import joinArgs
+
+            query = {**params, "id": key, "type": COLLECTION_TYPE}
+            self.conn.query(f"/library/sections/{row.section}/all{joinArgs(query)}", "PUT", read=False)
+            wrote = True
+        if upload is not None:
+            self.conn.query(f"/library/metadata/{key}/posters", "POST", data=upload, read=False)
+            wrote = True
+        if plan.custom_sort:
+            self.conn.query(f"/library/metadata/{key}/prefs?collectionSort={SORT_CUSTOM}", "PUT", read=False)
+            wrote = True
+        moves = order_moves(read_children(self.conn, key), keys) if plan.read_order else plan.moves
+        for move in moves:
+            after = "" if move.after is None else f"?after={move.after}"
+            self.conn.query(f"/library/collections/{key}/items/{move.key}/move{after}", "PUT", read=False)
+            wrote = True
+        if wrote:
+            result.written += 1
+            result.changes += [f"{row.title}: {c}" for c in plan.changes]
+        self.table.done(row, key, written, now)
+
+    @staticmethod
+    def _find(row: CollectionRow, listing: Mapping[str, Listed]) -> Listed | None:
+        """Ours by its key when we know it, else by name (a collection our edit just made)."""
+        if row.rating_key:
+            by_key = next((c for c in listing.values() if c.rating_key == row.rating_key), None)
+            if by_key is not None:
+                return by_key
+        for title in (row.title, row.written.get("title")):
+            if title and title.casefold() in listing:
+                return listing[title.casefold()]
+        return None
+

@@ -1,0 +1,98 @@
+"""plex.collections' flush through the real plexapi against the emulated Plex, with the real
+queue tables: what it sends, and what it does when Plex is down or refuses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emulators.plex_server import PlexEmulator
+from plex.collections import CollectionBatch, member_order
+from plex.connection import PlexConnection
+from sync_queue.collections import MAX_ATTEMPTS
+from sync_queue.jobs import JobQueue
+from sync_queue.ledger import Member
+
+T0 = 1_700_000_000.0
+PNG = b"\x89PNG\r\n\x1a\n" + b"group-front"
+IMAGE = "http://stash.test/group/10/frontimage?t=1"
+
+
+@pytest.fixture
+def plex() -> Iterator[PlexEmulator]:
+    with PlexEmulator() as emulator:
+        yield emulator
+
+
+def setup(plex: PlexEmulator, tmp_path: Path, titles: list[str]) -> tuple[CollectionBatch, JobQueue, list[int]]:
+    """Three items tagged into the group's collection (as their item edits would), ledger rows
+    saying so with scene numbers that reverse the item order, and our claim on it."""
+    keys = [plex.add_item(f"/media/stash/{n}.mp4") for n in range(3)]
+    with plex.lock:  # what each item's edit with `collection[i].tag.tag` does
+        for key in keys:
+            plex.library.edit(1, [key], {f"collection[{i}].tag.tag": t for i, t in enumerate(titles)}, now=int(T0))
+            plex.collections.adopt([key], int(T0))
+    queue = JobQueue(tmp_path / "db")
+    for n, key in enumerate(keys):
+        queue.ledger.put(n + 1, f"h{n}", str(key), None, None, {
+            "plex_key": str(key), "section_id": "1", "written": {"collection": titles},
+            "group_index": {"10": 3 - n}}, T0)
+    queue.collections.claim("1", "group", "10", titles[0], {"summary": "About", "image_url": IMAGE,
+                                                            "ordered": True}, T0)
+    conn = PlexConnection(plex.url, plex.token, data_dir=tmp_path, sleep=lambda s: None)
+    return CollectionBatch(conn, queue.collections, queue.ledger, lambda url: PNG, lock=True), queue, keys
+
+
+def test_member_order_by_scene_index_then_unnumbered_by_scene_id() -> None:
+    members = [Member(5, "50", {"1": None}), Member(3, "30", {"1": 2}), Member(4, "40", {"1": 1}),
+               Member(2, "20", {}), Member(6, "40", {"1": 1})]
+    assert member_order(members, "group", "1") == ["40", "30", "20", "50"]
+    assert member_order(members, "studio", "1") == ["20", "30", "40", "50"]
+
+
+def test_flush_writes_a_new_collection_once(plex: PlexEmulator, tmp_path: Path) -> None:
+    batch, queue, keys = setup(plex, tmp_path, ["Series A"])
+    result = batch.flush(T0)
+    collection = plex.collection_by_title("Series A")
+    assert (result.written, result.failed, result.stopped) == (1, 0, None)
+    assert collection.fields["summary"] == "About" and collection.poster.data == PNG
+    assert {"summary", "thumb"} <= collection.locks
+    assert plex.collection_children(collection.rating_key) == list(reversed(keys))
+    assert queue.collections.get("1", "group", "10").rating_key == str(collection.rating_key)
+    plex.reset_log()
+    assert batch.flush(T0 + 1).requests == 0  # nothing due: not even the listing
+    queue.close()
+
+
+def test_plex_down_leaves_the_collection_due_without_using_an_attempt(plex: PlexEmulator, tmp_path: Path) -> None:
+    batch, queue, _keys = setup(plex, tmp_path, ["Series A"])
+    plex.faults.down = True
+    try:
+        result = batch.flush(T0)
+    finally:
+        plex.faults.down = False
+    assert result.stopped and result.failed == 0
+    row = queue.collections.get("1", "group", "10")
+    assert row.dirty and row.attempts == 0
+    assert batch.flush(T0 + 1).written == 1 and not queue.collections.get("1", "group", "10").dirty
+    queue.close()
+
+
+def test_a_write_plex_refuses_is_tried_a_bounded_number_of_times(plex: PlexEmulator, tmp_path: Path) -> None:
+    batch, queue, _keys = setup(plex, tmp_path, ["Series A"])
+    batch.flush(T0)
+    plex.add_collection("Taken")
+    queue.collections.touch("1", "group", "10", T0 + 1, title="Taken")  # renaming onto a person's name
+    counts = []
+    for attempt in range(MAX_ATTEMPTS + 2):
+        plex.reset_log()
+        result = batch.flush(T0 + 2 + attempt)
+        counts.append(len(plex.requests))
+        assert result.failed == (1 if attempt < MAX_ATTEMPTS else 0)
+    assert counts[-2:] == [0, 0]  # given up: no request at all until it changes again
+    row = queue.collections.get("1", "group", "10")
+    assert row.attempts == MAX_ATTEMPTS and row.last_error
+    assert plex.collection_by_title("Series A") is not None
+    queue.close()
