@@ -58,6 +58,7 @@ STATUS_TEXT = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "
 METADATA_RE = re.compile(r"^/library/metadata/(\d+(?:,\d+)*)")
 REDACTED = "<redacted>"
 GARBLE_KINDS = ("truncated", "html", "empty")
+HOLD_POLL = 0.02  # how often a held request looks at its hold's condition again
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,9 @@ class Faults:
 
     @contextlib.contextmanager
     def holding(self, when: Callable[[], bool] = lambda: True, ceiling: float = 20.0) -> Iterator[None]:
-        """Requests that arrive inside the block while `when()` is true get no answer until the
-        block ends: Plex stalls, as it does while its database is busy.
+        """Inside the block, requests get no answer while `when()` is true: Plex stalls, as it
+        does while its database is busy. A held request goes on when the block ends or `when()`
+        turns false.
 
         Tests use it to keep a plugin process in the middle of its work for exactly as long
         as they need (while other processes start, or until they kill it) instead of a latency
@@ -161,8 +163,11 @@ class Faults:
     def wait_if_held(self) -> None:
         """Called by each request before it is answered, outside the emulator's lock."""
         hold = self._hold
-        if hold is not None and hold.when():
-            hold.released.wait(hold.ceiling)
+        if hold is None:
+            return
+        deadline = time.monotonic() + hold.ceiling
+        while hold.when() and not hold.released.wait(HOLD_POLL) and time.monotonic() < deadline:
+            pass
 
     def error_burst(self, n: int, status: int = 503) -> None:
         self._burst.extend([status] * n)

@@ -45,7 +45,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     factory = getattr(session.config, "_tmp_path_factory", None)
     base = factory.getbasetemp() if factory is not None and factory._basetemp is not None else None
     stray = _stray_workers(base) if base is not None else []
-    deadline = time.monotonic() + 5.0  # a worker finishing its last job may exit on its own
+    deadline = time.monotonic() + 60.0  # a worker finishing its last job may exit on its own, slowly when busy
     while stray and time.monotonic() < deadline:
         time.sleep(0.2)
         stray = _stray_workers(base)

@@ -23,6 +23,7 @@ from tests.e2e_worker_support import (
     audited,
     counts,
     deferred_ids,
+    ledger_count,
     lookups,
     mismatches,
     queue_of,
@@ -39,19 +40,18 @@ def test_a_hook_starts_a_detached_worker_that_syncs_logs_and_exits(tmp_path: Pat
     with stage(4, seed=51, work_dir=tmp_path, settings=QUIET, on_result=audited("hook worker")) as st:
         AUDIT.add_secret(st.plex.token)
         sid = st.library.sorted_ids()[0]
-        st.plex.faults.latency = 0.2  # the worker's few requests take a while: long enough to see it
-        result = st.hook(sid)
-        assert result.error is None and result.returncode == 0, result.stderr
-        assert result.output["worker_started"] is True
-        assert result.lines("error") == [] and result.lines("warning") == []
-        # The hook has returned (Stash read its stdout to EOF) while its worker still works:
-        # the worker holds none of the hook's stdio, so a save never waits for a sync.
-        assert st.worker_pids(), "the hook waited for its worker"
-        st.wait_for_worker()
-        st.plex.faults.latency = 0.0
+        with st.plex.faults.holding():  # the worker cannot finish before we look
+            result = st.hook(sid)
+            assert result.error is None and result.returncode == 0, result.stderr
+            assert result.output["worker_started"] is True
+            assert result.lines("error") == [] and result.lines("warning") == []
+            # The hook has returned (Stash read its stdout to EOF) while its worker still works:
+            # the worker holds none of the hook's stdio, so a save never waits for a sync.
+            assert st.worker_pids(), "the hook waited for its worker"
+        st.wait_for_worker(timeout=60)
         assert mismatches(st, sid) == []
         assert not st.worker_running()  # lock free ...
-        st.wait_until(lambda: not st.worker_pids(), timeout=10)  # ... and the process gone
+        st.wait_until(lambda: not st.worker_pids())  # ... and the process gone
         log = worker_log(st)
         assert "Stash2Plex: 1 synced, 0 unchanged" in log, log
         assert (st.data_dir / "worker.log").stat().st_size < 1_000_000  # rotating file, bounded
@@ -69,7 +69,7 @@ def test_a_hook_soon_after_a_worker_finished_starts_the_next_one(tmp_path: Path)
         assert synced(st, first)
         result = st.hook(second)
         assert result.error is None
-        st.wait_until(lambda: synced(st, second), timeout=20)
+        st.wait_until(lambda: synced(st, second))
         st.wait_for_worker()
         assert counts(st).inbox == 0
 
@@ -78,7 +78,6 @@ def test_a_hook_soon_after_a_worker_finished_starts_the_next_one(tmp_path: Path)
 def test_two_hooks_at_once_give_one_worker(tmp_path: Path) -> None:
     with stage(6, seed=53, work_dir=tmp_path, settings=QUIET, on_result=audited("two hooks")) as st:
         ids = st.library.sorted_ids()
-        st.plex.faults.latency = 0.1
         seen: set[int] = set()
         most = 0
         done = threading.Event()
@@ -89,30 +88,29 @@ def test_two_hooks_at_once_give_one_worker(tmp_path: Path) -> None:
                 pids = st.worker_pids()
                 seen.update(pids)
                 most = max(most, len(pids))
-                time.sleep(0.01)
+                done.wait(0.01)
 
         watcher = threading.Thread(target=watch)
         watcher.start()
         try:
             for pair in (ids[:2], ids[2:4]):  # from cold: no worker, then two saves together
-                st.wait_until(lambda: not st.worker_pids(), timeout=20)
-                st.plex.faults.latency = 1.0  # the worker outlives both hook processes, however slow they start
-                with ThreadPoolExecutor(max_workers=2) as pool:
+                st.wait_until(lambda: not st.worker_pids(), timeout=60)
+                # the worker outlives both hook processes, however slow they start
+                with st.plex.faults.holding(), ThreadPoolExecutor(max_workers=2) as pool:
                     results = list(pool.map(st.hook, pair))
-                st.plex.faults.latency = 0.1
                 assert [r.error for r in results] == [None, None]
                 assert sorted(bool(r.output["worker_started"]) for r in results) == [False, True]
-                st.wait_until(lambda pair=pair: all(synced(st, s) for s in pair), timeout=30)
+                st.wait_until(lambda pair=pair: all(synced(st, s) for s in pair), timeout=60)
             # while a worker drains: two saves together start nobody, the worker takes both
-            st.wait_until(lambda: not st.worker_pids(), timeout=20)
-            st.plex.faults.latency = 0.4  # this worker's drain lasts a few seconds
-            assert st.hook(ids[4]).output["worker_started"] is True
-            st.wait_until(st.worker_running, timeout=20, poll=0.01)
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                results = list(pool.map(st.hook, [ids[5], ids[0]]))
+            st.wait_until(lambda: not st.worker_pids(), timeout=60)
+            with st.plex.faults.holding():  # this worker's drain lasts until both saves are in
+                assert st.hook(ids[4]).output["worker_started"] is True
+                st.wait_until(st.worker_running, timeout=60, poll=0.01)
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    results = list(pool.map(st.hook, [ids[5], ids[0]]))
             assert [r.output["worker_started"] for r in results] == [False, False]
-            st.wait_until(lambda: synced(st, ids[4]) and synced(st, ids[5]), timeout=30)
-            st.wait_for_worker()
+            st.wait_until(lambda: synced(st, ids[4]) and synced(st, ids[5]), timeout=60)
+            st.wait_for_worker(timeout=60)
         finally:
             done.set()
             watcher.join()
@@ -126,23 +124,16 @@ def test_process_queue_takes_over_from_a_draining_worker(tmp_path: Path) -> None
     n = 20
     with stage(n, seed=54, work_dir=tmp_path, settings=QUIET, on_result=audited("takeover draining")) as st:
         ids = st.library.sorted_ids()
-        st.plex.faults.latency = 0.1  # the worker alone would need seconds: time for the task to start
+        request = st.data_dir / "handover.request"
         for sid in ids[1:]:  # saves recorded a moment ago; the last one's hook starts the worker
             record_event(st.data_dir, "scene", sid, "Scene.Update.Post", time.time())
-        st.hook(ids[0])
-        st.wait_until(lambda: counts(st).ledger >= 2, timeout=30)  # the worker is draining
-        assert st.worker_running()
-        handed = threading.Event()
-
-        def speed_up_after_the_request() -> None:
-            st.wait_until(lambda: (st.data_dir / "handover.request").exists() or handed.is_set(), poll=0.01)
-            st.plex.faults.latency = 0.0
-
-        helper = threading.Thread(target=speed_up_after_the_request)
-        helper.start()
-        result = st.task("process_queue")
-        handed.set()
-        helper.join()
+        # The worker stalls in its third job until the task asks it to hand over: however slow
+        # the task is to start, the worker is still draining when it does.
+        with st.plex.faults.holding(when=lambda: ledger_count(st) >= 2 and not request.exists()):
+            st.hook(ids[0])
+            st.wait_until(lambda: ledger_count(st) >= 2, timeout=60)  # the worker is draining
+            assert st.worker_running()
+            result = st.task("process_queue")
         summary = summary_of(result)
         assert result.progress and result.progress[0] == 0.0 and result.progress[-1] == 1.0
         assert result.progress == sorted(result.progress)
@@ -210,7 +201,7 @@ def test_a_save_during_the_tail_of_process_queue_is_synced_after_it(tmp_path: Pa
         result = st.task("process_queue")
         assert summary_of(result)["synced"] == len(queued)
         assert hooked and hooked[0].output["worker_started"] is False  # the task held the lock
-        st.wait_until(lambda: synced(st, saved), timeout=20)
+        st.wait_until(lambda: synced(st, saved))
         st.wait_for_worker()
         assert counts(st).inbox == 0
 

@@ -35,7 +35,7 @@ def test_sync_all_against_a_down_plex_succeeds_and_leaves_a_worker_that_recovers
         summary = result.output["summary"]
         assert summary["synced"] == 0 and "probe" in (summary["stopped"] or ""), summary
         # Nobody clicks again: the task left a worker waiting for the breaker's probe.
-        st.wait_until(st.worker_running, timeout=15)
+        st.wait_until(st.worker_running)
         with StateStore(st.data_dir) as state:
             assert Breaker.load(state.get(BREAKER)).state is BreakerState.OPEN
 
