@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import Figure, emit  # noqa: E402
 from emulators.host import StashHost  # noqa: E402
 
 
@@ -107,6 +108,15 @@ def main() -> None:
     print(f"| {args.concurrent} hooks at once: wall time | {burst:.2f} s |")
     print(f"| {args.concurrent} hooks at once: errors | {len(errors)} |")
     print(f"| events recorded (expected {1 + 2 * args.runs + 10 + args.concurrent}) | {recorded} |")
+    expected = 1 + 2 * args.runs + 10 + args.concurrent
+    emit(Figure(f"hook, spawn to stdout EOF (median of {args.runs}; Stash's save waits for this)",
+                f"{statistics.median(busy) * 1000:.0f} ms with a worker running, "
+                f"{statistics.median(times) * 1000:.0f} ms when it starts one "
+                f"(`python -c pass`: {statistics.median(python_only) * 1000:.0f} ms)"))
+    emit(Figure("hook while another program holds the database (median / max of 10)",
+                f"{statistics.median(held) * 1000:.0f} / {max(held) * 1000:.0f} ms, the event spooled"))
+    emit(Figure(f"{args.concurrent} hooks at once",
+                f"{len(errors)} errors, {recorded:,} of {expected:,} events recorded, {burst:.1f} s"))
 
 
 if __name__ == "__main__":
