@@ -74,12 +74,24 @@ def test_a_hook_soon_after_a_worker_finished_starts_the_next_one(tmp_path: Path)
         assert counts(st).inbox == 0
 
 
+def process_line(pid: int) -> str:
+    """pid, parent, state and command line of a process, from /proc (for a failure message)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError as exc:
+        return f"{pid}: gone ({exc})"
+    state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+    return f"{pid} (parent {ppid}, state {state}): {cmdline.strip()}"
+
+
 @pytest.mark.slow
 def test_two_hooks_at_once_give_one_worker(tmp_path: Path) -> None:
     with stage(6, seed=53, work_dir=tmp_path, settings=QUIET, on_result=audited("two hooks")) as st:
         ids = st.library.sorted_ids()
         seen: set[int] = set()
         most = 0
+        together: list[str] = []  # what /proc showed the first time two were seen
         done = threading.Event()
 
         def watch() -> None:
@@ -88,6 +100,8 @@ def test_two_hooks_at_once_give_one_worker(tmp_path: Path) -> None:
                 pids = st.worker_pids()
                 seen.update(pids)
                 most = max(most, len(pids))
+                if len(pids) > 1 and not together:
+                    together.extend(process_line(pid) for pid in pids)
                 done.wait(0.01)
 
         watcher = threading.Thread(target=watch)
@@ -114,7 +128,7 @@ def test_two_hooks_at_once_give_one_worker(tmp_path: Path) -> None:
         finally:
             done.set()
             watcher.join()
-        assert most == 1, f"{most} workers ran at once"
+        assert most == 1, f"{most} workers ran at once: {together}"
         assert 2 <= len(seen) <= 3  # one per cold round, one for the third; never two at once
         assert [s for s in ids if not synced(st, s)] == []
 
