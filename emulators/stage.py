@@ -224,17 +224,25 @@ class Stage:
 
 
 def _entrypoint_pids(cwd: Path) -> list[int]:
-    pids = []
+    """Our entrypoint's processes working in `cwd`, less their own forks.
+
+    A plugin process forks now and then (the standard library's `platform.uname()`, which
+    plexapi calls on import, runs `uname -p`; a task starting a worker forks before the exec);
+    until the exec, the fork shows the same command line and folder as its parent, but it is
+    not a second plugin run.
+    """
+    found: dict[int, int] = {}
     want = str(Path(cwd).resolve())
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             where = os.readlink(entry / "cwd")
+            stat = (entry / "stat").read_text()
         except OSError:  # gone meanwhile, or not ours to look at
             continue
         if where == want and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
-            pids.append(int(entry.name))
-    return sorted(pids)
+            found[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 @contextmanager

@@ -233,3 +233,30 @@ def test_a_worker_that_finds_the_lock_taken_withdraws_its_spawn_stamp(tmp_path: 
             result = st.host.run_raw(st.host.build_input({"mode": "_worker"}))
         assert result.output == {"worker": "another processor is running"}, result.stdout
         assert not (st.data_dir / SPAWN_STAMP).exists()
+
+
+def test_a_plugin_process_s_own_fork_is_not_counted_as_another_run(tmp_path: Path) -> None:
+    """What the worker counts above rest on: a fork that has not exec'd yet (plexapi's import
+    runs `uname -p`) shows its parent's command line and folder, and is not a second worker."""
+    import subprocess
+    import sys
+
+    from emulators.stage import _entrypoint_pids
+
+    script = tmp_path / "Stash2Plex.py"
+    script.write_text("import os, sys, time\n"
+                      "child = os.fork()\n"
+                      "if child == 0:\n"
+                      "    time.sleep(60); os._exit(0)\n"
+                      "print(child, flush=True)\n"
+                      "sys.stdin.read()\n"
+                      "os.kill(child, 9)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        assert Path(f"/proc/{child}/cmdline").read_bytes().endswith(b"Stash2Plex.py\0")  # looks the same
+        assert _entrypoint_pids(tmp_path) == [proc.pid]
+    finally:
+        proc.communicate("", timeout=60)
