@@ -48,7 +48,7 @@ def test_a_hook_starts_a_detached_worker_that_syncs_logs_and_exits(tmp_path: Pat
             # The hook has returned (Stash read its stdout to EOF) while its worker still works:
             # the worker holds none of the hook's stdio, so a save never waits for a sync.
             assert st.worker_pids(), "the hook waited for its worker"
-        st.wait_for_worker(timeout=60)
+        st.wait_for_worker()
         assert mismatches(st, sid) == []
         assert not st.worker_running()  # lock free ...
         st.wait_until(lambda: not st.worker_pids())  # ... and the process gone
@@ -108,23 +108,23 @@ def test_two_hooks_at_once_give_one_worker(tmp_path: Path) -> None:
         watcher.start()
         try:
             for pair in (ids[:2], ids[2:4]):  # from cold: no worker, then two saves together
-                st.wait_until(lambda: not st.worker_pids(), timeout=60)
+                st.wait_until(lambda: not st.worker_pids())
                 # the worker outlives both hook processes, however slow they start
                 with st.plex.faults.holding(), ThreadPoolExecutor(max_workers=2) as pool:
                     results = list(pool.map(st.hook, pair))
                 assert [r.error for r in results] == [None, None]
                 assert sorted(bool(r.output["worker_started"]) for r in results) == [False, True]
-                st.wait_until(lambda pair=pair: all(synced(st, s) for s in pair), timeout=60)
+                st.wait_until(lambda pair=pair: all(synced(st, s) for s in pair))
             # while a worker drains: two saves together start nobody, the worker takes both
-            st.wait_until(lambda: not st.worker_pids(), timeout=60)
+            st.wait_until(lambda: not st.worker_pids())
             with st.plex.faults.holding():  # this worker's drain lasts until both saves are in
                 assert st.hook(ids[4]).output["worker_started"] is True
-                st.wait_until(st.worker_running, timeout=60, poll=0.01)
+                st.wait_until(st.worker_running, poll=0.01)
                 with ThreadPoolExecutor(max_workers=2) as pool:
                     results = list(pool.map(st.hook, [ids[5], ids[0]]))
             assert [r.output["worker_started"] for r in results] == [False, False]
-            st.wait_until(lambda: synced(st, ids[4]) and synced(st, ids[5]), timeout=60)
-            st.wait_for_worker(timeout=60)
+            st.wait_until(lambda: synced(st, ids[4]) and synced(st, ids[5]))
+            st.wait_for_worker()
         finally:
             done.set()
             watcher.join()
@@ -145,7 +145,7 @@ def test_process_queue_takes_over_from_a_draining_worker(tmp_path: Path) -> None
         # the task is to start, the worker is still draining when it does.
         with st.plex.faults.holding(when=lambda: ledger_count(st) >= 2 and not request.exists()):
             st.hook(ids[0])
-            st.wait_until(lambda: ledger_count(st) >= 2, timeout=60)  # the worker is draining
+            st.wait_until(lambda: ledger_count(st) >= 2)  # the worker is draining
             assert st.worker_running()
             result = st.task("process_queue")
         summary = summary_of(result)

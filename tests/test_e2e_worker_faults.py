@@ -187,11 +187,11 @@ def test_a_save_during_the_workers_drain_is_not_held_behind_its_sleep(tmp_path: 
         st.scan_into_plex([fresh])
         with st.plex.faults.holding():  # the deferred job's look-up lasts until the save is in
             st.hook(waiting)
-            st.wait_until(lambda: st.worker_running() and counts(st).inbox == 0, timeout=60, poll=0.01)
+            st.wait_until(lambda: st.worker_running() and counts(st).inbox == 0, poll=0.01)
             assert st.hook(fresh).output["worker_started"] is False
         wait_deferred(st, [waiting])
         due_at = jobs(st, [waiting])[waiting].next_retry_at
-        st.wait_until(lambda: synced(st, fresh), timeout=60)
+        st.wait_until(lambda: synced(st, fresh))
         assert time.time() < due_at
 
 
@@ -309,9 +309,9 @@ def test_sigkill_of_process_queue_at_points_in_a_drain_loses_no_job(tmp_path: Pa
             for sid in ids:
                 queue.enqueue(sid, "test", time.time())
         def kill_when_synced(count: int, killed: list[int]) -> None:
-            st.wait_until(lambda: bool(st.run_pids()), timeout=60, poll=0.005)
+            st.wait_until(lambda: bool(st.run_pids()), poll=0.005)
             (pid,) = st.run_pids()
-            st.wait_until(lambda: ledger_count(st) >= count, timeout=60, poll=0.005)
+            st.wait_until(lambda: ledger_count(st) >= count, poll=0.005)
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
@@ -384,12 +384,11 @@ def test_sigkill_of_the_background_worker_mid_drain_loses_no_job(tmp_path: Path)
                 for sid in ids:
                     if not synced(st, sid):
                         st.hook(sid)
-                st.wait_until(lambda at=at: ledger_count(st) >= at and st.lock_holder() is not None,
-                              timeout=60, poll=0.01)
+                st.wait_until(lambda at=at: ledger_count(st) >= at and st.lock_holder() is not None, poll=0.01)
                 pid = st.lock_holder()  # the worker that is draining right now
                 assert pid is not None and pid in st.worker_pids(), (pid, st.worker_pids())
                 os.kill(pid, signal.SIGKILL)
-                st.wait_until(lambda: not st.worker_running(), timeout=60)  # the OS freed the lock
+                st.wait_until(lambda: not st.worker_running())  # the OS freed the lock
             assert_nothing_lost(st, ids)
         st.hook(ids[0])  # the next save starts a worker, which recovers the abandoned flight
         st.wait_until(lambda: counts(st).ledger == n)
@@ -412,21 +411,21 @@ def test_a_task_killed_while_waiting_for_the_handover_does_not_stop_the_worker(t
         victims: list[int] = []
 
         def cancel_when_waiting() -> None:
-            st.wait_until(request.exists, timeout=60, poll=0.01)
+            st.wait_until(request.exists, poll=0.01)
             for pid in st.run_pids():
                 os.kill(pid, signal.SIGKILL)
                 victims.append(pid)
 
         with st.plex.faults.holding(when=lambda: not victims):  # the worker's job in hand lasts until then
             st.hook(ids[0])
-            st.wait_until(st.worker_running, timeout=60, poll=0.01)
+            st.wait_until(st.worker_running, poll=0.01)
             killer = threading.Thread(target=cancel_when_waiting)
             killer.start()
             task = st.task("process_queue")
             killer.join()
         assert task.returncode == -signal.SIGKILL and victims
         # No hook, no task: the worker that was running carries on and syncs everything.
-        st.wait_until(lambda: all(synced(st, s) for s in ids), timeout=60)
+        st.wait_until(lambda: all(synced(st, s) for s in ids))
         c = counts(st)
         assert (c.due, c.in_flight, c.inbox, c.dlq) == (0, 0, 0, 0)
 
