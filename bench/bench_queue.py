@@ -163,8 +163,8 @@ def main() -> None:
     median, p99 = latency["next_due_at"]
     emit(Figure(f"next due job with {args.events:,} scheduled", f"{median:.3f} ms median, {p99:.3f} ms p99",
                 internals=True))
-    _, _, _, size, _ = syncs[-1]
-    emit(Figure(f"database after {args.syncs} full syncs of {args.scenes:,} scenes (and one unchanged)",
+    _, _, _, size, _ = syncs[args.syncs - 1]
+    emit(Figure(f"database after {args.syncs} full syncs of {args.scenes:,} scenes",
                 f"{size / 1e6:.1f} MB", internals=True))
 
 

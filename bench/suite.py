@@ -35,6 +35,7 @@ END = "<!-- python -m bench: end -->"
 HOST_HEADER = "| what (the plugin run as Stash runs it) | figure | command |"
 INTERNALS_HEADER = "| what (internals: one component timed in-process) | figure | command |"
 RULE = "|---|---|---|"
+QUICK_NOTE = "by `python -m bench --quick` (small sizes: not the README's figures)"
 INTERNALS_NOTE = ("Internals, timed in-process by benches that call one component directly: they describe "
                   "that component, not the cost of a task.")
 
@@ -67,6 +68,9 @@ BENCHES: tuple[Bench, ...] = (
     # The test kit's library generator, not the plugin: measured on request only.
     Bench("generator", "bench/bench_generator.py", (), ("--sizes", "1000", "--repeat", "1"), default=False),
 )
+
+#: Bench scripts that quote no Performance figure, and why: `python -m bench` leaves them out.
+NOT_FIGURES = {"bench/bench_chaos.py": "a soak: minutes of random faults checked against invariants; it quotes no figure"}
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,8 @@ def _uncell(text: str) -> str:
 
 def render(report: Report) -> str:
     """The Performance table block, markers included. Pure: the date and machine are given."""
-    how = "`python -m bench --quick` (small sizes: not the README's figures)" if report.quick else "`python -m bench`"
-    lines = [BEGIN, f"Measured on {report.date} by {how} on {report.machine}. Each row's command measures it again alone.",
+    how = f" {QUICK_NOTE}" if report.quick else ""
+    lines = [BEGIN, f"Measured on {report.date}{how} on {report.machine}. Each row's command measures it again alone.",
              "", HOST_HEADER, RULE]
     host = [r for r in report.rows if not r.figure.internals]
     internals = [r for r in report.rows if r.figure.internals]
@@ -133,8 +137,8 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-_HEAD = re.compile(r"Measured on (?P<date>\S+) by (?P<how>`python -m bench`|`python -m bench --quick` \(small "
-                   r"sizes: not the README's figures\)) on (?P<machine>.+)\. Each row's command measures it again alone\.")
+_HEAD = re.compile(rf"Measured on (?P<date>\S+)(?P<quick> {re.escape(QUICK_NOTE)})? on (?P<machine>.+)\. "
+                   r"Each row's command measures it again alone\.")
 _ROW = re.compile(r"\| (?P<what>(?:[^|\\]|\\.)+) \| (?P<value>(?:[^|\\]|\\.)+) \| `(?P<command>python bench/[^`]+)` \|")
 
 
@@ -154,7 +158,7 @@ def read_block(block: str) -> Report:
     head = _HEAD.fullmatch(lines[1])
     if head is None:
         raise ValueError(f"not a table head: {lines[1]!r}")
-    report = Report(date=head["date"], machine=head["machine"], quick="--quick" in head["how"])
+    report = Report(date=head["date"], machine=head["machine"], quick=head["quick"] is not None)
     internals = False
     for line in lines[2:-1]:
         if line in ("", RULE, HOST_HEADER) or line == INTERNALS_NOTE:
