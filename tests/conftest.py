@@ -27,15 +27,21 @@ from tests.secret_audit import AUDIT  # noqa: E402
 
 
 def _stray_workers(base: Path) -> list[tuple[int, str]]:
-    """Plugin processes still running from this session's temporary folders (Linux /proc)."""
+    """Plugin processes still running from this session's temporary folders (Linux /proc).
+
+    Inside `base` as a path, not as a string prefix: another session running beside this one
+    has a base such as `pytest-404` beside our `pytest-40`, and its plugin processes are not
+    ours to kill.
+    """
     found = []
+    root = Path(base).resolve()
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if cwd.startswith(str(base)) and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
+        if Path(cwd).is_relative_to(root) and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
             found.append((int(entry.name), cwd))
     return found
 

@@ -197,7 +197,13 @@ def test_process_queue_takes_over_from_a_sleeping_worker_and_reports_what_waits(
 
 def test_a_save_during_the_tail_of_process_queue_is_synced_after_it(tmp_path: Path) -> None:
     """The hook finds the task holding the lock, so it starts nobody; its event lands after
-    the drain's last inbox read. The task must leave a worker for it when it finishes."""
+    the drain's last inbox read. The task must leave a worker for it when it finishes.
+
+    The hook runs inside the task's last Plex write, so the task waits for it. The drain
+    reads the inbox again once `INGEST_EVERY` has passed since its last read: on a machine
+    busy enough that the hook outlasts that, the drain itself takes the save in, which is
+    the other correct outcome; nothing outside the plugin can hold that clock back, so the
+    test accepts either and checks each for what it must show."""
     with stage(4, seed=56, work_dir=tmp_path, settings=QUIET, on_result=audited("save during task")) as st:
         queued, saved = st.library.sorted_ids()[:3], st.library.sorted_ids()[3]
         for sid in queued:
@@ -213,11 +219,14 @@ def test_a_save_during_the_tail_of_process_queue_is_synced_after_it(tmp_path: Pa
 
         st.plex.library.edit = edit_then_save
         result = st.task("process_queue")
-        assert summary_of(result)["synced"] == len(queued)
         assert hooked and hooked[0].output["worker_started"] is False  # the task held the lock
+        by_task = summary_of(result)["synced"]
+        assert by_task in (len(queued), len(queued) + 1), summary_of(result)
         st.wait_until(lambda: synced(st, saved))
         st.wait_for_worker()
         assert counts(st).inbox == 0
+        if by_task == len(queued):  # the tail: the save was synced by the worker the task left
+            assert "Stash2Plex: 1 synced" in worker_log(st), worker_log(st)
 
 
 def test_a_worker_that_finds_the_lock_taken_withdraws_its_spawn_stamp(tmp_path: Path) -> None:
@@ -260,3 +269,24 @@ def test_a_plugin_process_s_own_fork_is_not_counted_as_another_run(tmp_path: Pat
         assert _entrypoint_pids(tmp_path) == [proc.pid]
     finally:
         proc.communicate("", timeout=60)
+
+
+def test_the_stray_worker_sweep_takes_only_this_session_s_processes(tmp_path: Path) -> None:
+    """At its end a session kills plugin processes left in its own temporary folders; a
+    session beside it (base `pytest-404` next to our `pytest-40`) must keep its own."""
+    import subprocess
+    import sys
+
+    from tests.conftest import _stray_workers
+
+    ours, theirs = tmp_path / "pytest-40" / "t0", tmp_path / "pytest-404" / "t0"
+    procs = []
+    for cwd in (ours, theirs):
+        cwd.mkdir(parents=True)
+        (cwd / "Stash2Plex.py").write_text("import sys\nsys.stdin.read()\n")
+        procs.append(subprocess.Popen([sys.executable, str(cwd / "Stash2Plex.py")], cwd=cwd, stdin=subprocess.PIPE))
+    try:
+        assert [pid for pid, _ in _stray_workers(tmp_path / "pytest-40")] == [procs[0].pid]
+    finally:
+        for proc in procs:
+            proc.communicate(b"", timeout=60)
