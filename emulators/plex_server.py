@@ -122,10 +122,10 @@ class Faults:
             (self._emulator._stop_listening if value else self._emulator._start_listening)()
 
     def down_after(self, n: int, method: str = "PUT") -> None:
-        """Plex goes away after answering `n` more `method` requests: the next request of any
-        kind is reset unanswered and the port stops listening, as when the server process
-        dies. Counting answers instead of watching the clock puts the outage at the same
-        point of a drain however slow the machine is."""
+        """Plex goes away once `n` more `method` requests have come in: the next request of
+        any kind is reset unanswered and the port stops listening, as when the server process
+        dies. Counting requests instead of watching the clock puts the outage at the same
+        point of a drain however slow the machine is (one client at a time, as a drain is)."""
         self._down_after = (n, method)
 
     def pass_down_after(self, method: str) -> bool:
