@@ -24,6 +24,7 @@ from tests.e2e_worker_support import (
     QUIET,
     audited,
     counts,
+    ledger_count,
     queue_of,
     stored_breaker,
     summary_of,
@@ -286,7 +287,8 @@ def test_after_a_short_outage_the_background_worker_resumes_within_seconds(tmp_p
         scheduled = stored_breaker(st).open_until
         st.plex.faults.down = False
         up_at = time.time()
-        st.wait_until(lambda: all(synced(st, sid) for sid in ids), timeout=90)
+        # In Plex and recorded: a job's write lands a moment before the worker records it.
+        st.wait_until(lambda: all(synced(st, sid) for sid in ids) and ledger_count(st) == n, timeout=90)
         assert scheduled is not None and scheduled - up_at <= RECOVERY_TARGET, (scheduled, up_at)
         after = [r for r in st.plex.requests if r.t >= up_at]
         first_probe = next(r.t for r in after if r.path in ("/identity", "/"))
