@@ -308,6 +308,7 @@ def test_sigkill_of_process_queue_at_points_in_a_drain_loses_no_job(tmp_path: Pa
         with queue_of(st) as queue:
             for sid in ids:
                 queue.enqueue(sid, "test", time.time())
+
         def kill_when_synced(count: int, killed: list[int]) -> None:
             st.wait_until(lambda: bool(st.run_pids()), poll=0.005)
             (pid,) = st.run_pids()
