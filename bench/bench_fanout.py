@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from base.protocol import StashLog
 from base.settings import load_settings
+from bench.figures import Figure, emit
 from emulators.stash_library import StashLibrary, Tag
 from emulators.stash_server import StashEmulator
 from reconciliation.fanout import expand, state_function
@@ -98,6 +99,11 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for label, scenes, queued, requests, wall in rows:
         print(f"| {label} | {scenes:,} | {queued:,} | {requests} | {wall:.2f} s |")
+    (_, scenes, _, requests, wall), _, (_, _, _, requests_delete, wall_delete) = rows
+    emit(Figure(f"tag rename touching {scenes:,} of {args.scenes:,} scenes",
+                f"{requests} Stash requests, {wall:.1f} s to queue", internals=True))
+    emit(Figure(f"tag delete resolved through a {args.ledger:,}-row ledger", f"{requests_delete} Stash requests, {wall_delete:.2f} s",
+                internals=True))
 
 
 if __name__ == "__main__":

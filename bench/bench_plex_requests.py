@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from base.settings import load_settings
+from bench.figures import Figure, emit
 from emulators.plex_server import PlexEmulator
 from plex.connection import PlexConnection
 from plex.sync import PlexSync
@@ -95,12 +96,19 @@ def run(n: int) -> list[tuple[str, float, str, bool]]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenes", type=int, default=2000)
-    rows = run(parser.parse_args().scenes)
+    n = parser.parse_args().scenes
+    rows = run(n)
     print("INTERNALS: plex.sync called in-process (the last row prefetches, as only Dry Run does);\n"
           "not the plugin's Sync All or drain path. Sync All's figures: bench/bench_sync_all.py\n")
     print(f"{'case':<74} {'requests':>9}  {'limit':<20} ok")
     for name, value, limit, ok in rows:
         print(f"{'internals: ' + name:<74} {value:>9}  {limit:<20} {'yes' if ok else 'NO'}")
+    first, unchanged, _, _, bulk = rows
+    emit(Figure("`plex.sync`, first sync of a fully tagged scene with poster and background",
+                f"{first[1]} Plex requests (reload, edit, 2 uploads)", internals=True))
+    emit(Figure("`plex.sync`, unchanged scene", f"{unchanged[1]} read, 0 writes", internals=True))
+    emit(Figure(f"`plex.sync` after `prefetch`, {n:,} scenes without images (Dry Run reads this way; "
+                f"Sync All's drain does not)", f"{bulk[1]} Plex requests per scene", internals=True))
     return 0 if all(r[3] for r in rows) else 1
 
 

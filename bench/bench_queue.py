@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import Figure, emit  # noqa: E402
 from sync_queue.db import DB_FILE  # noqa: E402
 from sync_queue.inbox import SCENE, record_event  # noqa: E402
 from sync_queue.jobs import JobQueue  # noqa: E402
@@ -157,6 +158,14 @@ def main() -> None:
     for label, queued, elapsed, size, pq_rows in syncs:
         print(f"| {label} of {args.scenes:,} scenes: queued, time, database on disk, finished rows left "
               f"| {queued:,}, {elapsed:.0f} s, {size / 1e6:.1f} MB, {pq_rows} |")
+    emit(Figure(f"hook events recorded, {args.events:,} from {args.writers} processes at once",
+                f"{record_rate:,.0f} events/s; turned into jobs at {ingest_rate:,.0f} events/s", internals=True))
+    median, p99 = latency["next_due_at"]
+    emit(Figure(f"next due job with {args.events:,} scheduled", f"{median:.3f} ms median, {p99:.3f} ms p99",
+                internals=True))
+    _, _, _, size, _ = syncs[args.syncs - 1]
+    emit(Figure(f"database after {args.syncs} full syncs of {args.scenes:,} scenes",
+                f"{size / 1e6:.1f} MB", internals=True))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from base.protocol import StashLog
 from base.settings import load_settings
+from bench.figures import Figure, emit
 from bench.measure import PeakSampler, child_cpu_s, table
 from emulators.stage import Stage, stage
 from emulators.stash_library import generate_library
@@ -137,10 +138,14 @@ def bench_reconcile(n: int, per_type: int) -> list[list[str]]:
             print(f"warning: the unchanged library shows gaps {gaps}", file=sys.stderr)
         rows.append(_row(f"reconcile_all, {n} scenes, unchanged", first))
         print(f"(row: {rows[-1]})", file=sys.stderr, flush=True)
+        emit(Figure(f"Reconcile of {n:,} unchanged scenes", _figure(first)))
         if per_type:
             make_gaps(st, per_type)
             second = run_task(st, "reconcile_all")
             rows.append(_row(f"reconcile_all, {n}+{per_type} scenes, {per_type} of each gap type", second))
+            out = second["out"]
+            emit(Figure(f"Reconcile of {n:,} scenes with {per_type:,} of each of five gap types, the drain included",
+                        f"{_figure(second)}; queued {out['queued']:,}, synced {out['summary']['synced']:,}"))
     return rows
 
 
@@ -150,6 +155,11 @@ def _row(name: str, r: dict[str, Any]) -> list[str]:
     return [name, f"{r['wall']:.1f}", f"{r['cpu']:.1f}", f"{r['peak']:.0f}", str(r["stash"]),
             f"{r['plex']} ({r['plex_item_reads']} item reads, {r['plex_writes']} writes)",
             f"{gaps}; queued {out['queued']}, synced {out['summary']['synced']}"]
+
+
+def _figure(r: dict[str, Any]) -> str:
+    return (f"{r['wall']:.0f} s, {r['peak']:.0f} MiB, {r['stash']:,} Stash and {r['plex']:,} Plex requests, "
+            f"{r['plex_writes']:,} writes")
 
 
 def main() -> None:

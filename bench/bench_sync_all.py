@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.figures import Figure, emit
 from bench.measure import PeakSampler, child_cpu_s, table
 from emulators.host import RunResult, StashHost
 from emulators.stage import LOOPBACK, MODELLED_NETWORK, PATH_MAP, Network, Stage, stage
@@ -70,9 +71,19 @@ class Run:
     def rate(self) -> float:
         return self.synced / self.wall
 
+    @property
+    def served(self) -> float:
+        """Requests per second the emulators answered during the run."""
+        return (self.plex + self.stash_gql + self.stash_images) / self.wall
+
+    def requests(self) -> str:
+        n = self.scenes
+        return (f"Plex {(self.plex - self.uploads) / n:.2f} besides {self.uploads / n:.2g} upload(s), "
+                f"Stash {self.stash_gql / n:.3f} GraphQL and {self.stash_images / n:.2g} image download(s)")
+
     def row(self, ratio: float | None) -> list[str]:
         n = self.scenes
-        served = (self.plex + self.stash_gql + self.stash_images) / self.wall
+        served = self.served
         return [self.plugin, self.network, f"{self.synced}/{n}", f"{self.wall:.1f}", f"{self.rate:.0f}",
                 f"{(self.plex - self.uploads) / n:.3f}", f"{self.uploads / n:.2f}",
                 f"{self.stash_gql / n:.3f}", f"{self.stash_images / n:.2f}", f"{served:.0f}",
@@ -116,6 +127,24 @@ def run_naive(library: StashLibrary, network: str) -> Run:
                        lambda out: out["synced"])
 
 
+def figures(ours: Run, naive: Run, first: bool) -> list[Figure]:
+    """The Performance table's rows for one network: the rate always, requests and memory
+    for the first network of the run (the same counts on every network)."""
+    net = NETWORKS[ours.network]
+    where = ours.network if net == LOOPBACK else (
+        f"{ours.network} network (+{net.plex * 1000:.0f} ms per Plex request, +{net.stash * 1000:.0f} ms per Stash request)")
+    size = f"{ours.scenes:,} scenes"
+    out = [Figure(f"Sync All, first sync of {size} with covers, {where}",
+                  f"{ours.rate:.0f} scenes/s; baseline {naive.rate:.0f} scenes/s; **{ours.rate / naive.rate:.2f}x** "
+                  f"(emulators served {ours.served:.0f} and {naive.served:.0f} requests/s)")]
+    if first:
+        out += [Figure(f"requests per scene, Sync All of {size}, {ours.network}",
+                       f"{ours.requests()}; baseline: {naive.requests()}"),
+                Figure(f"plugin peak memory, Sync All of {size}, {ours.network}",
+                       f"{ours.peak_mib:.0f} MiB (baseline {naive.peak_mib:.0f} MiB)")]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=2000)
@@ -139,6 +168,8 @@ def main() -> None:
         naive = run_naive(library, name)
         print()
         print(table(HEADER, [ours.row(ours.rate / naive.rate), naive.row(None)]), flush=True)
+        for figure in figures(ours, naive, first=name == networks[0]):
+            emit(figure)
 
 
 if __name__ == "__main__":

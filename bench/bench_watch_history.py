@@ -23,7 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_reconcile import PeakSampler, child_cpu_s
+from bench.figures import Figure, emit
+from bench.measure import PeakSampler, child_cpu_s
 from emulators.stage import Stage, stage
 from emulators.stash_library import generate_library
 from sync_queue import ledger as ledger_table
@@ -114,9 +115,11 @@ def main() -> None:
         if first["out"]["added"] != args.plays:
             raise SystemExit(f"first import added {first['out']['added']} of {args.plays} plays")
         rows.append(row(f"first import, {args.plays} plays over {args.scenes} scenes", first))
-        rows.append(row("second run, nothing new", run(st)))
+        again = run(st)
+        rows.append(row("second run, nothing new", again))
         make_plays(st, args.daily, next_at + 3600)
-        rows.append(row(f"daily run, {args.daily} new plays", run(st)))
+        daily = run(st)
+        rows.append(row(f"daily run, {args.daily} new plays", daily))
         total = sum(len(s.play_history) for s in st.library.scenes.values())
         if total != args.plays + args.daily:
             raise SystemExit(f"Stash holds {total} plays, Plex recorded {args.plays + args.daily}")
@@ -125,6 +128,11 @@ def main() -> None:
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, ["-" * w for w in widths], *rows]:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    emit(Figure(f"Import Plex Watch History, {args.plays:,} plays over {args.scenes:,} scenes",
+                f"{first['wall']:.0f} s ({first['stash_s']:.0f} s of it answering in the emulated Stash), "
+                f"plugin {first['cpu']:.1f} s CPU, peak {first['peak']:.0f} MiB, {first['stash']:,} Stash and "
+                f"{first['plex']:,} Plex requests; a run with nothing new: {again['wall']:.1f} s, {again['stash']} "
+                f"and {again['plex']}; with {args.daily:,} new plays: {daily['wall']:.1f} s"))
 
 
 if __name__ == "__main__":

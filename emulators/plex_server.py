@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -65,6 +65,7 @@ STATUS_TEXT = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "
 METADATA_RE = re.compile(r"^/library/(?:metadata|collections)/(\d+(?:,\d+)*)")
 REDACTED = "<redacted>"
 GARBLE_KINDS = ("truncated", "html", "empty")
+HOLD_POLL = 0.02  # how often a held request looks at its hold's condition again
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class Faults:
         self._limited: list[float] = []
         self._garbled: list[str] = []
         self._down = False
+        self._hold: _Hold | None = None
+        self._down_after: tuple[int, str] | None = None
 
     @property
     def down(self) -> bool:
@@ -124,6 +127,54 @@ class Faults:
         if value != self._down:
             self._down = value
             (self._emulator._stop_listening if value else self._emulator._start_listening)()
+
+    def down_after(self, n: int, method: str = "PUT") -> None:
+        """Plex goes away once `n` more `method` requests have come in: the next request of
+        any kind is reset unanswered and the port stops listening, as when the server process
+        dies. Counting requests instead of watching the clock puts the outage at the same
+        point of a drain however slow the machine is (one client at a time, as a drain is)."""
+        self._down_after = (n, method)
+
+    def pass_down_after(self, method: str) -> bool:
+        """Counts one arriving request; True if Plex must go away before answering it. Called
+        under the emulator's lock."""
+        if self._down_after is None:
+            return False
+        left, counted = self._down_after
+        if left <= 0:
+            self._down_after = None
+            return True
+        if method == counted:
+            self._down_after = (left - 1, counted)
+        return False
+
+    @contextlib.contextmanager
+    def holding(self, when: Callable[[], bool] = lambda: True, ceiling: float = 20.0) -> Iterator[None]:
+        """Inside the block, requests get no answer while `when()` is true: Plex stalls, as it
+        does while its database is busy. A held request goes on when the block ends or `when()`
+        turns false.
+
+        Tests use it to keep a plugin process in the middle of its work for exactly as long
+        as they need (while other processes start, or until they kill it) instead of a latency
+        meant to be long enough "on this machine". A held request waits `ceiling` seconds at
+        most, below the plugin's 30 s read timeout, so a test failing inside the block does
+        not turn into timeouts and a stuck teardown."""
+        hold = _Hold(when, threading.Event(), ceiling)
+        self._hold = hold
+        try:
+            yield
+        finally:
+            self._hold = None
+            hold.released.set()
+
+    def wait_if_held(self) -> None:
+        """Called by each request before it is answered, outside the emulator's lock."""
+        hold = self._hold
+        if hold is None:
+            return
+        deadline = time.monotonic() + hold.ceiling
+        while hold.when() and not hold.released.wait(HOLD_POLL) and time.monotonic() < deadline:
+            pass
 
     def error_burst(self, n: int, status: int = 503) -> None:
         self._burst.extend([status] * n)
@@ -163,6 +214,7 @@ class Faults:
         self._burst.clear()
         self._limited.clear()
         self._garbled.clear()
+        self._down_after = None
         self.down = False
 
     def next_fault(self) -> Response | None:
@@ -174,6 +226,13 @@ class Faults:
             shown = int(retry_after) if float(retry_after).is_integer() else retry_after
             return error(429, {"Retry-After": str(shown)})
         return None
+
+
+@dataclass(frozen=True)
+class _Hold:
+    when: Callable[[], bool]
+    released: threading.Event
+    ceiling: float
 
 
 class _Server(TlsServer, ThreadingHTTPServer):
@@ -452,6 +511,13 @@ class PlexEmulator:
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
+        with self.lock:
+            goes_down = self.faults.pass_down_after(handler.command)
+        if goes_down:
+            self.faults.down = True  # resets this connection too: the request is never answered
+            handler.close_connection = True
+            return
+        self.faults.wait_if_held()
         delay = self.latency + self.faults.latency
         if delay:
             self._sleep(delay)

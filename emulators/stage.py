@@ -46,6 +46,9 @@ class Network:
 
 
 LOOPBACK = Network()
+#: How long a stage waits for a condition before calling it a hang. Generous: the plugin runs
+#: in other processes, and a busy machine may hold a process start for seconds.
+WAIT_CEILING = 60.0
 #: The network the benchmarks model: Plex on another host, Stash nearer.
 MODELLED_NETWORK = Network(plex=0.005, stash=0.002)
 
@@ -131,14 +134,17 @@ class Stage:
 
         return ProcessorLock(self.data_dir).is_held_elsewhere()
 
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0, poll: float = 0.05) -> None:
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = WAIT_CEILING, poll: float = 0.05,
+                   what: str = "condition") -> None:
+        """Wait for a condition, never for a time: the plugin runs in other processes on a
+        machine that may be busy, so `timeout` is a ceiling for a hang, not an expectation."""
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"stage: condition not met within {timeout} s")
+                raise TimeoutError(f"stage: {what} not met within {timeout} s")
             time.sleep(poll)
 
-    def wait_for_worker(self, timeout: float = 30.0) -> None:
+    def wait_for_worker(self, timeout: float = WAIT_CEILING) -> None:
         """Wait until a worker spawned by a hook has started and finished.
 
         A worker removes the spawn stamp once it holds the lock, so "stamp gone and lock
@@ -148,7 +154,8 @@ class Stage:
         from worker.launch import SPAWN_STAMP
 
         spawned = self.data_dir / SPAWN_STAMP
-        self.wait_until(lambda: not spawned.exists() and not self.worker_running(), timeout)
+        self.wait_until(lambda: not spawned.exists() and not self.worker_running(), timeout,
+                        what="spawned worker started and finished")
 
     def worker_pids(self) -> list[int]:
         """Processes running our entrypoint in this stage's data folder: the background workers.
@@ -202,7 +209,7 @@ class Stage:
             return replace(b, **{k: getattr(b, k) - seconds for k in ("opened_at", "open_until", "probe_granted_at")
                                  if getattr(b, k) is not None}).to_json()
 
-        with processor(self.data_dir, timeout=15.0):
+        with processor(self.data_dir):
             conn = connect(self.data_dir)
             try:
                 with write_txn(conn) as txn:
@@ -213,29 +220,38 @@ class Stage:
                 state.update(BREAKER, earlier)
         stamp(self.data_dir / WAKE_FILE, time.time())
 
-    def stop_workers(self, timeout: float = 15.0) -> None:
-        """Ask any background worker to hand over, and wait until it let go of the lock."""
+    def stop_workers(self, timeout: float | None = None) -> None:
+        """Ask any background worker to hand over, and wait until it let go of the lock (by
+        default as long as a task would: the job in hand may be slow on a busy machine)."""
         from sync_queue.lock import ProcessorLock
-        from worker.handover import processor
+        from worker.handover import TAKEOVER_TIMEOUT, processor
 
         if not ProcessorLock(self.data_dir).is_held_elsewhere():
             return
-        with processor(self.data_dir, timeout=timeout):
+        with processor(self.data_dir, timeout=TAKEOVER_TIMEOUT if timeout is None else timeout):
             pass
 
 
 def _entrypoint_pids(cwd: Path) -> list[int]:
-    pids = []
+    """Our entrypoint's processes working in `cwd`, less their own forks.
+
+    A plugin process forks now and then (the standard library's `platform.uname()`, which
+    plexapi calls on import, runs `uname -p`; a task starting a worker forks before the exec);
+    until the exec, the fork shows the same command line and folder as its parent, but it is
+    not a second plugin run.
+    """
+    found: dict[int, int] = {}
     want = str(Path(cwd).resolve())
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             where = os.readlink(entry / "cwd")
+            stat = (entry / "stat").read_text()
         except OSError:  # gone meanwhile, or not ours to look at
             continue
         if where == want and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
-            pids.append(int(entry.name))
-    return sorted(pids)
+            found[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 @contextmanager

@@ -27,15 +27,21 @@ from tests.secret_audit import AUDIT  # noqa: E402
 
 
 def _stray_workers(base: Path) -> list[tuple[int, str]]:
-    """Plugin processes still running from this session's temporary folders (Linux /proc)."""
+    """Plugin processes still running from this session's temporary folders (Linux /proc).
+
+    Inside `base` as a path, not as a string prefix: another session running beside this one
+    has a base such as `pytest-404` beside our `pytest-40`, and its plugin processes are not
+    ours to kill.
+    """
     found = []
+    root = Path(base).resolve()
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if cwd.startswith(str(base)) and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
+        if Path(cwd).is_relative_to(root) and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
             found.append((int(entry.name), cwd))
     return found
 
@@ -45,7 +51,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     factory = getattr(session.config, "_tmp_path_factory", None)
     base = factory.getbasetemp() if factory is not None and factory._basetemp is not None else None
     stray = _stray_workers(base) if base is not None else []
-    deadline = time.monotonic() + 5.0  # a worker finishing its last job may exit on its own
+    deadline = time.monotonic() + 60.0  # a worker finishing its last job may exit on its own, slowly when busy
     while stray and time.monotonic() < deadline:
         time.sleep(0.2)
         stray = _stray_workers(base)

@@ -19,7 +19,9 @@ from typing import Any
 from emulators.host import RunResult
 from emulators.stage import Stage
 from sync_queue.jobs import JobQueue
+from sync_queue.state import BREAKER, StateStore
 from tests.secret_audit import AUDIT
+from worker.breaker import Breaker
 
 #: The queue-shaped parts of the plugin's settings the tests keep fixed: no artwork (two
 #: uploads per scene would only blur the write counts), no scan requests unless a test asks.
@@ -55,6 +57,12 @@ def inbox_ids(st: Stage) -> set[int]:
         return {e.entity_id for e in read_inbox(conn, 1_000_000)}
     finally:
         conn.close()
+
+
+def stored_breaker(st: Stage) -> Breaker:
+    """The circuit breaker as the plugin last stored it."""
+    with StateStore(st.data_dir) as state:
+        return Breaker.load(state.get(BREAKER))
 
 
 def ledger_count(st: Stage) -> int:

@@ -19,7 +19,7 @@ import requests
 
 from emulators.stage import PLEX_ROOT, Stage, stage
 from sync_queue.inbox import record_event
-from sync_queue.state import BREAKER, HALT, StateStore
+from sync_queue.state import HALT, StateStore
 from tests.e2e_worker_support import (
     QUIET,
     audited,
@@ -32,13 +32,14 @@ from tests.e2e_worker_support import (
     lookups,
     mismatches,
     queue_of,
+    stored_breaker,
     summary_of,
     synced,
     worker_log,
     writes,
 )
 from tests.secret_audit import AUDIT
-from worker.breaker import Breaker, BreakerConfig, BreakerState
+from worker.breaker import BreakerConfig, BreakerState
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
@@ -54,18 +55,13 @@ def jobs(st: Stage, ids):
         return {sid: queue.report.job_for_scene(sid) for sid in ids}
 
 
-def breaker(st: Stage) -> Breaker:
-    with StateStore(st.data_dir) as state:
-        return Breaker.load(state.get(BREAKER))
-
-
 def wait_deferred(st: Stage, ids, attempts: int = 1) -> None:
     def ready() -> bool:
         return all(j is not None and j.attempts >= attempts and j.next_retry_at > time.time()
                    for j in jobs(st, ids).values())
 
     try:
-        st.wait_until(ready, timeout=30)
+        st.wait_until(ready)
     except TimeoutError:
         raise AssertionError(f"not deferred: {jobs(st, ids)} {counts(st)}\n{worker_log(st)}") from None
 
@@ -144,7 +140,7 @@ def test_seed_001_sync_all_again_and_hooks_for_unchanged_scenes_write_nothing(tm
         st.plex.reset_log()
         for sid in ids[:4]:  # the user saves scenes without changing anything Plex shows
             assert st.hook(sid).error is None
-        st.wait_until(lambda: counts(st).inbox == 0 and counts(st).due == 0, timeout=30)
+        st.wait_until(lambda: counts(st).inbox == 0 and counts(st).due == 0)
         st.wait_for_worker()
         assert writes(st) == 0
         # Each save cost one read of its item at most: no job came back after completing.
@@ -175,7 +171,7 @@ def test_a_deferred_job_never_delays_a_fresh_one(tmp_path: Path) -> None:
         due_at = jobs(st, [waiting])[waiting].next_retry_at
         assert st.worker_running()  # asleep until then
         assert st.hook(fresh).output["worker_started"] is False  # woken, not a second worker
-        st.wait_until(lambda: synced(st, fresh), timeout=20)
+        st.wait_until(lambda: synced(st, fresh))
         assert time.time() < due_at  # synced while the deferred job still waits
         job = jobs(st, [waiting])[waiting]
         assert job.next_retry_at == pytest.approx(due_at) and job.attempts == 1
@@ -190,14 +186,13 @@ def test_a_save_during_the_workers_drain_is_not_held_behind_its_sleep(tmp_path: 
         waiting, fresh, *_ = st.library.sorted_ids()
         st.pend_in_plex([waiting])
         st.scan_into_plex([fresh])
-        st.plex.faults.latency = 0.3  # the deferred job's look-up takes a while
-        st.hook(waiting)
-        st.wait_until(lambda: st.worker_running() and counts(st).inbox == 0, timeout=20, poll=0.01)
-        assert st.hook(fresh).output["worker_started"] is False
+        with st.plex.faults.holding():  # the deferred job's look-up lasts until the save is in
+            st.hook(waiting)
+            st.wait_until(lambda: st.worker_running() and counts(st).inbox == 0, poll=0.01)
+            assert st.hook(fresh).output["worker_started"] is False
         wait_deferred(st, [waiting])
         due_at = jobs(st, [waiting])[waiting].next_retry_at
-        st.plex.faults.latency = 0.0
-        st.wait_until(lambda: synced(st, fresh), timeout=20)
+        st.wait_until(lambda: synced(st, fresh))
         assert time.time() < due_at
 
 
@@ -210,20 +205,11 @@ def test_plex_down_mid_drain_opens_the_breaker_without_a_storm_then_drains_fully
     threshold = BreakerConfig().threshold
     with stage(n, seed=63, work_dir=tmp_path, settings=QUIET, on_result=audited("outage")) as st:
         ids = st.library.sorted_ids()
-        st.plex.faults.latency = 0.02
-
-        def pull_the_plug() -> None:
-            st.wait_until(lambda: st.plex.count("PUT") >= 5, timeout=60, poll=0.005)
-            st.plex.faults.down = True
-
-        plug = threading.Thread(target=pull_the_plug)
-        plug.start()
+        st.plex.faults.down_after(5)  # five scenes written, then Plex goes away
         st.task("all")  # enqueue all and drain; Plex goes away part-way
-        plug.join()
-        st.plex.faults.latency = 0.0
         done = [sid for sid in ids if synced(st, sid)]
         assert 5 <= len(done) < n
-        b = breaker(st)
+        b = stored_breaker(st)
         assert b.state is BreakerState.OPEN and b.consecutive_failures == threshold
         left = jobs(st, [sid for sid in ids if sid not in done])
         assert all(j is not None for j in left.values()), "a job was lost"
@@ -241,11 +227,11 @@ def test_plex_down_mid_drain_opens_the_breaker_without_a_storm_then_drains_fully
         st.task("process_queue")
         untouched = next(sid for sid in left if sid not in hit)
         assert st.hook(untouched).error is None
-        st.wait_until(lambda: counts(st).inbox == 0, timeout=20)  # its worker has ingested it
+        st.wait_until(lambda: counts(st).inbox == 0)  # its worker has ingested it
         again = jobs(st, left)
         assert [s for s, j in again.items() if j.last_error_class == "outage"] == hit
         assert all(j.attempts == 0 for j in again.values())
-        assert breaker(st).state is not BreakerState.CLOSED
+        assert stored_breaker(st).state is not BreakerState.CLOSED
 
         # Plex is back: a Process Queue asks it at once and drains everything, without waiting
         # for the breaker's schedule (the worker the last task left may take a few first).
@@ -253,7 +239,7 @@ def test_plex_down_mid_drain_opens_the_breaker_without_a_storm_then_drains_fully
         summary = summary_of(st.task("process_queue"))
         assert summary["deferred"] == []
         assert [sid for sid in ids if mismatches(st, sid)] == []
-        assert breaker(st).state is BreakerState.CLOSED
+        assert stored_breaker(st).state is BreakerState.CLOSED
         c = counts(st)
         assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger) == (0, 0, 0, 0, n)
 
@@ -323,24 +309,29 @@ def test_sigkill_of_process_queue_at_points_in_a_drain_loses_no_job(tmp_path: Pa
         with queue_of(st) as queue:
             for sid in ids:
                 queue.enqueue(sid, "test", time.time())
-        st.plex.faults.latency = 0.05
 
-        def kill_when_synced(count: int) -> None:
-            st.wait_until(lambda: bool(st.run_pids()), timeout=60, poll=0.005)
-            (pid,) = st.run_pids()  # found before the drain: a /proc scan is slow on a busy machine
-            st.wait_until(lambda: ledger_count(st) >= count, timeout=60, poll=0.005)
+        def kill_when_synced(count: int, killed: list[int]) -> None:
+            st.wait_until(lambda: bool(st.run_pids()), poll=0.005)
+            (pid,) = st.run_pids()
+            st.wait_until(lambda: ledger_count(st) >= count, poll=0.005)
             os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
 
-        # Kill points by progress, so they land inside the drain however loaded the machine ...
+        # Kill points by progress: once `at` scenes are recorded the task stalls at its next
+        # Plex request until it is killed, so they land inside the drain however loaded the
+        # machine ...
         for at in (2, 7, 13):
-            killer = threading.Thread(target=kill_when_synced, args=(at,))
+            killed: list[int] = []
+            killer = threading.Thread(target=kill_when_synced, args=(at, killed))
             killer.start()
-            result = st.task("process_queue")
+            with st.plex.faults.holding(when=lambda at=at, killed=killed: ledger_count(st) >= at and not killed):
+                result = st.task("process_queue")
             killer.join()
             assert result.returncode == -signal.SIGKILL, result.stderr
             assert ledger_count(st) < n
             assert_nothing_lost(st, ids)
         # ... and one by time, through the host's cancel (what Stash's Cancel button does).
+        st.plex.faults.latency = 0.05
         result = st.task("process_queue", cancel_after=0.8)
         assert_nothing_lost(st, ids)
         st.plex.faults.latency = 0.0
@@ -388,21 +379,21 @@ def test_sigkill_of_the_background_worker_mid_drain_loses_no_job(tmp_path: Path)
     n = 16
     with stage(n, seed=67, work_dir=tmp_path, settings=QUIET, on_result=audited("kill worker")) as st:
         ids = st.library.sorted_ids()
-        st.plex.faults.latency = 0.03
         for at in (3, 9):
-            for sid in ids:
-                if not synced(st, sid):
-                    st.hook(sid)
-            st.wait_until(lambda at=at: counts(st).ledger >= at and st.lock_holder() is not None,
-                          timeout=30, poll=0.01)
-            pid = st.lock_holder()  # the worker that is draining right now
-            assert pid is not None and pid in st.worker_pids(), (pid, st.worker_pids())
-            os.kill(pid, signal.SIGKILL)
-            st.wait_until(lambda: not st.worker_running(), timeout=10)  # the OS freed the lock
+            # The worker stalls at its next Plex request once `at` scenes are recorded, so it is
+            # still draining when the test looks for it, however slow the hooks were.
+            with st.plex.faults.holding(when=lambda at=at: ledger_count(st) >= at):
+                for sid in ids:
+                    if not synced(st, sid):
+                        st.hook(sid)
+                st.wait_until(lambda at=at: ledger_count(st) >= at and st.lock_holder() is not None, poll=0.01)
+                pid = st.lock_holder()  # the worker that is draining right now
+                assert pid is not None and pid in st.worker_pids(), (pid, st.worker_pids())
+                os.kill(pid, signal.SIGKILL)
+                st.wait_until(lambda: not st.worker_running())  # the OS freed the lock
             assert_nothing_lost(st, ids)
-        st.plex.faults.latency = 0.0
         st.hook(ids[0])  # the next save starts a worker, which recovers the abandoned flight
-        st.wait_until(lambda: counts(st).ledger == n, timeout=30)
+        st.wait_until(lambda: counts(st).ledger == n)
         st.wait_for_worker()
         assert [(sid, mismatches(st, sid)) for sid in ids if mismatches(st, sid)] == []
         c = counts(st)
@@ -418,26 +409,26 @@ def test_a_task_killed_while_waiting_for_the_handover_does_not_stop_the_worker(t
         ids = st.library.sorted_ids()
         for sid in ids[1:]:
             record_event(st.data_dir, "scene", sid, "Scene.Update.Post", time.time())
-        st.plex.faults.latency = 1.0  # the worker's job in hand takes seconds
-        st.hook(ids[0])
-        st.wait_until(st.worker_running, timeout=20, poll=0.01)
         request = st.data_dir / "handover.request"
         victims: list[int] = []
 
         def cancel_when_waiting() -> None:
-            st.wait_until(request.exists, timeout=30, poll=0.01)
+            st.wait_until(request.exists, poll=0.01)
             for pid in st.run_pids():
                 os.kill(pid, signal.SIGKILL)
                 victims.append(pid)
 
-        killer = threading.Thread(target=cancel_when_waiting)
-        killer.start()
-        task = st.task("process_queue")
-        killer.join()
+        with st.plex.faults.holding(when=lambda: not victims):  # the worker's job in hand lasts until then
+            st.hook(ids[0])
+            st.wait_until(st.worker_running, poll=0.01)
+            killer = threading.Thread(target=cancel_when_waiting)
+            killer.start()
+            task = st.task("process_queue")
+            killer.join()
         assert task.returncode == -signal.SIGKILL and victims
-        st.plex.faults.latency = 0.0
         # No hook, no task: the worker that was running carries on and syncs everything.
-        st.wait_until(lambda: all(synced(st, s) for s in ids), timeout=60)
+        # In Plex and recorded: a job's write lands a moment before the worker records it.
+        st.wait_until(lambda: all(synced(st, s) for s in ids) and ledger_count(st) == n)
         c = counts(st)
         assert (c.due, c.in_flight, c.inbox, c.dlq) == (0, 0, 0, 0)
 

@@ -40,7 +40,7 @@ def test_two_hundred_hooks_at_once_lose_nothing_and_report_no_error(tmp_path: Pa
 
         queue = JobQueue(st.data_dir)
         try:
-            st.wait_until(lambda: queue.report.counts(time.time()).ledger == N and not st.worker_running(), timeout=120)
+            st.wait_until(lambda: queue.report.counts(time.time()).ledger == N and not st.worker_running(), timeout=300)
             counts = queue.report.counts(time.time())
         finally:
             queue.close(compact=False)

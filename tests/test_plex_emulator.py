@@ -89,3 +89,58 @@ def test_agent_refresh_keeps_the_user_rating(plex: PlexEmulator) -> None:
     item.refresh()
     after = plex.item(key)
     assert after.fields.get("userRating") == 6.0 and "studio" not in after.fields
+
+
+# --- faults that pace a test by events, not by the clock ------------------------------------
+
+
+def get_root(plex: PlexEmulator, timeout: float = 30) -> int:
+    import requests
+
+    return requests.get(plex.url + "/identity", timeout=timeout).status_code
+
+
+def test_a_held_request_is_answered_when_the_hold_ends_and_not_before(plex: PlexEmulator) -> None:
+    import threading
+
+    answers: list[int] = []
+    with plex.faults.holding():
+        asker = threading.Thread(target=lambda: answers.append(get_root(plex)))
+        asker.start()
+        asker.join(timeout=1.0)  # a bound on a wait that must NOT end: no condition to wait for
+        assert asker.is_alive() and answers == [] and plex.count() == 0
+    asker.join(timeout=30)
+    assert answers == [200] and plex.count() == 1
+    assert get_root(plex) == 200  # after the block nothing is held
+
+
+def test_a_hold_applies_only_while_its_condition_is_true(plex: PlexEmulator) -> None:
+    armed = False
+    with plex.faults.holding(when=lambda: armed, ceiling=30):
+        assert get_root(plex, timeout=10) == 200  # not armed yet: answered at once
+
+
+def test_a_held_request_is_answered_after_the_ceiling_at_the_latest(plex: PlexEmulator) -> None:
+    with plex.faults.holding(ceiling=0.2):
+        assert get_root(plex) == 200
+
+
+def test_down_after_n_writes_resets_the_next_request_and_stops_listening(plex: PlexEmulator) -> None:
+    import requests
+
+    key = plex.add_item("/media/stash/a.mp4")
+    headers = {"X-Plex-Token": plex.token}
+    edit = f"{plex.url}/library/sections/1/all"
+    plex.faults.down_after(2)
+    for title in ("one", "two"):
+        assert get_root(plex) == 200  # reads do not count
+        assert requests.put(edit, params={"type": 1, "id": key, "title.value": title},
+                            headers=headers, timeout=10).status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        get_root(plex)  # the next request of any kind: no answer
+    assert plex.faults.down
+    with pytest.raises(requests.ConnectionError):
+        get_root(plex)  # and nobody listens any more
+    assert plex.item(key).title == "two" and plex.count("PUT") == 2
+    plex.faults.down = False
+    assert get_root(plex) == 200  # back on the same port, the countdown spent

@@ -297,12 +297,15 @@ def drain(
     open_batch = getattr(svc.plex, "open_batch", None)
     if open_batch is not None:
         open_batch()
+    # Events become jobs before Plex is asked anything: whether Plex answers or not, every
+    # save recorded before the drain is a job when it returns, not only the ones a worker
+    # happened to take in first.
+    ingest(svc, clock())
+    last_ingest = clock()
     if probe_first and _waits_for_plex(svc, clock()):
         svc.admit(clock())  # when the breaker's own probe is due, this is it (a failure reopens it for longer)
         if not _probe(svc, result, clock()):
             return result
-    ingest(svc, clock())
-    last_ingest = clock()
     total = svc.queue.report.counts(clock()).due
     pacer = Pacer()
     while max_jobs is None or result.processed < max_jobs:
