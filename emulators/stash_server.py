@@ -366,7 +366,10 @@ class StashEmulator:
         self.faults = StashFaults(self)
         self._sessions: dict[str, float] = {}  # token -> expiry (epoch per `clock`)
         self._lock = threading.Lock()
-        self.write_lock = threading.Lock()  # one mutation of the library at a time, as Stash's txn
+        #: Stash's database transaction: one mutation at a time, and every request runs whole
+        #: inside it, so a test editing the library meanwhile (under this lock) is seen by a
+        #: request entirely or not at all, as Stash's readers see only committed writes.
+        self.write_lock = threading.RLock()
         self.schema = load_schema()
         _Resolvers(self).wire(self.schema)
         self._httpd: ThreadingHTTPServer | None = None
@@ -503,8 +506,9 @@ class StashEmulator:
             return 422, _errors(prepared, "GRAPHQL_VALIDATION_FAILED")
         failure = self.faults.take_fail()
         middleware = [_failing_roots(failure)] if failure else None
-        result = execute(self.schema, document, context_value=context, variable_values=variables,
-                         operation_name=operation, middleware=middleware)
+        with self.write_lock:
+            result = execute(self.schema, document, context_value=context, variable_values=variables,
+                             operation_name=operation, middleware=middleware)
         answer: dict[str, Any] = {}
         if result.errors:
             answer["errors"] = [e.formatted for e in result.errors]
