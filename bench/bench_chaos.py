@@ -65,7 +65,7 @@ from bench.chaos_checks import (
 )
 from bench.chaos_plan import Action, counts, plan
 from emulators.host import RunResult
-from emulators.stage import Stage, stage
+from emulators.stage import Stage, restartable_port, stage
 
 #: No artwork (two uploads per scene would blur the write counts) and no tag cap: the only
 #: edits left are the one per changed scene, each carrying every field.
@@ -418,7 +418,8 @@ def run_soak(seconds: float = CI_SECONDS, seed: int = DEFAULT_SEED, scenes: int 
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="s2p-chaos-"))
     started = time.monotonic()
     findings = Findings()
-    with stage(scenes, seed=seed, work_dir=work, settings=SETTINGS, on_result=on_result) as st:
+    with stage(scenes, seed=seed, work_dir=work, settings=SETTINGS, on_result=on_result,
+               stash_options={"port": restartable_port()}, plex_options={"port": restartable_port()}) as st:
         soak = Soak(st, seed, log)
         soak.mark_library()
         first = st.task("all")

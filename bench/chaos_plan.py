@@ -90,7 +90,7 @@ def plan(seed: int, seconds: float, scene_ids: Sequence[int], entities: Mapping[
     deaths = _deletions(rng, times(rates.delete), scene_ids)
     actions += deaths
     bursts = [_past(spans, round(rng.uniform(0.1, 0.5) * seconds, 3))]
-    bursts += [_past(spans, t) for t in _times(rng, seconds, rates.burst, start=bursts[0]) if t > bursts[0] + 30]
+    bursts += [_past(spans, t) for t in _times(rng, seconds, rates.burst, start=bursts[0]) if t > bursts[0] + 60]
     actions += _saves(rng, bursts, times(rates.save), scene_ids, {a.scenes[0]: a.at for a in deaths},
                       seconds)
     return sorted(actions, key=lambda a: a.at)
@@ -115,32 +115,28 @@ def _times(rng: random.Random, seconds: float, mean_gap: float, start: float = 0
 
 
 def _windows(rng: random.Random, seconds: float, rates: Rates) -> list[Action]:
+    """Each switch's windows; every switch gets at least one, somewhere in the run."""
+    taken: dict[str, list[tuple[float, float]]] = {kind: [] for kind in WINDOWS}
+    spans = {"plex_down": (1.0, 6.0), "revoke": (2.0, 8.0), "plex_slow": (2.0, 6.0), "stash_down": (0.5, 3.0)}
+    wanted = [(round(rng.uniform(0.05, 0.8) * seconds, 3), kind) for kind in WINDOWS]
+    wanted += [(t, rng.choice(("plex_down", "revoke", "plex_slow"))) for t in _times(rng, seconds, rates.plex_window)]
+    wanted += [(t, "stash_down") for t in _times(rng, seconds, rates.stash_restart)]
     out: list[Action] = []
-    free_at = dict.fromkeys(WINDOWS, 0.0)
-    for t in _times(rng, seconds, rates.plex_window):
-        kind = rng.choice(("plex_down", "revoke", "plex_slow"))
-        _window(rng, out, free_at, kind, t, seconds,
-                {"plex_down": (1.0, 6.0), "revoke": (2.0, 8.0), "plex_slow": (2.0, 6.0)}[kind])
-    for t in _times(rng, seconds, rates.stash_restart):
-        _window(rng, out, free_at, "stash_down", t, seconds, (0.5, 3.0))
+    for t, kind in wanted:
+        end = min(round(t + rng.uniform(*spans[kind]), 3), seconds)
+        if any(t < other_end + 0.5 and other_start < end + 0.5 for other_start, other_end in taken[kind]):
+            continue  # one window of a switch at a time
+        taken[kind].append((t, end))
+        out.append(Action(t, kind, value=round(rng.uniform(0.2, 1.0), 3) if kind == "plex_slow" else 0.0))
+        out.append(Action(end, WINDOWS[kind]))
     return out
 
 
-def _window(rng: random.Random, out: list[Action], free_at: dict[str, float], kind: str, t: float,
-            seconds: float, span: tuple[float, float]) -> None:
-    if t < free_at[kind]:
-        return  # this switch is still on: one window at a time
-    end = min(round(t + rng.uniform(*span), 3), seconds)
-    value = round(rng.uniform(0.2, 1.0), 3) if kind == "plex_slow" else 0.0
-    out.append(Action(t, kind, value=value))
-    out.append(Action(end, WINDOWS[kind]))
-    free_at[kind] = end + 0.5
-
-
 def _plex_answers(rng: random.Random, seconds: float, rates: Rates) -> list[Action]:
+    """5xx bursts and 429s; the first of the run is one of each."""
     out = []
-    for t in _times(rng, seconds, rates.plex_answer):
-        if rng.random() < 0.5:
+    for i, t in enumerate(_times(rng, seconds, rates.plex_answer)):
+        if i == 0 or (i > 1 and rng.random() < 0.5):
             out.append(Action(t, "plex_errors", n=rng.randint(1, 6), value=float(rng.choice((500, 502, 503)))))
         else:
             out.append(Action(t, "plex_429", n=rng.randint(1, 4), value=float(rng.randint(1, 3))))
@@ -148,10 +144,13 @@ def _plex_answers(rng: random.Random, seconds: float, rates: Rates) -> list[Acti
 
 
 def _tasks(rng: random.Random, times: list[float]) -> list[Action]:
+    """The first tasks are each mode once, then each mode cancelled once; then any."""
+    firsts = [(mode, None) for mode in TASK_MODES] + [(mode, 1.0) for mode in TASK_MODES]
     out = []
-    for t in times:
-        cancel = round(rng.uniform(0.2, 4.0), 3) if rng.random() < 0.5 else None
-        out.append(Action(t, "task", mode=rng.choice(TASK_MODES), cancel_after=cancel))
+    for i, t in enumerate(times):
+        mode, cancel = firsts[i] if i < len(firsts) else (rng.choice(TASK_MODES), rng.random() < 0.5)
+        after = round(rng.uniform(0.2, 4.0), 3) if cancel else None
+        out.append(Action(t, "task", mode=mode, cancel_after=after))
     return out
 
 

@@ -241,12 +241,15 @@ class PlexEmulator:
                  machine_identifier: str = MACHINE_ID, version: str = VERSION,
                  fetch_url: Callable[[str], bytes] | None = None, shapes: RealShapes | None = None,
                  tls: CertFiles | None = None, plain_http_answer: bytes | None = None,
-                 latency: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 latency: float = 0.0, sleep: Callable[[float], None] = time.sleep, port: int = 0) -> None:
         """`latency`: seconds every request waits before it is answered, the round trip of a
         network between plugin and server (a NAS, a Docker bridge). Unlike `faults.latency`
         it is part of the set-up and survives `faults.clear()`. The wait runs in the
         request's own thread and holds no lock, so other connections are served meanwhile,
-        as on a real network. `sleep` is how it waits (injected by tests)."""
+        as on a real network. `sleep` is how it waits (injected by tests).
+        `port`: 0 takes a free one; a fixed port outside the range the OS hands out to
+        outgoing connections keeps a restart (`faults.down`) from finding its port taken by
+        a client's connection meanwhile, as a real server's configured port never is."""
         self.token = token
         self.tls = tls
         self.plain_http_answer = plain_http_answer
@@ -260,7 +263,7 @@ class PlexEmulator:
         self.latency = latency
         self._sleep = sleep
         self.lock = threading.RLock()
-        self.port = 0
+        self.port = port
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._routes: list[tuple[str, re.Pattern[str], Route]] = [

@@ -345,11 +345,14 @@ class StashEmulator:
     def __init__(self, library: StashLibrary | None = None, *, username: str | None = None,
                  password: str | None = None, api_key: str = "", session_max_age: int = 3600,
                  clock: Callable[[], float] = time.time, tls: CertFiles | None = None, latency: float = 0.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, port: int = 0) -> None:
         """`latency`: seconds every request waits before it is answered, the network's round
         trip; part of the set-up, unlike `faults.latency`. Each request has its own thread
         and the wait holds no lock, so requests in flight overlap as they would on a real
-        network. `sleep` is how it waits (injected by tests)."""
+        network. `sleep` is how it waits (injected by tests).
+        `port`: 0 takes a free one; a fixed port outside the range the OS hands out to
+        outgoing connections keeps a restart (`faults.down`) from finding its port taken by
+        a client's connection meanwhile, as a real server's configured port never is."""
         self.tls = tls  # HTTPS with this certificate, as Stash does with stash.crt/stash.key
         self.latency = latency
         self._sleep = sleep
@@ -374,8 +377,8 @@ class StashEmulator:
         _Resolvers(self).wire(self.schema)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self.port = 0
-        self._start(0)
+        self.port = port
+        self._start(port)
 
     # --- lifecycle ---
 
