@@ -152,19 +152,16 @@ class Soak:
     def do(self, a: Action) -> None:
         st = self.st
         plex, stash = st.plex.faults, st.stash.faults
-        if a.kind == "save":
-            self.save(a)
-        elif a.kind == "rename":
-            self.rename(a)
-        elif a.kind == "delete":
-            self.delete(a.scenes[0])
+        if a.kind in ("save", "rename", "delete"):
+            # Off the timeline: two hundred hooks take a loaded machine seconds to start.
+            self.background({"save": self.save, "rename": self.rename, "delete": self.delete}[a.kind], a)
         elif a.kind == "task":
             if self.task_queue.qsize() < 2:  # Stash's job queue; more would only pile up
                 self.task_queue.put(a)
             else:
                 self.tasks["skipped (busy)"] += 1
         elif a.kind == "kill":
-            self.kill(a.pick)
+            self.background(self.kill, a)  # finding the processes reads /proc: slow when loaded
         elif a.kind == "plex_down":
             self.cut()
             plex.down = True
@@ -191,6 +188,12 @@ class Soak:
         if a.kind not in ("save", "rename", "delete", "task", "kill") and not a.kind.endswith(("_up", "_fast")) \
                 and a.kind != "restore":
             self.faults[a.kind] += 1
+
+    def background(self, act: Callable[[Action], None], a: Action) -> None:
+        thread = threading.Thread(target=act, args=(a,), daemon=True)
+        thread.start()
+        with self.lock:
+            self.threads.append(thread)
 
     def cut(self) -> None:
         with self.lock:
@@ -246,7 +249,8 @@ class Soak:
         self.fire(_HOOKS[kind], entity_id, {"t": time.time(), "kind": "rename", "entity": a.entity,
                                             "version": version})
 
-    def delete(self, sid: int) -> None:
+    def delete(self, a: Action) -> None:
+        sid = a.scenes[0]
         lib = self.st.library
         with self.st.stash.write_lock:
             if sid not in lib.scenes:
@@ -283,8 +287,8 @@ class Soak:
             else:
                 self.tasks[f"{a.mode}" + ("" if result.returncode == 0 else " killed")] += 1
 
-    def kill(self, pick: float) -> None:
-        st = self.st
+    def kill(self, a: Action) -> None:
+        pick, st = a.pick, self.st
         runs, workers = st.run_pids(), st.worker_pids()
         pids = [(pid, "hook or task") for pid in runs] + [(pid, "worker") for pid in workers]
         if not pids:
@@ -304,12 +308,14 @@ class Soak:
         self.task_queue.put(None)
         deadline = time.monotonic() + timeout
         self.task_runner.join(max(1.0, deadline - time.monotonic()))
-        with self.lock:
-            threads = list(self.threads)
-        for thread in threads:
-            thread.join(max(1.0, deadline - time.monotonic()))
-        if self.task_runner.is_alive() or any(t.is_alive() for t in threads):
-            raise TimeoutError(f"hooks or tasks still running {timeout:g} s after the schedule ended")
+        while True:  # a save's thread starts its hooks' threads: look again until none runs
+            with self.lock:
+                running = [t for t in self.threads if t.is_alive()]
+            if not running and not self.task_runner.is_alive():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"hooks or tasks still running {timeout:g} s after the schedule ended")
+            running[0].join(max(0.1, deadline - time.monotonic())) if running else time.sleep(0.1)
 
     # --- settling and repair ----------------------------------------------------------------
 

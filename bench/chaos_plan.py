@@ -64,11 +64,11 @@ class Rates:
     rename: float = 4.0
     delete: float = 6.0
     task: float = 5.0
-    plex_window: float = 7.0
-    plex_answer: float = 4.0
-    stash_restart: float = 20.0
-    kill: float = 2.5
-    #: Seconds between big bursts after the first.
+    plex_window: float = 12.0
+    plex_answer: float = 6.0
+    stash_restart: float = 25.0
+    kill: float = 3.0
+    #: Seconds between big bursts after the first (give or take a quarter).
     burst: float = 180.0
 
 
@@ -89,8 +89,10 @@ def plan(seed: int, seconds: float, scene_ids: Sequence[int], entities: Mapping[
     actions += _renames(rng, times(rates.rename), entities)
     deaths = _deletions(rng, times(rates.delete), scene_ids)
     actions += deaths
-    bursts = [_past(spans, round(rng.uniform(0.1, 0.5) * seconds, 3))]
-    bursts += [_past(spans, t) for t in _times(rng, seconds, rates.burst, start=bursts[0]) if t > bursts[0] + 60]
+    bursts = [round(rng.uniform(0.1, 0.5) * seconds, 3)]
+    while bursts[-1] + 1.25 * rates.burst < seconds:
+        bursts.append(round(bursts[-1] + rates.burst * rng.uniform(0.75, 1.25), 3))
+    bursts = [_past(spans, t) for t in bursts]
     actions += _saves(rng, bursts, times(rates.save), scene_ids, {a.scenes[0]: a.at for a in deaths},
                       seconds)
     return sorted(actions, key=lambda a: a.at)
@@ -119,7 +121,9 @@ def _windows(rng: random.Random, seconds: float, rates: Rates) -> list[Action]:
     taken: dict[str, list[tuple[float, float]]] = {kind: [] for kind in WINDOWS}
     spans = {"plex_down": (1.0, 6.0), "revoke": (2.0, 8.0), "plex_slow": (2.0, 6.0), "stash_down": (0.5, 3.0)}
     wanted = [(round(rng.uniform(0.05, 0.8) * seconds, 3), kind) for kind in WINDOWS]
-    wanted += [(t, rng.choice(("plex_down", "revoke", "plex_slow"))) for t in _times(rng, seconds, rates.plex_window)]
+    # A revoked token halts the plugin until the user runs a task, so it is the rarest.
+    wanted += [(t, rng.choices(("plex_down", "plex_slow", "revoke"), weights=(9, 8, 3))[0])
+               for t in _times(rng, seconds, rates.plex_window)]
     wanted += [(t, "stash_down") for t in _times(rng, seconds, rates.stash_restart)]
     out: list[Action] = []
     for t, kind in wanted:

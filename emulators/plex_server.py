@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from xml.etree import ElementTree as ET
 
+from emulators.listen import listen
 from emulators.plex_library import (
     DEFAULT_DURATION_MS,
     DEFAULT_SECTIONS,
@@ -306,7 +307,7 @@ class PlexEmulator:
         self.stop()
 
     def _start_listening(self) -> None:
-        self._httpd = _Server(("127.0.0.1", self.port), self)
+        self._httpd = listen(lambda: _Server(("127.0.0.1", self.port), self), self.port)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"plex-emulator-{self.port}", daemon=True)

@@ -45,6 +45,7 @@ from graphql import (
 )
 
 from emulators import stash_plays
+from emulators.listen import listen
 from emulators.stash_library import File, StashLibrary, png_bytes
 from emulators.tls import CertFiles, TlsServer, server_context
 
@@ -384,7 +385,7 @@ class StashEmulator:
 
     def _start(self, port: int) -> None:
         handler = type("Handler", (_Handler,), {"emulator": self})
-        httpd = _Server(("127.0.0.1", port), handler)
+        httpd = listen(lambda: _Server(("127.0.0.1", port), handler), port)
         if self.tls is not None:
             httpd.tls_context = server_context(self.tls)
         httpd.daemon_threads = True
