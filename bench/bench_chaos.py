@@ -281,6 +281,9 @@ class Soak:
     def _run_tasks(self) -> None:
         while (a := self.task_queue.get()) is not None:
             result = self.st.task(a.mode or "process_queue", cancel_after=a.cancel_after)
+            self.log(f"task {a.mode}: {result.wall_time:.1f} s, exit {result.returncode}, "
+                     f"{'cancelled' if result.killed else result.error or 'ok'}; "
+                     + " | ".join(result.lines("error") + result.lines("warning"))[:300])
             if result.killed:
                 self.cut()
                 self.tasks[f"{a.mode} cancelled"] += 1

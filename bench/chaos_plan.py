@@ -63,10 +63,10 @@ class Rates:
     save: float = 0.8
     rename: float = 4.0
     delete: float = 6.0
-    task: float = 5.0
+    task: float = 6.0
     plex_window: float = 12.0
     plex_answer: float = 6.0
-    stash_restart: float = 25.0
+    stash_restart: float = 40.0
     kill: float = 3.0
     #: Seconds between big bursts after the first (give or take a quarter).
     burst: float = 180.0
