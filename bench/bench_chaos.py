@@ -1,6 +1,6 @@
 """The chaos soak: the whole plugin, through the Stash host, under many faults at once.
 
-    python -m bench.bench_chaos [--minutes 10] [--seed 19] [--scenes 240]
+    python bench/bench_chaos.py [--minutes 10] [--seed 19] [--scenes 240]
 
 Both emulators and the plugin run as Stash runs it (`emulators.stage`). After one clean Sync
 All, a seeded schedule (`bench.chaos_plan`) mixes on one timeline: saves fired as hooks
@@ -63,7 +63,7 @@ from bench.chaos_checks import (
     stuck,
     writes_per_scene,
 )
-from bench.chaos_plan import Action, counts, plan
+from bench.chaos_plan import FAULTS, Action, counts, plan
 from emulators.host import RunResult
 from emulators.stage import Stage, restartable_port, stage
 
@@ -77,7 +77,7 @@ _HOOKS = {"performer": "Performer.Update.Post", "studio": "Studio.Update.Post", 
 
 
 def command(seconds: float, seed: int, scenes: int) -> str:
-    return f"python -m bench.bench_chaos --minutes {seconds / 60:g} --seed {seed} --scenes {scenes}"
+    return f"python bench/bench_chaos.py --minutes {seconds / 60:g} --seed {seed} --scenes {scenes}"
 
 
 @dataclass
@@ -105,9 +105,8 @@ class Report:
 class Soak:
     """Runs one schedule against a stage and keeps the record the checks read."""
 
-    def __init__(self, st: Stage, seed: int, log: Callable[[str], None] = lambda _m: None) -> None:
+    def __init__(self, st: Stage, log: Callable[[str], None] = lambda _m: None) -> None:
         self.st = st
-        self.seed = seed
         self.log = log
         self.lock = threading.Lock()
         self.events: list[dict[str, Any]] = []
@@ -150,8 +149,6 @@ class Soak:
         return time.monotonic() - start
 
     def do(self, a: Action) -> None:
-        st = self.st
-        plex, stash = st.plex.faults, st.stash.faults
         if a.kind in ("save", "rename", "delete"):
             # Off the timeline: two hundred hooks take a loaded machine seconds to start.
             self.background({"save": self.save, "rename": self.rename, "delete": self.delete}[a.kind], a)
@@ -162,32 +159,30 @@ class Soak:
                 self.tasks["skipped (busy)"] += 1
         elif a.kind == "kill":
             self.background(self.kill, a)  # finding the processes reads /proc: slow when loaded
-        elif a.kind == "plex_down":
-            self.cut()
-            plex.down = True
-        elif a.kind == "plex_up":
-            plex.down = False
-        elif a.kind == "revoke":
-            plex.revoke_token()
-        elif a.kind == "restore":
-            plex.restore_token()
-        elif a.kind == "plex_slow":
-            plex.latency = a.value
-        elif a.kind == "plex_fast":
-            plex.latency = 0.0
+        else:
+            self.switch(a)
+
+    def switch(self, a: Action) -> None:
+        """A fault on (counted) or off."""
+        plex, stash = self.st.plex.faults, self.st.stash.faults
+        if a.kind in FAULTS:
+            self.faults[a.kind] += 1
+        if a.kind in ("plex_down", "plex_up"):
+            if a.kind == "plex_down":
+                self.cut()  # every open connection is reset
+            plex.down = a.kind == "plex_down"
+        elif a.kind in ("revoke", "restore"):
+            (plex.revoke_token if a.kind == "revoke" else plex.restore_token)()
+        elif a.kind in ("plex_slow", "plex_fast"):
+            plex.latency = a.value if a.kind == "plex_slow" else 0.0
         elif a.kind == "plex_errors":
             plex.error_burst(a.n, int(a.value))
         elif a.kind == "plex_429":
             plex.rate_limit(a.n, a.value)
-        elif a.kind == "stash_down":
-            stash.down = True
-        elif a.kind == "stash_up":
-            stash.down = False
+        elif a.kind in ("stash_down", "stash_up"):
+            stash.down = a.kind == "stash_down"
         else:
             raise ValueError(f"unknown action {a.kind!r}")
-        if a.kind not in ("save", "rename", "delete", "task", "kill") and not a.kind.endswith(("_up", "_fast")) \
-                and a.kind != "restore":
-            self.faults[a.kind] += 1
 
     def background(self, act: Callable[[Action], None], a: Action) -> None:
         thread = threading.Thread(target=act, args=(a,), daemon=True)
@@ -429,7 +424,7 @@ def run_soak(seconds: float = CI_SECONDS, seed: int = DEFAULT_SEED, scenes: int 
     findings = Findings()
     with stage(scenes, seed=seed, work_dir=work, settings=SETTINGS, on_result=on_result,
                stash_options={"port": restartable_port()}, plex_options={"port": restartable_port()}) as st:
-        soak = Soak(st, seed, log)
+        soak = Soak(st, log)
         soak.mark_library()
         first = st.task("all")
         if first.error is not None or soak.queue_counts()["due jobs"]:

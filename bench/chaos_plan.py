@@ -30,6 +30,8 @@ TASK_MODES = ("all", "process_queue", "reconcile_all")
 ENTITY_KINDS = ("performer", "studio", "tag")
 #: Switches with an "on" and an "off" action: a window of trouble.
 WINDOWS = {"plex_down": "plex_up", "revoke": "restore", "plex_slow": "plex_fast", "stash_down": "stash_up"}
+#: The actions that are a fault (counted in the report).
+FAULTS = (*WINDOWS, "plex_errors", "plex_429")
 #: What needs Stash to be up (it saves, or Stash itself starts it); see `_past`.
 NEEDS_STASH = ("save", "rename", "delete", "task")
 
