@@ -29,6 +29,7 @@ is the seed's, the interleaving is the machine's, so a rare failure may need a f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import random
@@ -325,8 +326,10 @@ class Soak:
         st.stash.faults.down = False
         deadline = time.monotonic() + timeout
         said: list[str] = []
+        rounds = 0
         while True:
             if self.quiet():
+                self.log(f"settled after {rounds} Process Queue run(s), {timeout - deadline + time.monotonic():.1f} s")
                 return said
             if time.monotonic() > deadline:
                 return said  # `stuck` reports what is left
@@ -335,7 +338,22 @@ class Soak:
             except TimeoutError:
                 continue  # a worker mid-job did not hand over in time: ask again
             result = st.task("process_queue")
+            rounds += 1
             said += [line for line in result.lines("error")]
+            self.log(f"settling: Process Queue {result.wall_time:.1f} s, {result.error or 'ok'}; "
+                     f"{self.queue_counts()}, worker {'running' if st.worker_running() else 'gone'}")
+
+    def left_alone(self, timeout: float = 30.0) -> dict[str, int]:
+        """Faults off, then what the plugin leaves once its own worker has exited: work that
+        waits for the next save or task (a worker that Stash going away stopped exits). A
+        worker still running (asleep until a deferred job is due) leaves nothing behind."""
+        self.st.plex.faults.clear()
+        self.st.stash.faults.down = False
+        with contextlib.suppress(TimeoutError):
+            self.st.wait_until(lambda: not self.st.worker_running(), timeout=timeout, poll=0.2)
+        if self.st.worker_running():
+            return {}
+        return {what: n for what, n in self.queue_counts().items() if n}
 
     def quiet(self) -> bool:
         c = self.queue_counts()
@@ -437,6 +455,7 @@ def run_soak(seconds: float = CI_SECONDS, seed: int = DEFAULT_SEED, scenes: int 
         soak.join(timeout=max(120.0, seconds))
         log(f"chaos over after {chaos_s:.1f} s; settling")
         settle_ceiling = max(240.0, seconds / 2)
+        unhelped = soak.left_alone()
         said = soak.settle(settle_ceiling)
 
         stash_now, plex_now = soak.stash_views(), soak.plex_views()
@@ -478,6 +497,7 @@ def run_soak(seconds: float = CI_SECONDS, seed: int = DEFAULT_SEED, scenes: int 
             "save to Plex (s)": (f"worst {max(latencies, default=0):.1f}, p95 {percentile(latencies, 95):.1f}, "
                                  f"median {percentile(latencies, 50):.2f} over {len(latencies)} saves"),
             "dead letters": dict(Counter(dead.values())),
+            "left for a save or task": unhelped or "nothing",
             "errors said by settle": len(said),
         }
         return Report(seed, seconds, scenes, findings, figures)
