@@ -180,6 +180,8 @@ class Soak:
             plex.error_burst(a.n, int(a.value))
         elif a.kind == "plex_429":
             plex.rate_limit(a.n, a.value)
+        elif a.kind == "plex_calm":
+            plex.clear_answers()
         elif a.kind in ("stash_down", "stash_up"):
             stash.down = a.kind == "stash_down"
         else:

@@ -139,13 +139,16 @@ def _windows(rng: random.Random, seconds: float, rates: Rates) -> list[Action]:
 
 
 def _plex_answers(rng: random.Random, seconds: float, rates: Rates) -> list[Action]:
-    """5xx bursts and 429s; the first of the run is one of each."""
+    """5xx bursts and 429s, the first of the run one of each. Each is a moment: the next
+    few requests get it, and whatever no request took is gone a moment later (`plex_calm`),
+    as a real server's trouble passes with time, not with the number of requests."""
     out = []
     for i, t in enumerate(_times(rng, seconds, rates.plex_answer)):
         if i == 0 or (i > 1 and rng.random() < 0.5):
             out.append(Action(t, "plex_errors", n=rng.randint(1, 6), value=float(rng.choice((500, 502, 503)))))
         else:
             out.append(Action(t, "plex_429", n=rng.randint(1, 4), value=float(rng.randint(1, 3))))
+        out.append(Action(min(seconds, round(t + rng.uniform(0.5, 3.0), 3)), "plex_calm"))
     return out
 
 

@@ -145,6 +145,13 @@ class Faults:
             return Response(200, page, "text/html")
         return Response(200, response.body[: len(response.body) // 2], response.content_type)
 
+    def clear_answers(self) -> None:
+        """Drops the queued error, 429 and garbled answers not yet given: a moment of
+        trouble that is over, however few requests came meanwhile."""
+        self._burst.clear()
+        self._limited.clear()
+        self._garbled.clear()
+
     def revoke_token(self) -> None:
         self.revoked = True
 
@@ -154,9 +161,7 @@ class Faults:
     def clear(self) -> None:
         self.latency = 0.0
         self.revoked = False
-        self._burst.clear()
-        self._limited.clear()
-        self._garbled.clear()
+        self.clear_answers()
         self.down = False
 
     def next_fault(self) -> Response | None:
