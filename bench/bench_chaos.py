@@ -453,7 +453,9 @@ def run_soak(seconds: float = CI_SECONDS, seed: int = DEFAULT_SEED, scenes: int 
         actions = plan(seed, seconds, lib.sorted_ids(),
                        {"performer": sorted(lib.performers), "studio": sorted(lib.studios), "tag": sorted(lib.tags)})
         log(f"chaos: seed {seed}, {len(actions)} actions over {seconds:g} s: {counts(actions)}")
+        chaos_from = time.time()
         chaos_s = soak.run(actions)
+        chaos_to = time.time()
         soak.join(timeout=max(120.0, seconds))
         log(f"chaos over after {chaos_s:.1f} s; settling")
         settle_ceiling = max(240.0, seconds / 2)
@@ -494,7 +496,8 @@ def run_soak(seconds: float = CI_SECONDS, seed: int = DEFAULT_SEED, scenes: int 
             "tasks": dict(soak.tasks),
             "hooks fired": f"{fired} ({sum(e.acked for e in events)} recorded, {repaired} fired again after a kill)",
             "scenes deleted": len(soak.deleted),
-            "Plex edits": len(writes),
+            "Plex edits": (f"{len(writes)}: {sum(chaos_from <= w.t < chaos_to for w in writes)} during the chaos, "
+                           f"{sum(w.t >= chaos_to for w in writes)} after it"),
             "writes per scene": (f"mean {sum(per_scene.values()) / max(1, len(soak.owner)):.2f}, "
                                  f"max {max(per_scene.values(), default=0)}"),
             "save to Plex (s)": (f"worst {max(latencies, default=0):.1f}, p95 {percentile(latencies, 95):.1f}, "
