@@ -65,7 +65,7 @@ class Rates:
     save: float = 0.8
     rename: float = 4.0
     delete: float = 6.0
-    task: float = 6.0
+    task: float = 15.0
     plex_window: float = 12.0
     plex_answer: float = 6.0
     stash_restart: float = 40.0
