@@ -21,7 +21,7 @@ The rules a schedule keeps, each one something a real library or server cannot d
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 #: Hooks fired at once in the big burst: a bulk edit or a scan in Stash fires this many.
@@ -87,7 +87,7 @@ def plan(seed: int, seconds: float, scene_ids: Sequence[int], entities: Mapping[
 
     actions += _plex_answers(rng, seconds, rates)
     actions += [Action(t, "kill", pick=rng.random()) for t in _times(rng, seconds, rates.kill)]
-    actions += _tasks(rng, times(rates.task))
+    actions += _tasks(rng, seconds, times(rates.task), lambda t: _past(spans, t))
     actions += _renames(rng, times(rates.rename), entities)
     deaths = _deletions(rng, times(rates.delete), scene_ids)
     actions += deaths
@@ -152,14 +152,16 @@ def _plex_answers(rng: random.Random, seconds: float, rates: Rates) -> list[Acti
     return out
 
 
-def _tasks(rng: random.Random, times: list[float]) -> list[Action]:
-    """The first tasks are each mode once, then each mode cancelled once; then any."""
+def _tasks(rng: random.Random, seconds: float, times: list[float], past: Callable[[float], float]) -> list[Action]:
+    """Each mode once and each mode cancelled once, somewhere in the run; then the stream."""
     firsts = [(mode, None) for mode in TASK_MODES] + [(mode, 1.0) for mode in TASK_MODES]
     out = []
-    for i, t in enumerate(times):
-        mode, cancel = firsts[i] if i < len(firsts) else (rng.choice(TASK_MODES), rng.random() < 0.5)
-        after = round(rng.uniform(0.2, 4.0), 3) if cancel else None
-        out.append(Action(t, "task", mode=mode, cancel_after=after))
+    for mode, cancel in firsts:
+        out.append(Action(past(round(rng.uniform(0.05, 0.8) * seconds, 3)), "task", mode=mode,
+                          cancel_after=round(rng.uniform(0.2, 4.0), 3) if cancel else None))
+    for t in times:
+        after = round(rng.uniform(0.2, 4.0), 3) if rng.random() < 0.5 else None
+        out.append(Action(t, "task", mode=rng.choice(TASK_MODES), cancel_after=after))
     return out
 
 
