@@ -305,18 +305,26 @@ class Soak:
         self.kills[role] += 1
 
     def join(self, timeout: float) -> None:
-        """Waits for every hook and task the schedule started."""
+        """Waits for every hook the schedule started, then cancels the task still running, as
+        a user pressing Cancel would (Stash kills it): on a loaded machine a task started late
+        may run for minutes, and the checks run their own Process Queue anyway."""
         self.task_queue.put(None)
         deadline = time.monotonic() + timeout
-        self.task_runner.join(max(1.0, deadline - time.monotonic()))
         while True:  # a save's thread starts its hooks' threads: look again until none runs
             with self.lock:
                 running = [t for t in self.threads if t.is_alive()]
-            if not running and not self.task_runner.is_alive():
-                return
+            if not running:
+                break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"hooks or tasks still running {timeout:g} s after the schedule ended")
-            running[0].join(max(0.1, deadline - time.monotonic())) if running else time.sleep(0.1)
+                raise TimeoutError(f"hooks still running {timeout:g} s after the schedule ended")
+            running[0].join(max(0.1, deadline - time.monotonic()))
+        while self.task_runner.is_alive():
+            for pid in self.st.run_pids():  # no hook runs any more: these are the task
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.task_runner.join(0.5)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the last task did not end {timeout:g} s after the schedule ended")
 
     # --- settling and repair ----------------------------------------------------------------
 
