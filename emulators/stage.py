@@ -52,7 +52,7 @@ LOOPBACK = Network()
 MODELLED_NETWORK = Network(plex=0.005, stash=0.002)
 
 
-def restartable_port(rng: random.Random | None = None) -> int:
+def restartable_port() -> int:
     """A free loopback port below the range the OS hands out to outgoing connections.
 
     An emulator that goes down and up again (`faults.down`) listens again on its port; one
@@ -63,7 +63,7 @@ def restartable_port(rng: random.Random | None = None) -> int:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
-    pick = rng or random.SystemRandom()
+    pick = random.SystemRandom()
     for _ in range(200):
         port = pick.randrange(10_000, max(10_001, low))
         with socket.socket() as probe:
