@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from xml.etree import ElementTree as ET
 
+from emulators.listen import listen
 from emulators.plex_collections import (
     COLLECTION_FIELDS,
     COLLECTION_TYPE,
@@ -202,6 +203,13 @@ class Faults:
             return Response(200, page, "text/html")
         return Response(200, response.body[: len(response.body) // 2], response.content_type)
 
+    def clear_answers(self) -> None:
+        """Drops the queued error, 429 and garbled answers not yet given: a moment of
+        trouble that is over, however few requests came meanwhile."""
+        self._burst.clear()
+        self._limited.clear()
+        self._garbled.clear()
+
     def revoke_token(self) -> None:
         self.revoked = True
 
@@ -211,9 +219,7 @@ class Faults:
     def clear(self) -> None:
         self.latency = 0.0
         self.revoked = False
-        self._burst.clear()
-        self._limited.clear()
-        self._garbled.clear()
+        self.clear_answers()
         self._down_after = None
         self.down = False
 
@@ -307,12 +313,15 @@ class PlexEmulator:
                  machine_identifier: str = MACHINE_ID, version: str = VERSION,
                  fetch_url: Callable[[str], bytes] | None = None, shapes: RealShapes | None = None,
                  tls: CertFiles | None = None, plain_http_answer: bytes | None = None,
-                 latency: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 latency: float = 0.0, sleep: Callable[[float], None] = time.sleep, port: int = 0) -> None:
         """`latency`: seconds every request waits before it is answered, the round trip of a
         network between plugin and server (a NAS, a Docker bridge). Unlike `faults.latency`
         it is part of the set-up and survives `faults.clear()`. The wait runs in the
         request's own thread and holds no lock, so other connections are served meanwhile,
-        as on a real network. `sleep` is how it waits (injected by tests)."""
+        as on a real network. `sleep` is how it waits (injected by tests).
+        `port`: 0 takes a free one; a fixed port outside the range the OS hands out to
+        outgoing connections keeps a restart (`faults.down`) from finding its port taken by
+        a client's connection meanwhile, as a real server's configured port never is."""
         self.token = token
         self.tls = tls
         self.plain_http_answer = plain_http_answer
@@ -327,7 +336,7 @@ class PlexEmulator:
         self.latency = latency
         self._sleep = sleep
         self.lock = threading.RLock()
-        self.port = 0
+        self.port = port
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._routes: list[tuple[str, re.Pattern[str], Route]] = [
@@ -380,7 +389,7 @@ class PlexEmulator:
         self.stop()
 
     def _start_listening(self) -> None:
-        self._httpd = _Server(("127.0.0.1", self.port), self)
+        self._httpd = listen(lambda: _Server(("127.0.0.1", self.port), self), self.port)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"plex-emulator-{self.port}", daemon=True)

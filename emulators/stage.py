@@ -13,6 +13,8 @@ so no stray process outlives a stage.
 from __future__ import annotations
 
 import os
+import random
+import socket
 import sys
 import tempfile
 import time
@@ -51,6 +53,29 @@ LOOPBACK = Network()
 WAIT_CEILING = 60.0
 #: The network the benchmarks model: Plex on another host, Stash nearer.
 MODELLED_NETWORK = Network(plex=0.005, stash=0.002)
+
+
+def restartable_port() -> int:
+    """A free loopback port below the range the OS hands out to outgoing connections.
+
+    An emulator that goes down and up again (`faults.down`) listens again on its port; one
+    taken from that range may meanwhile be the local end of some client's connection, and
+    the restart would fail with "address in use", which a real server on its configured
+    port never meets."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    pick = random.SystemRandom()
+    for _ in range(200):
+        port = pick.randrange(10_000, max(10_001, low))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise OSError("no free port below the ephemeral range")
 
 
 def plex_path(stash_path: str) -> str:

@@ -45,6 +45,7 @@ from graphql import (
 )
 
 from emulators import stash_edits, stash_plays
+from emulators.listen import listen
 from emulators.stash_library import File, StashLibrary, png_bytes
 from emulators.tls import CertFiles, TlsServer, server_context
 
@@ -431,11 +432,14 @@ class StashEmulator:
     def __init__(self, library: StashLibrary | None = None, *, username: str | None = None,
                  password: str | None = None, api_key: str = "", session_max_age: int = 3600,
                  clock: Callable[[], float] = time.time, tls: CertFiles | None = None, latency: float = 0.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, port: int = 0) -> None:
         """`latency`: seconds every request waits before it is answered, the network's round
         trip; part of the set-up, unlike `faults.latency`. Each request has its own thread
         and the wait holds no lock, so requests in flight overlap as they would on a real
-        network. `sleep` is how it waits (injected by tests)."""
+        network. `sleep` is how it waits (injected by tests).
+        `port`: 0 takes a free one; a fixed port outside the range the OS hands out to
+        outgoing connections keeps a restart (`faults.down`) from finding its port taken by
+        a client's connection meanwhile, as a real server's configured port never is."""
         self.tls = tls  # HTTPS with this certificate, as Stash does with stash.crt/stash.key
         self.latency = latency
         self._sleep = sleep
@@ -457,19 +461,22 @@ class StashEmulator:
         self.faults = StashFaults(self)
         self._sessions: dict[str, float] = {}  # token -> expiry (epoch per `clock`)
         self._lock = threading.Lock()
-        self.write_lock = threading.Lock()  # one mutation of the library at a time, as Stash's txn
+        #: Stash's database transaction: one mutation at a time, and every request runs whole
+        #: inside it, so a test editing the library meanwhile (under this lock) is seen by a
+        #: request entirely or not at all, as Stash's readers see only committed writes.
+        self.write_lock = threading.RLock()
         self.schema = load_schema()
         _Resolvers(self).wire(self.schema)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self.port = 0
-        self._start(0)
+        self.port = port
+        self._start(port)
 
     # --- lifecycle ---
 
     def _start(self, port: int) -> None:
         handler = type("Handler", (_Handler,), {"emulator": self})
-        httpd = _Server(("127.0.0.1", port), handler)
+        httpd = listen(lambda: _Server(("127.0.0.1", port), handler), port)
         if self.tls is not None:
             httpd.tls_context = server_context(self.tls)
         httpd.daemon_threads = True
@@ -600,8 +607,9 @@ class StashEmulator:
             return 422, _errors(prepared, "GRAPHQL_VALIDATION_FAILED")
         failure = self.faults.take_fail()
         middleware = [_failing_roots(failure)] if failure else None
-        result = execute(self.schema, document, context_value=context, variable_values=variables,
-                         operation_name=operation, middleware=middleware)
+        with self.write_lock:
+            result = execute(self.schema, document, context_value=context, variable_values=variables,
+                             operation_name=operation, middleware=middleware)
         answer: dict[str, Any] = {}
         if result.errors:
             answer["errors"] = [e.formatted for e in result.errors]

@@ -5,6 +5,7 @@ step (listing and queueing) on the first share of one progress bar, then the cor
 (`worker.core.drain`, the code the background worker runs) on the rest, and leaves a
 background worker for whatever is still deferred. A cause outside any one job (bad token,
 missing setting, Stash down) fails the task with that cause, and every job stays queued.
+Each such task tries a token Plex refused before again (the halt of `worker.halt`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from base.errors import PlexUnavailable, Stash2PlexError
 from sync_queue.inbox import has_events
 from sync_queue.report import QueueCounts
 from sync_queue.schedule import Job
+from sync_queue.state import HALT
 from worker.breaker import BreakerEvent, next_probe_at
 from worker.core import Services, drain
 from worker.handover import processor
@@ -60,6 +62,9 @@ def foreground_drain(ctx: RunContext, prepare: Prepare, prepare_share: float) ->
 
     require_enabled(ctx)
     with processor(ctx.data_dir), services(ctx) as svc:
+        # The user asked for a run: a remembered 401 is tried again. A sync that then works
+        # must leave no halt behind, or the workers the next saves start would still refuse.
+        svc.state.put(HALT, None)
         ctx.log.progress(0.0)
         try:
             output = prepare(svc, lambda f: ctx.log.progress(prepare_share * f))

@@ -39,7 +39,6 @@ LOCKED_SHOWN = 20
 def process_queue(ctx: RunContext) -> dict[str, Any]:
     """Sync every due job now, then report what is deferred and until when."""
     def prepare(svc: Services, _progress: Callable[[float], None]) -> dict[str, Any]:
-        svc.state.put(HALT, None)  # the user asked for a run: a remembered 401 is tried again
         svc.queue.recover_abandoned(time.time(), max_attempts=svc.policy.max_retries)
         return {}
 

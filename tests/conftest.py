@@ -26,6 +26,13 @@ os.environ.setdefault("PLEXAPI_HEADER_IDENTIFIER", "stash2plex-tests")
 from tests.secret_audit import AUDIT  # noqa: E402
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--chaos-seed", type=int, default=None,
+                     help="seed of the chaos soak's schedule (else $STASH2PLEX_CHAOS_SEED, else a fixed one)")
+    parser.addoption("--chaos-seconds", type=float, default=None,
+                     help="seconds of chaos in the soak (else $STASH2PLEX_CHAOS_SECONDS, else 60)")
+
+
 def _stray_workers(base: Path) -> list[tuple[int, str]]:
     """Plugin processes still running from this session's temporary folders (Linux /proc).
 

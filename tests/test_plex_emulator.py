@@ -144,3 +144,22 @@ def test_down_after_n_writes_resets_the_next_request_and_stops_listening(plex: P
     assert plex.item(key).title == "two" and plex.count("PUT") == 2
     plex.faults.down = False
     assert get_root(plex) == 200  # back on the same port, the countdown spent
+
+
+def test_queued_error_answers_not_yet_given_can_be_dropped(plex: PlexEmulator) -> None:
+    """`faults.clear_answers`: a burst of errors that no request took is over; the other
+    faults (here the revoked token) stay as they are."""
+    import requests
+
+    def status() -> int:
+        return requests.get(f"{plex.url}/library/sections", headers={"X-Plex-Token": plex.token}, timeout=5).status_code
+
+    plex.faults.error_burst(3, 503)
+    plex.faults.rate_limit(2, 1)
+    assert status() == 503
+    plex.faults.clear_answers()
+    assert status() == 200
+    plex.faults.error_burst(1)
+    plex.faults.revoke_token()
+    plex.faults.clear_answers()
+    assert status() == 401
