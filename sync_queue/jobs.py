@@ -285,6 +285,20 @@ class JobQueue:
                 schedule.finish(conn, job.job_id, STATUS_ACK_FAILED)
         self._finished(1)
 
+    def release(self, jobs: Iterable[Job], now: float) -> None:
+        """Hand back jobs taken but never started (the drain stopped before them), as if they
+        had never been taken: attempts and last error unchanged, due at their old time, or
+        now if a hook event asked for that during the flight. One transaction."""
+        with write_txn(self._conn) as conn:
+            for job in jobs:
+                rerun, rerun_reasons = schedule.in_flight_row(conn, job)
+                conn.execute(
+                    "UPDATE schedule SET next_retry_at = ?, reasons = ?, rerun = ?, rerun_reasons = NULL, "
+                    "taken_at = NULL WHERE job_id = ?",
+                    (due_after_retry(job.next_retry_at, rerun, now), json.dumps(merge_reasons(job.reasons, rerun_reasons)),
+                     RERUN_NONE, job.job_id))
+                schedule.set_status(conn, job.job_id, STATUS_READY)
+
     def recover_abandoned(self, now: float, max_attempts: int | None = None) -> int:
         """Return jobs left in flight by a dead processor to the ready state; how many.
 

@@ -226,7 +226,9 @@ def test_plex_down_mid_drain_opens_the_breaker_without_a_storm_then_drains_fully
         assert b.state is BreakerState.OPEN and b.consecutive_failures == threshold
         left = jobs(st, [sid for sid in ids if sid not in done])
         assert all(j is not None for j in left.values()), "a job was lost"
-        hit = [sid for sid, j in left.items() if j.last_error_class == "outage"]
+        # A job whose edit Plex applied just before the connection dropped is synced yet failed
+        # (the drain writes several at once): it tried Plex too, so it is counted with the rest.
+        hit = [sid for sid, j in jobs(st, ids).items() if j is not None and j.last_error_class == "outage"]
         # No storm: after the outage began, exactly `threshold` jobs tried Plex (an outage is
         # not retried inside a job), and none of them used an attempt.
         assert len(hit) == threshold
@@ -241,9 +243,9 @@ def test_plex_down_mid_drain_opens_the_breaker_without_a_storm_then_drains_fully
         untouched = next(sid for sid in left if sid not in hit)
         assert st.hook(untouched).error is None
         st.wait_until(lambda: counts(st).inbox == 0, timeout=20)  # its worker has ingested it
-        again = jobs(st, left)
-        assert [s for s, j in again.items() if j.last_error_class == "outage"] == hit
-        assert all(j.attempts == 0 for j in again.values())
+        again = jobs(st, ids)
+        assert [s for s, j in again.items() if j is not None and j.last_error_class == "outage"] == hit
+        assert all(j.attempts == 0 for j in again.values() if j is not None)
         assert breaker(st).state is not BreakerState.CLOSED
 
         # Plex is back: a Process Queue asks it at once and drains everything, without waiting

@@ -8,7 +8,7 @@ everything on the Plex side goes over the wire and is counted in the emulator's 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -59,6 +59,16 @@ class Scenes:
         if scene_id not in self.scenes:
             raise SceneGone(f"Scene {scene_id} no longer exists in Stash.")
         return self.scenes[scene_id]
+
+    def find_scenes(self, ids: Iterable[int], listed: object = None) -> dict[int, Scene | Exception]:
+        """A batch's read: each scene as `find_scene` answers it, a failure kept per scene."""
+        found: dict[int, Scene | Exception] = {}
+        for scene_id in ids:
+            try:
+                found[scene_id] = self.find_scene(scene_id)
+            except Exception as exc:
+                found[scene_id] = exc
+        return found
 
 
 def make_scene(sid: int, folder: str = "a", **fields: object) -> Scene:
