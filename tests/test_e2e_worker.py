@@ -126,7 +126,8 @@ def test_process_queue_takes_over_from_a_draining_worker(tmp_path: Path) -> None
     n = 20
     with stage(n, seed=54, work_dir=tmp_path, settings=QUIET, on_result=audited("takeover draining")) as st:
         ids = st.library.sorted_ids()
-        st.plex.faults.latency = 0.1  # the worker alone would need seconds: time for the task to start
+        # The worker alone would need seconds (it writes several scenes at once): time for the task to start.
+        st.plex.faults.latency = 0.8
         for sid in ids[1:]:  # saves recorded a moment ago; the last one's hook starts the worker
             record_event(st.data_dir, "scene", sid, "Scene.Update.Post", time.time())
         st.hook(ids[0])
