@@ -125,6 +125,7 @@ class RecordingSession(requests.Session):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._pacer = Pacer()
+        network.settle_environment(self)
 
     @property
     def last_status(self) -> int | None:

@@ -149,6 +149,7 @@ class StashClient:
             # background worker may outlive it. We never mutate scenes, so losing the
             # cookie's hook-loop protection costs nothing.
             self._api = self._call(lambda: interface(conn, force_api_key=True))
+            network.settle_environment(self._api.s)
         return self._api
 
     def _call(self, fn: Any) -> Any:

@@ -83,7 +83,7 @@ INGEST_EVERY = 2.0
 BATCH_SIZE = 50
 #: Writes (image downloads, the edit, the uploads) in flight at once on the drain's pool;
 #: with the drain's own thread, at most one more request is in flight to either server.
-WRITERS = 3
+WRITERS = 4
 
 
 class SceneSource(Protocol):
