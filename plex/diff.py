@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -307,9 +307,19 @@ def plan_edit(
 
 def canonical_state(desired: DesiredState, *, lock: bool, preserve: bool) -> dict[str, Any]:
     """The desired state as JSON types, with the settings that change what we would send."""
-    data = asdict(desired)
+    data = _plain(desired)
     data["settings"] = {"lock": lock, "preserve": preserve}
     return data
+
+
+def _plain(value: Any) -> Any:
+    """`dataclasses.asdict` for these records (sequences as lists), without its deep copy of
+    every leaf: computed for every scene of every Sync All and reconcile."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def state_hash(desired: DesiredState, *, lock: bool, preserve: bool) -> str:
