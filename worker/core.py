@@ -81,6 +81,8 @@ if TYPE_CHECKING:
 INGEST_EVERY = 2.0
 #: Jobs taken and read together: one Stash request and one Plex comma read per batch.
 BATCH_SIZE = 50
+#: Least progress (a fraction of the drain) worth a line to Stash.
+PROGRESS_STEP = 0.002
 #: Writes (image downloads, the edit, the uploads) in flight at once on the drain's pool;
 #: with the drain's own thread, at most one more request is in flight to either server.
 WRITERS = 4
@@ -412,6 +414,7 @@ class _Drain:
     total: int = 0
     taken: int = 0
     last_ingest: float = 0.0
+    reported: float = -1.0
 
     def run(self) -> None:
         svc = self.svc
@@ -514,8 +517,10 @@ class _Drain:
         svc, result = self.svc, self.result
         acknowledge(job, decision, svc.queue, now)
         _record(svc, result, job, decision)
-        if self.progress is not None:
-            self.progress(result.processed / max(self.total, result.processed, 1))
+        fraction = result.processed / max(self.total, result.processed, 1)
+        if self.progress is not None and (fraction - self.reported >= PROGRESS_STEP or fraction >= 1.0):
+            self.reported = fraction  # smooth, without a line to Stash for every one of 20,000 jobs
+            self.progress(fraction)
         if isinstance(decision, StopDrain):
             _stop(svc, decision, now)
             self.stopped = True
