@@ -264,6 +264,7 @@ def finish(started: Started, svc: Services, now: float) -> Decision:
 
 
 def failed(exc: Exception, job: Job, svc: Services, now: float) -> Decision:
+    """A failed attempt, from either half: told to the breaker, then decided by the policy."""
     failure = Failure.from_exception(exc)
     after = svc.feed(breaker_event(failure.error_class), now)
     return decide(failure, job.attempts, svc.policy, now, svc.rng, next_probe_at(after))
