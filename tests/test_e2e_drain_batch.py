@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,33 @@ def test_one_job_plex_rejects_is_dead_lettered_while_the_rest_of_its_batch_compl
         assert [(letter.scene_id, letter.error_class, letter.attempts) for letter in letters] == [(rejected, "invalid", 1)]
         c = counts(st)
         assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger) == (0, 0, 0, 1, n - 1)
+
+
+@pytest.mark.slow
+def test_two_hundred_hooks_during_a_sync_all_lose_nothing_and_their_saves_win(tmp_path: Path) -> None:
+    n = 300
+    with stage(n, seed=186, work_dir=tmp_path, settings=QUIET, on_result=audited("hooks during sync all")) as st:
+        ids = st.library.sorted_ids()
+        st.plex.faults.latency = 0.05  # the drain lasts while the hooks arrive
+        saved = ids[:200]
+
+        def saves_and_hooks() -> list:
+            st.wait_until(lambda: counts(st).ledger >= 20, timeout=60, poll=0.01)  # Sync All is draining
+            for sid in saved:  # saved in Stash: some done, some in a batch, some still queued
+                st.library.update_scene(sid, title=f"Saved during Sync All {sid}")
+            with ThreadPoolExecutor(max_workers=len(saved)) as pool:
+                return list(pool.map(st.hook, saved))
+
+        with ThreadPoolExecutor(max_workers=1) as background:
+            hooks = background.submit(saves_and_hooks)
+            task = st.task("all")
+            results = hooks.result()
+        assert task.error is None, task.stderr
+        assert all(r.returncode == 0 and r.error is None for r in results)
+        st.plex.faults.latency = 0.0
+        # Their scenes sync in that drain or the next (the worker the task or a hook left).
+        st.wait_until(lambda: counts(st).inbox == 0 and counts(st).due + counts(st).in_flight == 0
+                      and not st.worker_running(), timeout=180)
+        assert [sid for sid in ids if mismatches(st, sid)] == []
+        c = counts(st)
+        assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger) == (0, 0, 0, 0, n)
