@@ -393,7 +393,7 @@ def test_sigkill_of_the_background_worker_mid_drain_loses_no_job(tmp_path: Path)
     n = 16
     with stage(n, seed=67, work_dir=tmp_path, settings=QUIET, on_result=audited("kill worker")) as st:
         ids = st.library.sorted_ids()
-        st.plex.faults.latency = 0.03
+        st.plex.faults.latency = 0.25  # the worker drains for a while (it writes several scenes at once)
         for at in (3, 9):
             for sid in ids:
                 if not synced(st, sid):

@@ -313,3 +313,12 @@ def test_a_deleted_scene_completes_and_a_bug_is_dead_lettered_with_its_traceback
     assert [letter.scene_id for letter in letters] == [7]
     assert letters[0].error_class == "bug" and "KeyError" in (letters[0].detail or "")
     assert letters[0].attempts == 3
+
+
+def test_the_writes_in_flight_are_never_more_than_it_takes_to_open_the_breaker() -> None:
+    """When Plex goes away every write in flight fails at once; an outage must not cost more
+    failed requests than the breaker needs before it stops all of them."""
+    from worker.breaker import BreakerConfig
+    from worker.core import WRITERS
+
+    assert 1 <= WRITERS <= BreakerConfig().threshold

@@ -84,8 +84,10 @@ BATCH_SIZE = 50
 #: Least progress (a fraction of the drain) worth a line to Stash.
 PROGRESS_STEP = 0.002
 #: Writes (image downloads, the edit, the uploads) in flight at once on the drain's pool;
-#: with the drain's own thread, at most one more request is in flight to either server.
-WRITERS = 4
+#: with the drain's own thread, at most one more request is in flight to either server. No
+#: more than the breaker's threshold (`BreakerConfig.threshold`): when Plex goes away, the
+#: writes in flight fail together, and that must not be more than it takes to open it.
+WRITERS = 3
 
 
 class SceneSource(Protocol):
