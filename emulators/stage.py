@@ -216,17 +216,20 @@ class Stage:
 
 
 def _entrypoint_pids(cwd: Path) -> list[int]:
-    pids = []
+    """A child the plugin forks to run a command (plexapi's import asks `uname -p`) shows the
+    plugin's command line and folder until it execs: it is not counted as a second plugin."""
+    found: dict[int, int] = {}
     want = str(Path(cwd).resolve())
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             where = os.readlink(entry / "cwd")
-        except OSError:  # gone meanwhile, or not ours to look at
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to look at
             continue
         if where == want and any(arg.endswith(b"Stash2Plex.py") for arg in cmdline):
-            pids.append(int(entry.name))
-    return sorted(pids)
+            found[int(entry.name)] = parent
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 @contextmanager
