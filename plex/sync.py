@@ -24,11 +24,13 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
   with plexapi's own `utils.joinArgs`, as `edit()` would), none when nothing changed.
 * **one upload per changed image**, the bytes downloaded from Stash with its auth by the
   injected `fetch_image`. Downloads happen before any write, so a failed download leaves
-  Plex untouched. A sync is two halves: `prepare` (find, read, ownership: it reads the
-  ledger, so it runs on the drain's thread) and `write` (downloads, edit, uploads: only the
-  two servers, so the drain runs it on its small pool). An image Stash does not have (`fetch_image` returns None: a 404) is
+  Plex untouched. An image Stash does not have (`fetch_image` returns None: a 404) is
   skipped, not an error: Plex keeps whatever it shows, and the ledger records nothing for
   it, so a later screenshot is uploaded when it appears.
+
+A sync is two halves: `prepare` (find, read, ownership: it reads the ledger, so it runs on
+the drain's thread) and `write` (downloads, edit, uploads: only the two servers, so the
+drain runs it on its small pool).
 """
 
 from __future__ import annotations
@@ -65,13 +67,13 @@ BATCH_SIZE = 50
 PREFETCH_TTL = 30.0
 MOVIE = 1  # plexapi's searchType("movie")
 
+
 @dataclass
 class PlexBatch:
     """The Plex side of one drain batch, read once for all its scenes: full items by rating
     key (one comma read), each used by its scene's sync at most once. A read every scene of
     a batch needs belongs here too, made once per batch."""
 
-    read_at: float
     items: dict[str, CurrentState] = field(default_factory=dict)
 
 
@@ -205,7 +207,7 @@ class PlexSync:
                 key = match(scene.files, idx.index, self.settings.path_map, self.settings.strict_matching).rating_key
             if key and str(key) not in keys:
                 keys.append(str(key))
-        batch = PlexBatch(now)
+        batch = PlexBatch()
         for i in range(0, len(keys), BATCH_SIZE):
             try:
                 root = self.conn.query("/library/metadata/" + ",".join(keys[i:i + BATCH_SIZE]))

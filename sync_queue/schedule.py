@@ -5,10 +5,10 @@ A *live job* is one row in persist-queue's table ``ack_queue_jobs`` with status 
 ``schedule`` table with the same id. The persist-queue row carries the payload, an envelope
 ``{"v": 1, "scene_id": S}``; the schedule row carries what SQL must see: scene, reasons,
 attempts, ``next_retry_at``, last error. The envelope may also carry ``listed``: the scene
-as a listing pass (Sync All, reconcile, fan-out) read it from Stash, so the drain need not
-read it again; every event merged into the job rewrites it (a hook, which read nothing,
-removes it), so it is never older than the job's newest event. ``schedule.scene_id`` is UNIQUE, so one live job per
-scene holds by construction. ``schedule.taken_at`` is NULL exactly while the job is ready;
+as a listing pass (Sync All, reconcile) read it from Stash, so the drain need not read it
+again; every event merged into the job rewrites it (a hook, which read nothing, removes
+it), so it is never older than the job's newest event. ``schedule.scene_id`` is UNIQUE, so
+one live job per scene holds by construction. ``schedule.taken_at`` is NULL exactly while the job is ready;
 every transition writes it together with persist-queue's status, and the selection checks
 both.
 
@@ -117,7 +117,7 @@ JOB_COLUMNS = (
 READY = (f"FROM schedule AS s CROSS JOIN {PQ_TABLE} AS q "
          f"WHERE s.taken_at IS NULL AND q._id = s.job_id AND q.status < {STATUS_IN_FLIGHT}")
 _TAKE = f"SELECT {JOB_COLUMNS}, q.data {READY} AND s.next_retry_at <= ? ORDER BY s.next_retry_at, s.job_id"
-TAKE_SQL = f"{_TAKE} LIMIT 1"
+TAKE_SQL = f"{_TAKE} LIMIT 1"  # the earliest due job; the same index walk as the batch's
 #: The due jobs of one drain batch, earliest first (``?``: due at or before, how many).
 TAKE_BATCH_SQL = f"{_TAKE} LIMIT ?"
 NEXT_DUE_SQL = f"SELECT s.next_retry_at {READY} ORDER BY s.next_retry_at, s.job_id LIMIT 1"
