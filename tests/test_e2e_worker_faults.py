@@ -324,7 +324,7 @@ def test_sigkill_of_process_queue_at_points_in_a_drain_loses_no_job(tmp_path: Pa
         with queue_of(st) as queue:
             for sid in ids:
                 queue.enqueue(sid, "test", time.time())
-        st.plex.faults.latency = 0.05
+        st.plex.faults.latency = 0.3  # the drain is still running when the kill lands (it writes several at once)
 
         def kill_when_synced(count: int) -> None:
             st.wait_until(lambda: bool(st.run_pids()), timeout=60, poll=0.005)
