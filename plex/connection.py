@@ -10,8 +10,9 @@ Everything that goes to Plex passes through `PlexConnection.query`, which
   `Retry-After`. Outages, auth errors, bad data and not-found are never retried here: the
   queue's backoff and breaker own those, and two retry loops stacked would multiply;
 * counts requests, so a sync can report its cost and the benchmark can check it;
-* spaces requests to honour `max_request_rate` (the token bucket of `plex.pacing`, the
-  same one the worker's drain uses for a Retry-After hold);
+* spaces requests to honour `max_request_rate`, and holds every request, from any thread,
+  for a server's Retry-After once the drain says so (`hold`): the token bucket of
+  `plex.pacing`, one per connection however many of the drain's threads use it;
 * passes the user's certificate choice (`Settings.plex_tls`) with every request: requests
   lets `REQUESTS_CA_BUNDLE` override a Session's own `verify`, so a session attribute
   alone would be silently ignored on machines that set it.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -48,7 +50,7 @@ from base.errors import (
     TransientError,
 )
 from base.settings import SCHEMA_BY_NAME
-from plex.pacing import Pacer, RateLimit, wait_turn
+from plex.pacing import Pacer, RateLimit, hold, take
 
 PRODUCT = "Stash2Plex"
 CLIENT_ID_FILE = "client_id"
@@ -101,7 +103,14 @@ def configure_plexapi(identifier: str) -> None:
 
 class RecordingSession(requests.Session):
     """A session that remembers the last answer (plexapi's errors drop its headers),
-    counts requests and spaces them to at most `rate` per second (0 = no limit)."""
+    counts requests and spaces them to at most `rate` per second (0 = no limit).
+
+    Safe to share between the drain and its small pool of writer threads: the bucket is one
+    (reserved under a lock, slept outside it), so the pool together stays within the rate;
+    a long Retry-After holds every thread's next request (`hold`); the last answer and a
+    count are kept per thread too, so an error is explained with its own answer's headers
+    and a sync counts its own requests.
+    """
 
     def __init__(self, rate: float = 0.0, clock: Clock | None = None, sleep: Sleep | None = None,
                  tls: bool | str = True) -> None:
@@ -113,18 +122,43 @@ class RecordingSession(requests.Session):
         self.clock = clock or time.monotonic
         self.sleep = sleep or time.sleep
         self.count = 0
-        self.last_status: int | None = None
-        self.last_headers: Mapping[str, str] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
         self._pacer = Pacer()
+        network.settle_environment(self)
+
+    @property
+    def last_status(self) -> int | None:
+        return getattr(self._local, "status", None)
+
+    @property
+    def last_headers(self) -> Mapping[str, str]:
+        return getattr(self._local, "headers", {})
+
+    @property
+    def count_here(self) -> int:
+        """Requests this thread sent."""
+        return getattr(self._local, "count", 0)
+
+    def hold(self, seconds: float) -> None:
+        """Pause every thread's next request for a server's Retry-After (`pacing.hold`)."""
+        with self._lock:
+            now = self.clock()
+            self._pacer = hold(self._pacer, now + seconds, now)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        self._pacer = wait_turn(self._pacer, self.limit, self.clock(), self.sleep)
-        self.count += 1
-        self.last_status, self.last_headers = None, {}
+        with self._lock:
+            self._pacer, wait = take(self._pacer, self.limit, self.clock())
+            self.count += 1
+        if wait > 0:
+            self.sleep(wait)
+        local = self._local
+        local.count = getattr(local, "count", 0) + 1
+        local.status, local.headers = None, {}
         if self.tls is not True:  # True: requests' own choice (REQUESTS_CA_BUNDLE or certifi)
             kwargs["verify"] = self.tls
         response = super().request(method, url, *args, **kwargs)
-        self.last_status, self.last_headers = response.status_code, response.headers
+        local.status, local.headers = response.status_code, response.headers
         return response
 
 
@@ -357,12 +391,26 @@ class PlexConnection:
         self.session = RecordingSession(max_request_rate, clock=clock, sleep=self.sleep, tls=tls)
         self.identifier = client_identifier(data_dir) if data_dir is not None else None
         self._server: Any = None
+        self._server_lock = threading.RLock()
 
     @property
     def requests_made(self) -> int:
         return self.session.count
 
+    @property
+    def requests_here(self) -> int:
+        """Requests sent from the calling thread: what one sync cost, whatever the pool sent."""
+        return self.session.count_here
+
+    def hold(self, seconds: float) -> None:
+        """A server's Retry-After: every request, from any thread, waits it out first."""
+        self.session.hold(seconds)
+
     def server(self) -> Any:
+        with self._server_lock:  # the pool's threads share the one PlexServer
+            return self._server_once()
+
+    def _server_once(self) -> Any:
         if self._server is None:
             if isinstance(self.session.tls, str) and not os.path.isfile(self.session.tls):
                 # requests would say "invalid path" as an OSError, which reads like an outage.

@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -310,11 +310,21 @@ def canonical_state(desired: DesiredState, *, lock: bool, preserve: bool,
     """The desired state as JSON types, with the settings that change what we would send.
     `groups` (`plex.collection_specs.group_state`) adds what the scene's group collections
     show; absent when the scene is in none, so such a scene's hash is what it always was."""
-    data = asdict(desired)
+    data = _plain(desired)
     data["settings"] = {"lock": lock, "preserve": preserve}
     if groups:
         data["groups"] = [list(g) for g in groups]
     return data
+
+
+def _plain(value: Any) -> Any:
+    """`dataclasses.asdict` for these records (sequences as lists), without its deep copy of
+    every leaf: computed for every scene of every Sync All and reconcile."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def state_hash(desired: DesiredState, *, lock: bool, preserve: bool, groups: Sequence[Any] = ()) -> str:

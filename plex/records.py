@@ -12,7 +12,7 @@ or the record, on the next sync. Unknown keys are ignored so either side can add
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -77,7 +77,8 @@ class LedgerEntry:
     group_index: Mapping[str, int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        # Field by field, not `asdict`: its deep copy of `written` cost a millisecond a sync.
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["written"] = dict(self.written)
         out["locks"] = None if self.locks is None else list(self.locks)
         out["user_locked"] = list(self.user_locked)

@@ -16,9 +16,10 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
 * **a scene we synced before** (ledger has its item key) skips matching: its one read
   proves the item still holds one of the scene's files.
 * **one read**: `GET /library/metadata/{key}`. Listings truncate tag lists and carry no
-  locks, so they never feed the diff. For bulk work `prefetch()` reads full items in
-  batches with Plex's comma form `GET /library/metadata/1,2,3` (several full items in one
-  answer); a prefetched item is used once and only within `PREFETCH_TTL` seconds.
+  locks, so they never feed the diff. The drain reads a batch's items together with Plex's
+  comma form `GET /library/metadata/1,2,3` (`read_batch`: several full items in one
+  answer), each used once by its scene; the dry run's `prefetch()` does the same, an item
+  kept for `PREFETCH_TTL` seconds.
 * **one edit**: every changed field in one `PUT /library/sections/{id}/all?...` (built
   with plexapi's own `utils.joinArgs`, as `edit()` would), none when nothing changed.
 * **one upload per changed image**, the bytes downloaded from Stash with its auth by the
@@ -26,6 +27,10 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
   Plex untouched. An image Stash does not have (`fetch_image` returns None: a 404) is
   skipped, not an error: Plex keeps whatever it shows, and the ledger records nothing for
   it, so a later screenshot is uploaded when it appears.
+
+A sync is two halves: `prepare` (find, read, ownership: it reads the ledger, so it runs on
+the drain's thread) and `write` (downloads, edit, uploads: only the two servers, so the
+drain runs it on its small pool).
 """
 
 from __future__ import annotations
@@ -63,6 +68,31 @@ PAGE_SIZE = 500
 BATCH_SIZE = 50
 PREFETCH_TTL = 30.0
 MOVIE = 1  # plexapi's searchType("movie")
+
+
+@dataclass
+class PlexBatch:
+    """The Plex side of one drain batch, read once for all its scenes: full items by rating
+    key (one comma read), each used by its scene's sync at most once. A read every scene of
+    a batch needs belongs here too, made once per batch."""
+
+    items: dict[str, CurrentState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreparedSync:
+    """A sync between its halves (`PlexSync.prepare`, `PlexSync.write`): the item as read,
+    which of its files is the scene's, the ownership verdict, and the state to write."""
+
+    ledger: LedgerEntry | None
+    state: CurrentState
+    mine: str
+    ownership: claims.Ownership
+    desired: DesiredState
+    digest: str
+    requests: int  # sent while preparing
+    group_index: dict[str, int | None]  # the scene's place in each of its groups, for the ledger
+
 
 class ClaimSource(Protocol):
     """Who else holds an item: the sync ledger, and Stash for the primary Part's file."""
@@ -163,37 +193,53 @@ class PlexSync:
                 return found
         return []
 
-    def prefetch(self, scenes: Iterable[Scene], ledgers: Iterable[LedgerEntry | None] = (), *,
-                 now: float) -> int:
-        """Read the full items of `scenes` in batches (`/library/metadata/1,2,3`) ahead of
-        their `sync()` calls; builds the full index, since this is a bulk run. Returns how
-        many items were read."""
+    def read_batch(self, scenes: Sequence[Scene], ledgers: Sequence[LedgerEntry | None], now: float) -> PlexBatch:
+        """The full items of a batch's scenes in one comma read per `BATCH_SIZE` keys.
+
+        A scene's key is its ledger's, or its match in the full index. The index is built
+        only when this batch and the lookups before it are worth it (`NARROW_LOOKUPS`): one
+        hook's batch costs no whole-library listing. A scene whose item is not read here is
+        read (or looked up) by its own sync, as it would be without a batch."""
         self._now = max(self._now, now)
-        scenes = list(scenes)
-        ledger_list = list(ledgers) + [None] * len(scenes)
-        if not self._idx.complete or now - self._idx.built_at > INDEX_MAX_AGE:
+        idx = self._idx
+        unknown = sum(1 for ledger in ledgers if not (ledger and ledger.plex_key))
+        if unknown and (idx.complete and now - idx.built_at > INDEX_MAX_AGE
+                        or not idx.complete and idx.lookups + unknown > NARROW_LOOKUPS):
             self.build_index(now)
         keys: list[str] = []
-        for scene, ledger in zip(scenes, ledger_list, strict=False):
+        for scene, ledger in zip(scenes, ledgers, strict=True):
             key = ledger.plex_key if ledger and ledger.plex_key else None
-            found = match(scene.files, self._idx.index, self.settings.path_map, self.settings.strict_matching)
-            key = found.rating_key or key
-            if key and key not in keys:
-                keys.append(key)
-        read = 0
+            if key is None and idx.complete:
+                key = match(scene.files, idx.index, self.settings.path_map, self.settings.strict_matching).rating_key
+            if key and str(key) not in keys:
+                keys.append(str(key))
+        batch = PlexBatch()
         for i in range(0, len(keys), BATCH_SIZE):
-            batch = keys[i:i + BATCH_SIZE]
             try:
-                states = xmlread.current_states(self.conn.query("/library/metadata/" + ",".join(batch)))
+                root = self.conn.query("/library/metadata/" + ",".join(keys[i:i + BATCH_SIZE]))
             except PlexNotFound:
                 continue
-            for key, state in states.items():
-                self._prefetched[key] = (now, state)
-            read += len(states)
-        return read
+            batch.items.update(xmlread.current_states(root))
+        return batch
 
-    def _read(self, key: str, now: float) -> CurrentState | None:
-        """The full item, from a fresh prefetch or one GET; None when Plex has no such item."""
+    def prefetch(self, scenes: Iterable[Scene], ledgers: Iterable[LedgerEntry | None] = (), *,
+                 now: float) -> int:
+        """`read_batch` kept for later `sync()` or `preview()` calls (the dry run); builds the
+        full index, since this is a bulk run. Returns how many items were read."""
+        scenes = list(scenes)
+        ledger_list = (list(ledgers) + [None] * len(scenes))[:len(scenes)]
+        if not self._idx.complete or now - self._idx.built_at > INDEX_MAX_AGE:
+            self.build_index(now)
+        batch = self.read_batch(scenes, ledger_list, now)
+        for key, state in batch.items.items():
+            self._prefetched[key] = (now, state)
+        return len(batch.items)
+
+    def _read(self, key: str, now: float, batch: PlexBatch | None = None) -> CurrentState | None:
+        """The full item, from this batch, a fresh prefetch or one GET; None when Plex has no
+        such item. A batch's item is used once: a second look (a stale match) reads again."""
+        if batch is not None and key in batch.items:
+            return batch.items.pop(key)
         cached = self._prefetched.pop(key, None)
         if cached and 0 <= now - cached[0] <= PREFETCH_TTL:
             return cached[1]
@@ -234,10 +280,11 @@ class PlexSync:
             wanted.add(path_key(result.plex_path))
         return bool(have & wanted)
 
-    def _locate(self, scene: Scene, ledger: LedgerEntry | None, now: float) -> CurrentState:
+    def _locate(self, scene: Scene, ledger: LedgerEntry | None, now: float,
+                batch: PlexBatch | None = None) -> CurrentState:
         """The scene's item, fully read; raises PlexNotFound / AmbiguousMatch."""
         if ledger and ledger.plex_key:
-            state = self._read(ledger.plex_key, now)
+            state = self._read(ledger.plex_key, now, batch)
             if state is not None and self._holds(state, scene, None):
                 return state
         for _ in range(2):
@@ -250,7 +297,7 @@ class PlexSync:
                 extra = f" (same name, ambiguous: {'; '.join(result.candidates)})" if result.candidates else ""
                 raise PlexNotFound(f"Scene {scene.id}: no Plex item has {', '.join(result.paths_tried) or 'its files'}"
                                    + extra, result.paths_tried)
-            state = self._read(str(result.rating_key), now)
+            state = self._read(str(result.rating_key), now, batch)
             if state is not None and self._holds(state, scene, result):
                 return state
             # Stale entry: the item moved or vanished. Forget it and look once more.
@@ -354,19 +401,36 @@ class PlexSync:
 
     def sync(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float) -> SyncOutcome:
         """Bring the scene's Plex item to the state Stash asks for (see module docstring)."""
+        return self.write(self.prepare(scene, ledger, now))
+
+    def prepare(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float,
+                batch: PlexBatch | None = None) -> PreparedSync:
+        """The first half of `sync`: find and read the item (from `batch` when it holds it)
+        and settle who may write it. Runs on the drain's own thread, since the ownership
+        rule reads the ledger."""
         self._now = max(self._now, now)
         ledger = LedgerEntry.from_any(ledger)
-        before = self.conn.requests_made
-        state = self._locate(scene, ledger, now)
+        before = self.conn.requests_here
+        state = self._locate(scene, ledger, now, batch)
         mine = self._held_file(state, scene)
         ownership = self._ownership(scene, state, mine)
         desired, digest = self._desired(scene)
+        if self.batch is not None and desired.collections is not None and state.section_id:
+            # On this thread: it claims in the collections table, before the edit can create one.
+            self.batch.note(state.section_id, scene_collections(scene, self.settings), state.collections, ledger, now)
+        return PreparedSync(ledger, state, mine, ownership, desired, digest, self.conn.requests_here - before,
+                            {link.id: link.scene_index for link in scene.group_links})
+
+    def write(self, prepared: PreparedSync) -> SyncOutcome:
+        """The second half of `sync`: download the changed images, then one edit and the
+        uploads. Touches nothing but the two servers, so the drain runs it on its pool."""
+        before = self.conn.requests_here
+        ledger, state, desired = prepared.ledger, prepared.state, prepared.desired
         same_item = bool(ledger and ledger.plex_key == state.rating_key)
         steps = image_steps(desired, ledger, same_item, self.fetch_image)
-        plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None], ownership.locks)
+        plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None],
+                          prepared.ownership.locks)
         uploads = [s for s in steps if s.kind in plan.uploads]
-        if self.batch is not None and desired.collections is not None and state.section_id:
-            self.batch.note(state.section_id, scene_collections(scene, self.settings), state.collections, ledger, now)
         if not plan.empty:
             self._edit(state, plan)
         for step in uploads:
@@ -376,19 +440,25 @@ class PlexSync:
         # once they unlock it) on every sync.
         by_kind = {step.kind: step for step in steps if step.data is None or step.kind in plan.uploads}
         entry = LedgerEntry(
-            plex_key=state.rating_key, plex_file=mine or None, state_hash=digest, written=dict(plan.written),
+            plex_key=state.rating_key, plex_file=prepared.mine or None, state_hash=prepared.digest,
+            written=dict(plan.written),
             poster_source=by_kind["poster"].source if "poster" in by_kind else None,
             poster_hash=by_kind["poster"].sha256 if "poster" in by_kind else None,
             art_source=by_kind["art"].source if "art" in by_kind else None,
             art_hash=by_kind["art"].sha256 if "art" in by_kind else None,
             locks=plan.locks, user_locked=plan.kept_locked, section_id=state.section_id or None,
-            group_index={link.id: link.scene_index for link in scene.group_links},
+            group_index=prepared.group_index,
         )
         wrote = not plan.empty or bool(uploads)
         return SyncOutcome(SyncStatus.WRITTEN if wrote else SyncStatus.UNCHANGED, state.rating_key, entry,
                            changes=plan.changes, kept=plan.kept, kept_locked=plan.kept_locked,
                            images_uploaded=tuple(u.kind for u in uploads),
-                           requests=self.conn.requests_made - before, displaced=ownership.displaced)
+                           requests=prepared.requests + self.conn.requests_here - before,
+                           displaced=prepared.ownership.displaced)
+
+    def hold(self, seconds: float) -> None:
+        """Plex asked for a pause (Retry-After): every request waits it out, from any thread."""
+        self.conn.hold(seconds)
 
     def _edit(self, state: CurrentState, plan: EditPlan) -> None:
         from plexapi.utils import joinArgs

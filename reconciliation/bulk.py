@@ -7,13 +7,14 @@ The state hash needs no Plex request, so the listing pass costs Stash pages only
 
 Resumable: the id of the last scene whose page was enqueued is kept in the state store, so
 a cancelled Sync All (Stash kills it with SIGKILL) continues after it when run again.
-Memory stays flat: one page of scenes at a time, enqueued in one transaction.
+Memory stays flat: one page of scenes at a time, enqueued in one transaction. Each job
+carries its scene as listed, so the drain that follows reads no scene a second time.
 The tasks themselves (`tasks.sync`) add the processor lock and the drain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from base.protocol import StashLog
@@ -99,13 +100,20 @@ class LibraryPass:
         self.seen = 0
 
     def pages(self) -> Iterator[list[Scene]]:
-        scenes: Iterable[Scene] = self.stash.iter_scenes(self.filter, after_id=self.after, page_size=self.page_size)
+        for page in self.listed_pages():
+            yield [scene for scene, _raw in page]
+
+    def listed_pages(self) -> Iterator[list[tuple[Scene, Mapping[str, Any]]]]:
+        """`pages` with each scene's answer as Stash gave it, for a job to carry to the drain."""
+        listing: Iterable[tuple[Scene, Mapping[str, Any]]] = self.stash.iter_listing(
+            self.filter, after_id=self.after, page_size=self.page_size)
         if self.since is not None:
-            scenes = changed_within(scenes, self.since)
-        for page in chunked(scenes, self.page_size):
+            since = self.since
+            listing = ((scene, raw) for scene, raw in listing if any(changed_within((scene,), since)))
+        for page in chunked(listing, self.page_size):
             self.seen += len(page)
             yield page
-            self.handled(page)
+            self.handled([scene for scene, _raw in page])
         self.state.put(self.key, None)
 
     def handled(self, page: list[Scene]) -> None:
@@ -128,8 +136,10 @@ def sync_pass(queue: JobQueue, state: StateStore, stash: StashClient, settings: 
     queued = 0
     if listing.after:
         log.info(f"Stash2Plex: resuming {reason} after scene {listing.after}.")
-    for page in listing.pages():
-        states = [(scene.id, scene_state(scene, settings)) for scene in page]
+    for page in listing.listed_pages():
+        # Each job carries the scene as listed: the drain checks it is still current instead
+        # of reading it again (a save since the listing is read anew, and wins).
+        states = [(scene.id, scene_state(scene, settings), raw) for scene, raw in page]
         queued += queue.enqueue_changed_many(states, reason, clock())
         progress(listing.fraction)
     seen = listing.seen

@@ -17,7 +17,7 @@ core's drain; the background worker runs it as the auto-reconcile under the lock
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -194,12 +194,12 @@ def reconcile_pass(queue: JobQueue, state: StateStore, plex: ListingReader, stas
     listing = LibraryPass(stash, state, scope, SCOPES[scope], now, page_size)
     if listing.after:
         log.info(f"Stash2Plex: resuming {scope} after scene {listing.after}.")
-    for page in listing.pages():
+    for page in listing.listed_pages():
         report.queued += _reconcile_page(queue, settings, page, index, snaps, report, now)
         report.scenes = listing.seen
         progress(PLEX_SHARE + (1 - PLEX_SHARE) * listing.fraction)
         if should_stop():
-            listing.handled(page)
+            listing.handled([scene for scene, _raw in page])
             return report
     report.completed = True
     conn = getattr(plex, "conn", None)
@@ -209,13 +209,14 @@ def reconcile_pass(queue: JobQueue, state: StateStore, plex: ListingReader, stas
     return report
 
 
-def _reconcile_page(queue: JobQueue, settings: Settings, page: list[Scene], index: LibraryIndex,
-                    snaps: dict[str, Snapshot], report: ReconcileReport, now: float) -> int:
-    """Classify one page of scenes and queue its gaps; how many were queued."""
-    by_rule: dict[Gap, list[tuple[int, str]]] = {}
+def _reconcile_page(queue: JobQueue, settings: Settings, page: list[tuple[Scene, Mapping[str, Any]]],
+                    index: LibraryIndex, snaps: dict[str, Snapshot], report: ReconcileReport, now: float) -> int:
+    """Classify one page of scenes and queue its gaps; how many were queued. A job the
+    ledger rule queues carries the scene as listed, so the drain does not read it again."""
+    by_rule: dict[Gap, list[tuple[int, str, Mapping[str, Any]]]] = {}
     forced: list[tuple[int, Gap]] = []
     pm = settings.path_map
-    for scene in page:
+    for scene, raw in page:
         desired = desired_state(scene, settings)
         digest = desired_hash(desired, settings, scene)
         entry = queue.ledger.get(scene.id)
@@ -230,7 +231,7 @@ def _reconcile_page(queue: JobQueue, settings: Settings, page: list[Scene], inde
         if verdict.gap in BY_LEDGER_RULE:
             if verdict.gap is Gap.MISSING and entry is not None and not entry.lost:
                 queue.ledger.mark_lost(scene.id)  # the ledger rule now queues it, once per state
-            by_rule.setdefault(verdict.gap, []).append((scene.id, digest))
+            by_rule.setdefault(verdict.gap, []).append((scene.id, digest, raw))
         else:
             forced.append((scene.id, verdict.gap))
     queued = sum(queue.enqueue_changed_many(states, reason(gap), now) for gap, states in by_rule.items())

@@ -15,7 +15,7 @@ CA and host name); otherwise it verifies as requests does.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from base import network
@@ -98,8 +98,17 @@ class _QuietLogger:
     """
 
     def __init__(self, log: StashLog) -> None:
+        import threading
+
         self._log = log
-        self.graphql_errors: list[str] = []
+        self._local = threading.local()  # per thread: the drain downloads images from a small pool
+
+    @property
+    def graphql_errors(self) -> list[str]:
+        errors = getattr(self._local, "errors", None)
+        if errors is None:
+            errors = self._local.errors = []
+        return errors
 
     def _debug(self, msg: object, *args: object, **kwargs: object) -> None:
         self._log.debug(f"stashapi: {msg}")
@@ -140,6 +149,7 @@ class StashClient:
             # background worker may outlive it. We never mutate scenes, so losing the
             # cookie's hook-loop protection costs nothing.
             self._api = self._call(lambda: interface(conn, force_api_key=True))
+            network.settle_environment(self._api.s)
         return self._api
 
     def _call(self, fn: Any) -> Any:
@@ -199,6 +209,40 @@ class StashClient:
             raise SceneGone(f"Scene {scene_id} no longer exists in Stash.")
         return scene_from_gql(raw)
 
+    def find_scenes(self, ids: Iterable[int], listed: Mapping[int, Mapping[str, Any]] | None = None,
+                    ) -> dict[int, Scene | Exception]:
+        """Many scenes as Stash has them now, in at most two requests; SceneGone for each
+        deleted one, and a scene Stash answers in a shape we cannot read fails alone.
+
+        `listed`: scenes a listing already read (Stash's answer, as `iter_listing` gives it).
+        Those are only checked: one small request for their `updated_at`, and only those that
+        changed since are read again in full. So the newest Stash state wins either way.
+        """
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+        listed = listed or {}
+        out: dict[int, Scene | Exception] = {}
+        full = [i for i in wanted if i not in listed]
+        checked = [i for i in wanted if i in listed]
+        if checked:
+            stamps = {int(raw["id"]): raw.get("updated_at") for raw in self._by_ids(queries.SCENE_STAMPS, checked)}
+            for i in checked:
+                if i not in stamps:
+                    continue  # deleted since the listing: said below, like any missing scene
+                if stamps[i] and stamps[i] == listed[i].get("updated_at"):
+                    out[i] = _parsed(listed[i])
+                else:
+                    full.append(i)
+        if full:
+            for raw in self._by_ids(queries.SCENES_BY_ID, full):
+                out[int(raw["id"])] = _parsed(raw)
+        for i in wanted:
+            out.setdefault(i, SceneGone(f"Scene {i} no longer exists in Stash."))
+        return out
+
+    def _by_ids(self, document: str, ids: list[int]) -> list[Mapping[str, Any]]:
+        data = self.gql(document, {"ids": [str(i) for i in ids], "filter": {"page": 1, "per_page": len(ids)}})
+        return list(data["findScenes"]["scenes"])
+
     def iter_scenes(self, scene_filter: dict[str, Any] | None = None, after_id: int = 0,
                     page_size: int = PAGE_SIZE) -> Iterator[Scene]:
         """Every matching scene in id order, one bounded page at a time.
@@ -206,6 +250,13 @@ class StashClient:
         Pages are keyed by id (`id > last seen`), not by page number, so scenes added
         while we iterate never shift a page, and a cancelled run can resume after an id.
         """
+        for scene, _raw in self.iter_listing(scene_filter, after_id, page_size):
+            yield scene
+
+    def iter_listing(self, scene_filter: dict[str, Any] | None = None, after_id: int = 0,
+                     page_size: int = PAGE_SIZE) -> Iterator[tuple[Scene, Mapping[str, Any]]]:
+        """`iter_scenes` with each scene's answer as Stash gave it, which a job can carry to
+        the drain (`find_scenes`' `listed`) instead of the drain reading it again."""
         last = after_id
         while True:
             criteria = dict(scene_filter or {})
@@ -217,7 +268,7 @@ class StashClient:
             for raw in page:
                 scene = scene_from_gql(raw)
                 last = scene.id
-                yield scene
+                yield scene, raw
             if len(page) < page_size:
                 return
 
@@ -256,6 +307,14 @@ class StashClient:
             return response.content or None
 
         return self._call(get)
+
+
+def _parsed(raw: Mapping[str, Any]) -> Scene | Exception:
+    """One scene of a batch: a scene we cannot read is that scene's failure, not the batch's."""
+    try:
+        return scene_from_gql(raw)
+    except Exception as exc:  # judged per job by the worker's policy, a bug included
+        return exc
 
 
 def _real_image(path: str | None) -> str | None:

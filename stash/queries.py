@@ -51,6 +51,22 @@ query S2PFindScenes($filter: FindFilterType, $scene_filter: SceneFilterType) {{
 }}
 """
 
+# The drain's batch: `ids` (Stash v0.25+; older Stash took only the Int list `scene_ids`,
+# deprecated since) with `per_page` covering every id, since the default page is 25.
+SCENES_BY_ID = f"""
+query S2PScenesById($ids: [ID!], $filter: FindFilterType) {{
+  findScenes(ids: $ids, filter: $filter) {{
+    scenes {{ {SCENE_FIELDS} }}
+  }}
+}}
+"""
+
+SCENE_STAMPS = """
+query S2PSceneStamps($ids: [ID!], $filter: FindFilterType) {
+  findScenes(ids: $ids, filter: $filter) { scenes { id updated_at } }
+}
+"""
+
 COUNT_SCENES = """
 query S2PCountScenes($filter: FindFilterType, $scene_filter: SceneFilterType) {
   findScenes(filter: $filter, scene_filter: $scene_filter) { count }

@@ -7,9 +7,11 @@ Contract
   ``next_retry_at <= now``), *deferred* (ready, later), *in flight* (handed out by
   ``take_due``), *dead-lettered* (in ``dlq``), *done* (gone).
 * One live job per scene. Merging, not dedup windows, is how repeated events are absorbed.
-  The job carries only the scene id and why it was queued; the processor reads the scene
-  from Stash when it runs the job, so the newest Stash state wins.
-* ``take_due(now)`` hands out the live, ready job with the smallest ``next_retry_at <= now``:
+  The job carries the scene id, why it was queued and, when a listing queued it, the scene
+  as that listing read it; the processor reads the scene from Stash (or checks the listed one
+  is still current) when it runs the job, so the newest Stash state wins.
+* ``take_due(now)`` (``take_due_many(now, limit)`` for a batch) hands out the live, ready
+  job with the smallest ``next_retry_at <= now``:
   the first entry of the partial index ``schedule_ready`` (ready jobs only, ordered by due
   time), so the cost is one index look-up however many jobs are deferred or in flight. A
   deferred job is never handed out and never blocks a due job: the retry time is a column
@@ -33,9 +35,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import persistqueue
 from persistqueue.serializers import json as pq_json
@@ -54,13 +57,13 @@ from sync_queue.schedule import (
     STATUS_ACKED,
     STATUS_IN_FLIGHT,
     STATUS_READY,
-    TAKE_SQL,
+    TAKE_BATCH_SQL,
     EnqueueOutcome,
     Job,
     due_after_retry,
-    envelope_scene,
     job_from_row,
     merge_reasons,
+    taken_job,
 )
 from sync_queue.schema import ensure_schema
 from sync_queue.spool import absorb as absorb_spool
@@ -145,26 +148,27 @@ class JobQueue:
                 schedule.enqueue(conn, scene_id, (reason,), now, urgent)
         return len(ids)
 
-    def enqueue_if_changed(self, scene_id: int, state_hash: str, reason: str, now: float) -> bool:
+    def enqueue_if_changed(self, scene_id: int, state_hash: str, reason: str, now: float,
+                           listed: Mapping[str, Any] | None = None) -> bool:
         """The ledger rule for bulk and reconcile sources; True if the scene was (re)queued.
 
+        ``listed``: the scene as the source read it, carried by the job (see ``schedule``).
         Skips are counted (``report.counter(counters.SKIPPED_UNCHANGED)``) for the status report.
         """
         with write_txn(self._conn) as conn:
-            return self._enqueue_if_changed(conn, scene_id, state_hash, reason, now)
+            return self._enqueue_if_changed(conn, scene_id, state_hash, reason, now, listed)
 
-    def enqueue_changed_many(self, states: Iterable[tuple[int, str]], reason: str, now: float,
-                             batch: int = 1000) -> int:
-        """``enqueue_if_changed`` over (scene_id, state_hash) pairs, ``batch`` per transaction.
-
-        For Sync All and reconcile over a whole library; returns how many were queued.
+    def enqueue_changed_many(self, states: Iterable[tuple[int, str] | tuple[int, str, Mapping[str, Any] | None]],
+                             reason: str, now: float, batch: int = 1000) -> int:
+        """``enqueue_if_changed`` over (scene_id, state_hash[, listed]) tuples, ``batch`` per
+        transaction. For Sync All and reconcile over a whole library; returns how many were queued.
         """
         queued = 0
-        pending: list[tuple[int, str]] = []
+        pending: list[tuple[Any, ...]] = []
 
         def flush() -> int:
             with write_txn(self._conn) as conn:
-                return sum(self._enqueue_if_changed(conn, s, h, reason, now) for s, h in pending)
+                return sum(self._enqueue_if_changed(conn, *item[:2], reason, now, *item[2:]) for item in pending)
 
         for pair in states:
             pending.append(pair)
@@ -208,24 +212,29 @@ class JobQueue:
         Destructive by name: the job stays in flight until ``complete``, ``retry_later`` or
         ``dead_letter`` (or a crash and ``recover_abandoned``).
         """
+        taken = self.take_due_many(now, 1)
+        return taken[0] if taken else None
+
+    def take_due_many(self, now: float, limit: int) -> list[Job]:
+        """``take_due`` for up to ``limit`` jobs at once, earliest due first, in one transaction.
+
+        Every job is in flight from this commit on and is acknowledged on its own; a processor
+        killed before acknowledging some brings each of those back once (``recover_abandoned``).
+        """
         with write_txn(self._conn) as conn:
-            row = named(conn).execute(TAKE_SQL, (now,)).fetchone()
-            if row is None:
-                return None
-            job = job_from_row(row)
-            # The status guard is the whole point: unlike get(id=), this cannot revive a
-            # finished row.
-            marked = conn.execute(
-                f"UPDATE {PQ_TABLE} SET status = ? WHERE _id = ? AND status < ?",
-                (STATUS_IN_FLIGHT, job.job_id, STATUS_IN_FLIGHT),
-            ).rowcount
-            if marked != 1:
-                raise AssertionError(f"job {job.job_id} changed status under the processor lock")
-            data = named(conn).execute(f"SELECT data FROM {PQ_TABLE} WHERE _id = ?", (job.job_id,)).fetchone()["data"]
-            if envelope_scene(pq_json.loads(data)) != job.scene_id:
-                raise AssertionError(f"job {job.job_id}: payload and schedule disagree on the scene")
-            conn.execute("UPDATE schedule SET taken_at = ? WHERE job_id = ?", (now, job.job_id))
-        return job
+            rows = named(conn).execute(TAKE_BATCH_SQL, (now, max(1, limit))).fetchall()
+            jobs = [taken_job(row) for row in rows]
+            for job in jobs:
+                # The status guard is the whole point: unlike get(id=), this cannot revive a
+                # finished row.
+                marked = conn.execute(
+                    f"UPDATE {PQ_TABLE} SET status = ? WHERE _id = ? AND status < ?",
+                    (STATUS_IN_FLIGHT, job.job_id, STATUS_IN_FLIGHT),
+                ).rowcount
+                if marked != 1:
+                    raise AssertionError(f"job {job.job_id} changed status under the processor lock")
+            conn.executemany("UPDATE schedule SET taken_at = ? WHERE job_id = ?", [(now, j.job_id) for j in jobs])
+        return jobs
 
     # -- finishing work --
 
@@ -276,6 +285,20 @@ class JobQueue:
             else:
                 schedule.finish(conn, job.job_id, STATUS_ACK_FAILED)
         self._finished(1)
+
+    def release(self, jobs: Iterable[Job], now: float) -> None:
+        """Hand back jobs taken but never started (the drain stopped before them), as if they
+        had never been taken: attempts and last error unchanged, due at their old time, or
+        now if a hook event asked for that during the flight. One transaction."""
+        with write_txn(self._conn) as conn:
+            for job in jobs:
+                rerun, rerun_reasons = schedule.in_flight_row(conn, job)
+                conn.execute(
+                    "UPDATE schedule SET next_retry_at = ?, reasons = ?, rerun = ?, rerun_reasons = NULL, "
+                    "taken_at = NULL WHERE job_id = ?",
+                    (due_after_retry(job.next_retry_at, rerun, now), json.dumps(merge_reasons(job.reasons, rerun_reasons)),
+                     RERUN_NONE, job.job_id))
+                schedule.set_status(conn, job.job_id, STATUS_READY)
 
     def recover_abandoned(self, now: float, max_attempts: int | None = None) -> int:
         """Return jobs left in flight by a dead processor to the ready state; how many.
@@ -389,7 +412,7 @@ class JobQueue:
             self.compact()
 
     def _enqueue_if_changed(self, conn: sqlite3.Connection, scene_id: int, state_hash: str, reason: str,
-                            now: float) -> bool:
+                            now: float, listed: Mapping[str, Any] | None = None) -> bool:
         if not ledger.needs_sync(ledger.get(conn, scene_id), state_hash):
             counters.bump(conn, counters.SKIPPED_UNCHANGED)
             return False
@@ -407,7 +430,7 @@ class JobQueue:
             # so it sees this state or a newer one (which brings its own event).
             counters.bump(conn, counters.SKIPPED_IN_FLIGHT)
             return False
-        schedule.enqueue(conn, scene_id, (reason,), now, urgent=False, state_hash=state_hash)
+        schedule.enqueue(conn, scene_id, (reason,), now, urgent=False, state_hash=state_hash, listed=listed)
         return True
 
     def _apply_event(self, conn: sqlite3.Connection, event: InboxEvent, now: float, result: IngestResult) -> None:

@@ -4,8 +4,11 @@ A *live job* is one row in persist-queue's table ``ack_queue_jobs`` with status 
 (``STATUS_INITED``/``STATUS_READY``) or in flight (``STATUS_IN_FLIGHT``), plus one row in our
 ``schedule`` table with the same id. The persist-queue row carries the payload, an envelope
 ``{"v": 1, "scene_id": S}``; the schedule row carries what SQL must see: scene, reasons,
-attempts, ``next_retry_at``, last error. ``schedule.scene_id`` is UNIQUE, so one live job per
-scene holds by construction. ``schedule.taken_at`` is NULL exactly while the job is ready;
+attempts, ``next_retry_at``, last error. The envelope may also carry ``listed``: the scene
+as a listing pass (Sync All, reconcile) read it from Stash, so the drain need not read it
+again; every event merged into the job rewrites it (a hook, which read nothing, removes
+it), so it is never older than the job's newest event. ``schedule.scene_id`` is UNIQUE, so
+one live job per scene holds by construction. ``schedule.taken_at`` is NULL exactly while the job is ready;
 every transition writes it together with persist-queue's status, and the selection checks
 both.
 
@@ -42,8 +45,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -99,6 +102,9 @@ class Job:
     last_error: str | None
     enqueued_at: float
     first_failed_at: float | None = None
+    #: The scene as the listing that queued the job read it (Stash's GraphQL answer), when
+    #: one did and no event since: the drain checks it is still current instead of reading it.
+    listed: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 JOB_COLUMNS = (
@@ -110,7 +116,10 @@ JOB_COLUMNS = (
 # row by primary key as a second check that it is really ready.
 READY = (f"FROM schedule AS s CROSS JOIN {PQ_TABLE} AS q "
          f"WHERE s.taken_at IS NULL AND q._id = s.job_id AND q.status < {STATUS_IN_FLIGHT}")
-TAKE_SQL = f"SELECT {JOB_COLUMNS} {READY} AND s.next_retry_at <= ? ORDER BY s.next_retry_at, s.job_id LIMIT 1"
+_TAKE = f"SELECT {JOB_COLUMNS}, q.data {READY} AND s.next_retry_at <= ? ORDER BY s.next_retry_at, s.job_id"
+TAKE_SQL = f"{_TAKE} LIMIT 1"  # the earliest due job; the same index walk as the batch's
+#: The due jobs of one drain batch, earliest first (``?``: due at or before, how many).
+TAKE_BATCH_SQL = f"{_TAKE} LIMIT ?"
 NEXT_DUE_SQL = f"SELECT s.next_retry_at {READY} ORDER BY s.next_retry_at, s.job_id LIMIT 1"
 DEFERRED_SQL = f"SELECT {JOB_COLUMNS} {READY} AND s.next_retry_at > ? ORDER BY s.next_retry_at, s.job_id LIMIT ?"
 #: Live jobs joined with their persist-queue row (ready or in flight), for the readers.
@@ -156,8 +165,21 @@ def due_after_retry(backoff_until: float, rerun: int, now: float) -> float:
     return merged_due_at(backoff_until, now, rerun == RERUN_NOW)
 
 
-def envelope(scene_id: int) -> dict[str, Any]:
-    return {"v": ENVELOPE_VERSION, "scene_id": int(scene_id)}
+def envelope(scene_id: int, listed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"v": ENVELOPE_VERSION, "scene_id": int(scene_id)}
+    if listed is not None:
+        data["listed"] = listed
+    return data
+
+
+def taken_job(row: sqlite3.Row) -> Job:
+    """A job read with its payload (``TAKE_SQL``), the payload checked against the schedule."""
+    job = job_from_row(row)
+    data = pq_json.loads(row["data"])
+    if envelope_scene(data) != job.scene_id:
+        raise AssertionError(f"job {job.job_id}: payload and schedule disagree on the scene")
+    listed = data.get("listed")
+    return replace(job, listed=listed) if isinstance(listed, Mapping) else job
 
 
 def envelope_scene(data: Any) -> int:
@@ -184,13 +206,13 @@ def live_row(conn: sqlite3.Connection, scene_id: int) -> sqlite3.Row | None:
 
 
 def create(conn: sqlite3.Connection, scene_id: int, reasons: Sequence[str], now: float,
-           state_hash: str | None) -> int:
+           state_hash: str | None, listed: Mapping[str, Any] | None = None) -> int:
     """Both rows of a new job, due now. The persist-queue row is the one its put() would
     write (serializer output, put time, ``STATUS_INITED``), written here so that it commits
     together with its schedule row."""
     job_id = conn.execute(
         f"INSERT INTO {PQ_TABLE} (data, timestamp, status) VALUES (?, ?, ?)",
-        (pq_json.dumps(envelope(scene_id)), now, STATUS_INITED),
+        (pq_json.dumps(envelope(scene_id, listed)), now, STATUS_INITED),
     ).lastrowid
     assert job_id is not None
     conn.execute(
@@ -219,10 +241,12 @@ def refresh(conn: sqlite3.Connection, job_id: int, reasons: Sequence[str], now: 
 
 
 def enqueue(conn: sqlite3.Connection, scene_id: int, reasons: Sequence[str], now: float, urgent: bool,
-            state_hash: str | None = None) -> EnqueueOutcome:
+            state_hash: str | None = None, listed: Mapping[str, Any] | None = None) -> EnqueueOutcome:
     """One live job per scene: create it, merge into the ready one, or mark the in-flight one
     to run again. ``state_hash`` is the Stash state the event saw, when the source knows it
-    (bulk and reconcile); an event without one (a hook) means "changed to something unknown"."""
+    (bulk and reconcile); an event without one (a hook) means "changed to something unknown".
+    ``listed`` is the scene that state was computed from; it replaces the job's (a hook's
+    None included), so the next run never starts from a listing older than the event."""
     row = live_row(conn, scene_id)
     if row is not None and (row["status"] is None or row["status"] > STATUS_IN_FLIGHT):
         # A schedule row without a live persist-queue row cannot arise from our own
@@ -230,8 +254,9 @@ def enqueue(conn: sqlite3.Connection, scene_id: int, reasons: Sequence[str], now
         conn.execute("DELETE FROM schedule WHERE job_id = ?", (row["job_id"],))
         row = None
     if row is None:
-        create(conn, scene_id, reasons, now, state_hash)
+        create(conn, scene_id, reasons, now, state_hash, listed)
         return EnqueueOutcome.CREATED
+    set_listed(conn, row["job_id"], scene_id, listed)
     if row["status"] == STATUS_IN_FLIGHT:
         earlier = json.loads(row["rerun_reasons"]) if row["rerun_reasons"] else ()
         conn.execute(
@@ -248,6 +273,10 @@ def enqueue(conn: sqlite3.Connection, scene_id: int, reasons: Sequence[str], now
     )
     counters.bump(conn, counters.MERGED)
     return EnqueueOutcome.MERGED
+
+
+def set_listed(conn: sqlite3.Connection, job_id: int, scene_id: int, listed: Mapping[str, Any] | None) -> None:
+    conn.execute(f"UPDATE {PQ_TABLE} SET data = ? WHERE _id = ?", (pq_json.dumps(envelope(scene_id, listed)), job_id))
 
 
 def in_flight_row(conn: sqlite3.Connection, job: Job) -> tuple[int, tuple[str, ...]]:

@@ -213,7 +213,9 @@ def test_plex_down_mid_drain_opens_the_breaker_without_a_storm_then_drains_fully
         assert b.state is BreakerState.OPEN and b.consecutive_failures == threshold
         left = jobs(st, [sid for sid in ids if sid not in done])
         assert all(j is not None for j in left.values()), "a job was lost"
-        hit = [sid for sid, j in left.items() if j.last_error_class == "outage"]
+        # A job whose edit Plex applied just before the connection dropped is synced yet failed
+        # (the drain writes several at once): it tried Plex too, so it is counted with the rest.
+        hit = [sid for sid, j in jobs(st, ids).items() if j is not None and j.last_error_class == "outage"]
         # No storm: after the outage began, exactly `threshold` jobs tried Plex (an outage is
         # not retried inside a job), and none of them used an attempt.
         assert len(hit) == threshold
@@ -228,9 +230,9 @@ def test_plex_down_mid_drain_opens_the_breaker_without_a_storm_then_drains_fully
         untouched = next(sid for sid in left if sid not in hit)
         assert st.hook(untouched).error is None
         st.wait_until(lambda: counts(st).inbox == 0)  # its worker has ingested it
-        again = jobs(st, left)
-        assert [s for s, j in again.items() if j.last_error_class == "outage"] == hit
-        assert all(j.attempts == 0 for j in again.values())
+        again = jobs(st, ids)
+        assert [s for s, j in again.items() if j is not None and j.last_error_class == "outage"] == hit
+        assert all(j.attempts == 0 for j in again.values() if j is not None)
         assert stored_breaker(st).state is not BreakerState.CLOSED
 
         # Plex is back: a Process Queue asks it at once and drains everything, without waiting
@@ -367,8 +369,12 @@ def test_a_job_killed_in_the_middle_of_its_plex_write_is_done_again_harmlessly(t
         with queue_of(st) as queue:
             assert queue.ledger.get(target) is None  # but was never recorded
             assert queue.report.job_for_scene(target) is not None  # so the job is still there
+            # Every job not acknowledged when the plugin died (the target, those after it, and
+            # any written beside it by the drain's pool) is still there, once.
+            unfinished = [sid for sid in ids if queue.ledger.get(sid) is None]
+            assert all(queue.report.job_for_scene(sid) is not None for sid in unfinished)
         summary = summary_of(st.task("process_queue"))
-        assert summary["synced"] + summary["unchanged"] == len(ids) - (ids.index(target))
+        assert summary["synced"] + summary["unchanged"] == len(unfinished)
         assert [(sid, mismatches(st, sid)) for sid in ids if mismatches(st, sid)] == []
         c = counts(st)
         assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger) == (0, 0, 0, 0, len(ids))

@@ -438,3 +438,25 @@ def test_a_ca_file_that_is_not_there_is_a_setting_to_fix_not_an_outage(plex: Ple
     with pytest.raises(PlexConnectionSetupError, match="'Plex CA file' is set to .*missing.pem, which is not a file"):
         conn.probe()
     assert plex.count() == 0
+
+
+def test_the_rate_limit_and_a_retry_after_hold_bind_every_thread_of_the_connection(
+        plex: PlexEmulator, tmp_path: Path) -> None:
+    """The drain's writers share one connection: together they stay within
+    `max_request_rate`, and a hold stops each of them (recorded sleeps, no real waiting)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    slept: list[float] = []
+    conn = PlexConnection(plex.url, plex.token, data_dir=tmp_path, max_request_rate=10.0, sleep=slept.append)
+    conn.probe()  # the server root, once
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda _: conn.query("/identity"), range(12)))
+    # A full bucket lets one go at once; the other 11 were each given a later slot.
+    assert len(slept) == 12 and all(s > 0 for s in slept[1:]), slept
+    assert max(slept) >= 1.0  # reserved one after another: the twelfth waits about 1.1 s
+
+    slept.clear()
+    conn.hold(30.0)
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda _: conn.query("/identity"), range(3)))
+    assert len(slept) == 3 and min(slept) >= 29.0, slept  # every thread waited out the hold

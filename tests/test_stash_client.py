@@ -274,3 +274,24 @@ def test_plugin_settings_are_found_by_id_ignoring_case(stash: StashEmulator) -> 
     stash.set_plugin_settings("OtherPlugin", {"plex_url": "http://not-ours"})
     assert c.plugin_settings() == {"plex_url": "http://new:32400", "max_tags": 9}
     assert stash.requests[-1].variables == {"include": ["Stash2Plex", "stash2plex"]}
+
+
+def test_find_scenes_reads_a_batch_in_one_request_and_only_checks_listed_scenes(
+        stash: StashEmulator, library: StashLibrary) -> None:
+    c = client(stash.connection())
+    listing = {scene.id: raw for scene, raw in c.iter_listing(page_size=200) if scene.id <= 40}
+    library.remove_scene(7)
+    library.update_scene(9, title="Saved after the listing")
+    stash.reset_log()
+    found = c.find_scenes(range(1, 41), listed=listing)
+    ops = [r.operation_name for r in stash.requests]
+    assert ops == ["S2PSceneStamps", "S2PScenesById"]  # every stamp at once, then the one changed scene
+    assert stash.requests[1].variables["ids"] == ["9"]
+    assert isinstance(found[7], SceneGone)
+    assert found[9].title == "Saved after the listing"  # type: ignore[union-attr]
+    assert found[1] == c.find_scene(1)  # a listed scene, as a fresh read would give it
+
+    stash.reset_log()
+    fresh = c.find_scenes([3, 10**9, 3])  # no listing: one full read; a missing id is gone
+    assert [r.operation_name for r in stash.requests] == ["S2PScenesById"]
+    assert fresh[3] == c.find_scene(3) and isinstance(fresh[10**9], SceneGone) and len(fresh) == 2

@@ -397,3 +397,40 @@ def test_compaction_runs_by_itself_every_n_finished_jobs(tmp_path: Path) -> None
             q.enqueue(scene + 1, "bulk", T0)
         drain(q, T0)
         assert len(pq_rows(tmp_path)) == 5
+
+
+# ---- batches ----
+
+
+def test_take_due_many_takes_the_earliest_due_in_one_go_and_never_a_deferred_one(q: JobQueue) -> None:
+    for sid in range(1, 6):
+        q.enqueue(sid, "hook", T0 + sid)
+    q.retry_later(q.take_due(T0 + 10), T0 + 999, "transient", "later", T0 + 10)  # scene 1 deferred
+    taken = q.take_due_many(T0 + 10, 3)
+    assert [j.scene_id for j in taken] == [2, 3, 4]
+    assert q.report.counts(T0 + 10).in_flight == 3
+    assert [j.scene_id for j in q.take_due_many(T0 + 10, 50)] == [5]
+    assert q.take_due_many(T0 + 10, 50) == []
+
+
+def test_release_hands_back_untouched_jobs_with_a_hook_that_arrived_meanwhile(q: JobQueue) -> None:
+    q.enqueue(1, "hook", T0)
+    q.enqueue(2, "sync_all", T0, urgent=False)
+    taken = q.take_due_many(T0, 10)
+    q.enqueue(2, "hook", T0 + 5)  # a save while in flight
+    q.release(taken, T0 + 6)
+    assert q.report.counts(T0 + 6).in_flight == 0
+    one, two = q.report.job_for_scene(1), q.report.job_for_scene(2)
+    assert (one.attempts, one.last_error, one.next_retry_at) == (0, None, T0)
+    assert two.reasons == ("sync_all", "hook") and two.next_retry_at == T0 and two.attempts == 0
+    assert [j.scene_id for j in q.take_due_many(T0 + 6, 10)] == [1, 2]
+
+
+def test_a_job_carries_its_listing_until_an_event_without_one_merges_in(q: JobQueue) -> None:
+    listed = {"id": "1", "title": "as listed", "updated_at": "2026-01-01T00:00:00Z"}
+    assert q.enqueue_if_changed(1, "h1", "sync_all", T0, listed)
+    assert q.enqueue_if_changed(2, "h2", "sync_all", T0, listed | {"id": "2"})
+    q.enqueue(2, "hook", T0 + 1)  # a save: the listing is older than it
+    by_scene = {j.scene_id: j for j in q.take_due_many(T0 + 1, 10)}
+    assert by_scene[1].listed == listed and by_scene[2].listed is None
+    assert envelope_scene(envelope(1, listed)) == 1

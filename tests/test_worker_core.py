@@ -8,7 +8,7 @@ everything on the Plex side goes over the wire and is counted in the emulator's 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -59,6 +59,16 @@ class Scenes:
         if scene_id not in self.scenes:
             raise SceneGone(f"Scene {scene_id} no longer exists in Stash.")
         return self.scenes[scene_id]
+
+    def find_scenes(self, ids: Iterable[int], listed: object = None) -> dict[int, Scene | Exception]:
+        """A batch's read: each scene as `find_scene` answers it, a failure kept per scene."""
+        found: dict[int, Scene | Exception] = {}
+        for scene_id in ids:
+            try:
+                found[scene_id] = self.find_scene(scene_id)
+            except Exception as exc:
+                found[scene_id] = exc
+        return found
 
 
 def make_scene(sid: int, folder: str = "a", **fields: object) -> Scene:
@@ -303,3 +313,12 @@ def test_a_deleted_scene_completes_and_a_bug_is_dead_lettered_with_its_traceback
     assert [letter.scene_id for letter in letters] == [7]
     assert letters[0].error_class == "bug" and "KeyError" in (letters[0].detail or "")
     assert letters[0].attempts == 3
+
+
+def test_the_writes_in_flight_are_never_more_than_it_takes_to_open_the_breaker() -> None:
+    """When Plex goes away every write in flight fails at once; an outage must not cost more
+    failed requests than the breaker needs before it stops all of them."""
+    from worker.breaker import BreakerConfig
+    from worker.core import WRITERS
+
+    assert 1 <= WRITERS <= BreakerConfig().threshold

@@ -1,6 +1,6 @@
-"""The one processing core: take a due job, sync its scene, decide, acknowledge.
+"""The one processing core: take due jobs, sync their scenes, decide, acknowledge each.
 
-Every caller goes through `drain` (and so through `process_job`): the background worker,
+Every caller goes through `drain`: the background worker,
 Process Queue, and the drains after Sync All and Reconcile (run by `tasks.drain`). There is
 no second loop that could forget a due-time check (and retry a failing scene at once, again
 and again) or keep its own idea of what is done (and requeue it forever): due-ness is the
@@ -12,24 +12,33 @@ What the drain waits on, and nothing else (no fixed sleep between jobs):
   no request and no database churn; the drain stops and says when the next probe is due.
   The probe is one cheap request (`probe_plex`), not a job: once Plex answers, every job
   held back for the outage is due at once;
-* a server's Retry-After: every request pauses for it, bounded by `pacing.MAX_HOLD`;
-* `max_request_rate`, which the Plex connection applies per request.
+* a server's Retry-After: every request pauses for it, bounded by `pacing.MAX_HOLD`,
+  from whichever thread it is sent (the Plex connection holds them all);
+* `max_request_rate`, which the Plex connection applies per request, pool included.
+
+The batch: jobs are taken `BATCH_SIZE` at a time (`JobQueue.take_due_many`), their scenes
+and Plex items read together (`read_batch`), and each job is then started, written and
+acknowledged on its own, exactly as one job alone would be. Threads only at the I/O edge:
+a job's write half (`PlexSync.write`: downloads, edit, uploads) runs on a pool of
+`WRITERS`; deciding and every database write stay on the drain's thread.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from base.backoff import FANOUT_BACKOFF, RandomSource, ceiling
 from base.clock import absolute_utc
-from base.errors import Stash2PlexError
+from base.errors import SceneGone, Stash2PlexError
 from base.protocol import StashLog
 from base.settings import Settings
-from plex.pacing import Pacer, RateLimit, hold, wait_turn
 from plex.records import LedgerEntry, SyncOutcome, SyncStatus
 from reconciliation.fanout import expand_pending, state_function
 from stash.records import Scene
@@ -65,16 +74,34 @@ from worker.policy import (
 from worker.summary import DrainSummary
 from worker.sync_ledger import ITEM_CLAIMED, previous_sync, record_sync
 
+if TYPE_CHECKING:
+    from plex.sync import PlexBatch, PreparedSync
+
 #: Inbox events (hooks that arrived during the drain) are folded in this often, in seconds.
 INGEST_EVERY = 2.0
+#: Jobs taken and read together: one Stash request and one Plex comma read per batch.
+BATCH_SIZE = 50
+#: Least progress (a fraction of the drain) worth a line to Stash.
+PROGRESS_STEP = 0.002
+#: Writes (image downloads, the edit, the uploads) in flight at once on the drain's pool;
+#: with the drain's own thread, at most one more request is in flight to either server. No
+#: more than the breaker's threshold (`BreakerConfig.threshold`): when Plex goes away, the
+#: writes in flight fail together, and that must not be more than it takes to open it.
+WRITERS = 3
 
 
 class SceneSource(Protocol):
-    def find_scene(self, scene_id: int) -> Scene: ...
+    def find_scenes(self, ids: Sequence[int], listed: Mapping[int, Mapping[str, Any]] | None = None,
+                    ) -> Mapping[int, Scene | Exception]: ...
 
 
 class PlexTarget(Protocol):
-    def sync(self, scene: Scene, ledger: LedgerEntry | None, now: float) -> SyncOutcome: ...
+    def read_batch(self, scenes: Sequence[Scene], ledgers: Sequence[LedgerEntry | None], now: float,
+                   ) -> PlexBatch: ...
+    def prepare(self, scene: Scene, ledger: LedgerEntry | None, now: float,
+                batch: PlexBatch | None = None) -> PreparedSync: ...
+    def write(self, prepared: PreparedSync) -> SyncOutcome: ...
+    def hold(self, seconds: float) -> None: ...
     def probe(self) -> None: ...
 
 
@@ -153,14 +180,79 @@ def probe_plex(svc: Services, now: float) -> Failure | None:
     return failure
 
 
-# --- one job -------------------------------------------------------------------------------
+# --- one job, in two halves -------------------------------------------------------------
 
 
-def attempt(job: Job, svc: Services, now: float) -> SyncOutcome:
-    """Read the scene as Stash has it now (the newest state wins) and bring Plex to it."""
-    scene = svc.stash.find_scene(job.scene_id)
-    outcome = svc.plex.sync(scene, previous_sync(svc.queue, job.scene_id), now)
-    record_sync(svc.queue, job.scene_id, outcome, now, scene)
+@dataclass
+class Batch:
+    """One drain batch's read context, made once for all its jobs: their scenes as Stash has
+    them now (one request; a scene a listing read is only checked, see
+    `StashClient.find_scenes`), and the Plex side's reads (`plex.sync.PlexBatch`: their items
+    in one comma read). A read every job of a batch needs joins here, once per batch."""
+
+    jobs: list[Job]
+    scenes: dict[int, Scene | Exception]
+    plex: PlexBatch | None = None
+
+    def scene(self, scene_id: int) -> Scene:
+        found = self.scenes.get(scene_id)
+        if isinstance(found, Scene):
+            return found
+        raise found if found is not None else SceneGone(f"Scene {scene_id} no longer exists in Stash.")
+
+
+def read_batch(jobs: list[Job], svc: Services, now: float) -> Batch:
+    """Read a batch's scenes and Plex items. A read that fails is each job's own failure, as
+    if it had read alone: Stash down is every job's `StashUnavailable`; a Plex read that fails
+    leaves each sync to read its own item (and meet the same answer, judged per job)."""
+    ids = [job.scene_id for job in jobs]
+    listed = {job.scene_id: job.listed for job in jobs if job.listed is not None}
+    try:
+        scenes: dict[int, Scene | Exception] = dict(svc.stash.find_scenes(ids, listed))
+    except Exception as exc:  # judged per job below, the way its own read would have been
+        scenes = dict.fromkeys(ids, exc)
+    batch = Batch(jobs, scenes)
+    found = [s for s in scenes.values() if isinstance(s, Scene)]
+    if found:
+        try:
+            batch.plex = svc.plex.read_batch(found, [previous_sync(svc.queue, s.id) for s in found], now)
+        except Exception as exc:
+            svc.log.debug(f"Stash2Plex: reading a batch's Plex items failed ({exc}); each job reads its own")
+    return batch
+
+
+@dataclass(frozen=True)
+class Started:
+    """A job whose first half ran: its write is on the pool."""
+
+    job: Job
+    scene: Scene
+    write: Future[SyncOutcome]
+
+
+def begin(job: Job, batch: Batch, svc: Services, now: float) -> PreparedSync | Decision:
+    """The drain thread's half: the breaker's word, the scene, the item, who owns it. A
+    decision when the job ends here (refused, or failed), else the write to send."""
+    breaker, allowed = svc.admit(now)
+    if not allowed:
+        until = next_probe_at(breaker) or now + svc.policy.min_delay
+        return RetryAt(max(until, now + svc.policy.min_delay), False, ErrorClass.OUTAGE, BREAKER_OPEN)
+    try:
+        scene = batch.scene(job.scene_id)
+        return svc.plex.prepare(scene, previous_sync(svc.queue, job.scene_id), now, batch.plex)
+    except Exception as exc:  # classified here, the one place outcomes are judged
+        return failed(exc, job, svc, now)
+
+
+def finish(started: Started, svc: Services, now: float) -> Decision:
+    """The outcome of a job's write (waited for), recorded and judged. Never raises for a
+    failed attempt: every exception becomes a decision (a bug included)."""
+    job = started.job
+    try:
+        outcome = started.write.result()
+    except Exception as exc:
+        return failed(exc, job, svc, now)
+    record_sync(svc.queue, job.scene_id, outcome, now, started.scene)
     if outcome.kept_locked:
         svc.log.info(f"Stash2Plex: scene {job.scene_id}: left {', '.join(outcome.kept_locked)} alone in Plex: "
                      f"someone else locked them there (setting overwrite_user_locks).")
@@ -168,30 +260,16 @@ def attempt(job: Job, svc: Services, now: float) -> SyncOutcome:
         svc.log.warning(f"Stash2Plex: scene {job.scene_id} now owns Plex item {outcome.plex_key}; scene "
                         f"{outcome.displaced}, synced to it before, is queued again and is dead-lettered if it "
                         f"still resolves to this item.")
-    return outcome
+    svc.feed(BreakerEvent.SUCCESS if outcome.requests else BreakerEvent.NO_CONTACT, now)
+    written = outcome.status is SyncStatus.WRITTEN
+    return Complete(CompleteReason.SYNCED if written else CompleteReason.UNCHANGED)
 
 
-def process_job(job: Job, svc: Services, now: float) -> Decision:
-    """Run one attempt of a job that `take_due` handed out, and acknowledge it. Never raises
-    for a failed attempt: every exception becomes a decision (a bug included)."""
-    breaker, allowed = svc.admit(now)
-    if not allowed:
-        until = next_probe_at(breaker) or now + svc.policy.min_delay
-        decision: Decision = RetryAt(max(until, now + svc.policy.min_delay), False, ErrorClass.OUTAGE,
-                                     BREAKER_OPEN)
-    else:
-        try:
-            outcome = attempt(job, svc, now)
-        except Exception as exc:  # classified here, the one place outcomes are judged
-            failure = Failure.from_exception(exc)
-            after = svc.feed(breaker_event(failure.error_class), now)
-            decision = decide(failure, job.attempts, svc.policy, now, svc.rng, next_probe_at(after))
-        else:
-            svc.feed(BreakerEvent.SUCCESS if outcome.requests else BreakerEvent.NO_CONTACT, now)
-            written = outcome.status is SyncStatus.WRITTEN
-            decision = Complete(CompleteReason.SYNCED if written else CompleteReason.UNCHANGED)
-    acknowledge(job, decision, svc.queue, now)
-    return decision
+def failed(exc: Exception, job: Job, svc: Services, now: float) -> Decision:
+    """A failed attempt, from either half: told to the breaker, then decided by the policy."""
+    failure = Failure.from_exception(exc)
+    after = svc.feed(breaker_event(failure.error_class), now)
+    return decide(failure, job.attempts, svc.policy, now, svc.rng, next_probe_at(after))
 
 
 def acknowledge(job: Job, decision: Decision, queue: JobQueue, now: float) -> None:
@@ -292,6 +370,12 @@ def drain(
     (not this loop) decides whether to sleep until it is. `probe_first`: a task the user
     started asks Plex at once, whatever the breaker's schedule, when jobs wait for an outage
     (one cheap request; see `probe_plex`), instead of saying "next probe in 24s".
+
+    Jobs are taken `BATCH_SIZE` at a time and read together (`read_batch`); each is then
+    started, written and acknowledged on its own, in the order taken. Up to `WRITERS` writes
+    run on a pool while this thread starts the next jobs and reads the next batch. A job of
+    the batch that this drain does not start (the breaker refused, a decision stopped the
+    drain, another processor asked to take over) goes back untouched.
     """
     result = DrainResult(DrainSummary())
     open_batch = getattr(svc.plex, "open_batch", None)
@@ -301,43 +385,161 @@ def drain(
     # save recorded before the drain is a job when it returns, not only the ones a worker
     # happened to take in first.
     ingest(svc, clock())
-    last_ingest = clock()
     if probe_first and _waits_for_plex(svc, clock()):
         svc.admit(clock())  # when the breaker's own probe is due, this is it (a failure reopens it for longer)
         if not _probe(svc, result, clock()):
             return result
-    total = svc.queue.report.counts(clock()).due
-    pacer = Pacer()
-    while max_jobs is None or result.processed < max_jobs:
-        if should_yield():
-            result.yielded = True
-            break
-        now = clock()
-        if now - last_ingest >= INGEST_EVERY:
-            total += ingest(svc, now).created
-            last_ingest = now
-        gate = _gate(svc, now, result)
-        if gate is not _Gate.OPEN:
-            if gate is _Gate.PROBED:
-                continue
-            break
-        pacer = wait_turn(pacer, RateLimit(), now, sleep)  # a Retry-After hold, if any
-        now = clock()
-        job = svc.queue.take_due(now)
-        if job is None:
-            break
-        decision = process_job(job, svc, now)
-        _record(svc, result, job, decision)
-        if progress is not None:
-            progress(result.processed / max(total, result.processed, 1))
-        if isinstance(decision, StopDrain):
-            _stop(svc, decision, now)
-            break
-        if isinstance(decision, RetryAt) and decision.error_class is ErrorClass.TRANSIENT:
-            pacer = hold(pacer, decision.when, now)
+    with ThreadPoolExecutor(WRITERS, thread_name_prefix="stash2plex-write") as pool:
+        _Drain(svc, clock, result, pool, progress, should_yield, max_jobs).run()
     if not result.summary.stopped and not result.yielded:
         flush_collections(svc, result, clock())
     return result
+
+
+class _Skipped(Exception):
+    """A write the pool did not start because one before it failed (see `_Drain`)."""
+
+
+@dataclass
+class _Drain:
+    """One drain's loop state: the jobs taken and not yet started, the writes in flight.
+
+    While every write succeeds, up to `WRITERS` run at once. The first that fails stops the
+    pool from starting more (`trouble`): the drain judges every write in flight before it
+    starts another job, a write the pool skipped goes back to wait, untouched, and jobs go
+    one at a time (`single`) until one succeeds. So the breaker, a Retry-After and a stop
+    see each failure before the next job begins, as they would one job at a time: an outage
+    costs the writes that were in flight, then one job per failure up to the breaker's
+    threshold, never a stream of them.
+    """
+
+    svc: Services
+    clock: Callable[[], float]
+    result: DrainResult
+    pool: ThreadPoolExecutor
+    progress: Callable[[float], None] | None
+    should_yield: Callable[[], bool]
+    max_jobs: int | None
+    waiting: deque[Job] = field(default_factory=deque)
+    writing: deque[Started] = field(default_factory=deque)
+    trouble: threading.Event = field(default_factory=threading.Event)
+    single: bool = False
+    batch: Batch | None = None
+    stopped: bool = False
+    total: int = 0
+    taken: int = 0
+    last_ingest: float = 0.0
+    reported: float = -1.0
+
+    def run(self) -> None:
+        svc = self.svc
+        self.last_ingest = self.clock()
+        self.total = svc.queue.report.counts(self.clock()).due
+        try:
+            while not self.stopped:
+                if self.trouble.is_set():
+                    self._settle()
+                    continue
+                if not self.waiting and not self._take():
+                    if not self.writing:
+                        break
+                    self._settle()  # what it decides may make more jobs due (a rerun)
+                    continue
+                if not self._may_start():
+                    break
+                self._start(self.waiting.popleft())
+                while len(self.writing) > (0 if self.single else WRITERS) and not self.trouble.is_set():
+                    self._finish(self.writing.popleft())
+        finally:
+            self._settle()  # a write already sent is always judged and acknowledged
+            if self.waiting:
+                svc.queue.release(list(self.waiting), self.clock())
+                self.waiting.clear()
+
+    def _start(self, job: Job) -> None:
+        assert self.batch is not None  # every waiting job belongs to the batch last read
+        now = self.clock()
+        begun = begin(job, self.batch, self.svc, now)
+        if isinstance(begun, (Complete, RetryAt, GiveUp, StopDrain)):
+            self._decided(job, begun, now)
+        else:
+            self.writing.append(Started(job, self.batch.scene(job.scene_id), self.pool.submit(self._write, begun)))
+
+    def _write(self, prepared: PreparedSync) -> SyncOutcome:
+        """On a pool thread: the job's write, unless a write before it failed."""
+        if self.trouble.is_set():
+            raise _Skipped
+        try:
+            return self.svc.plex.write(prepared)
+        except Exception:
+            self.trouble.set()
+            raise
+
+    def _settle(self) -> None:
+        """Judge every write in flight, in the order started; skipped ones wait again, first."""
+        skipped: list[Job] = []
+        while self.writing:
+            started = self.writing.popleft()
+            if isinstance(started.write.exception(), _Skipped):
+                skipped.append(started.job)
+            else:
+                self._finish(started)
+        self.waiting.extendleft(reversed(skipped))
+        self.trouble.clear()
+
+    def _take(self) -> bool:
+        """The next batch, read; False when nothing is due (or `max_jobs` are taken)."""
+        if self.max_jobs is not None and self.taken >= self.max_jobs or not self._may_start():
+            return False
+        now = self.clock()
+        limit = BATCH_SIZE if self.max_jobs is None else min(BATCH_SIZE, self.max_jobs - self.taken)
+        jobs = self.svc.queue.take_due_many(now, limit)
+        if not jobs:
+            return False
+        self.taken += len(jobs)
+        self.batch = read_batch(jobs, self.svc, now)
+        self.waiting.extend(jobs)
+        return True
+
+    def _may_start(self) -> bool:
+        """Before each job: fold in new events now and then, and ask whether to go on."""
+        if self.stopped:
+            return False
+        if self.should_yield():
+            self.result.yielded = True
+            self.stopped = True
+            return False
+        now = self.clock()
+        if now - self.last_ingest >= INGEST_EVERY:
+            self.total += ingest(self.svc, now).created
+            self.last_ingest = now
+        while True:
+            gate = _gate(self.svc, self.clock(), self.result)
+            if gate is _Gate.OPEN:
+                return True
+            if gate is _Gate.CLOSED:
+                self.stopped = True
+                return False
+
+    def _finish(self, started: Started) -> None:
+        now = self.clock()
+        decision = finish(started, self.svc, now)
+        self.single = not isinstance(decision, Complete)
+        self._decided(started.job, decision, now)
+
+    def _decided(self, job: Job, decision: Decision, now: float) -> None:
+        svc, result = self.svc, self.result
+        acknowledge(job, decision, svc.queue, now)
+        _record(svc, result, job, decision)
+        fraction = result.processed / max(self.total, result.processed, 1)
+        if self.progress is not None and (fraction - self.reported >= PROGRESS_STEP or fraction >= 1.0):
+            self.reported = fraction  # smooth, without a line to Stash for every one of 20,000 jobs
+            self.progress(fraction)
+        if isinstance(decision, StopDrain):
+            _stop(svc, decision, now)
+            self.stopped = True
+        elif isinstance(decision, RetryAt) and decision.error_class is ErrorClass.TRANSIENT:
+            svc.plex.hold(max(0.0, decision.when - now))  # every later request waits, at most pacing.MAX_HOLD
 
 
 def flush_collections(svc: Services, result: DrainResult, now: float) -> None:

@@ -1,0 +1,195 @@
+"""The drain's batches end to end: each job of a batch is decided and acknowledged on its own.
+
+Every run goes through the Stash host against both emulators, observed from outside: a
+kill between a batch's reads and its acknowledgements, saves landing around a batch, a
+429 and a 400 partway through one, and what Sync All's drain reads (nothing twice).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from emulators.plex_library import EditError
+from emulators.stage import stage
+from tests.e2e_worker_support import QUIET, audited, counts, mismatches, queue_of, summary_of, synced
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+
+BATCH_READS = ("S2PScenesById", "S2PSceneStamps")
+
+
+def test_a_kill_between_a_batchs_reads_and_its_acknowledgements_brings_each_job_back_once(
+        tmp_path: Path) -> None:
+    with stage(8, seed=181, work_dir=tmp_path, settings=QUIET, on_result=audited("kill mid-batch")) as st:
+        ids = st.library.sorted_ids()
+        with queue_of(st) as queue:
+            for sid in ids:
+                queue.enqueue(sid, "test", time.time())
+        killed: list[int] = []
+
+        def kill_after_the_batch_read(record, phase: str) -> bool:
+            if phase == "after" and record.operation_name in BATCH_READS and not killed:
+                for pid in st.run_pids():  # the batch is read; nothing is acknowledged yet
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            return False
+
+        st.stash.faults.intercept = kill_after_the_batch_read
+        first = st.task("process_queue")
+        st.stash.faults.intercept = None
+        assert first.returncode == -signal.SIGKILL and killed, first.stderr
+        c = counts(st)
+        assert (c.in_flight, c.ledger, c.dlq) == (len(ids), 0, 0)  # every job taken, none finished
+
+        st.plex.reset_log()
+        summary = summary_of(st.task("process_queue"))
+        assert summary["synced"] == len(ids)
+        assert st.plex.count("PUT") == len(ids)  # each job exactly once
+        assert [sid for sid in ids if mismatches(st, sid)] == []
+        c = counts(st)
+        assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger) == (0, 0, 0, 0, len(ids))
+
+
+def test_sync_all_reads_no_scene_twice_yet_a_save_after_its_listing_wins(tmp_path: Path) -> None:
+    n = 30
+    with stage(n, seed=182, work_dir=tmp_path, settings=QUIET, on_result=audited("save after listing")) as st:
+        ids = st.library.sorted_ids()
+        saved = ids[n // 2]
+
+        def save_before_the_drain(record, phase: str) -> bool:
+            if (phase == "before" and record.operation_name == "S2PSceneStamps"
+                    and st.library.scenes[saved].title != "Saved after the listing"):
+                # A save between the listing and the drain, without a hook: only Stash knows.
+                st.library.update_scene(saved, title="Saved after the listing")
+            return False
+
+        st.stash.faults.intercept = save_before_the_drain
+        summary = summary_of(st.task("all"))
+        st.stash.faults.intercept = None
+        assert summary["synced"] == n
+        assert st.library.scenes[saved].title == "Saved after the listing"
+        assert [sid for sid in ids if mismatches(st, sid)] == []  # the saved title reached Plex
+        reads = [r for r in st.stash.requests if r.operation_name in ("S2PFindScene", "S2PScenesById")]
+        # Only the saved scene is read again, in full; every other one came from the listing.
+        assert [r.variables["ids"] for r in reads if r.operation_name == "S2PScenesById"] == [[str(saved)]]
+        assert not [r for r in reads if r.operation_name == "S2PFindScene"]
+
+
+def test_a_save_landing_while_its_scene_is_in_a_batch_reruns_that_scene(tmp_path: Path) -> None:
+    n = 12
+    with stage(n, seed=183, work_dir=tmp_path, settings=QUIET, on_result=audited("save mid-batch")) as st:
+        ids = st.library.sorted_ids()
+        target = ids[-1]
+        st.plex.faults.latency = 0.3  # the batch lasts long enough for the hook to land inside it
+        state = {"saved": False}
+
+        def save_mid_batch(record, phase: str) -> bool:
+            if phase == "after" and record.operation_name in BATCH_READS and not state["saved"]:
+                state["saved"] = True  # the batch has read the target as it was
+                st.library.update_scene(target, title="Saved mid-batch")
+            return False
+
+        st.stash.faults.intercept = save_mid_batch
+        with queue_of(st) as queue:
+            for sid in ids:
+                queue.enqueue(sid, "test", time.time())
+        hook = threading.Thread(target=lambda: (st.wait_until(lambda: state["saved"], timeout=30),
+                                                st.hook(target)))
+        hook.start()
+        st.task("process_queue")
+        hook.join()
+        st.stash.faults.intercept = None
+        st.plex.faults.latency = 0.0
+        # The rerun happens in that drain or in the worker the task leaves behind.
+        st.wait_until(lambda: synced(st, target) and counts(st).due + counts(st).in_flight == 0, timeout=60)
+        st.wait_for_worker()
+        assert st.library.scenes[target].title == "Saved mid-batch"
+        assert [sid for sid in ids if mismatches(st, sid)] == []  # Plex shows the saved title
+
+
+def test_a_429_partway_through_a_batch_holds_every_request_and_loses_nothing(tmp_path: Path) -> None:
+    n = 16
+    with stage(n, seed=184, work_dir=tmp_path, settings=QUIET, on_result=audited("429 mid-batch")) as st:
+        ids = st.library.sorted_ids()
+        edit = st.plex.library.edit
+        state = {"edits": 0}
+
+        def limit_after_four(section, keys, query, now):
+            edit(section, keys, query, now=now)
+            state["edits"] += 1
+            if state["edits"] == 4:
+                st.plex.faults.rate_limit(1, retry_after=7)  # a long Retry-After for the next request
+
+        st.plex.library.edit = limit_after_four
+        st.task("all")
+        limited = [r for r in st.plex.requests if r.status == 429]
+        assert len(limited) == 1
+        at = limited[0].t
+        # Requests already on their way may still arrive; after that none for the whole pause.
+        during = [r for r in st.plex.requests if at + 0.5 < r.t < at + 6.5]
+        assert during == [], during
+        st.wait_until(lambda: all(synced(st, sid) for sid in ids), timeout=90)
+        st.wait_for_worker()
+        c = counts(st)
+        assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger) == (0, 0, 0, 0, n)
+
+
+def test_one_job_plex_rejects_is_dead_lettered_while_the_rest_of_its_batch_completes(tmp_path: Path) -> None:
+    n = 10
+    with stage(n, seed=185, work_dir=tmp_path, settings=QUIET, on_result=audited("400 mid-batch")) as st:
+        ids = st.library.sorted_ids()
+        rejected = ids[3]
+        key = st.plex_item(rejected).rating_key
+        edit = st.plex.library.edit
+
+        def reject_one(section, keys, query, now):
+            if key in keys:
+                raise EditError("a value Plex will not take")
+            return edit(section, keys, query, now=now)
+
+        st.plex.library.edit = reject_one
+        summary = summary_of(st.task("all"))
+        assert summary["synced"] == n - 1
+        assert [sid for sid in ids if mismatches(st, sid)] == [rejected]
+        with queue_of(st) as queue:
+            letters = queue.dlq.list_all()
+        assert [(letter.scene_id, letter.error_class, letter.attempts) for letter in letters] == [(rejected, "invalid", 1)]
+        c = counts(st)
+        assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger) == (0, 0, 0, 1, n - 1)
+
+
+@pytest.mark.slow
+def test_two_hundred_hooks_during_a_sync_all_lose_nothing_and_their_saves_win(tmp_path: Path) -> None:
+    n = 300
+    with stage(n, seed=186, work_dir=tmp_path, settings=QUIET, on_result=audited("hooks during sync all")) as st:
+        ids = st.library.sorted_ids()
+        st.plex.faults.latency = 0.05  # the drain lasts while the hooks arrive
+        saved = ids[:200]
+
+        def saves_and_hooks() -> list:
+            st.wait_until(lambda: counts(st).ledger >= 20, timeout=60, poll=0.01)  # Sync All is draining
+            for sid in saved:  # saved in Stash: some done, some in a batch, some still queued
+                st.library.update_scene(sid, title=f"Saved during Sync All {sid}")
+            with ThreadPoolExecutor(max_workers=len(saved)) as pool:
+                return list(pool.map(st.hook, saved))
+
+        with ThreadPoolExecutor(max_workers=1) as background:
+            hooks = background.submit(saves_and_hooks)
+            task = st.task("all")
+            results = hooks.result()
+        assert task.error is None, task.stderr
+        assert all(r.returncode == 0 and r.error is None for r in results)
+        st.plex.faults.latency = 0.0
+        # Their scenes sync in that drain or the next (the worker the task or a hook left).
+        st.wait_until(lambda: counts(st).inbox == 0 and counts(st).due + counts(st).in_flight == 0
+                      and not st.worker_running(), timeout=180)
+        assert [sid for sid in ids if mismatches(st, sid)] == []
+        c = counts(st)
+        assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger) == (0, 0, 0, 0, n)
