@@ -227,11 +227,13 @@ def _send_list(plan: _Plan, tag: str, result: tuple[str, ...], current: tuple[st
 
 def _names_list(
     plan: _Plan, tag: str, want: tuple[str, ...] | None, now: tuple[str, ...],
-    last: Mapping[str, Any], preserve: bool, mirror: bool,
+    last: Mapping[str, Any], preserve: bool, mirror: bool, owned: Collection[str] = (),
 ) -> None:
     if want is None or plan.left_alone(tag, last, _fold(now) != _fold(want), list(want)):
         return
     result = merge_list(now, last.get(tag), want, mirror, preserve)
+    stray = _fold(owned) - _fold(want)  # ours, yet not Stash's: whatever the ledger missed
+    result = tuple(n for n in result if n.casefold() not in stray)
     plan.written[tag] = list(want)
     if _fold(result) != _fold(now):
         _send_list(plan, tag, result, now)
@@ -276,12 +278,16 @@ def plan_edit(
     uploads: Collection[str] = (),
     ours: Collection[str] | None = None,
     overwrite_locks: bool = False,
+    owned_collections: Collection[str] = (),
 ) -> EditPlan:
     """The one edit that brings `current` to `desired` under the rules above.
 
     `uploads` names the images the writer is about to upload ("poster", "art"), so their
     locks ride in this same request; `plan.uploads` are those it may send. `ours` lists the
-    locks this plugin set (None: every lock counts as ours).
+    locks this plugin set (None: every lock counts as ours). `owned_collections`: the item's
+    collections this plugin created (`sync_queue.collections`); their membership is Stash's
+    alone, so the item leaves one it should not be in even when the ledger never learnt it
+    joined (a write cut off before it was recorded).
     """
     last = written or {}
     plan = _Plan(current, lock, ours, overwrite_locks)
@@ -289,7 +295,8 @@ def plan_edit(
         _scalar(plan, f.name, getattr(desired, f.attr), getattr(current, f.attr), last, preserve)
     _names_list(plan, "genre", desired.genres, current.genres, last, preserve, mirror=True)
     _actors(plan, desired.actors, last, preserve)
-    _names_list(plan, "collection", desired.collections, current.collections, last, preserve, mirror=False)
+    _names_list(plan, "collection", desired.collections, current.collections, last, preserve, mirror=False,
+                owned=owned_collections)
     allowed = []
     for image in uploads:
         if plan.left_alone(image, {}, True):

@@ -92,6 +92,7 @@ class PreparedSync:
     digest: str
     requests: int  # sent while preparing
     group_index: dict[str, int | None]  # the scene's place in each of its groups, for the ledger
+    owned_collections: tuple[str, ...] = ()  # the item's collections that are ours
 
 
 class ClaimSource(Protocol):
@@ -375,7 +376,8 @@ class PlexSync:
         return state, self._plan(desired, state, ledger, images, ownership.locks)
 
     def _plan(self, desired: DesiredState, state: CurrentState, ledger: LedgerEntry | None,
-              uploads: Sequence[str] = (), inherited: frozenset[str] = frozenset()) -> EditPlan:
+              uploads: Sequence[str] = (), inherited: frozenset[str] = frozenset(),
+              owned_collections: Sequence[str] = ()) -> EditPlan:
         """The edit, with the locks this plugin set on the item: those of this scene's own
         syncs, plus those of a scene whose claim it just took over (`inherited`)."""
         s = self.settings
@@ -385,7 +387,7 @@ class PlexSync:
             ours = None  # every lock on the item counts as ours
         return plan_edit(desired, state, ledger.written if ledger else None, lock=s.lock_synced_fields,
                          preserve=s.preserve_plex_edits, uploads=uploads, ours=ours,
-                         overwrite_locks=s.overwrite_user_locks)
+                         overwrite_locks=s.overwrite_user_locks, owned_collections=owned_collections)
 
     def open_batch(self) -> CollectionBatch | None:
         """A new collection batch for a drain run (`plex.collections`); None without a store."""
@@ -415,11 +417,13 @@ class PlexSync:
         mine = self._held_file(state, scene)
         ownership = self._ownership(scene, state, mine)
         desired, digest = self._desired(scene)
+        owned: tuple[str, ...] = ()
         if self.batch is not None and desired.collections is not None and state.section_id:
             # On this thread: it claims in the collections table, before the edit can create one.
             self.batch.note(state.section_id, scene_collections(scene, self.settings), state.collections, ledger, now)
+            owned = tuple(row.title for row in self.batch.table.by_title(state.section_id, state.collections))
         return PreparedSync(ledger, state, mine, ownership, desired, digest, self.conn.requests_here - before,
-                            {link.id: link.scene_index for link in scene.group_links})
+                            {link.id: link.scene_index for link in scene.group_links}, owned)
 
     def write(self, prepared: PreparedSync) -> SyncOutcome:
         """The second half of `sync`: download the changed images, then one edit and the
@@ -429,7 +433,7 @@ class PlexSync:
         same_item = bool(ledger and ledger.plex_key == state.rating_key)
         steps = image_steps(desired, ledger, same_item, self.fetch_image)
         plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None],
-                          prepared.ownership.locks)
+                          prepared.ownership.locks, prepared.owned_collections)
         uploads = [s for s in steps if s.kind in plan.uploads]
         if not plan.empty:
             self._edit(state, plan)

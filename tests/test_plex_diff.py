@@ -115,6 +115,23 @@ def test_user_collection_survives_without_ledger() -> None:
     assert "collection[].tag.tag-" not in plan.params
 
 
+
+@pytest.mark.parametrize("preserve", [False, True])
+def test_an_item_leaves_a_collection_of_ours_the_ledger_never_recorded(preserve: bool) -> None:
+    """A write cut off before it was recorded put the item in our "Old" collection: the
+    collections table says "Old" is ours, so it goes; "Mine" is the user's and stays."""
+    current = CurrentState(**{**vars(SHOWN), "collections": ("S", "Old", "Mine")})
+    plan = plan_edit(FULL, current, {"collection": ["S"]}, lock=True, preserve=preserve,
+                     owned_collections=("S", "Old"))
+    sent = [v for k, v in plan.params.items() if k.startswith("collection[") and k.endswith("].tag.tag")]
+    assert sent == ["S", "Mine"]
+
+
+def test_an_owned_collection_stash_wants_is_still_joined_under_preserve() -> None:
+    current = CurrentState(**{**vars(SHOWN), "collections": ()})
+    plan = plan_edit(FULL, current, {"collection": []}, lock=True, preserve=True, owned_collections=("S",))
+    assert plan.params["collection[0].tag.tag"] == "S"
+
 # --- preserve_plex_edits: three-way ---------------------------------------------------
 
 @pytest.mark.parametrize(("stash", "ledger", "plex", "sent", "kept"), [
