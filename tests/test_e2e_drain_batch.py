@@ -18,7 +18,16 @@ import pytest
 
 from emulators.plex_library import EditError
 from emulators.stage import stage
-from tests.e2e_worker_support import QUIET, audited, counts, item_edits, mismatches, queue_of, summary_of, synced
+from tests.e2e_worker_support import (
+    QUIET,
+    audited,
+    counts,
+    item_edits,
+    mismatches,
+    queue_of,
+    summary_of,
+    synced,
+)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
