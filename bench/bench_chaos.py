@@ -415,6 +415,7 @@ class Soak:
                     title=s.title, studio=studio,
                     tags=tuple(lib.tags[t].name for t in s.tag_ids if t in lib.tags),
                     performers=tuple(lib.performers[p].name for p in s.performer_ids if p in lib.performers),
+                    groups=tuple(lib.groups[g].name for g, _index in s.groups if g in lib.groups),
                     entities=frozenset([("tag", t) for t in s.tag_ids] + [("performer", p) for p in s.performer_ids]
                                        + ([("studio", s.studio_id)] if s.studio_id else [])))
             return out
@@ -436,6 +437,7 @@ class Soak:
             records = list(self.st.plex.requests)
         return [Write(r.t, key, dict(r.query)) for r in records
                 if r.method == "PUT" and r.status == 200 and _EDIT_PATH.fullmatch(r.path)
+                and r.query.get("type") != "18"  # a collection's own edit: not a scene's
                 for key in r.rating_keys]
 
     def event_records(self) -> list[Event]:

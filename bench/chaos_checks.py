@@ -64,6 +64,7 @@ class SceneView:
     tags: tuple[str, ...]
     performers: tuple[str, ...]
     entities: frozenset[tuple[str, int]] = frozenset()
+    groups: tuple[str, ...] = ()  # each is a collection of its own (`sync_group_collections`)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class Findings:
 
 def differences(stash: Mapping[int, SceneView], plex: Mapping[int, ItemView | None]) -> list[str]:
     """Where a scene's Plex item does not show what Stash has: title, studio, tags,
-    performers and the studio's collection, each name once."""
+    performers and the studio's and groups' collections, each name once."""
     out = []
     for sid, scene in sorted(stash.items()):
         item = plex.get(sid)
@@ -139,7 +140,7 @@ def differences(stash: Mapping[int, SceneView], plex: Mapping[int, ItemView | No
         if scene.studio and item.studio != scene.studio:
             problems.append(f"studio {item.studio!r} != {scene.studio!r}")
         wanted = {"genres": scene.tags, "actors": scene.performers,
-                  "collections": (scene.studio,) if scene.studio else ()}
+                  "collections": ((scene.studio,) if scene.studio else ()) + scene.groups}
         for name, names in wanted.items():
             have = getattr(item, name)
             if len(have) != len(set(have)):

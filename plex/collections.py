@@ -138,6 +138,17 @@ class CollectionBatch:
         self._stale.discard(section)
         return self._listings[section]
 
+    def _listed_title(self, section: str, row: CollectionRow) -> str | None:
+        """The folded title Plex lists our collection under (None: not made yet, or gone)."""
+        if row.rating_key is None:
+            return None
+        return next((t for t, c in self.listing(section).items() if c.rating_key == row.rating_key), None)
+
+    def _forget_listed(self, section: str, rating_key: str | None) -> None:
+        listed = self._listings.get(section, {})
+        for title in [t for t, c in listed.items() if c.rating_key == rating_key]:
+            del listed[title]
+
     # -- what scene syncs report ---------------------------------------------------------
 
     def note(self, section: str, specs: Sequence[CollectionSpec], before: Iterable[str],
@@ -161,9 +172,12 @@ class CollectionBatch:
                     self.table.claim(section, spec.kind, spec.source_id, spec.title, wanted, now)
                 continue
             moved = spec.ordered and last_index.get(spec.source_id) != spec.scene_index
-            if row.title != spec.title:
+            if row.title != spec.title or self._listed_title(section, row) not in (None, spec.title.casefold()):
+                # The rename, before the edit moves the item: also one begun and cut off (the
+                # row has the new name, Plex the old), else the edit would make a second one.
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
-                self.flush(now, only=[row.key])  # the rename, before the edit moves the item
+                self.flush(now, only=[row.key])
+                self._forget_listed(section, row.rating_key)  # renamed: its listed title is old
             elif joins or moved or row.wanted != wanted:
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
         leaving = {t.casefold() for t in last} - {s.title.casefold() for s in specs}
