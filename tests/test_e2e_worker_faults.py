@@ -40,6 +40,7 @@ from tests.e2e_worker_support import (
 )
 from tests.secret_audit import AUDIT
 from worker.breaker import BreakerConfig, BreakerState
+from worker.core import WRITERS
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
@@ -216,9 +217,11 @@ def test_plex_down_mid_drain_opens_the_breaker_without_a_storm_then_drains_fully
         # A job whose edit Plex applied just before the connection dropped is synced yet failed
         # (the drain writes several at once): it tried Plex too, so it is counted with the rest.
         hit = [sid for sid, j in jobs(st, ids).items() if j is not None and j.last_error_class == "outage"]
-        # No storm: after the outage began, exactly `threshold` jobs tried Plex (an outage is
-        # not retried inside a job), and none of them used an attempt.
-        assert len(hit) == threshold
+        # No storm: after the outage began, the writes in flight and then one job per failure up
+        # to the breaker's threshold tried Plex (an outage is not retried inside a job); a write
+        # started earlier that lands after a failure may count as a success between two, so up
+        # to WRITERS - 1 more. None of them used an attempt.
+        assert threshold <= len(hit) <= threshold + WRITERS - 1
         assert all(j.attempts == 0 for j in left.values())
         c = counts(st)
         assert c.dlq == 0 and c.in_flight == 0
