@@ -176,7 +176,11 @@ class CollectionBatch:
                 # The rename, before the edit moves the item: also one begun and cut off (the
                 # row has the new name, Plex the old), else the edit would make a second one.
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
-                self.flush(now, only=[row.key])
+                renamed = self.flush(now, only=[row.key])
+                if renamed.failed or renamed.stopped:
+                    # The edit would make a second collection under the new name, leaving the
+                    # items in the old one: the scene waits for the rename instead.
+                    raise TransientError(f"the collection {row.title!r} is not renamed to {spec.title!r} yet")
                 self._forget_listed(section, row.rating_key)  # renamed: its listed title is old
             elif joins or moved or row.wanted != wanted:
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)

@@ -96,3 +96,25 @@ def test_a_write_plex_refuses_is_tried_a_bounded_number_of_times(plex: PlexEmula
     assert row.attempts == MAX_ATTEMPTS and row.last_error
     assert plex.collection_by_title("Series A") is not None
     queue.close()
+
+
+def test_a_rename_plex_does_not_take_holds_the_scene_back_until_it_does(plex: PlexEmulator, tmp_path: Path) -> None:
+    """The scene's edit would tag its item with the new name, making a second collection and
+    leaving the others in the old one: while the rename fails, the scene waits for it."""
+    from base.errors import TransientError
+    from plex.collection_specs import CollectionSpec
+
+    batch, queue, keys = setup(plex, tmp_path, ["Series A"])
+    assert batch.flush(T0).written == 1
+    rating_key = plex.collection_by_title("Series A").rating_key
+    spec = CollectionSpec("group", "10", "Series B", summary="About", image_url=IMAGE, scene_index=3)
+    plex.faults.error_burst(50, 503)
+    with pytest.raises(TransientError, match="not renamed"):
+        batch.note("1", [spec], ["Series A"], None, T0 + 1)
+    assert plex.collection_by_title("Series B") is None
+    plex.faults.clear_answers()
+    batch.note("1", [spec], ["Series A"], None, T0 + 2)  # Plex answers: renamed first, in place
+    renamed = plex.collection_by_title("Series B")
+    assert renamed is not None and renamed.rating_key == rating_key
+    assert plex.collection_by_title("Series A") is None
+    queue.close()
