@@ -144,6 +144,28 @@ class CollectionBatch:
             return None
         return next((t for t, c in self.listing(section).items() if c.rating_key == row.rating_key), None)
 
+    def owned_titles(self, section: str, names: Iterable[str], wanted: Iterable[str]) -> tuple[str, ...]:
+        """Which of an item's collections are ours: by the name our table holds, or, for one
+        Stash no longer wants, by the name Plex lists our collection under (a rename that has
+        not reached Plex yet). The listing is read only when such a name is in question."""
+        names = list(names)
+        mine = {r.title.casefold() for r in self.table.by_title(section, names)}
+        keep = {w.casefold() for w in wanted}
+        doubt = [n for n in names if n.casefold() not in mine and n.casefold() not in keep]
+        if doubt:
+            keys = {r.rating_key for r in self.table.all() if r.section == section and r.rating_key}
+            listing = self.listing(section)
+            mine |= {n.casefold() for n in doubt if (c := listing.get(n.casefold())) and c.rating_key in keys}
+        return tuple(n for n in names if n.casefold() in mine)
+
+    @staticmethod
+    def _settled(flushed: FlushResult, old: str, new: str) -> None:
+        """A rename's flush that Plex did not take: the scene's edit would tag its item with the
+        new name, making a second collection and leaving the others in the old one, so the
+        scene waits for the rename instead."""
+        if flushed.failed or flushed.stopped:
+            raise TransientError(f"the collection {old!r} is not renamed to {new!r} yet")
+
     def _forget_listed(self, section: str, rating_key: str | None) -> None:
         listed = self._listings.get(section, {})
         for title in [t for t, c in listed.items() if c.rating_key == rating_key]:
@@ -165,6 +187,11 @@ class CollectionBatch:
         for spec in specs:
             wanted = wanted_fields(spec)
             row = self.table.get(section, spec.kind, spec.source_id)
+            if row is not None and row.title != spec.title and not row.rating_key:
+                # Claimed, never written: learn its key under the name it was made with, or a
+                # rename could not find it (and the edit would make a second collection).
+                self._settled(self.flush(now, only=[row.key]), row.title, spec.title)
+                row = self.table.get(section, spec.kind, spec.source_id)
             joins = spec.title.casefold() not in had
             joining |= joins
             if row is None:
@@ -176,11 +203,7 @@ class CollectionBatch:
                 # The rename, before the edit moves the item: also one begun and cut off (the
                 # row has the new name, Plex the old), else the edit would make a second one.
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
-                renamed = self.flush(now, only=[row.key])
-                if renamed.failed or renamed.stopped:
-                    # The edit would make a second collection under the new name, leaving the
-                    # items in the old one: the scene waits for the rename instead.
-                    raise TransientError(f"the collection {row.title!r} is not renamed to {spec.title!r} yet")
+                self._settled(self.flush(now, only=[row.key]), row.title, spec.title)
                 self._forget_listed(section, row.rating_key)  # renamed: its listed title is old
             elif joins or moved or row.wanted != wanted:
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)

@@ -421,7 +421,7 @@ class PlexSync:
         if self.batch is not None and desired.collections is not None and state.section_id:
             # On this thread: it claims in the collections table, before the edit can create one.
             self.batch.note(state.section_id, scene_collections(scene, self.settings), state.collections, ledger, now)
-            owned = tuple(row.title for row in self.batch.table.by_title(state.section_id, state.collections))
+            owned = self.batch.owned_titles(state.section_id, state.collections, desired.collections)
         return PreparedSync(ledger, state, mine, ownership, desired, digest, self.conn.requests_here - before,
                             {link.id: link.scene_index for link in scene.group_links}, owned)
 
