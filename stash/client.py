@@ -215,7 +215,8 @@ class StashClient:
         deleted one, and a scene Stash answers in a shape we cannot read fails alone.
 
         `listed`: scenes a listing already read (Stash's answer, as `iter_listing` gives it).
-        Those are only checked: one small request for their `updated_at`, and only those that
+        Those are only checked: one request for their `updated_at` and the studio, performers,
+        tags and groups they show (renamed without the scene changing), and only those that
         changed since are read again in full. So the newest Stash state wins either way.
         """
         wanted = list(dict.fromkeys(int(i) for i in ids))
@@ -224,11 +225,12 @@ class StashClient:
         full = [i for i in wanted if i not in listed]
         checked = [i for i in wanted if i in listed]
         if checked:
-            stamps = {int(raw["id"]): raw.get("updated_at") for raw in self._by_ids(queries.SCENE_STAMPS, checked)}
+            stamps = {int(raw["id"]): raw for raw in self._by_ids(queries.SCENE_STAMPS, checked)}
             for i in checked:
                 if i not in stamps:
                     continue  # deleted since the listing: said below, like any missing scene
-                if stamps[i] and stamps[i] == listed[i].get("updated_at"):
+                now_, then = stamps[i], listed[i]
+                if now_.get("updated_at") and all(now_.get(k) == then.get(k) for k in ("updated_at", *queries.RELATED)):
                     out[i] = _parsed(listed[i])
                 else:
                     full.append(i)

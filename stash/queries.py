@@ -18,15 +18,20 @@ def _studio_chain(depth: int) -> str:
     return f" parent_studio {{ {_STUDIO}{_studio_chain(depth - 1)} }}" if depth else ""
 
 
-SCENE_FIELDS = f"""
-    id title code details director date rating100 organized urls created_at updated_at
-    files {{ path size duration }}
-    paths {{ screenshot }}
+#: What a scene shows of other objects: a rename of one of them changes what a sync writes
+#: without changing the scene's own `updated_at`.
+RELATED = ("studio", "performers", "tags", "groups")
+_RELATED_FIELDS = f"""
     studio {{ {_STUDIO}{_studio_chain(NETWORK_DEPTH)} }}
     performers {{ id name image_path }}
     tags {{ id name }}
     groups {{ scene_index group {{ id name synopsis front_image_path }} }}
 """
+
+SCENE_FIELDS = f"""
+    id title code details director date rating100 organized urls created_at updated_at
+    files {{ path size duration }}
+    paths {{ screenshot }}{_RELATED_FIELDS}"""
 
 VERSION = "query S2PVersion { version { version } }"
 
@@ -61,10 +66,10 @@ query S2PScenesById($ids: [ID!], $filter: FindFilterType) {{
 }}
 """
 
-SCENE_STAMPS = """
-query S2PSceneStamps($ids: [ID!], $filter: FindFilterType) {
-  findScenes(ids: $ids, filter: $filter) { scenes { id updated_at } }
-}
+SCENE_STAMPS = f"""
+query S2PSceneStamps($ids: [ID!], $filter: FindFilterType) {{
+  findScenes(ids: $ids, filter: $filter) {{ scenes {{ id updated_at {_RELATED_FIELDS} }} }}
+}}
 """
 
 COUNT_SCENES = """
