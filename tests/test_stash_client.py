@@ -291,6 +291,16 @@ def test_find_scenes_reads_a_batch_in_one_request_and_only_checks_listed_scenes(
     assert found[9].title == "Saved after the listing"  # type: ignore[union-attr]
     assert found[1] == c.find_scene(1)  # a listed scene, as a fresh read would give it
 
+    # A studio renamed after the listing leaves its scenes' updated_at alone: read again.
+    studio_id = next(s.studio_id for s in library.scenes.values() if s.studio_id and s.id <= 40)
+    with stash.write_lock:
+        library.studios[studio_id].name = "Renamed after the listing"
+        library.revision += 1
+    again = c.find_scenes(range(1, 41), listed=listing)
+    shown = {sid: sc.studio.name for sid, sc in again.items() if not isinstance(sc, Exception) and sc.studio
+             and library.scenes[sid].studio_id == studio_id}
+    assert shown and set(shown.values()) == {"Renamed after the listing"}
+
     stash.reset_log()
     fresh = c.find_scenes([3, 10**9, 3])  # no listing: one full read; a missing id is gone
     assert [r.operation_name for r in stash.requests] == ["S2PScenesById"]
