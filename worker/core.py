@@ -491,6 +491,12 @@ class _Drain:
         """The next batch, read; False when nothing is due (or `max_jobs` are taken)."""
         if self.max_jobs is not None and self.taken >= self.max_jobs or not self._may_start():
             return False
+        # The last batch's writes land before the next batch is read: a sync of the next one
+        # may rename a collection of ours in place, and an edit still in flight with the old
+        # name would then make a second collection under it.
+        self._settle()
+        if self.stopped or self.waiting:
+            return bool(self.waiting) and not self.stopped  # skipped writes go again first
         now = self.clock()
         limit = BATCH_SIZE if self.max_jobs is None else min(BATCH_SIZE, self.max_jobs - self.taken)
         jobs = self.svc.queue.take_due_many(now, limit)
