@@ -60,3 +60,21 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def own_cpu_s() -> float:
+    """User + system seconds of this process so far: the emulators serve the plugin from
+    here, so a delta over a run is what answering it cost (plus the samplers, a little)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def profiling_python(out_dir: Path, python: str) -> str:
+    """An interpreter for the host that runs the plugin under cProfile, one
+    `plugin-<pid>.prof` per run in `out_dir`: where a plugin run spends its CPU, read with
+    `python -m pstats`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = out_dir / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{python}" -m cProfile -o "{out_dir}/plugin-$$.prof" "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
