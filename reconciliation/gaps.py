@@ -34,6 +34,7 @@ To keep 100,000 listed items small in memory, the driver holds each as a `Snapsh
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -110,8 +111,12 @@ def _stem(path: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+#: What `str.isalnum` refuses (`\w` is exactly isalnum plus "_").
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 def _squash(text: str) -> str:
-    return "".join(ch for ch in nfc(text).casefold() if ch.isalnum())
+    return _NOT_ALNUM.sub("", nfc(text).casefold())
 
 
 def title_is_placeholder(title: str, files: Sequence[str]) -> bool:

@@ -26,7 +26,6 @@ from base.settings import Settings
 from plex import xmlread
 from plex.desired import desired_state
 from plex.matcher import LibraryIndex, match
-from plex.pathmap import to_plex
 from plex.records import LedgerEntry
 from reconciliation.bulk import PAGE, RECENT_WINDOW, LibraryPass, desired_hash
 from reconciliation.collections import CollectionCheck, reconcile_collections
@@ -216,15 +215,15 @@ def _reconcile_page(queue: JobQueue, settings: Settings, page: list[tuple[Scene,
     by_rule: dict[Gap, list[tuple[int, str, Mapping[str, Any]]]] = {}
     forced: list[tuple[int, Gap]] = []
     pm = settings.path_map
+    entries = queue.ledger.get_many(scene.id for scene, _raw in page)
     for scene, raw in page:
         desired = desired_state(scene, settings)
         digest = desired_hash(desired, settings, scene)
-        entry = queue.ledger.get(scene.id)
+        entry = entries.get(scene.id)
         found = match(scene.files, index, pm, settings.strict_matching)
         snap = snaps.get(found.rating_key) if found.rating_key else None
         verdict = classify(digest, desired, ledger_view(entry), found, snap,
-                           preserve=settings.preserve_plex_edits,
-                           files=tuple(to_plex(f.path, pm) for f in scene.files))
+                           preserve=settings.preserve_plex_edits, files=found.paths_tried)
         report.add(scene.id, verdict)
         if verdict.gap is None or not verdict.queue:
             continue
