@@ -35,9 +35,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from graphql import (
     ExecutionContext,
+    FieldNode,
     GraphQLError,
     GraphQLObjectType,
+    GraphQLResolveInfo,
     GraphQLSchema,
+    OperationType,
     build_schema,
     execute,
     parse,
@@ -609,12 +612,52 @@ class StashEmulator:
         middleware = [_failing_roots(failure)] if failure else None
         with self.write_lock:
             result = execute(self.schema, document, context_value=context, variable_values=variables,
-                             operation_name=operation, middleware=middleware)
+                             operation_name=operation, middleware=middleware, execution_context_class=_Execution)
         answer: dict[str, Any] = {}
         if result.errors:
             answer["errors"] = [e.formatted for e in result.errors]
         answer["data"] = result.data
         return 200, answer
+
+
+class _Execution(ExecutionContext):
+    """graphql-core's execution, with each object of a query completed once per request.
+
+    A page of scenes shows the same studios (and their parents), performers, tags and groups
+    over and over, and completing them field by field each time was most of this emulator's
+    CPU in a whole-library listing, time a benchmark would charge to the plugin's wall clock.
+    The answer is the same: the library is locked for the request, and no resolver depends on
+    where an object sits. A completion that added an error is not reused (the error names its
+    own path), and a mutation completes everything afresh, since it may change an object
+    between two of its fields. No resolver here is async, so nothing is checked for it.
+    """
+
+    is_awaitable = staticmethod(lambda value: False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reuse = self.operation.operation is OperationType.QUERY
+        #: (type, object id, selection node ids) -> (the object, kept alive so its id stays
+        #: its own, and its completed value)
+        self._completed: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+    def complete_object_value(self, return_type: GraphQLObjectType, field_nodes: list[FieldNode],
+                              info: GraphQLResolveInfo, path: Any, result: Any) -> Any:
+        if not self._reuse:
+            return super().complete_object_value(return_type, field_nodes, info, path, result)
+        key = (return_type.name, id(result), *map(id, field_nodes))
+        done = self._completed.get(key)
+        if done is not None:
+            return done[1]
+        errors = self._error_count()
+        value = super().complete_object_value(return_type, field_nodes, info, path, result)
+        if self._error_count() == errors:
+            self._completed[key] = (result, value)
+        return value
+
+    def _error_count(self) -> int:
+        collected = getattr(self, "collected_errors", None)  # graphql-core 3.2.6+; `errors` before
+        return len(collected.errors if collected is not None else self.errors)
 
 
 def _errors(errors: list[GraphQLError], code: str | None = None) -> dict[str, Any]:
