@@ -9,7 +9,7 @@ Plex served from this process. Peak memory is the plugin process's peak resident
 "plugin CPU s" is that process's user + system time (`getrusage(RUSAGE_CHILDREN)` deltas),
 which a busy machine inflates less than the wall time (the emulators share this process's
 CPU with each other, not with the plugin); "emulator CPU s" is this process's own (both
-emulators answering the plugin). Request counts are from the emulators' logs. `--profile DIR`
+emulators answering the plugin), less the memory sampler's. Request counts are from the emulators' logs. `--profile DIR`
 runs the plugin under cProfile, one `plugin-<pid>.prof` per run in DIR (it slows the plugin).
 
 Reconcile rows: an unchanged library (every scene synced, Plex showing what we wrote), and
@@ -117,7 +117,7 @@ def run_task(st: Stage, mode: str) -> dict[str, Any]:
     cpu, served = child_cpu_s(), own_cpu_s()
     with PeakSampler() as peak:
         result = st.task(mode)
-    cpu, served = child_cpu_s() - cpu, own_cpu_s() - served
+    cpu, served = child_cpu_s() - cpu, own_cpu_s() - served - peak.cpu_s
     if result.error is not None or not isinstance(result.output, dict):
         raise SystemExit(f"{mode} failed: {result.error}\n{result.stderr[-3000:]}")
     return {"wall": result.wall_time, "cpu": cpu, "served": served, "peak": peak.peak_mib, "stash": st.stash.count(),

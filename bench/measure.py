@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import threading
+import time
 from pathlib import Path
 
 
@@ -21,6 +22,7 @@ class PeakSampler:
         self.script = script.encode()
         self.interval = interval
         self.peak_kib = 0
+        self.cpu_s = 0.0  # the sampling's own CPU (reading /proc), for a bench to leave out
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -48,6 +50,7 @@ class PeakSampler:
                 fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
                 if fields.get("PPid", "").strip() == me and self.script in cmdline and "VmHWM" in fields:
                     self.peak_kib = max(self.peak_kib, int(fields["VmHWM"].split()[0]))
+            self.cpu_s = time.thread_time()
 
 
 def child_cpu_s() -> float:

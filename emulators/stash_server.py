@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from graphql import (
+    DocumentNode,
     ExecutionContext,
     FieldNode,
     GraphQLError,
@@ -60,6 +61,8 @@ _GROUP_IMAGE_ROUTE = re.compile(r"^/group/(\d+)/(frontimage|backimage)$")
 _GROUP_HOOKS = {"create": ("Group.Create.Post", "Movie.Create.Post"),
                 "update": ("Group.Update.Post", "Movie.Update.Post"),
                 "destroy": ("Group.Destroy.Post", "Movie.Destroy.Post")}
+#: Distinct documents kept parsed and validated (gqlgen's query cache holds 1,000).
+QUERY_CACHE = 1000
 _NAMED_OPERATION = re.compile(r"\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
 
@@ -469,6 +472,7 @@ class StashEmulator:
         #: request entirely or not at all, as Stash's readers see only committed writes.
         self.write_lock = threading.RLock()
         self.schema = load_schema()
+        self._documents: dict[str, tuple[DocumentNode, list[GraphQLError]]] = {}
         _Resolvers(self).wire(self.schema)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -590,6 +594,21 @@ class StashEmulator:
 
     # --- GraphQL ---
 
+    def _checked(self, query: str) -> tuple[DocumentNode, list[GraphQLError]]:
+        """The document and what validation found in it, worked out once per distinct text
+        (as Stash's GraphQL server keeps its last documents): a whole-library listing sends
+        one document hundreds of times. A document that does not parse raises each time."""
+        with self._lock:
+            known = self._documents.get(query)
+        if known is None:
+            document = parse(query)
+            known = (document, validate(self.schema, document))
+            with self._lock:
+                if len(self._documents) >= QUERY_CACHE:
+                    del self._documents[next(iter(self._documents))]
+                self._documents[query] = known
+        return known
+
     def run_graphql(self, body: dict[str, Any], base: str) -> tuple[int, dict[str, Any]]:
         """Execute one request body; returns the HTTP status and the JSON answer."""
         query = body.get("query")
@@ -598,10 +617,9 @@ class StashEmulator:
         if not isinstance(query, str) or not query.strip():
             return 422, _errors([GraphQLError("no operation provided")], "GRAPHQL_PARSE_FAILED")
         try:
-            document = parse(query)
+            document, problems = self._checked(query)
         except GraphQLError as exc:
             return 422, _errors([exc], "GRAPHQL_PARSE_FAILED")
-        problems = validate(self.schema, document)
         if problems:
             return 422, _errors(problems, "GRAPHQL_VALIDATION_FAILED")
         context = {"base": base}
