@@ -388,7 +388,7 @@ class StashFaults:
     def __init__(self, server: StashEmulator) -> None:
         self._server = server
         self.latency = 0.0
-        self._fail: list[str] = []
+        self._fail: list[str | None] = []  # None: that operation is answered
         self._http_500 = 0
         self._lock = threading.Lock()
         #: Called with (request, "before"|"after") around each GraphQL run; True from "before"
@@ -408,10 +408,11 @@ class StashFaults:
         elif self._server._httpd is None:
             self._server._start(self._server.port)
 
-    def fail_next(self, n: int = 1, message: str = "database is locked") -> None:
-        """The next `n` GraphQL operations fail in their resolvers (HTTP 200, errors, data null)."""
+    def fail_next(self, n: int = 1, message: str = "database is locked", after: int = 0) -> None:
+        """The next `n` GraphQL operations fail in their resolvers (HTTP 200, errors, data null),
+        once `after` more have been answered."""
         with self._lock:
-            self._fail.extend([message] * n)
+            self._fail.extend([None] * after + [message] * n)
 
     def http_500_next(self, n: int = 1) -> None:
         with self._lock:
