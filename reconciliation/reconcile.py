@@ -2,8 +2,8 @@
 
 Cost, whatever the library size: Plex is read through the paged section listings that
 build the match index anyway (`PlexSync.build_index(on_page=)`, one pass, `PAGE_SIZE` items
-a request); Stash through `LibraryPass`, the same bounded, id-keyed pages as Sync All. No
-request is made per scene. Each listed item is kept as a `gaps.Snapshot` (digests, not text),
+a request); Stash through `LibraryPass`, id-keyed pages like Sync All's but larger
+(`STASH_PAGE`), the next asked for while this one is judged. No request is made per scene. Each listed item is kept as a `gaps.Snapshot` (digests, not text),
 so memory grows by tens of bytes per Plex item beside the index itself.
 
 What is a gap, and which are queued, is `reconciliation.gaps` (pure). This module only
@@ -27,7 +27,7 @@ from plex import xmlread
 from plex.desired import desired_state
 from plex.matcher import LibraryIndex, match
 from plex.records import LedgerEntry
-from reconciliation.bulk import PAGE, RECENT_WINDOW, LibraryPass, desired_hash
+from reconciliation.bulk import RECENT_WINDOW, LibraryPass, desired_hash
 from reconciliation.collections import CollectionCheck, reconcile_collections
 from reconciliation.gaps import (
     BY_LEDGER_RULE,
@@ -54,6 +54,11 @@ SCOPES: dict[str, float | None] = {
 }
 #: Share of the listing progress spent on Plex's listing; Stash's pages get the rest.
 PLEX_SHARE = 0.4
+#: Scenes per Stash page, five times Sync All's (`bulk.PAGE`): on an unchanged library a
+#: reconcile queues next to nothing per page, and each request has a cost of its own (Stash
+#: parsing and resolving it, the plugin sending and decoding it). Two pages are in memory
+#: at a time (one read ahead): a few MB.
+STASH_PAGE = 1000
 #: Scenes listed per gap type in the output (the counts are always complete).
 EXAMPLES = 50
 LOG_EXAMPLES = 5
@@ -181,7 +186,7 @@ def read_listing(plex: ListingReader, now: float,
 def reconcile_pass(queue: JobQueue, state: StateStore, plex: ListingReader, stash: StashClient,
                    settings: Settings, log: StashLog, scope: str, now: float,
                    progress: Callable[[float], None] = lambda f: None,
-                   should_stop: Callable[[], bool] = lambda: False, page_size: int = PAGE) -> ReconcileReport:
+                   should_stop: Callable[[], bool] = lambda: False, page_size: int = STASH_PAGE) -> ReconcileReport:
     """Classify every scene in `scope` and queue its gap; the caller drains.
 
     Stops between pages when `should_stop()` (a handover): `completed` stays False and a
