@@ -39,18 +39,36 @@ class PeakSampler:
         return self.peak_kib / 1024.0
 
     def _run(self) -> None:
-        me = str(os.getpid())
+        me = str(os.getpid()).encode()
         while not self._stop.wait(self.interval):
-            for status in Path("/proc").glob("[0-9]*/status"):
+            for pid in self._children(me):
                 try:
-                    text = status.read_text()
-                    cmdline = (status.parent / "cmdline").read_bytes()
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    text = Path(f"/proc/{pid}/status").read_text()
                 except OSError:
                     continue
                 fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-                if fields.get("PPid", "").strip() == me and self.script in cmdline and "VmHWM" in fields:
+                if self.script in cmdline and "VmHWM" in fields:
                     self.peak_kib = max(self.peak_kib, int(fields["VmHWM"].split()[0]))
             self.cpu_s = time.thread_time()
+
+    @staticmethod
+    def _children(me: bytes) -> list[str]:
+        """Processes whose parent is `me`, from each process's one-line `stat` (its parent id
+        follows the parenthesised name): reading every process's `status` in full took a
+        fifth of a busy bench's own CPU."""
+        out = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if stat[stat.rfind(b")") + 2:].split()[1:2] == [me]:
+                out.append(pid)
+        return out
 
 
 def child_cpu_s() -> float:
