@@ -25,7 +25,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,16 +37,22 @@ from graphql import (
     DocumentNode,
     ExecutionContext,
     FieldNode,
+    GraphQLEnumType,
     GraphQLError,
+    GraphQLNonNull,
     GraphQLObjectType,
     GraphQLResolveInfo,
+    GraphQLScalarType,
     GraphQLSchema,
     OperationType,
+    Undefined,
     build_schema,
+    default_field_resolver,
     execute,
     parse,
     validate,
 )
+from graphql.execution.execute import get_field_def
 
 from emulators import stash_edits, stash_plays
 from emulators.listen import listen
@@ -659,6 +665,43 @@ class _Execution(ExecutionContext):
         #: (type, object id, selection node ids) -> (the object, kept alive so its id stays
         #: its own, and its completed value)
         self._completed: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        #: (type, field node id) -> (field name, the scalar's serialize, nullable) of a plain
+        #: leaf, or None
+        self._leaves: dict[tuple[str, int], tuple[str, Callable[[Any], Any], bool] | None] = {}
+
+    def execute_field(self, parent_type: GraphQLObjectType, source: Any, field_nodes: list[FieldNode],
+                      path: Any) -> Any:
+        """A plain leaf (a scalar read off its parent by the default resolver, no arguments)
+        is answered directly, as graphql-core would: the value itself, serialized. Anything
+        else, and any such value that graphql-core would report an error for, takes the
+        whole way."""
+        key = (parent_type.name, id(field_nodes[0]))
+        leaf = self._leaves[key] if key in self._leaves else self._leaves.setdefault(
+            key, self._plain_leaf(parent_type, field_nodes[0]))
+        if leaf is not None:
+            name, serialize, nullable = leaf
+            value = source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
+            if value is None and nullable:
+                return None
+            if value is not None and not callable(value):
+                try:
+                    out = serialize(value)
+                except Exception:
+                    out = None
+                if out is not None and out is not Undefined:
+                    return out
+        return super().execute_field(parent_type, source, field_nodes, path)
+
+    def _plain_leaf(self, parent_type: GraphQLObjectType,
+                    node: FieldNode) -> tuple[str, Callable[[Any], Any], bool] | None:
+        field = get_field_def(self.schema, parent_type, node)
+        if (field is None or field.resolve is not None or field.args or self.middleware_manager is not None
+                or self.field_resolver is not default_field_resolver):
+            return None
+        kind = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+        if not isinstance(kind, (GraphQLScalarType, GraphQLEnumType)):
+            return None
+        return node.name.value, kind.serialize, not isinstance(field.type, GraphQLNonNull)
 
     def complete_object_value(self, return_type: GraphQLObjectType, field_nodes: list[FieldNode],
                               info: GraphQLResolveInfo, path: Any, result: Any) -> Any:

@@ -264,6 +264,21 @@ def test_an_object_whose_completion_failed_reports_the_failure_at_each_place(ope
     assert len(paths) == len(set(paths)) == len(shown) > len(set(shown))  # each place told, studios repeat
 
 
+def test_a_value_graphql_core_refuses_is_refused_as_graphql_core_refuses_it(open_stash: StashEmulator,
+                                                                          library: StashLibrary) -> None:
+    """Scalars are answered straight off their object; one that is missing where the schema
+    promises a value, or that its scalar cannot represent, still gets graphql-core's error."""
+    first, second = sorted(library.scenes)[:2]
+    library.scenes[first].files[0].path = None  # type: ignore[assignment]  # String!
+    library.scenes[second].rating100 = "eighty"  # type: ignore[assignment]  # Int
+    for fields, path in (("files { path size }", ["findScenes", "scenes", 0, "files", 0, "path"]),
+                         ("rating100 title", ["findScenes", "scenes", 1, "rating100"])):
+        query = f"{{ findScenes(filter: {{per_page: 3}}) {{ scenes {{ id {fields} }} }} }}"
+        answer, expected = _both_executions(open_stash, query, {})
+        assert json.dumps(answer) == json.dumps(expected)
+        assert [e["path"] for e in answer["errors"]] == [path]
+
+
 def test_stashapi_returns_partial_data_and_only_logs_a_resolver_error(open_stash: StashEmulator) -> None:
     api, log = interface(open_stash.connection())
     assert api.find_scene("abc", fragment="id") is None
