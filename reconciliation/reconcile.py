@@ -169,18 +169,33 @@ class ListingReader(Protocol):
 def read_listing(plex: ListingReader, now: float,
                  progress: Callable[[float], None]) -> tuple[LibraryIndex, dict[str, Snapshot]]:
     """Build the sync's match index from the paged listings and keep a snapshot per item:
-    one pass over Plex serves both matching and judging (reconcile and the dry run)."""
+    one pass over Plex serves both matching and judging (reconcile and the dry run).
+
+    A page's items are reduced to snapshots in a thread while the next page is asked for, so
+    Plex answering and our own work overlap; one page at a time, so at most two are held."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     snaps: dict[str, Snapshot] = {}
     seen = [0]
+    judging: list[Future[None]] = []
 
-    def on_page(root: Any) -> None:
-        videos = [v for v in root if v.tag == "Video" and v.get("ratingKey")]
+    def take(videos: list[Any]) -> None:
         for video in videos:
             snaps[str(video.get("ratingKey"))] = snapshot(xmlread.listed_state(video))
-        seen[0] += len(videos)
-        progress(min(seen[0] / max(xmlread.total_size(root, len(videos)), 1), 1.0))
 
-    return plex.build_index(now, on_page=on_page), snaps
+    with ThreadPoolExecutor(1, thread_name_prefix="plex-snapshots") as pool:
+        def on_page(root: Any) -> None:
+            videos = [v for v in root if v.tag == "Video" and v.get("ratingKey")]
+            if judging:
+                judging.pop().result()
+            judging.append(pool.submit(take, videos))
+            seen[0] += len(videos)
+            progress(min(seen[0] / max(xmlread.total_size(root, len(videos)), 1), 1.0))
+
+        index = plex.build_index(now, on_page=on_page)
+        for pending in judging:
+            pending.result()
+    return index, snaps
 
 
 # --- the pass -------------------------------------------------------------------------------
