@@ -167,8 +167,8 @@ def _row(name: str, r: dict[str, Any]) -> list[str]:
 
 
 def _figure(r: dict[str, Any]) -> str:
-    return (f"{r['wall']:.0f} s, {r['peak']:.0f} MiB, {r['stash']:,} Stash and {r['plex']:,} Plex requests, "
-            f"{r['plex_writes']:,} writes")
+    return (f"{r['wall']:.0f} s (plugin {r['cpu']:.0f} s CPU, emulators {r['served']:.0f} s), {r['peak']:.0f} MiB, "
+            f"{r['stash']:,} Stash and {r['plex']:,} Plex requests, {r['plex_writes']:,} writes")
 
 
 def main() -> None:
