@@ -3,8 +3,9 @@
 Cost, whatever the library size: Plex is read through the paged section listings that
 build the match index anyway (`PlexSync.build_index(on_page=)`, one pass, `PAGE_SIZE` items
 a request); Stash through `LibraryPass`, id-keyed pages like Sync All's but larger
-(`STASH_PAGE`), the next asked for while this one is judged. No request is made per scene. Each listed item is kept as a `gaps.Snapshot` (digests, not text),
-so memory grows by tens of bytes per Plex item beside the index itself.
+(`STASH_PAGE`), the next asked for while this one is judged. No request is made per scene.
+Each listed item is kept as a `gaps.Snapshot` (digests, not text), so memory grows by tens
+of bytes per Plex item beside the index itself.
 
 What is a gap, and which are queued, is `reconciliation.gaps` (pure). This module only
 reads, hands each scene to `gaps.classify`, queues, and reports: counts by gap type in the
