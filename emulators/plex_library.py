@@ -206,6 +206,7 @@ class Artwork:
     arts: list[Image]
     poster_index: int | None
     art_index: int | None
+    locks: set[str]
 
     @property
     def poster(self) -> Image | None:
@@ -815,11 +816,15 @@ class PlexLibrary:
         self.sections[item.section].order = None
 
     def upload(self, rating_key: int, kind: str, data: bytes | None, url: str | None, now: int) -> None:
-        """A new poster (`kind="thumb"`) or background (`"art"`) becomes the selected one."""
+        """A new poster (`kind="thumb"`) or background (`"art"`) becomes the selected one, and
+        its field is locked: an image a person chose stays put. Plex's forum says choosing
+        a poster locks it in place, plexapi's image tests unlock the field after uploading,
+        and its theme test finds the theme locked after an upload."""
         item = self.imaged(rating_key)
         if not data and not url:
             raise EditError("upload without an image")
         self._add_image(item, kind, data, url, now)
+        item.locks.add(kind)
         item.updated_at = max(item.updated_at, now)
 
     def _add_image(self, item: Artwork, kind: str, data: bytes | None, url: str | None, now: int) -> None:
@@ -840,6 +845,7 @@ class PlexLibrary:
                     item.poster_index = index
                 else:
                     item.art_index = index
+                item.locks.add(kind)  # chosen, as an upload is (see `upload`)
                 item.updated_at = max(item.updated_at, now)
                 return
         raise EditError(f"no {kind} {resource_key!r} on item {rating_key}")
