@@ -221,8 +221,8 @@ def preview(tally: Tally, listings: Mapping[str, Mapping[str, Listed]], rows: Se
                                release_ordered=in_release_order([tally.released.get(k) for k in keys]))
         changes = [c for c in plan.changes if not c.startswith("collection order")]
         if not listed.rating_key and spec.ordered and len(keys) > 1:
-            changes.append("collection order: scene order" + (" (their release dates')" if plan.written.get("sort")
-                                                              == SORT_RELEASE else ""))
+            by_date = plan.written.get("sort") == SORT_RELEASE
+            changes.append("collection order: scene order" + (" (Plex's release-date order)" if by_date else ""))
         elif plan.read_order or plan.moves:
             moves = order_moves(read_order(listed.rating_key), keys)
             if moves or plan.custom_sort:

@@ -374,6 +374,11 @@ def test_a_series_dated_in_scene_order_needs_no_sort_order_read_or_move(tmp_path
             assert collection.sort == 0 and "thumb" in collection.locks  # locked by its upload
         assert all(r.written.get("sort") == 0 for r in owned(st) if r.kind == "group")
 
+        st.plex.reset_log()
+        out = run(st, "dry_run")  # judged with the items' dates: nothing to say, nothing read
+        assert not [c for c in out["collections"] if c["kind"] == "group"], out["collections"]
+        assert st.plex.count("GET", path=re.compile(r"/library/collections/\d+/children.*")) == 0
+
 
 def test_a_group_without_synopsis_costs_its_poster_upload_alone(tmp_path: Path) -> None:
     with dated_stage(tmp_path) as st:
