@@ -39,6 +39,7 @@ from typing import Any
 #: `collectionSort` values (Plex: release date, alphabetical, custom).
 SORT_RELEASE, SORT_ALPHA, SORT_CUSTOM = 0, 1, 2
 COLLECTION_TYPE = 18  # plexapi's searchType("collection")
+RELEASED = "originallyAvailableAt"  # the item field Plex's release-date order sorts by
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from base.errors import AmbiguousMatch, DuplicateItem, PlexNotFound
 from base.settings import Settings
 from base.unicode_forms import form_of, name_forms
 from plex import claims, xmlread
+from plex.collection_plan import RELEASED
 from plex.collection_specs import group_state, scene_collections
 from plex.collections import CollectionBatch
 from plex.connection import PlexConnection
@@ -68,7 +69,6 @@ PAGE_SIZE = 500
 BATCH_SIZE = 50
 PREFETCH_TTL = 30.0
 MOVIE = 1  # plexapi's searchType("movie")
-RELEASED = "originallyAvailableAt"  # what Plex's release-date order sorts by
 
 
 def date_moved(recorded: str | None, shown: str, wanted: str | None) -> bool:

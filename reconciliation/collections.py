@@ -30,6 +30,7 @@ from typing import Any
 
 from base.settings import Settings
 from plex.collection_plan import (
+    RELEASED,
     SORT_CUSTOM,
     SORT_RELEASE,
     Listed,
@@ -55,7 +56,6 @@ DRIFT_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 ReadOrder = Callable[[str], list[str]]
-RELEASED = "originallyAvailableAt"
 
 
 def find(listing: Mapping[str, Listed], rating_key: str | None, title: str) -> Listed | None:
