@@ -29,7 +29,7 @@ Membership is not written here: it rides on each scene's item edit (`collection`
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +87,13 @@ def release_dates(members: Iterable[Member], keys: Sequence[str]) -> list[str | 
     return [dates.get(key) for key in keys]
 
 
+def renamed(names: Iterable[str], renames: Mapping[str, str]) -> tuple[str, ...]:
+    """An item's collection names as read, under the names our renames since gave them
+    (`renames`: folded old name to new name). A rename in place moves every item Plex had
+    in the collection, so a name read before it now stands for the new one."""
+    return tuple(renames.get(n.casefold(), n) for n in names)
+
+
 def read_collections(conn: PlexConnection, section: str) -> dict[str, Listed]:
     """A section's collections by folded title: `GET /library/sections/{id}/all?type=18`, paged."""
     found: dict[str, Listed] = {}
@@ -133,6 +140,10 @@ class CollectionBatch:
     ledger: LedgerTable
     fetch_image: FetchImage
     lock: bool
+    #: Called before a rename goes to Plex: the drain lets the writes it has in flight land,
+    #: since an edit planned with the old name and landing after the rename would make a
+    #: second collection under it, or remove the item from a name Plex no longer has.
+    before_rename: Callable[[], None] = lambda: None
     _listings: dict[str, dict[str, Listed]] = field(default_factory=dict)
     _stale: set[str] = field(default_factory=set)
 
@@ -185,22 +196,25 @@ class CollectionBatch:
     # -- what scene syncs report ---------------------------------------------------------
 
     def note(self, section: str, specs: Sequence[CollectionSpec], before: Iterable[str],
-             previous: LedgerEntry | None, now: float) -> None:
+             previous: LedgerEntry | None, now: float) -> dict[str, str]:
         """Before a scene's item edit: claim the collections it is about to create, mark ours
         that it joins, leaves or changes as due, and rename ours whose source was renamed
-        (first, so the edit finds the item in it under the new name)."""
+        (first, so the edit finds the item in it under the new name). Returns the renames
+        made (folded old name to new name): every item read before them holds the new name."""
         if not section:
-            return
+            return {}
         had = {t.casefold() for t in before}
         last = (previous.written.get("collection") if previous else None) or []
         last_index = previous.group_index if previous else {}
         joining = False
+        renames: dict[str, str] = {}
         for spec in specs:
             wanted = wanted_fields(spec)
             row = self.table.get(section, spec.kind, spec.source_id)
             if row is not None and row.title != spec.title and not row.rating_key:
                 # Claimed, never written: learn its key under the name it was made with, or a
                 # rename could not find it (and the edit would make a second collection).
+                self.before_rename()
                 self._settled(self.flush(now, only=[row.key]), row.title, spec.title)
                 row = self.table.get(section, spec.kind, spec.source_id)
             joins = spec.title.casefold() not in had
@@ -210,12 +224,16 @@ class CollectionBatch:
                     self.table.claim(section, spec.kind, spec.source_id, spec.title, wanted, now)
                 continue
             moved = spec.ordered and last_index.get(spec.source_id) != spec.scene_index
-            if row.title != spec.title or self._listed_title(section, row) not in (None, spec.title.casefold()):
+            listed = self._listed_title(section, row)
+            if row.title != spec.title or listed not in (None, spec.title.casefold()):
                 # The rename, before the edit moves the item: also one begun and cut off (the
                 # row has the new name, Plex the old), else the edit would make a second one.
+                self.before_rename()
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
                 self._settled(self.flush(now, only=[row.key]), row.title, spec.title)
                 self._forget_listed(section, row.rating_key)  # renamed: its listed title is old
+                renames.update({old: spec.title for old in (row.title.casefold(), listed)
+                                if old and old != spec.title.casefold()})
             elif joins or moved or row.wanted != wanted:
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
         leaving = {t.casefold() for t in last} - {s.title.casefold() for s in specs}
@@ -223,6 +241,7 @@ class CollectionBatch:
             self.table.touch(row.section, row.kind, row.source_id, now)
         if joining or leaving:
             self._stale.add(section)
+        return renames
 
     def redated(self, section: str, specs: Sequence[CollectionSpec], now: float) -> None:
         """The scene's item may show another release date after its edit: its ordered

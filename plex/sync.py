@@ -35,8 +35,8 @@ drain runs it on its small pool).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -46,7 +46,7 @@ from base.unicode_forms import form_of, name_forms
 from plex import claims, xmlread
 from plex.collection_plan import RELEASED
 from plex.collection_specs import group_state, scene_collections
-from plex.collections import CollectionBatch
+from plex.collections import CollectionBatch, renamed
 from plex.connection import PlexConnection
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
@@ -85,6 +85,12 @@ class PlexBatch:
     a batch needs belongs here too, made once per batch."""
 
     items: dict[str, CurrentState] = field(default_factory=dict)
+
+    def renamed(self, renames: Mapping[str, str]) -> None:
+        """Our collections were renamed in Plex after this batch was read: its items not used
+        yet hold them under the new names (`plex.collections.renamed`)."""
+        for key, state in self.items.items():
+            self.items[key] = replace(state, collections=renamed(state.collections, renames))
 
 
 @dataclass(frozen=True)
@@ -429,7 +435,11 @@ class PlexSync:
         if self.batch is not None and desired.collections is not None and state.section_id:
             # On this thread: it claims in the collections table, before the edit can create one.
             specs = scene_collections(scene, self.settings)
-            self.batch.note(state.section_id, specs, state.collections, ledger, now)
+            renames = self.batch.note(state.section_id, specs, state.collections, ledger, now)
+            if renames:
+                state = replace(state, collections=renamed(state.collections, renames))
+                if batch is not None:
+                    batch.renamed(renames)
             if ledger is not None and date_moved(ledger.released, state.originally_available_at,
                                                  desired.originally_available_at):
                 self.batch.redated(state.section_id, specs, now)

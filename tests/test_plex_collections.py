@@ -118,3 +118,30 @@ def test_a_rename_plex_does_not_take_holds_the_scene_back_until_it_does(plex: Pl
     assert renamed is not None and renamed.rating_key == rating_key
     assert plex.collection_by_title("Series A") is None
     queue.close()
+
+
+def test_a_rename_lets_writes_in_flight_land_first_and_says_what_it_renamed(plex: PlexEmulator,
+                                                                           tmp_path: Path) -> None:
+    """The drain's writes in flight land before the rename goes out (`before_rename`), and the
+    rename is returned, so items read before it are seen under the new name."""
+    from plex.collection_specs import CollectionSpec
+    from plex.records import CurrentState
+    from plex.sync import PlexBatch
+
+    batch, queue, keys = setup(plex, tmp_path, ["Series A"])
+    assert batch.flush(T0).written == 1
+    landed: list[int] = []
+    batch.before_rename = lambda: landed.append(plex.count("PUT"))
+    spec = CollectionSpec("group", "10", "Series B", summary="About", image_url=IMAGE, scene_index=3)
+    unchanged = CollectionSpec("group", "10", "Series B", summary="About", image_url=IMAGE, scene_index=3)
+
+    renames = batch.note("1", [spec], ["Series A", "Mine"], None, T0 + 1)
+    assert renames == {"series a": "Series B"}
+    assert len(landed) == 1 and plex.count("PUT") > landed[0]  # called before the rename's edit
+    assert batch.note("1", [unchanged], ["Series B"], None, T0 + 2) == {}
+    assert len(landed) == 1  # no rename, no wait
+
+    read_before = PlexBatch({str(keys[1]): CurrentState(rating_key=str(keys[1]), collections=("SERIES A", "Mine"))})
+    read_before.renamed(renames)
+    assert read_before.items[str(keys[1])].collections == ("Series B", "Mine")
+    queue.close()

@@ -29,7 +29,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -379,8 +379,7 @@ def drain(
     """
     result = DrainResult(DrainSummary())
     open_batch = getattr(svc.plex, "open_batch", None)
-    if open_batch is not None:
-        open_batch()
+    collections = open_batch() if open_batch is not None else None
     # Events become jobs before Plex is asked anything: whether Plex answers or not, every
     # save recorded before the drain is a job when it returns, not only the ones a worker
     # happened to take in first.
@@ -390,7 +389,10 @@ def drain(
         if not _probe(svc, result, clock()):
             return result
     with ThreadPoolExecutor(WRITERS, thread_name_prefix="stash2plex-write") as pool:
-        _Drain(svc, clock, result, pool, progress, should_yield, max_jobs).run()
+        run = _Drain(svc, clock, result, pool, progress, should_yield, max_jobs)
+        if collections is not None:
+            collections.before_rename = run.land_writes
+        run.run()
     if not result.summary.stopped and not result.yielded:
         flush_collections(svc, result, clock())
     return result
@@ -487,16 +489,15 @@ class _Drain:
         self.waiting.extendleft(reversed(skipped))
         self.trouble.clear()
 
+    def land_writes(self) -> None:
+        """Wait until every write in flight has had its answer (judged later, in order): a
+        rename of one of our collections must not overtake an edit planned before it."""
+        wait([started.write for started in self.writing])
+
     def _take(self) -> bool:
         """The next batch, read; False when nothing is due (or `max_jobs` are taken)."""
         if self.max_jobs is not None and self.taken >= self.max_jobs or not self._may_start():
             return False
-        # The last batch's writes land before the next batch is read: a sync of the next one
-        # may rename a collection of ours in place, and an edit still in flight with the old
-        # name would then make a second collection under it.
-        self._settle()
-        if self.stopped or self.waiting:
-            return bool(self.waiting) and not self.stopped  # skipped writes go again first
         now = self.clock()
         limit = BATCH_SIZE if self.max_jobs is None else min(BATCH_SIZE, self.max_jobs - self.taken)
         jobs = self.svc.queue.take_due_many(now, limit)
