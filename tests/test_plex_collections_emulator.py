@@ -143,15 +143,13 @@ def test_a_new_collection_lists_its_items_by_release_date_oldest_first(plex: Ple
     assert titles(collection) == ["Apple", "Banana", "Cherry"]
 
 
-def test_an_uploaded_poster_is_locked_without_an_edit(plex: PlexEmulator) -> None:
+def test_a_collection_poster_upload_is_locked_without_an_edit(plex: PlexEmulator) -> None:
     keys = three(plex)
     plex_server = server(plex)
-    item = plex_server.fetchItem(keys[0])
     collection = plex_server.fetchItem(plex.add_collection("Locked", keys[:1]))
-    for target in (item, collection):
-        assert not target.isLocked("thumb")
-        target.uploadPoster(filepath=b"\x89PNG\r\n\x1a\n-uploaded")
-        assert target.reload().isLocked("thumb")
+    assert not collection.isLocked("thumb")
+    collection.uploadPoster(filepath=b"\x89PNG\r\n\x1a\n-uploaded")
+    assert collection.reload().isLocked("thumb")
     assert not [r for r in plex.requests if r.method == "PUT"]
 
 
