@@ -29,9 +29,10 @@ Membership is not written here: it rides on each scene's item edit (`collection`
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from base.errors import PlexAuthError, PlexConnectionSetupError, PlexUnavailable, TransientError
 from plex import xmlread
@@ -167,11 +168,13 @@ class CollectionBatch:
         return next((t for t, c in self.listing(section).items() if c.rating_key == row.rating_key), None)
 
     def owned_titles(self, section: str, names: Iterable[str], wanted: Iterable[str]) -> tuple[str, ...]:
-        """Which of an item's collections are ours: by the name our table holds, or, for one
+        """Which of an item's collections are ours: by the name our table holds or held (a
+        past name left on an item by an edit that landed after our rename), or, for one
         Stash no longer wants, by the name Plex lists our collection under (a rename that has
         not reached Plex yet). The listing is read only when such a name is in question."""
         names = list(names)
         mine = {r.title.casefold() for r in self.table.by_title(section, names)}
+        mine |= {p for r in self.table.by_past_title(section, names) for p in r.past}
         keep = {w.casefold() for w in wanted}
         doubt = [n for n in names if n.casefold() not in mine and n.casefold() not in keep]
         if doubt:
@@ -188,10 +191,12 @@ class CollectionBatch:
         if flushed.failed or flushed.stopped:
             raise TransientError(f"the collection {old!r} is not renamed to {new!r} yet")
 
-    def _forget_listed(self, section: str, rating_key: str | None) -> None:
+    def _relisted(self, section: str, rating_key: str | None, title: str) -> None:
+        """Our rename reached Plex: the batch's listing shows the collection under its new name
+        (a listing without it would let the next scene's edit make a second one)."""
         listed = self._listings.get(section, {})
-        for title in [t for t, c in listed.items() if c.rating_key == rating_key]:
-            del listed[title]
+        for old in [t for t, c in listed.items() if c.rating_key == rating_key]:
+            listed[title.casefold()] = replace(listed.pop(old), title=title)
 
     # -- what scene syncs report ---------------------------------------------------------
 
@@ -231,13 +236,14 @@ class CollectionBatch:
                 self.before_rename()
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
                 self._settled(self.flush(now, only=[row.key]), row.title, spec.title)
-                self._forget_listed(section, row.rating_key)  # renamed: its listed title is old
+                self._relisted(section, row.rating_key, spec.title)
                 renames.update({old: spec.title for old in (row.title.casefold(), listed)
                                 if old and old != spec.title.casefold()})
             elif joins or moved or row.wanted != wanted:
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
         leaving = {t.casefold() for t in last} - {s.title.casefold() for s in specs}
-        for row in self.table.by_title(section, leaving):
+        left_over = had - {s.title.casefold() for s in specs}  # a past name of ours: its flush clears it
+        for row in self.table.by_title(section, leaving) + self.table.by_past_title(section, left_over):
             self.table.touch(row.section, row.kind, row.source_id, now)
         if joining or leaving:
             self._stale.add(section)
@@ -266,8 +272,10 @@ class CollectionBatch:
             for section, section_rows in by_section.items():
                 titles = {t for r in section_rows for t in (r.title, r.written.get("title")) if t}
                 members = self.ledger.collection_members(section, titles)
+                names = {r.title.casefold() for r in self.table.all() if r.section == section}
                 for row in section_rows:
                     try:
+                        self._clear_past(row, self.listing(section, fresh=True), names, result)
                         self._flush_row(row, self.listing(section, fresh=True), members, now, result)
                     except STOPS_FLUSH:
                         raise
@@ -281,12 +289,45 @@ class CollectionBatch:
         result.requests = self.conn.requests_made - before
         return result
 
+    def _clear_past(self, row: CollectionRow, listing: Mapping[str, Listed], names: Collection[str],
+                    result: FlushResult) -> None:
+        """Delete collections under a past name of this row that are not the row's own: an item
+        edit planned before our rename and landing after it made them. No scene wants that
+        name now (it is no collection's current name here), so each goes whole, taking its
+        tag off its items."""
+        for past in row.past:
+            stray = listing.get(past)
+            if past in names or stray is None or stray.rating_key == row.rating_key:
+                continue
+            self.conn.query(f"/library/collections/{stray.rating_key}", "DELETE", read=False)
+            result.deleted += 1
+            result.changes.append(f"{stray.title}: deleted (a former name of {row.title!r})")
+            self._stale.add(row.section)
+
+    def _merge_twin(self, row: CollectionRow, found: Listed, listing: Mapping[str, Listed],
+                    keys: Sequence[str]) -> list[str]:
+        """Our collection still has an old name while another, holding only items that our
+        ledger puts under the new one, has the new name: our item edits made it (an edit that
+        landed while the rename had not, from a process that died with it on the way). It is
+        deleted and its items are returned, to join ours once it is renamed. A collection
+        with any other item, or none, is a person's: left alone (the rename is refused)."""
+        twin = listing.get(row.title.casefold())
+        if twin is None or twin.rating_key == found.rating_key or found.title.casefold() == row.title.casefold():
+            return []
+        children = read_children(self.conn, twin.rating_key)
+        if not children or not set(children) <= set(keys):
+            return []
+        self.conn.query(f"/library/collections/{twin.rating_key}", "DELETE", read=False)
+        self._stale.add(row.section)
+        return children
+
     def _flush_row(self, row: CollectionRow, listing: Mapping[str, Listed], members: Mapping[str, list[Member]],
                    now: float, result: FlushResult) -> None:
         found = self._find(row, listing)
         titles = {t.casefold() for t in (row.title, row.written.get("title")) if t}
         mine = [m for t in titles for m in members.get(t, [])]
         keys = member_order(mine, row.kind, row.source_id)
+        joining = self._merge_twin(row, found, listing, keys) if found is not None else []
         if found is None:
             # Not (or no longer) in Plex: with no member left there is nothing to do; with
             # members, a person deleted it, and Reconcile puts the scenes back.
@@ -324,6 +365,9 @@ class CollectionBatch:
             query = {**params, "id": key, "type": COLLECTION_TYPE}
             self.conn.query(f"/library/sections/{row.section}/all{joinArgs(query)}", "PUT", read=False)
             wrote = True
+        if joining:
+            self._add_items(key, joining)
+            wrote, plan = True, replace(plan, read_order=plan.read_order or wanted.ordered)
         if upload is not None:
             self.conn.query(f"/library/metadata/{key}/posters", "POST", data=upload, read=False)
             wrote = True
@@ -339,6 +383,12 @@ class CollectionBatch:
             result.written += 1
             result.changes += [f"{row.title}: {c}" for c in plan.changes]
         self.table.done(row, key, written, now)
+
+    def _add_items(self, rating_key: str, items: Sequence[str]) -> None:
+        """`PUT /library/collections/{id}/items?uri=server://<machine>/...` (plexapi's addItems)."""
+        machine = self.conn.server().machineIdentifier
+        uri = f"server://{machine}/com.plexapp.plugins.library/library/metadata/{','.join(items)}"
+        self.conn.query(f"/library/collections/{rating_key}/items?uri={quote(uri, safe='')}", "PUT", read=False)
 
     @staticmethod
     def _find(row: CollectionRow, listing: Mapping[str, Listed]) -> Listed | None:

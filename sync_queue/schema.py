@@ -28,6 +28,8 @@ Tables (version 6):
   one transaction per page, so the keys and the cursor can never disagree.
 * v6: ``collections``, the Plex collections this plugin created (per section, kind and Stash
   id), what they should show and what we last wrote to them (``sync_queue.collections``).
+* v7: ``collections.past``, the names a collection of ours had before its renames, so an
+  item or a collection left under one of them is still known as ours.
 
 A migration is a function of a connection inside a write transaction; ``migrate`` runs the
 missing ones in order and bumps ``schema_version`` in the same transaction, so a crash leaves
@@ -157,9 +159,15 @@ def _v6_collections(conn: sqlite3.Connection) -> None:
         PRIMARY KEY (section, kind, source_id))""")
 
 
+def _v7_collection_past_names(conn: sqlite3.Connection) -> None:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(collections)")}
+    if "past" not in columns:  # v6's CREATE IF NOT EXISTS kept a table that already has it
+        conn.execute("ALTER TABLE collections ADD COLUMN past TEXT NOT NULL DEFAULT '[]'")
+
+
 #: Ordered: MIGRATIONS[i] takes the database from version i to version i + 1.
 MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters, _v3_ready_index, _v4_ledger_by_item, _v5_watch_history,
-                                  _v6_collections)
+                                  _v6_collections, _v7_collection_past_names)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
