@@ -160,7 +160,9 @@ def _v6_collections(conn: sqlite3.Connection) -> None:
 
 
 def _v7_collection_past_names(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE collections ADD COLUMN past TEXT NOT NULL DEFAULT '[]'")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(collections)")}
+    if "past" not in columns:  # v6's CREATE IF NOT EXISTS kept a table that already has it
+        conn.execute("ALTER TABLE collections ADD COLUMN past TEXT NOT NULL DEFAULT '[]'")
 
 
 #: Ordered: MIGRATIONS[i] takes the database from version i to version i + 1.

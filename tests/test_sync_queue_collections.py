@@ -100,3 +100,20 @@ def test_a_renamed_row_keeps_its_past_names(tmp_path: Path) -> None:
         for n in range(20):
             table.touch("1", "studio", "3", T0 + 5 + n, title=f"name {n}")
         assert len(table.get("1", "studio", "3").past) == 8
+
+
+def test_migration_to_v7_gives_every_row_no_past_names_and_keeps_it(tmp_path: Path) -> None:
+    from sync_queue import schema
+    from sync_queue.db import connect
+
+    with JobQueue(tmp_path) as q:
+        q.collections.claim("1", "studio", "3", "S3", WANTED, T0)
+    conn = connect(tmp_path)
+    conn.executescript("ALTER TABLE collections DROP COLUMN past; UPDATE meta SET value = '6' WHERE key = 'schema_version';")
+    assert schema.ensure_schema(conn) == schema.SCHEMA_VERSION >= 7
+    conn.close()
+    with JobQueue(tmp_path) as q:
+        row = q.collections.get("1", "studio", "3")
+        assert row.title == "S3" and row.past == ()
+        q.collections.touch("1", "studio", "3", T0 + 1, title="S3 renamed")
+        assert q.collections.get("1", "studio", "3").past == ("s3",)
