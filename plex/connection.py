@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -98,6 +99,29 @@ def configure_plexapi(identifier: str) -> None:
     })
 
 
+# --- query strings -----------------------------------------------------------------------
+
+#: What a query may hold as it is: unreserved characters, the ones urllib3 leaves in a query,
+#: and escapes in upper case.
+_QUERY_AS_IS = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-F]{2})*")
+#: The escape of an unreserved character, which requests turns back into the character.
+_UNRESERVED_ESCAPE = re.compile(r"%(?:3[0-9]|[46][1-9A-F]|[57][0-9A]|2[DE]|5F|7E)")
+
+
+def query_string(params: Mapping[str, object]) -> str:
+    """The query plexapi's `joinArgs` builds (keys in case-blind order, values escaped), in the
+    form it goes out in: urllib3 escapes a key's brackets, so this does too. The same bytes
+    reach Plex, and `RecordingSession` need not re-encode them (`sent_as_is`)."""
+    return "&".join(f"{quote(key, safe='')}={quote(str(params[key]), safe='')}"
+                    for key in sorted(params, key=str.lower))
+
+
+def sent_as_is(query: str) -> bool:
+    """requests and urllib3 would send this query unchanged: nothing left to escape, every
+    escape in upper case, none of an unreserved character."""
+    return _QUERY_AS_IS.fullmatch(query) is not None and _UNRESERVED_ESCAPE.search(query) is None
+
+
 # --- the session: counting, rate limit, last response ------------------------------------
 
 
@@ -145,6 +169,25 @@ class RecordingSession(requests.Session):
         with self._lock:
             now = self.clock()
             self._pacer = hold(self._pacer, now + seconds, now)
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        """A query already in the form it goes out in (`sent_as_is`) skips requests' own
+        re-encoding, which walks it character by character in Python (twice: requests, then
+        urllib3's parse). An edit's query is a few kilobytes of escapes, and that walk was a
+        third of the plugin's CPU per scene. The rest of the URL is prepared as usual."""
+        url = request.url
+        if not isinstance(url, str) or request.params or "?" not in url:
+            return super().prepare_request(request)
+        base, query = url.split("?", 1)
+        if not sent_as_is(query):
+            return super().prepare_request(request)
+        request.url = base
+        try:
+            prepared = super().prepare_request(request)
+        finally:
+            request.url = url
+        prepared.url = f"{prepared.url}?{query}"
+        return prepared
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         with self._lock:

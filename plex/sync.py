@@ -20,8 +20,9 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
   comma form `GET /library/metadata/1,2,3` (`read_batch`: several full items in one
   answer), each used once by its scene; the dry run's `prefetch()` does the same, an item
   kept for `PREFETCH_TTL` seconds.
-* **one edit**: every changed field in one `PUT /library/sections/{id}/all?...` (built
-  with plexapi's own `utils.joinArgs`, as `edit()` would), none when nothing changed.
+* **one edit**: every changed field in one `PUT /library/sections/{id}/all?...` (the query
+  plexapi's `edit()` would build, in the form it goes out in: `connection.query_string`),
+  none when nothing changed.
 * **one upload per changed image**, the bytes downloaded from Stash with its auth by the
   injected `fetch_image`. Downloads happen before any write, so a failed download leaves
   Plex untouched. An image Stash does not have (`fetch_image` returns None: a 404) is
@@ -46,7 +47,7 @@ from base.unicode_forms import form_of, name_forms
 from plex import claims, xmlread
 from plex.collection_specs import group_state, scene_collections
 from plex.collections import CollectionBatch
-from plex.connection import PlexConnection
+from plex.connection import PlexConnection, query_string
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
 from plex.images import FetchImage, image_steps
@@ -465,11 +466,9 @@ class PlexSync:
         self.conn.hold(seconds)
 
     def _edit(self, state: CurrentState, plan: EditPlan) -> None:
-        from plexapi.utils import joinArgs
-
         section = state.section_id or (self.sections()[0].key if self.sections() else "")
-        params = {**plan.params, "id": state.rating_key, "type": MOVIE}
-        self.conn.query(f"/library/sections/{section}/all{joinArgs(params)}", "PUT")
+        query = query_string({**plan.params, "id": state.rating_key, "type": MOVIE})
+        self.conn.query(f"/library/sections/{section}/all?{query}", "PUT")
 
     def check(self) -> dict[str, Any]:
         """For the health check: reachable, version, the sections we would use."""
