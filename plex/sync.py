@@ -50,7 +50,7 @@ from plex.collections import CollectionBatch
 from plex.connection import PlexConnection, query_string
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
-from plex.images import FetchImage, image_steps
+from plex.images import FetchImage, ImageStep, image_steps
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
 from plex.pathmap import basename_key, parent_folder, path_key, to_plex, to_stash
 from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
@@ -426,13 +426,20 @@ class PlexSync:
         return PreparedSync(ledger, state, mine, ownership, desired, digest, self.conn.requests_here - before,
                             {link.id: link.scene_index for link in scene.group_links}, owned)
 
-    def write(self, prepared: PreparedSync) -> SyncOutcome:
-        """The second half of `sync`: download the changed images, then one edit and the
-        uploads. Touches nothing but the two servers, so the drain runs it on its pool."""
+    def fetch(self, prepared: PreparedSync) -> list[ImageStep]:
+        """The images `write` uploads, downloaded from Stash (`plex.images.image_steps`). Asks
+        Stash only, so the drain runs it ahead of the write, while other scenes' edits go out."""
+        ledger, state = prepared.ledger, prepared.state
+        same_item = bool(ledger and ledger.plex_key == state.rating_key)
+        return image_steps(prepared.desired, ledger, same_item, self.fetch_image)
+
+    def write(self, prepared: PreparedSync, images: Sequence[ImageStep] | None = None) -> SyncOutcome:
+        """The second half of `sync`: the changed images (`images` as `fetch` gave them, else
+        downloaded now), then one edit and the uploads. Touches nothing but the two servers,
+        so the drain runs it on its pool."""
         before = self.conn.requests_here
         ledger, state, desired = prepared.ledger, prepared.state, prepared.desired
-        same_item = bool(ledger and ledger.plex_key == state.rating_key)
-        steps = image_steps(desired, ledger, same_item, self.fetch_image)
+        steps = self.fetch(prepared) if images is None else list(images)
         plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None],
                           prepared.ownership.locks, prepared.owned_collections)
         uploads = [s for s in steps if s.kind in plan.uploads]
