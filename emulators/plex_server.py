@@ -150,17 +150,19 @@ class Faults:
         return False
 
     @contextlib.contextmanager
-    def holding(self, when: Callable[[], bool] = lambda: True, ceiling: float = 20.0) -> Iterator[None]:
+    def holding(self, when: Callable[[], bool] = lambda: True, ceiling: float = 20.0,
+                only: Callable[[str, str, Mapping[str, str]], bool] | None = None) -> Iterator[None]:
         """Inside the block, requests get no answer while `when()` is true: Plex stalls, as it
         does while its database is busy. A held request goes on when the block ends or `when()`
-        turns false.
+        turns false. `only(method, path, query)` picks the requests held (all by default): one
+        write kept in flight while the others are answered.
 
         Tests use it to keep a plugin process in the middle of its work for exactly as long
         as they need (while other processes start, or until they kill it) instead of a latency
         meant to be long enough "on this machine". A held request waits `ceiling` seconds at
         most, below the plugin's 30 s read timeout, so a test failing inside the block does
         not turn into timeouts and a stuck teardown."""
-        hold = _Hold(when, threading.Event(), ceiling)
+        hold = _Hold(when, threading.Event(), ceiling, only)
         self._hold = hold
         try:
             yield
@@ -168,10 +170,10 @@ class Faults:
             self._hold = None
             hold.released.set()
 
-    def wait_if_held(self) -> None:
+    def wait_if_held(self, method: str, path: str, query: Mapping[str, str]) -> None:
         """Called by each request before it is answered, outside the emulator's lock."""
         hold = self._hold
-        if hold is None:
+        if hold is None or hold.only is not None and not hold.only(method, path, query):
             return
         deadline = time.monotonic() + hold.ceiling
         while hold.when() and not hold.released.wait(HOLD_POLL) and time.monotonic() < deadline:
@@ -239,6 +241,7 @@ class _Hold:
     when: Callable[[], bool]
     released: threading.Event
     ceiling: float
+    only: Callable[[str, str, Mapping[str, str]], bool] | None = None
 
 
 class _Server(TlsServer, ThreadingHTTPServer):
@@ -526,7 +529,7 @@ class PlexEmulator:
             self.faults.down = True  # resets this connection too: the request is never answered
             handler.close_connection = True
             return
-        self.faults.wait_if_held()
+        self.faults.wait_if_held(handler.command, path, query)
         delay = self.latency + self.faults.latency
         if delay:
             self._sleep(delay)

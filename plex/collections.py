@@ -27,7 +27,7 @@ Membership is not written here: it rides on each scene's item edit (`collection`
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +122,10 @@ class CollectionBatch:
     ledger: LedgerTable
     fetch_image: FetchImage
     lock: bool
+    #: Lets the item edits in flight land (the drain's writes; none by default) before a flush:
+    #: it reads our collections and renames them, and an edit still on its way with an old
+    #: name would make a second collection under it.
+    quiet: Callable[[], None] = field(default=lambda: None)
     _listings: dict[str, dict[str, Listed]] = field(default_factory=dict)
     _stale: set[str] = field(default_factory=set)
 
@@ -219,6 +223,7 @@ class CollectionBatch:
         """Write every due collection of ours (or just `only`). A Plex outage stops it, the
         rest staying due; any other failure is noted on its row, and retried on later flushes
         a bounded number of times."""
+        self.quiet()
         result = FlushResult()
         before = self.conn.requests_made
         rows = [r for r in self.table.due() if only is None or r.key in only]

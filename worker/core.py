@@ -30,7 +30,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -409,6 +409,10 @@ def drain(
     return result
 
 
+def _nothing() -> None:
+    pass
+
+
 class _Skipped(Exception):
     """A write the pool did not start because one before it failed (see `_Drain`)."""
 
@@ -426,11 +430,13 @@ class _Drain:
     that were in flight, then one job per failure up to the breaker's threshold, never a
     stream of them.
 
-    The next batch is read while the last one's writes are still in flight, but its first
-    job starts only once they all landed: its sync may rename a collection of ours in place
-    (`PlexSync.prepare`), and an edit still in flight with the old name would make a second
-    collection under it. An item one of those writes changed after the batch read it is
-    read again by its own sync.
+    The next batch is read while the last one's writes are still in flight, and its jobs
+    start as writers come free. A sync that renames a collection of ours in place
+    (`PlexSync.prepare`) first lets every write in flight land (`_quiet`): an edit on its
+    way with the old name would make a second collection under it. An item one of those
+    writes changed after a batch read it is read again by its own sync. A write the pool
+    skipped goes back to the queue untouched, to be read again with a later batch: its
+    scene as read may be older than a rename a later batch already made.
     """
 
     svc: Services
@@ -441,7 +447,7 @@ class _Drain:
     progress: Callable[[float], None] | None
     should_yield: Callable[[], bool]
     max_jobs: int | None
-    waiting: deque[tuple[Job, Batch]] = field(default_factory=deque)
+    waiting: deque[tuple[Job, Batch]] = field(default_factory=deque)  # taken, not started
     writing: deque[Started] = field(default_factory=deque)
     trouble: threading.Event = field(default_factory=threading.Event)
     single: bool = False
@@ -456,6 +462,9 @@ class _Drain:
         svc = self.svc
         self.last_ingest = self.clock()
         self.total = svc.queue.report.counts(self.clock()).due
+        collections = getattr(svc.plex, "batch", None)
+        if collections is not None:
+            collections.quiet = self._quiet
         try:
             while not self.stopped:
                 if self.trouble.is_set():
@@ -466,14 +475,9 @@ class _Drain:
                         break
                     self._settle()  # what it decides may make more jobs due (a rerun)
                     continue
-                job, batch = self.waiting[0]
-                if self.writing and self.writing[-1].batch is not batch:
-                    self._settle()  # a batch starts once the writes of the one before landed
-                    continue
                 if not self._may_start():
                     break
-                self.waiting.popleft()
-                self._start(job, batch)
+                self._start(*self.waiting.popleft())
                 while len(self.writing) > (0 if self.single else WRITERS + AHEAD) and not self.trouble.is_set():
                     self._finish(self.writing.popleft())
         finally:
@@ -481,6 +485,8 @@ class _Drain:
             if self.waiting:
                 svc.queue.release([job for job, _batch in self.waiting], self.clock())
                 self.waiting.clear()
+            if collections is not None:
+                collections.quiet = _nothing
 
     def _start(self, job: Job, batch: Batch) -> None:
         now = self.clock()
@@ -504,17 +510,21 @@ class _Drain:
             raise
 
     def _settle(self) -> None:
-        """Judge every write in flight, in the order started; skipped ones wait again, first."""
-        skipped: list[tuple[Job, Batch]] = []
+        """Judge every write in flight, in the order started; skipped ones go back untouched."""
+        skipped: list[Job] = []
         while self.writing:
             started = self.writing.popleft()
             if isinstance(started.write.exception(), _Skipped):
-                assert started.batch is not None
-                skipped.append((started.job, started.batch))
+                skipped.append(started.job)
             else:
                 self._finish(started)
-        self.waiting.extendleft(reversed(skipped))
+        if skipped:
+            self.svc.queue.release(skipped, self.clock())
         self.trouble.clear()
+
+    def _quiet(self) -> None:
+        """Let every write in flight land; they are judged later, in order, as always."""
+        wait([started.write for started in self.writing])
 
     def _take(self) -> bool:
         """The next batch, read; False when nothing is due (or `max_jobs` are taken). Read
