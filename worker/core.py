@@ -475,11 +475,12 @@ class _Drain:
                         break
                     self._settle()  # what it decides may make more jobs due (a rerun)
                     continue
+                if len(self.writing) >= (1 if self.single else WRITERS + AHEAD):
+                    self._finish(self.writing.popleft())  # the next job waits for a place
+                    continue
                 if not self._may_start():
                     break
                 self._start(*self.waiting.popleft())
-                while len(self.writing) > (0 if self.single else WRITERS + AHEAD) and not self.trouble.is_set():
-                    self._finish(self.writing.popleft())
         finally:
             self._settle()  # a write already sent is always judged and acknowledged
             if self.waiting:
@@ -490,6 +491,7 @@ class _Drain:
 
     def _start(self, job: Job, batch: Batch) -> None:
         now = self.clock()
+        self.svc.queue.start(job, now)  # from here a crash charges the job an attempt
         begun = begin(job, batch, self.svc, now)
         if isinstance(begun, (Complete, RetryAt, GiveUp, StopDrain)):
             self._decided(job, begun, now)
@@ -533,7 +535,7 @@ class _Drain:
             return False
         now = self.clock()
         limit = BATCH_SIZE if self.max_jobs is None else min(BATCH_SIZE, self.max_jobs - self.taken)
-        jobs = self.svc.queue.take_due_many(now, limit)
+        jobs = self.svc.queue.take_due_many(now, limit, started=False)
         if not jobs:
             return False
         self.taken += len(jobs)
