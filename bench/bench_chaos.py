@@ -515,7 +515,19 @@ def run_soak(seconds: float = CI_SECONDS, seed: int = DEFAULT_SEED, scenes: int 
             "dead letters": dict(Counter(dead.values())),
             "left for a save or task": unhelped or "nothing",
         }
+        if not findings.ok:
+            figures["Plex requests"] = str(dump_requests(st, work / "plex-requests.tsv"))
         return Report(seed, seconds, scenes, findings, figures)
+
+
+def dump_requests(st: Stage, path: Path) -> Path:
+    """Every request the emulated Plex answered, one per line (time, method, path, query,
+    status), for reading a failed run's story; the query is already without the token."""
+    with st.plex.lock:
+        records = list(st.plex.requests)
+    path.write_text("".join(f"{r.t:.3f}\t{r.method}\t{r.path}\t{r.query}\t{r.status}\n" for r in records),
+                    encoding="utf-8")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -151,18 +151,19 @@ class Faults:
 
     @contextlib.contextmanager
     def holding(self, when: Callable[[], bool] = lambda: True, ceiling: float = 20.0,
-                only: Callable[[str, str, Mapping[str, str]], bool] | None = None) -> Iterator[None]:
+                which: Callable[[str, str, Mapping[str, str]], bool] = lambda method, path, query: True,
+                ) -> Iterator[None]:
         """Inside the block, requests get no answer while `when()` is true: Plex stalls, as it
         does while its database is busy. A held request goes on when the block ends or `when()`
-        turns false. `only(method, path, query)` picks the requests held (all by default): one
-        write kept in flight while the others are answered.
+        turns false.
 
         Tests use it to keep a plugin process in the middle of its work for exactly as long
         as they need (while other processes start, or until they kill it) instead of a latency
         meant to be long enough "on this machine". A held request waits `ceiling` seconds at
         most, below the plugin's 30 s read timeout, so a test failing inside the block does
-        not turn into timeouts and a stuck teardown."""
-        hold = _Hold(when, threading.Event(), ceiling, only)
+        not turn into timeouts and a stuck teardown. `which(method, path, query)` picks the
+        requests held (all, by default): one edit can be kept in flight while others pass."""
+        hold = _Hold(when, threading.Event(), ceiling, which)
         self._hold = hold
         try:
             yield
@@ -173,7 +174,7 @@ class Faults:
     def wait_if_held(self, method: str, path: str, query: Mapping[str, str]) -> None:
         """Called by each request before it is answered, outside the emulator's lock."""
         hold = self._hold
-        if hold is None or hold.only is not None and not hold.only(method, path, query):
+        if hold is None or not hold.which(method, path, query):
             return
         deadline = time.monotonic() + hold.ceiling
         while hold.when() and not hold.released.wait(HOLD_POLL) and time.monotonic() < deadline:
@@ -241,7 +242,7 @@ class _Hold:
     when: Callable[[], bool]
     released: threading.Event
     ceiling: float
-    only: Callable[[str, str, Mapping[str, str]], bool] | None = None
+    which: Callable[[str, str, Mapping[str, str]], bool]
 
 
 class _Server(TlsServer, ThreadingHTTPServer):

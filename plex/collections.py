@@ -27,9 +27,10 @@ Membership is not written here: it rides on each scene's item edit (`collection`
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from base.errors import PlexAuthError, PlexConnectionSetupError, PlexUnavailable, TransientError
 from plex import xmlread
@@ -74,6 +75,13 @@ def member_order(members: Iterable[Member], kind: str, source_id: str) -> list[s
         if member.plex_key not in keys:
             keys.append(member.plex_key)
     return keys
+
+
+def renamed(names: Iterable[str], renames: Mapping[str, str]) -> tuple[str, ...]:
+    """An item's collection names as read, under the names our renames since gave them
+    (`renames`: folded old name to new name). A rename in place moves every item Plex had
+    in the collection, so a name read before it now stands for the new one."""
+    return tuple(renames.get(n.casefold(), n) for n in names)
 
 
 def read_collections(conn: PlexConnection, section: str) -> dict[str, Listed]:
@@ -122,10 +130,10 @@ class CollectionBatch:
     ledger: LedgerTable
     fetch_image: FetchImage
     lock: bool
-    #: Lets the item edits in flight land (the drain's writes; none by default) before a flush:
-    #: it reads our collections and renames them, and an edit still on its way with an old
-    #: name would make a second collection under it.
-    quiet: Callable[[], None] = field(default=lambda: None)
+    #: Called before a rename goes to Plex: the drain lets the writes it has in flight land,
+    #: since an edit planned with the old name and landing after the rename would make a
+    #: second collection under it, or remove the item from a name Plex no longer has.
+    before_rename: Callable[[], None] = lambda: None
     _listings: dict[str, dict[str, Listed]] = field(default_factory=dict)
     _stale: set[str] = field(default_factory=set)
 
@@ -149,11 +157,13 @@ class CollectionBatch:
         return next((t for t, c in self.listing(section).items() if c.rating_key == row.rating_key), None)
 
     def owned_titles(self, section: str, names: Iterable[str], wanted: Iterable[str]) -> tuple[str, ...]:
-        """Which of an item's collections are ours: by the name our table holds, or, for one
+        """Which of an item's collections are ours: by the name our table holds or held (a
+        past name left on an item by an edit that landed after our rename), or, for one
         Stash no longer wants, by the name Plex lists our collection under (a rename that has
         not reached Plex yet). The listing is read only when such a name is in question."""
         names = list(names)
         mine = {r.title.casefold() for r in self.table.by_title(section, names)}
+        mine |= {p for r in self.table.by_past_title(section, names) for p in r.past}
         keep = {w.casefold() for w in wanted}
         doubt = [n for n in names if n.casefold() not in mine and n.casefold() not in keep]
         if doubt:
@@ -170,30 +180,35 @@ class CollectionBatch:
         if flushed.failed or flushed.stopped:
             raise TransientError(f"the collection {old!r} is not renamed to {new!r} yet")
 
-    def _forget_listed(self, section: str, rating_key: str | None) -> None:
+    def _relisted(self, section: str, rating_key: str | None, title: str) -> None:
+        """Our rename reached Plex: the batch's listing shows the collection under its new name
+        (a listing without it would let the next scene's edit make a second one)."""
         listed = self._listings.get(section, {})
-        for title in [t for t, c in listed.items() if c.rating_key == rating_key]:
-            del listed[title]
+        for old in [t for t, c in listed.items() if c.rating_key == rating_key]:
+            listed[title.casefold()] = replace(listed.pop(old), title=title)
 
     # -- what scene syncs report ---------------------------------------------------------
 
     def note(self, section: str, specs: Sequence[CollectionSpec], before: Iterable[str],
-             previous: LedgerEntry | None, now: float) -> None:
+             previous: LedgerEntry | None, now: float) -> dict[str, str]:
         """Before a scene's item edit: claim the collections it is about to create, mark ours
         that it joins, leaves or changes as due, and rename ours whose source was renamed
-        (first, so the edit finds the item in it under the new name)."""
+        (first, so the edit finds the item in it under the new name). Returns the renames
+        made (folded old name to new name): every item read before them holds the new name."""
         if not section:
-            return
+            return {}
         had = {t.casefold() for t in before}
         last = (previous.written.get("collection") if previous else None) or []
         last_index = previous.group_index if previous else {}
         joining = False
+        renames: dict[str, str] = {}
         for spec in specs:
             wanted = wanted_fields(spec)
             row = self.table.get(section, spec.kind, spec.source_id)
             if row is not None and row.title != spec.title and not row.rating_key:
                 # Claimed, never written: learn its key under the name it was made with, or a
                 # rename could not find it (and the edit would make a second collection).
+                self.before_rename()
                 self._settled(self.flush(now, only=[row.key]), row.title, spec.title)
                 row = self.table.get(section, spec.kind, spec.source_id)
             joins = spec.title.casefold() not in had
@@ -203,19 +218,25 @@ class CollectionBatch:
                     self.table.claim(section, spec.kind, spec.source_id, spec.title, wanted, now)
                 continue
             moved = spec.ordered and last_index.get(spec.source_id) != spec.scene_index
-            if row.title != spec.title or self._listed_title(section, row) not in (None, spec.title.casefold()):
+            listed = self._listed_title(section, row)
+            if row.title != spec.title or listed not in (None, spec.title.casefold()):
                 # The rename, before the edit moves the item: also one begun and cut off (the
                 # row has the new name, Plex the old), else the edit would make a second one.
+                self.before_rename()
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
                 self._settled(self.flush(now, only=[row.key]), row.title, spec.title)
-                self._forget_listed(section, row.rating_key)  # renamed: its listed title is old
+                self._relisted(section, row.rating_key, spec.title)
+                renames.update({old: spec.title for old in (row.title.casefold(), listed)
+                                if old and old != spec.title.casefold()})
             elif joins or moved or row.wanted != wanted:
                 self.table.touch(section, spec.kind, spec.source_id, now, spec.title, wanted)
         leaving = {t.casefold() for t in last} - {s.title.casefold() for s in specs}
-        for row in self.table.by_title(section, leaving):
+        left_over = had - {s.title.casefold() for s in specs}  # a past name of ours: its flush clears it
+        for row in self.table.by_title(section, leaving) + self.table.by_past_title(section, left_over):
             self.table.touch(row.section, row.kind, row.source_id, now)
         if joining or leaving:
             self._stale.add(section)
+        return renames
 
     # -- the flush -----------------------------------------------------------------------
 
@@ -223,7 +244,6 @@ class CollectionBatch:
         """Write every due collection of ours (or just `only`). A Plex outage stops it, the
         rest staying due; any other failure is noted on its row, and retried on later flushes
         a bounded number of times."""
-        self.quiet()
         result = FlushResult()
         before = self.conn.requests_made
         rows = [r for r in self.table.due() if only is None or r.key in only]
@@ -234,8 +254,10 @@ class CollectionBatch:
             for section, section_rows in by_section.items():
                 titles = {t for r in section_rows for t in (r.title, r.written.get("title")) if t}
                 members = self.ledger.collection_members(section, titles)
+                names = {r.title.casefold() for r in self.table.all() if r.section == section}
                 for row in section_rows:
                     try:
+                        self._clear_past(row, self.listing(section, fresh=True), names, result)
                         self._flush_row(row, self.listing(section, fresh=True), members, now, result)
                     except STOPS_FLUSH:
                         raise
@@ -249,11 +271,44 @@ class CollectionBatch:
         result.requests = self.conn.requests_made - before
         return result
 
+    def _clear_past(self, row: CollectionRow, listing: Mapping[str, Listed], names: Collection[str],
+                    result: FlushResult) -> None:
+        """Delete collections under a past name of this row that are not the row's own: an item
+        edit planned before our rename and landing after it made them. No scene wants that
+        name now (it is no collection's current name here), so each goes whole, taking its
+        tag off its items."""
+        for past in row.past:
+            stray = listing.get(past)
+            if past in names or stray is None or stray.rating_key == row.rating_key:
+                continue
+            self.conn.query(f"/library/collections/{stray.rating_key}", "DELETE", read=False)
+            result.deleted += 1
+            result.changes.append(f"{stray.title}: deleted (a former name of {row.title!r})")
+            self._stale.add(row.section)
+
+    def _merge_twin(self, row: CollectionRow, found: Listed, listing: Mapping[str, Listed],
+                    keys: Sequence[str]) -> list[str]:
+        """Our collection still has an old name while another, holding only items that our
+        ledger puts under the new one, has the new name: our item edits made it (an edit that
+        landed while the rename had not, from a process that died with it on the way). It is
+        deleted and its items are returned, to join ours once it is renamed. A collection
+        with any other item, or none, is a person's: left alone (the rename is refused)."""
+        twin = listing.get(row.title.casefold())
+        if twin is None or twin.rating_key == found.rating_key or found.title.casefold() == row.title.casefold():
+            return []
+        children = read_children(self.conn, twin.rating_key)
+        if not children or not set(children) <= set(keys):
+            return []
+        self.conn.query(f"/library/collections/{twin.rating_key}", "DELETE", read=False)
+        self._stale.add(row.section)
+        return children
+
     def _flush_row(self, row: CollectionRow, listing: Mapping[str, Listed], members: Mapping[str, list[Member]],
                    now: float, result: FlushResult) -> None:
         found = self._find(row, listing)
         titles = {t.casefold() for t in (row.title, row.written.get("title")) if t}
         keys = member_order([m for t in titles for m in members.get(t, [])], row.kind, row.source_id)
+        joining = self._merge_twin(row, found, listing, keys) if found is not None else []
         if found is None:
             # Not (or no longer) in Plex: with no member left there is nothing to do; with
             # members, a person deleted it, and Reconcile puts the scenes back.
@@ -286,6 +341,9 @@ class CollectionBatch:
             query = query_string({**params, "id": key, "type": COLLECTION_TYPE})
             self.conn.query(f"/library/sections/{row.section}/all?{query}", "PUT", read=False)
             wrote = True
+        if joining:
+            self._add_items(key, joining)
+            wrote, plan = True, replace(plan, read_order=plan.read_order or wanted.ordered)
         if upload is not None:
             self.conn.query(f"/library/metadata/{key}/posters", "POST", data=upload, read=False)
             wrote = True
@@ -301,6 +359,12 @@ class CollectionBatch:
             result.written += 1
             result.changes += [f"{row.title}: {c}" for c in plan.changes]
         self.table.done(row, key, written, now)
+
+    def _add_items(self, rating_key: str, items: Sequence[str]) -> None:
+        """`PUT /library/collections/{id}/items?uri=server://<machine>/...` (plexapi's addItems)."""
+        machine = self.conn.server().machineIdentifier
+        uri = f"server://{machine}/com.plexapp.plugins.library/library/metadata/{','.join(items)}"
+        self.conn.query(f"/library/collections/{rating_key}/items?uri={quote(uri, safe='')}", "PUT", read=False)
 
     @staticmethod
     def _find(row: CollectionRow, listing: Mapping[str, Listed]) -> Listed | None:

@@ -36,8 +36,8 @@ drain runs it on its small pool).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -46,7 +46,7 @@ from base.settings import Settings
 from base.unicode_forms import form_of, name_forms
 from plex import claims, xmlread
 from plex.collection_specs import group_state, scene_collections
-from plex.collections import CollectionBatch
+from plex.collections import CollectionBatch, renamed
 from plex.connection import PlexConnection, query_string
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
@@ -78,6 +78,12 @@ class PlexBatch:
     a batch needs belongs here too, made once per batch."""
 
     items: dict[str, CurrentState] = field(default_factory=dict)
+
+    def renamed(self, renames: Mapping[str, str]) -> None:
+        """Our collections were renamed in Plex after this batch was read: its items not used
+        yet hold them under the new names (`plex.collections.renamed`)."""
+        for key, state in self.items.items():
+            self.items[key] = replace(state, collections=renamed(state.collections, renames))
 
 
 @dataclass(frozen=True)
@@ -421,7 +427,12 @@ class PlexSync:
         owned: tuple[str, ...] = ()
         if self.batch is not None and desired.collections is not None and state.section_id:
             # On this thread: it claims in the collections table, before the edit can create one.
-            self.batch.note(state.section_id, scene_collections(scene, self.settings), state.collections, ledger, now)
+            renames = self.batch.note(state.section_id, scene_collections(scene, self.settings), state.collections,
+                                      ledger, now)
+            if renames:
+                state = replace(state, collections=renamed(state.collections, renames))
+                if batch is not None:
+                    batch.renamed(renames)
             owned = self.batch.owned_titles(state.section_id, state.collections, desired.collections)
         return PreparedSync(ledger, state, mine, ownership, desired, digest, self.conn.requests_here - before,
                             {link.id: link.scene_index for link in scene.group_links}, owned)

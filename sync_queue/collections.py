@@ -8,7 +8,10 @@ collection, its poster and its order.
 
 Columns: `title` and `wanted` (summary, image URL, whether it is ordered) are what it should
 show; `written` is what we last wrote (name, summary, poster source and hash, member order);
-`dirty` says its collection-level writes are due: set when a scene joins or leaves, when the
+`past` keeps the names it had before (folded, newest last, at most `PAST_NAMES`): an item
+edit that carried an old name and landed after a rename (from a process that died with
+its request on the way, say) makes a collection under it, and only the name tells us that
+collection and its items are ours. `dirty` says its collection-level writes are due: set when a scene joins or leaves, when the
 group changed in Stash (a fan-out), cleared when a flush wrote it. `attempts` counts failed
 flushes; a row that failed `MAX_ATTEMPTS` times is left alone until the next change marks it
 again, so a collection Plex refuses cannot cost requests on every drain.
@@ -28,6 +31,7 @@ from typing import Any
 from sync_queue.db import named, write_txn
 
 MAX_ATTEMPTS = 5
+PAST_NAMES = 8
 
 
 @dataclass(frozen=True)
@@ -43,19 +47,21 @@ class CollectionRow:
     attempts: int
     last_error: str | None
     updated_at: float
+    past: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.section, self.kind, self.source_id
 
 
-_COLUMNS = "section, kind, source_id, title, rating_key, wanted, written, dirty, attempts, last_error, updated_at"
+_COLUMNS = ("section, kind, source_id, title, rating_key, wanted, written, dirty, attempts, last_error, updated_at, "
+            "past")
 
 
 def _row(row: sqlite3.Row) -> CollectionRow:
     return CollectionRow(row["section"], row["kind"], row["source_id"], row["title"], row["rating_key"],
                          json.loads(row["wanted"]), json.loads(row["written"]), bool(row["dirty"]),
-                         row["attempts"], row["last_error"], row["updated_at"])
+                         row["attempts"], row["last_error"], row["updated_at"], tuple(json.loads(row["past"])))
 
 
 def get(conn: sqlite3.Connection, section: str, kind: str, source_id: str) -> CollectionRow | None:
@@ -73,11 +79,25 @@ def by_title(conn: sqlite3.Connection, section: str, titles: Iterable[str]) -> l
     return [_row(r) for r in rows if r["title"].casefold() in folded]
 
 
+def _renamed_past(conn: sqlite3.Connection, key: tuple[str, str, str], title: str | None) -> None:
+    """Before a row takes `title`: its current name joins its past names, if it changes."""
+    row = conn.execute("SELECT title, past FROM collections WHERE section = ? AND kind = ? AND source_id = ?",
+                       key).fetchone()
+    if row is None or title is None or row[0].casefold() == title.casefold():
+        return
+    past = [p for p in json.loads(row[1]) if p not in (row[0].casefold(), title.casefold())]
+    past = (past + [row[0].casefold()])[-PAST_NAMES:]
+    conn.execute("UPDATE collections SET past = ? WHERE section = ? AND kind = ? AND source_id = ?",
+                 (json.dumps(past), *key))
+
+
 def claim(conn: sqlite3.Connection, section: str, kind: str, source_id: str, title: str,
           wanted: Mapping[str, Any], now: float) -> None:
     """A collection our edit is about to create is ours from now on; its writes are due."""
+    _renamed_past(conn, (section, kind, source_id), title)
     conn.execute(
-        f"INSERT INTO collections ({_COLUMNS}) VALUES (?, ?, ?, ?, NULL, ?, '{{}}', 1, 0, NULL, ?) "
+        "INSERT INTO collections (section, kind, source_id, title, rating_key, wanted, written, dirty, attempts, "
+        "last_error, updated_at) VALUES (?, ?, ?, ?, NULL, ?, '{}', 1, 0, NULL, ?) "
         "ON CONFLICT (section, kind, source_id) DO UPDATE SET title = excluded.title, wanted = excluded.wanted, "
         "dirty = 1, attempts = 0, updated_at = excluded.updated_at",
         (section, kind, source_id, title, json.dumps(dict(wanted), sort_keys=True), now))
@@ -86,6 +106,7 @@ def claim(conn: sqlite3.Connection, section: str, kind: str, source_id: str, tit
 def touch(conn: sqlite3.Connection, section: str, kind: str, source_id: str, now: float,
           title: str | None = None, wanted: Mapping[str, Any] | None = None) -> bool:
     """Mark our row due (with its new name and wanted fields, when given); False if not ours."""
+    _renamed_past(conn, (section, kind, source_id), title)
     return conn.execute(
         "UPDATE collections SET dirty = 1, attempts = 0, updated_at = ?, title = COALESCE(?, title), "
         "wanted = COALESCE(?, wanted) WHERE section = ? AND kind = ? AND source_id = ?",
@@ -99,6 +120,16 @@ def touch_source(conn: sqlite3.Connection, kind: str, source_id: str, now: float
     rows = named(conn).execute("SELECT section FROM collections WHERE kind = ? AND source_id = ?",
                                (kind, source_id)).fetchall()
     return sum(touch(conn, r["section"], kind, source_id, now, title, wanted) for r in rows)
+
+
+def by_past_title(conn: sqlite3.Connection, section: str, titles: Iterable[str]) -> list[CollectionRow]:
+    """Our rows in `section` that had one of `titles` (ignoring case) as a past name."""
+    folded = {t.casefold() for t in titles}
+    if not folded:
+        return []
+    rows = named(conn).execute(f"SELECT {_COLUMNS} FROM collections WHERE section = ? AND past != '[]'",
+                               (section,)).fetchall()
+    return [row for row in map(_row, rows) if folded.intersection(row.past)]
 
 
 def due(conn: sqlite3.Connection) -> list[CollectionRow]:
@@ -161,6 +192,9 @@ class CollectionTable:
 
     def by_title(self, section: str, titles: Iterable[str]) -> list[CollectionRow]:
         return by_title(self._conn, section, titles)
+
+    def by_past_title(self, section: str, titles: Iterable[str]) -> list[CollectionRow]:
+        return by_past_title(self._conn, section, titles)
 
     def claim(self, section: str, kind: str, source_id: str, title: str, wanted: Mapping[str, Any],
               now: float) -> None:

@@ -47,7 +47,7 @@ def test_demo_runs_clean_and_shows_stash_titles_in_plex() -> None:
     token = secrets.token_urlsafe(18)
     AUDIT.add_secret(token)
     proc = subprocess.run(
-        [sys.executable, "-m", "emulators.demo", "--scenes", str(SCENES), "--seed", str(SEED), "--token", token],
+        [sys.executable, "-m", "emulators.demo", "--scenes", str(SCENES), "--seed", str(SEED), f"--token={token}"],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
     AUDIT.record("python -m emulators.demo", proc.stdout + proc.stderr)

@@ -83,3 +83,51 @@ def test_a_collection_written_by_a_job_killed_before_it_recorded_goes_when_the_s
         lib.update_scene(target, studio_id=new)
         assert summary_of(st.task("process_queue"))["stopped"] is None
         assert st.plex_item(target).tag_names("collection") == [lib.studios[new].name]
+
+
+def test_a_rename_waits_for_an_edit_in_flight_that_takes_an_item_out_of_the_collection(tmp_path: Path) -> None:
+    """Found by the chaos soak (seed 19): one batch held a scene leaving its studio and, after
+    it, a scene of the same studio, renamed in Stash. The first scene's edit (a removal by
+    the old name) was still in flight when the second scene's sync renamed the collection in
+    place; landing after it, the removal named a collection Plex no longer had, and the item
+    stayed in the renamed one. Plex holds that one edit until the rename arrives (or a while):
+    the rename must wait for it. A third scene of the studio, read with the batch before the
+    rename, is in the collection under its new name: its edit must not tag it with the old."""
+    import time
+
+    from tests.e2e_worker_support import queue_of
+
+    with stage(12, seed=82, work_dir=tmp_path, settings=QUIET, on_result=audited("rename in flight")) as st:
+        lib = st.library
+        by_studio: dict[int, list[int]] = {}
+        for sid in lib.sorted_ids():
+            if lib.scenes[sid].studio_id is not None and not lib.scenes[sid].groups:
+                by_studio.setdefault(lib.scenes[sid].studio_id, []).append(sid)
+        studio, (leaving, staying, later, *_) = next((s, ids) for s, ids in by_studio.items() if len(ids) >= 3)
+        assert summary_of(st.task("all"))["stopped"] is None
+        old_name = lib.studios[studio].name
+        assert st.plex_item(leaving).tag_names("collection") == [old_name]
+        leaving_key = st.plex_item(leaving).rating_key
+        section = st.plex.library.item(int(leaving_key)).section
+
+        with st.stash.write_lock:
+            lib.studios[studio].name = "Renamed studio"
+            lib.revision += 1
+        lib.update_scene(leaving, studio_id=None)
+        with queue_of(st) as queue:
+            queue.enqueue(leaving, "test", time.time())
+            queue.enqueue(staying, "test", time.time() + 0.001)
+            queue.enqueue(later, "test", time.time() + 0.002)  # read before the rename, synced after it
+
+        def leaving_edit(method: str, path: str, query: dict[str, str]) -> bool:
+            return method == "PUT" and query.get("type") == "1" and query.get("id") == str(leaving_key)
+
+        def not_renamed_yet() -> bool:
+            return st.plex.collections.by_title(section, old_name) is not None
+
+        with st.plex.faults.holding(when=not_renamed_yet, ceiling=5.0, which=leaving_edit):
+            assert summary_of(st.task("process_queue"))["stopped"] is None
+        assert st.plex_item(leaving).tag_names("collection") == []
+        assert st.plex_item(staying).tag_names("collection") == ["Renamed studio"]
+        assert st.plex_item(later).tag_names("collection") == ["Renamed studio"]
+        assert st.plex.collections.by_title(section, old_name) is None  # no second one under the old name

@@ -193,7 +193,7 @@ def test_a_rename_in_the_next_batch_waits_for_the_edits_still_in_flight_under_th
 
         st.stash.faults.intercept = rename_before_the_second_batch_read
         with st.plex.faults.holding(when=lambda: not renamed_in_plex(), ceiling=5.0,
-                                    only=lambda method, _path, query: method == "PUT" and query.get("id") == held
+                                    which=lambda method, _path, query: method == "PUT" and query.get("id") == held
                                     and query.get("type") == "1"):
             run(st, "process_queue")
         st.stash.faults.intercept = None

@@ -89,7 +89,7 @@ def test_a_kill_mid_batch_charges_an_attempt_only_to_the_jobs_it_had_started(tmp
                 return True
             return False
 
-        with st.plex.faults.holding(only=item_edit), ThreadPoolExecutor(max_workers=1) as pool:
+        with st.plex.faults.holding(which=item_edit), ThreadPoolExecutor(max_workers=1) as pool:
             run = pool.submit(st.task, "process_queue")
             st.wait_until(lambda: len(arrived) >= WRITERS)  # every writer waits on Plex
             for pid in st.run_pids():

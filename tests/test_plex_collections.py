@@ -118,3 +118,91 @@ def test_a_rename_plex_does_not_take_holds_the_scene_back_until_it_does(plex: Pl
     assert renamed is not None and renamed.rating_key == rating_key
     assert plex.collection_by_title("Series A") is None
     queue.close()
+
+
+def test_a_rename_lets_writes_in_flight_land_first_and_says_what_it_renamed(plex: PlexEmulator,
+                                                                           tmp_path: Path) -> None:
+    """The drain's writes in flight land before the rename goes out (`before_rename`), and the
+    rename is returned, so items read before it are seen under the new name."""
+    from plex.collection_specs import CollectionSpec
+    from plex.records import CurrentState
+    from plex.sync import PlexBatch
+
+    batch, queue, keys = setup(plex, tmp_path, ["Series A"])
+    assert batch.flush(T0).written == 1
+    landed: list[int] = []
+    batch.before_rename = lambda: landed.append(plex.count("PUT"))
+    spec = CollectionSpec("group", "10", "Series B", summary="About", image_url=IMAGE, scene_index=3)
+    unchanged = CollectionSpec("group", "10", "Series B", summary="About", image_url=IMAGE, scene_index=3)
+
+    renames = batch.note("1", [spec], ["Series A", "Mine"], None, T0 + 1)
+    assert renames == {"series a": "Series B"}
+    assert len(landed) == 1 and plex.count("PUT") > landed[0]  # called before the rename's edit
+    assert batch.note("1", [unchanged], ["Series B"], None, T0 + 2) == {}
+    assert len(landed) == 1  # no rename, no wait
+
+    read_before = PlexBatch({str(keys[1]): CurrentState(rating_key=str(keys[1]), collections=("SERIES A", "Mine"))})
+    read_before.renamed(renames)
+    assert read_before.items[str(keys[1])].collections == ("Series B", "Mine")
+    queue.close()
+
+
+def tag(plex: PlexEmulator, key: int, titles: list[str]) -> None:
+    """What an item edit with `collection[i].tag.tag` does, landing on its own."""
+    with plex.lock:
+        plex.library.edit(1, [key], {f"collection[{i}].tag.tag": t for i, t in enumerate(titles)}, now=int(T0))
+        plex.collections.adopt([key], int(T0))
+
+
+def test_an_item_left_under_a_past_name_is_ours_and_the_flush_deletes_that_collection(
+        plex: PlexEmulator, tmp_path: Path) -> None:
+    """An edit planned before our rename landed after it (its process died with the request
+    on the way): a collection under the old name, with that item in it. Both are ours."""
+    batch, queue, keys = setup(plex, tmp_path, ["Series A"])
+    assert batch.flush(T0).written == 1
+    queue.collections.touch("1", "group", "10", T0 + 1, title="Series B")
+    batch.flush(T0 + 1)
+    assert plex.collection_by_title("Series B") is not None
+    tag(plex, keys[0], ["Series B", "Series A", "Mine"])  # the late edit: a second "Series A"
+    plex.add_collection("Someone's", [keys[1]])
+    assert batch.owned_titles("1", ["Series B", "Series A", "Mine"], ["Series B"]) == ("Series B", "Series A")
+
+    queue.collections.touch("1", "group", "10", T0 + 2)
+    result = batch.flush(T0 + 2)
+    assert result.deleted == 1 and plex.collection_by_title("Series A") is None
+    assert plex.collection_by_title("Someone's") is not None and plex.collection_by_title("Mine") is not None
+    assert [t for t, _ in plex.library.items[keys[0]].tags["Collection"]] == ["Series B", "Mine"]
+    queue.close()
+
+
+def test_a_twin_under_the_new_name_made_by_our_edits_merges_into_ours(plex: PlexEmulator, tmp_path: Path) -> None:
+    """Our collection kept its old name (the rename had not landed) while an item edit made
+    a second one under the new name: ours takes the new name and the twin's items."""
+    batch, queue, keys = setup(plex, tmp_path, ["Series A"])
+    assert batch.flush(T0).written == 1
+    ours = plex.collection_by_title("Series A").rating_key
+    queue.collections.touch("1", "group", "10", T0 + 1, title="Series B")
+    tag(plex, keys[0], ["Series B"])  # its scene's edit landed first
+    queue.ledger.put(1, "h0b", str(keys[0]), None, None, {
+        "plex_key": str(keys[0]), "section_id": "1", "written": {"collection": ["Series B"]},
+        "group_index": {"10": 3}}, T0 + 1)
+
+    result = batch.flush(T0 + 2)
+    assert result.failed == 0 and result.stopped is None
+    merged = plex.collection_by_title("Series B")
+    assert merged is not None and merged.rating_key == ours and plex.collection_by_title("Series A") is None
+    assert sorted(plex.collections.children(merged)) == sorted(keys)
+    assert queue.collections.get("1", "group", "10").rating_key == str(ours)
+    queue.close()
+
+
+def test_a_twin_with_an_item_that_is_not_ours_is_a_persons_and_stays(plex: PlexEmulator, tmp_path: Path) -> None:
+    batch, queue, keys = setup(plex, tmp_path, ["Series A"])
+    assert batch.flush(T0).written == 1
+    other = plex.add_item("/media/stash/not synced/film.mp4")
+    plex.add_collection("Series B", [other])
+    queue.collections.touch("1", "group", "10", T0 + 1, title="Series B")
+    assert batch.flush(T0 + 2).failed == 1  # the rename is refused, as before
+    assert plex.collections.children(plex.collection_by_title("Series B")) == [other]
+    assert plex.collection_by_title("Series A") is not None
+    queue.close()

@@ -83,3 +83,37 @@ def test_members_of_collections_come_from_the_ledger_in_one_pass(tmp_path: Path)
             (1, "71", {"10": 10}), (2, "72", {"10": 20})]
         assert [m.scene_id for m in members["studio x"]] == [1]
         assert members["nobody"] == []
+
+
+def test_a_renamed_row_keeps_its_past_names(tmp_path: Path) -> None:
+    with JobQueue(tmp_path) as q:
+        table = q.collections
+        table.claim("1", "studio", "3", "S3 r1", WANTED, T0)
+        table.touch("1", "studio", "3", T0 + 1, title="S3 r2")
+        table.touch("1", "studio", "3", T0 + 2, title="S3 R2")  # only the case: not a new name
+        table.claim("1", "studio", "3", "S3 r3", WANTED, T0 + 3)
+        table.touch("1", "studio", "3", T0 + 4, title="S3 r1")  # back to a past name
+        row = table.get("1", "studio", "3")
+        assert row.title == "S3 r1" and row.past == ("s3 r2", "s3 r3")
+        assert [r.key for r in table.by_past_title("1", ["S3 R3"])] == [row.key]
+        assert table.by_past_title("1", ["S3 r1"]) == [] and table.by_past_title("2", ["s3 r2"]) == []
+        for n in range(20):
+            table.touch("1", "studio", "3", T0 + 5 + n, title=f"name {n}")
+        assert len(table.get("1", "studio", "3").past) == 8
+
+
+def test_migration_to_v7_gives_every_row_no_past_names_and_keeps_it(tmp_path: Path) -> None:
+    from sync_queue import schema
+    from sync_queue.db import connect
+
+    with JobQueue(tmp_path) as q:
+        q.collections.claim("1", "studio", "3", "S3", WANTED, T0)
+    conn = connect(tmp_path)
+    conn.executescript("ALTER TABLE collections DROP COLUMN past; UPDATE meta SET value = '6' WHERE key = 'schema_version';")
+    assert schema.ensure_schema(conn) == schema.SCHEMA_VERSION >= 7
+    conn.close()
+    with JobQueue(tmp_path) as q:
+        row = q.collections.get("1", "studio", "3")
+        assert row.title == "S3" and row.past == ()
+        q.collections.touch("1", "studio", "3", T0 + 1, title="S3 renamed")
+        assert q.collections.get("1", "studio", "3").past == ("s3",)

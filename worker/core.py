@@ -391,8 +391,7 @@ def drain(
     """
     result = DrainResult(DrainSummary())
     open_batch = getattr(svc.plex, "open_batch", None)
-    if open_batch is not None:
-        open_batch()
+    collections = open_batch() if open_batch is not None else None
     # Events become jobs before Plex is asked anything: whether Plex answers or not, every
     # save recorded before the drain is a job when it returns, not only the ones a worker
     # happened to take in first.
@@ -403,14 +402,13 @@ def drain(
             return result
     with ThreadPoolExecutor(WRITERS, thread_name_prefix="stash2plex-write") as pool, \
             ThreadPoolExecutor(FETCHERS, thread_name_prefix="stash2plex-fetch") as fetcher:
-        _Drain(svc, clock, result, pool, fetcher, progress, should_yield, max_jobs).run()
+        run = _Drain(svc, clock, result, pool, fetcher, progress, should_yield, max_jobs)
+        if collections is not None:
+            collections.before_rename = run.land_writes
+        run.run()
     if not result.summary.stopped and not result.yielded:
         flush_collections(svc, result, clock())
     return result
-
-
-def _nothing() -> None:
-    pass
 
 
 class _Skipped(Exception):
@@ -424,7 +422,7 @@ class _Drain:
     While every write succeeds, up to `WRITERS` run at once, `AHEAD` more wait for a writer
     while their images download. The first that fails stops the pool from starting more
     (`trouble`): the drain judges every write in flight before it starts another job, a
-    write the pool skipped goes back to wait, untouched, and jobs go one at a time
+    write the pool skipped goes back to the queue untouched, and jobs go one at a time
     (`single`) until one succeeds. So the breaker, a Retry-After and a stop see each failure
     before the next job begins, as they would one job at a time: an outage costs the writes
     that were in flight, then one job per failure up to the breaker's threshold, never a
@@ -432,11 +430,11 @@ class _Drain:
 
     The next batch is read while the last one's writes are still in flight, and its jobs
     start as writers come free. A sync that renames a collection of ours in place
-    (`PlexSync.prepare`) first lets every write in flight land (`_quiet`): an edit on its
-    way with the old name would make a second collection under it. An item one of those
-    writes changed after a batch read it is read again by its own sync. A write the pool
-    skipped goes back to the queue untouched, to be read again with a later batch: its
-    scene as read may be older than a rename a later batch already made.
+    (`PlexSync.prepare`) first lets every write in flight land (`land_writes`): an edit on
+    its way with the old name would make a second collection under it. An item one of those
+    writes changed after a batch read it is read again by its own sync. A skipped write's
+    job is read again with a later batch: its scene as read may be older than a rename a
+    later batch already made.
     """
 
     svc: Services
@@ -462,9 +460,6 @@ class _Drain:
         svc = self.svc
         self.last_ingest = self.clock()
         self.total = svc.queue.report.counts(self.clock()).due
-        collections = getattr(svc.plex, "batch", None)
-        if collections is not None:
-            collections.quiet = self._quiet
         try:
             while not self.stopped:
                 if self.trouble.is_set():
@@ -486,8 +481,6 @@ class _Drain:
             if self.waiting:
                 svc.queue.release([job for job, _batch in self.waiting], self.clock())
                 self.waiting.clear()
-            if collections is not None:
-                collections.quiet = _nothing
 
     def _start(self, job: Job, batch: Batch) -> None:
         now = self.clock()
@@ -524,8 +517,9 @@ class _Drain:
             self.svc.queue.release(skipped, self.clock())
         self.trouble.clear()
 
-    def _quiet(self) -> None:
-        """Let every write in flight land; they are judged later, in order, as always."""
+    def land_writes(self) -> None:
+        """Wait until every write in flight has had its answer (judged later, in order): a
+        rename of one of our collections must not overtake an edit planned before it."""
         wait([started.write for started in self.writing])
 
     def _take(self) -> bool:
