@@ -57,6 +57,29 @@ def test_any_query_is_prepared_as_requests_would(query: str) -> None:
         assert ours == f"{BASE}?{query}"
 
 
+HEADERS = st.dictionaries(st.sampled_from(["X-Plex-Token", "X-Plex-Product", "Accept", "X-Plex-Container-Start"]),
+                          st.text(alphabet="abcXYZ019-_.", min_size=1, max_size=12), max_size=4)
+
+
+@EXAMPLES
+@given(requests_=st.lists(st.tuples(st.sampled_from(["GET", "PUT", "POST", "DELETE"]),
+                                    st.sampled_from(["/library/metadata/7/posters", "/identity", "/", "/a b/ü",
+                                                     "/library/sections/1/all?type=1&id=7", "/x?file=a b"]),
+                                    HEADERS, st.one_of(st.none(), st.binary(max_size=64))), min_size=1, max_size=6))
+def test_a_plain_request_is_prepared_as_requests_would_prepare_it(
+        requests_: list[tuple[str, str, dict[str, str], bytes | None]]) -> None:
+    """Prepared from a template or not, the same method, URL, headers and body go out; a
+    session that holds a cookie is prepared the full way, and so sends it."""
+    ours, theirs = RecordingSession(), requests.Session()
+    for i, (method, path, headers, data) in enumerate(requests_):
+        if i == len(requests_) - 1:
+            ours.cookies.set("proxy", "c1")
+            theirs.cookies.set("proxy", "c1")
+        a = ours.prepare_request(requests.Request(method, "http://Plex.local:32400" + path, headers=headers, data=data))
+        b = theirs.prepare_request(requests.Request(method, "http://Plex.local:32400" + path, headers=headers, data=data))
+        assert (a.method, a.url, dict(a.headers), a.body) == (b.method, b.url, dict(b.headers), b.body)
+
+
 def test_escapes_that_requests_would_change_are_not_sent_as_is() -> None:
     assert sent_as_is("a=%C3%A9&b=%5B")
     assert not sent_as_is("a=%c3%a9")  # urllib3 puts escapes in upper case
