@@ -54,7 +54,7 @@ import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from base.settings import Settings
 from stash.records import Scene
@@ -157,16 +157,9 @@ def rating_from(rating100: int | None) -> float | None:
     return round(rating100 / 10, 1)
 
 
-#: The bytes `quote(..., safe="")` leaves as they are.
-_UNESCAPED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
-
-
 def encoded_size(text: str) -> int:
-    """Its length in a query string, `len(quote(text, safe=""))`: every other byte of its
-    UTF-8 becomes three characters. Counted, not built: a scene's texts are measured twice
-    per sync, and `quote` builds the escape one byte at a time."""
-    data = text.encode("utf-8")
-    return len(data) + 2 * len(data.translate(None, _UNESCAPED))
+    """Its length in a query string."""
+    return len(quote(text, safe=""))
 
 
 def fit_encoded(text: str, budget: int) -> str:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from base.settings import load_settings
 from plex.desired import (
@@ -17,7 +13,6 @@ from plex.desired import (
     clean_text,
     complete_date,
     desired_state,
-    encoded_size,
     photo_for_plex,
     rating_from,
     still_image_url,
@@ -199,8 +194,3 @@ def test_unreachable_photo_keeps_the_performer() -> None:
     state = desired_state(scene(performers=(Performer("1", "Ann", "http://127.0.0.1:9999/performer/1/image"),)),
                           settings(plex_url="http://plex.lan:32400"))
     assert state.actors == (Actor("Ann", None),)
-
-
-@given(text=st.text())
-def test_encoded_size_is_the_length_of_the_escaped_text(text: str) -> None:
-    assert encoded_size(text) == len(quote(text, safe=""))
