@@ -37,7 +37,9 @@ drain runs it on its small pool).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -148,6 +150,8 @@ class PlexSync:
         #: The drain's collection batch (`open_batch`); None: a sync writes no collection itself.
         self.batch: CollectionBatch | None = None
         self.collection_store: Any = None  # (collections table, ledger table), see `open_batch`
+        #: Runs a request beside the caller's (the drain lends a thread); None: one at a time.
+        self.alongside: Callable[[Callable[[], int]], Future[int]] | None = None
 
     # -- reads -----------------------------------------------------------------------
 
@@ -456,9 +460,7 @@ class PlexSync:
         uploads = [s for s in steps if s.kind in plan.uploads]
         if not plan.empty:
             self._edit(state, plan)
-        for step in uploads:
-            self.conn.query(f"/library/metadata/{state.rating_key}/{'posters' if step.kind == 'poster' else 'arts'}",
-                            "POST", data=step.data)
+        beside = self._upload_all(state.rating_key, uploads)
         # An image kept off by someone else's lock is not recorded: it is reported (and sent
         # once they unlock it) on every sync.
         by_kind = {step.kind: step for step in steps if step.data is None or step.kind in plan.uploads}
@@ -476,8 +478,30 @@ class PlexSync:
         return SyncOutcome(SyncStatus.WRITTEN if wrote else SyncStatus.UNCHANGED, state.rating_key, entry,
                            changes=plan.changes, kept=plan.kept, kept_locked=plan.kept_locked,
                            images_uploaded=tuple(u.kind for u in uploads),
-                           requests=prepared.requests + self.conn.requests_here - before,
+                           requests=prepared.requests + self.conn.requests_here - before + beside,
                            displaced=prepared.ownership.displaced)
+
+    def _upload_all(self, rating_key: str, steps: Sequence[ImageStep]) -> int:
+        """The uploads, each its own request: the first on this thread, the others beside it
+        when the drain lends a thread (`alongside`), since Plex takes them in any order and a
+        scene's two uploads were two round trips one after the other. Every upload has its
+        answer before this returns; the first failure is then raised. Returns the requests
+        sent from the other thread."""
+        beside = [self.alongside(partial(self._upload, rating_key, step)) for step in steps[1:]] \
+            if self.alongside is not None else []
+        try:
+            for step in steps if not beside else steps[:1]:
+                self._upload(rating_key, step)
+        finally:
+            wait(beside)
+        return sum(done.result() for done in beside)
+
+    def _upload(self, rating_key: str, step: ImageStep) -> int:
+        """One image to the item; the requests this thread sent for it."""
+        before = self.conn.requests_here
+        self.conn.query(f"/library/metadata/{rating_key}/{'posters' if step.kind == 'poster' else 'arts'}", "POST",
+                        data=step.data)
+        return self.conn.requests_here - before
 
     def hold(self, seconds: float) -> None:
         """Plex asked for a pause (Retry-After): every request waits it out, from any thread."""

@@ -90,6 +90,9 @@ PROGRESS_STEP = 0.002
 #: more than the breaker's threshold (`BreakerConfig.threshold`): when Plex goes away, the
 #: writes in flight fail together, and that must not be more than it takes to open it.
 WRITERS = 3
+#: Requests a job's write may send beside its own, for all writers together (a scene's second
+#: image upload goes out with its first): with the writers, at most four requests to Plex.
+BESIDE = 1
 #: Jobs started ahead of a free writer: their images download from Stash while the writes
 #: before them go out, so a writer finds them ready instead of waiting for Stash.
 AHEAD = WRITERS
@@ -104,6 +107,8 @@ class SceneSource(Protocol):
 
 
 class PlexTarget(Protocol):
+    alongside: Callable[[Callable[[], int]], Future[int]] | None
+
     def read_batch(self, scenes: Sequence[Scene], ledgers: Sequence[LedgerEntry | None], now: float,
                    ) -> PlexBatch: ...
     def prepare(self, scene: Scene, ledger: LedgerEntry | None, now: float,
@@ -401,11 +406,16 @@ def drain(
         if not _probe(svc, result, clock()):
             return result
     with ThreadPoolExecutor(WRITERS, thread_name_prefix="stash2plex-write") as pool, \
+            ThreadPoolExecutor(BESIDE, thread_name_prefix="stash2plex-beside") as beside, \
             ThreadPoolExecutor(FETCHERS, thread_name_prefix="stash2plex-fetch") as fetcher:
         run = _Drain(svc, clock, result, pool, fetcher, progress, should_yield, max_jobs)
         if collections is not None:
             collections.before_rename = run.land_writes
-        run.run()
+        svc.plex.alongside = beside.submit
+        try:
+            run.run()
+        finally:
+            svc.plex.alongside = None
     if not result.summary.stopped and not result.yielded:
         flush_collections(svc, result, clock())
     return result
