@@ -143,6 +143,10 @@ SCHEMA: tuple[Setting, ...] = (
             "group's front image as poster, its synopsis as summary and its scenes in scene number order."),
     Setting("sync_network_collections", "BOOLEAN", False, "Sync studio networks as collections",
             "With Sync collections on: also put each scene in a collection for every parent studio (network) of its studio."),
+    Setting("sync_collection_posters", "BOOLEAN", True, "Sync collection posters",
+            "With Sync collections on: the group's front image and the studio's image as their collections' "
+            "posters (without one, Plex shows a mosaic of the items' posters). Apart from Sync poster, "
+            "which is each scene's own cover."),
     Setting("collection_prefix", "STRING", "", "Collection prefix",
             "Text put in front of the name of every collection Stash2Plex manages (studio, network, "
             "group), e.g. 'Stash: ', so they sort together in Plex. Changing it renames nothing: "
@@ -191,6 +195,7 @@ class Settings:
     sync_collection: bool
     sync_group_collections: bool
     sync_network_collections: bool
+    sync_collection_posters: bool
     collection_prefix: str
 
     def field_enabled(self, toggle: str) -> bool:

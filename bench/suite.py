@@ -60,6 +60,8 @@ BENCHES: tuple[Bench, ...] = (
     Bench("sync_all", "bench/bench_sync_all.py", ("--scenes", "2000"), ("--scenes", "60")),
     Bench("sync_all_20k", "bench/bench_sync_all.py", ("--scenes", "20000", "--networks", "loopback"), None),
     Bench("collections", "bench/bench_collections.py", (), ("--scenes", "200", "--groups", "20")),
+    Bench("collections_dates_against", "bench/bench_collections.py", ("--dates-against",),
+          ("--scenes", "200", "--groups", "20", "--dates-against")),
     Bench("hook", "bench/bench_hook.py", (), ("--runs", "5", "--concurrent", "20")),
     Bench("reconcile", "bench/bench_reconcile.py", (), ("--reconcile-scenes", "1000", "--gaps", "10")),
     Bench("watch_history", "bench/bench_watch_history.py", (), ("--plays", "1000", "--scenes", "200", "--daily", "20")),

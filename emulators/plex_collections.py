@@ -21,6 +21,10 @@ a real server):
   (test_Collection_attrs). `summary` is present even when empty (the same test reads "");
   `collectionSort`/`collectionMode`/`smart` default to 0/-1/0 in plexapi when absent, so they
   are printed only when they differ (belief: what real Plex prints for defaults is unverified);
+* a new collection lists its items by release date (`collectionSort` 0: plexapi's
+  `test_Collection_attrs` reads 0 from a fresh one, Kometa calls it "Order Collection by
+  Release Dates"), oldest first, by `originallyAvailableAt` (belief: the direction and the
+  order of undated items and of one day's items are unverified on a server of our own);
 * `sortUpdate` reads `GET /library/collections/<id>?includePreferences=1` for `<Setting>`s
   with `enumValues`, then sends `PUT /library/collections/<id>/prefs?collectionSort=<0|1|2>`
   (release, alpha, custom);

@@ -206,6 +206,7 @@ class Artwork:
     arts: list[Image]
     poster_index: int | None
     art_index: int | None
+    locks: set[str]
 
     @property
     def poster(self) -> Image | None:
@@ -815,11 +816,21 @@ class PlexLibrary:
         self.sections[item.section].order = None
 
     def upload(self, rating_key: int, kind: str, data: bytes | None, url: str | None, now: int) -> None:
-        """A new poster (`kind="thumb"`) or background (`"art"`) becomes the selected one."""
+        """A new poster (`kind="thumb"`) or background (`"art"`) becomes the selected one.
+
+        A collection's upload also locks its field. plexapi's collection tests find a
+        collection's theme locked after an upload, its image tests unlock the field after
+        uploading, and Plex's forum says choosing a poster locks it in place. For an item
+        the emulator keeps its older belief that an upload leaves the lock alone (an agent
+        refresh then replaces the image), which its tests rely on; the same facts suggest an
+        item's upload locks too (unverified on a server of our own), and the item sync sends
+        the lock in its edit either way."""
         item = self.imaged(rating_key)
         if not data and not url:
             raise EditError("upload without an image")
         self._add_image(item, kind, data, url, now)
+        if rating_key in self.collections:
+            item.locks.add(kind)
         item.updated_at = max(item.updated_at, now)
 
     def _add_image(self, item: Artwork, kind: str, data: bytes | None, url: str | None, now: int) -> None:

@@ -14,11 +14,18 @@ Rules:
   (the ledger of collections), not with Plex's answer, so an unchanged library sends nothing.
   The name is the exception: it is compared with the listing, because a renamed group must
   rename the collection that holds its poster and order (and not start a new one).
-* **One edit** carries name, summary and the locks (the poster's included, when a poster is
-  uploaded), as an item's edit does.
-* **Order** is a custom sort (`collectionSort=2`, sent once when the listing shows another
-  sort) and the fewest moves: the items already in order relative to each other (a longest
-  increasing run) stay, each other one moves behind its predecessor (`order_moves`).
+* **One edit** carries name, summary and their locks, as an item's edit does. An uploaded
+  poster needs no lock of ours: Plex locks an uploaded image itself, so a collection whose
+  only news is its poster costs the upload alone.
+* **Order.** Plex lists a collection by release date, oldest first, until its sort is changed
+  (`collectionSort` 0, the default). When our members, in the order they should be in, are
+  also in strictly increasing release-date order (every one dated, no two on one day:
+  `in_release_order`, the usual case for a series), that default already shows them right
+  and nothing is sent. Otherwise it is a custom sort (`collectionSort=2`, sent once when the
+  listing shows another sort) and the fewest moves: the items already in order relative to
+  each other (a longest increasing run) stay, each other one moves behind its predecessor
+  (`order_moves`). `written["sort"]` records which of the two the collection relies on, so
+  Reconcile knows which sort to expect.
 * **Deletion** when none of our members is left (the caller checks Plex lists no other).
 """
 
@@ -32,6 +39,7 @@ from typing import Any
 #: `collectionSort` values (Plex: release date, alphabetical, custom).
 SORT_RELEASE, SORT_ALPHA, SORT_CUSTOM = 0, 1, 2
 COLLECTION_TYPE = 18  # plexapi's searchType("collection")
+RELEASED = "originallyAvailableAt"  # the item field Plex's release-date order sorts by
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,13 @@ class CollectionPlan:
     delete: bool = False
     changes: tuple[str, ...] = ()
     written: Mapping[str, Any] = field(default_factory=dict)
+
+
+def in_release_order(dates: Sequence[str | None]) -> bool:
+    """Whether Plex's release-date order shows items with these dates (in the order they
+    should be in) in that order: every one dated, each strictly after the one before. Days
+    compare as ISO text (`YYYY-MM-DD`, what Plex's `originallyAvailableAt` holds)."""
+    return all(dates) and all(str(a) < str(b) for a, b in zip(dates, dates[1:], strict=False))
 
 
 def _show(text: str | None, limit: int = 40) -> str:
@@ -133,12 +148,14 @@ def plan_collection(
     *,
     owned: bool,
     lock: bool,
+    release_ordered: bool = False,
 ) -> CollectionPlan:
     """The writes that bring `listed` to `wanted` (see the module docstring).
 
-    `members` are our items in the collection, in the order they should be in. When the
-    order we last wrote no longer describes the collection (`read_order`), the caller reads
-    its order after the sort is custom and asks `order_moves` for the moves."""
+    `members` are our items in the collection, in the order they should be in;
+    `release_ordered` says their release dates are in that order too (`in_release_order`).
+    When the order we last wrote no longer describes the collection (`read_order`), the
+    caller reads its order after the sort is custom and asks `order_moves` for the moves."""
     if not owned:
         return CollectionPlan(written=dict(written))
     if not members:
@@ -163,20 +180,25 @@ def plan_collection(
     custom = read = False
     moves: tuple[Move, ...] = ()
     if wanted.ordered and len(members) > 1:
-        last = [str(k) for k in written.get("order") or ()]
-        custom = listed.sort != SORT_CUSTOM
-        read = custom or set(last) != set(members) or listed.child_count != len(members)
-        moves = () if read else order_moves(last, members)
-        if read or moves:
-            changes.append("collection order: items put in scene order")
+        if listed.sort == SORT_RELEASE and release_ordered:
+            out["sort"] = SORT_RELEASE  # Plex's default order already is scene order
+        else:
+            last = [str(k) for k in written.get("order") or ()]
+            custom = listed.sort != SORT_CUSTOM
+            read = custom or set(last) != set(members) or listed.child_count != len(members)
+            moves = () if read else order_moves(last, members)
+            if read or moves:
+                changes.append("collection order: items put in scene order")
+            out["sort"] = SORT_CUSTOM
         out["order"] = list(members)
     return CollectionPlan(params, fetch, custom, read, moves, False, tuple(changes), out)
 
 
 def poster_plan(params: Mapping[str, Any], sha256: str | None, written: Mapping[str, Any], source: str | None,
                 lock: bool) -> tuple[dict[str, Any], bool, dict[str, Any]]:
-    """After the download: upload only new bytes, locking the poster in the same edit.
-    Returns the edit's params, whether to upload, and what the record keeps."""
+    """After the download: upload only new bytes, with the poster's lock in the edit when
+    `lock` (Plex locks an upload itself, so the caller asks for it only where an edit is sent
+    anyway). Returns the edit's params, whether to upload, and what the record keeps."""
     params = dict(params)
     out = dict(written)
     if sha256 is None:  # Stash has no such image now: Plex keeps what it shows

@@ -13,6 +13,10 @@ kinds, each a collection named after its Stash source, behind `collection_prefix
   compilation, a release), so seeing it in Plex is what users expect; it is small, and it is
   what users of Stash metadata agents for Plex keep asking for.
 
+Posters (`sync_collection_posters`, on by default) are the collections' own artwork, apart
+from `sync_poster`, the scene's cover: a user who prefers Plex's own item posters still gets
+the group covers, and without one Plex shows only a mosaic of the items.
+
 Membership rides on the scene's one item edit (the `collection` tag list of `DesiredState`),
 so joining or leaving costs no request of its own. The collection's own fields (poster,
 summary, order, name) are written once per collection by `plex.collections`.
@@ -69,18 +73,22 @@ def scene_collections(scene: Scene, settings: Settings) -> tuple[CollectionSpec,
     if not managed(settings):
         return ()
     prefix = settings.collection_prefix
+
+    def poster(url: str | None) -> str | None:
+        return still_image_url(url) if settings.sync_collection_posters else None
+
     out: list[CollectionSpec] = []
     studio = scene.studio
     if studio is not None:
         out.append(CollectionSpec(STUDIO, studio.id, collection_title(studio.name, prefix),
-                                  image_url=still_image_url(studio.image_url)))
+                                  image_url=poster(studio.image_url)))
         if settings.sync_network_collections:
             out += [CollectionSpec(NETWORK, parent.id, collection_title(parent.name, prefix),
-                                   image_url=still_image_url(parent.image_url)) for parent in studio.parents]
+                                   image_url=poster(parent.image_url)) for parent in studio.parents]
     if settings.sync_group_collections:
         out += [CollectionSpec(GROUP, link.id, collection_title(link.name, prefix),
                                summary=clean_text(link.synopsis, SUMMARY_MAX, multiline=True),
-                               image_url=still_image_url(link.image_url), scene_index=link.scene_index)
+                               image_url=poster(link.image_url), scene_index=link.scene_index)
                 for link in scene.group_links]
     seen: set[str] = set()
     unique = []

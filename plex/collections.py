@@ -13,8 +13,10 @@ Requests (the budget of `bench/bench_plex_requests.py` and `tests/test_e2e_colle
   not list yet is one our edit creates, so ours), and once for the flush, since our edits
   created collections meanwhile. An unchanged library reads neither.
 * per due collection, only what changed since we last wrote it (`plex.collection_plan`):
-  one edit `PUT /library/sections/{id}/all?type=18&id=...` (name, summary, locks), one
-  upload `POST /library/metadata/{id}/posters` for new image bytes, one
+  one edit `PUT /library/sections/{id}/all?type=18&id=...` (name, summary, locks; none for a
+  new poster alone, which Plex locks itself), one upload `POST /library/metadata/{id}/posters`
+  for new image bytes, and for a group whose scenes' release dates do not follow their
+  numbers (Plex's default order shows the rest right): one
   `PUT /library/metadata/{id}/prefs?collectionSort=2` while the sort is not custom, one
   read of its order `GET /library/collections/{id}/children` when the order we last wrote no
   longer describes it, and one `PUT .../items/{key}/move` per item out of place.
@@ -39,6 +41,7 @@ from plex.collection_plan import (
     SORT_CUSTOM,
     Listed,
     Wanted,
+    in_release_order,
     order_moves,
     plan_collection,
     poster_plan,
@@ -75,6 +78,14 @@ def member_order(members: Iterable[Member], kind: str, source_id: str) -> list[s
         if member.plex_key not in keys:
             keys.append(member.plex_key)
     return keys
+
+
+def release_dates(members: Iterable[Member], keys: Sequence[str]) -> list[str | None]:
+    """Each item's release date as our last sync of it left it (None: not recorded)."""
+    dates: dict[str, str | None] = {}
+    for member in members:
+        dates.setdefault(member.plex_key, member.released)
+    return [dates.get(key) for key in keys]
 
 
 def renamed(names: Iterable[str], renames: Mapping[str, str]) -> tuple[str, ...]:
@@ -238,6 +249,13 @@ class CollectionBatch:
             self._stale.add(section)
         return renames
 
+    def redated(self, section: str, specs: Sequence[CollectionSpec], now: float) -> None:
+        """The scene's item may show another release date after its edit: its ordered
+        collections of ours are judged again, since one may rely on Plex's date order."""
+        for spec in specs:
+            if spec.ordered:
+                self.table.touch(section, spec.kind, spec.source_id, now)
+
     # -- the flush -----------------------------------------------------------------------
 
     def flush(self, now: float, only: Sequence[tuple[str, str, str]] | None = None) -> FlushResult:
@@ -307,7 +325,8 @@ class CollectionBatch:
                    now: float, result: FlushResult) -> None:
         found = self._find(row, listing)
         titles = {t.casefold() for t in (row.title, row.written.get("title")) if t}
-        keys = member_order([m for t in titles for m in members.get(t, [])], row.kind, row.source_id)
+        mine = [m for t in titles for m in members.get(t, [])]
+        keys = member_order(mine, row.kind, row.source_id)
         joining = self._merge_twin(row, found, listing, keys) if found is not None else []
         if found is None:
             # Not (or no longer) in Plex: with no member left there is nothing to do; with
@@ -319,7 +338,8 @@ class CollectionBatch:
             return
         wanted = Wanted(row.title, row.wanted.get("summary"), row.wanted.get("image_url"),
                         bool(row.wanted.get("ordered")))
-        plan = plan_collection(wanted, found, row.written, keys, owned=True, lock=self.lock)
+        plan = plan_collection(wanted, found, row.written, keys, owned=True, lock=self.lock,
+                               release_ordered=in_release_order(release_dates(mine, keys)))
         key = found.rating_key
         if plan.delete:
             if not read_children(self.conn, key):
@@ -334,7 +354,9 @@ class CollectionBatch:
         if plan.fetch_poster and wanted.image_url:
             data = self.fetch_image(wanted.image_url)
             digest = hashlib.sha256(data).hexdigest() if data else None
-            params, send, written = poster_plan(params, digest, written, wanted.image_url, self.lock)
+            # The poster's lock rides on an edit sent anyway; alone it is not worth a request,
+            # since Plex locks an uploaded poster itself.
+            params, send, written = poster_plan(params, digest, written, wanted.image_url, self.lock and bool(params))
             upload = data if send else None
         wrote = False
         if params:

@@ -75,6 +75,10 @@ class LedgerEntry:
     #: The scene's place in each Stash group it is in (group id -> scene_index, None when
     #: unnumbered): what the group's collection is ordered by, read back by the collection flush.
     group_index: Mapping[str, int | None] = field(default_factory=dict)
+    #: The item's release date (`originallyAvailableAt`, "" for none) as our last sync left
+    #: it; None: recorded before we kept it. A group collection whose members' dates follow
+    #: their scene numbers relies on Plex's release-date order (`plex.collection_plan`).
+    released: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Field by field, not `asdict`: its deep copy of `written` cost a millisecond a sync.

@@ -47,6 +47,7 @@ from base.errors import AmbiguousMatch, DuplicateItem, PlexNotFound
 from base.settings import Settings
 from base.unicode_forms import form_of, name_forms
 from plex import claims, xmlread
+from plex.collection_plan import RELEASED
 from plex.collection_specs import group_state, scene_collections
 from plex.collections import CollectionBatch, renamed
 from plex.connection import PlexConnection, query_string
@@ -71,6 +72,13 @@ PAGE_SIZE = 500
 BATCH_SIZE = 50
 PREFETCH_TTL = 30.0
 MOVIE = 1  # plexapi's searchType("movie")
+
+
+def date_moved(recorded: str | None, shown: str, wanted: str | None) -> bool:
+    """Whether the item's release date after this sync may differ from the one our last sync
+    recorded: Plex shows another (someone changed it there) or Stash asks for another. The
+    order of a group collection that relies on Plex's release-date order is judged again."""
+    return recorded != (shown or "") or (wanted is not None and wanted != recorded)
 
 
 @dataclass
@@ -431,12 +439,15 @@ class PlexSync:
         owned: tuple[str, ...] = ()
         if self.batch is not None and desired.collections is not None and state.section_id:
             # On this thread: it claims in the collections table, before the edit can create one.
-            renames = self.batch.note(state.section_id, scene_collections(scene, self.settings), state.collections,
-                                      ledger, now)
+            specs = scene_collections(scene, self.settings)
+            renames = self.batch.note(state.section_id, specs, state.collections, ledger, now)
             if renames:
                 state = replace(state, collections=renamed(state.collections, renames))
                 if batch is not None:
                     batch.renamed(renames)
+            if ledger is not None and date_moved(ledger.released, state.originally_available_at,
+                                                 desired.originally_available_at):
+                self.batch.redated(state.section_id, specs, now)
             owned = self.batch.owned_titles(state.section_id, state.collections, desired.collections)
         return PreparedSync(ledger, state, mine, ownership, desired, digest, self.conn.requests_here - before,
                             {link.id: link.scene_index for link in scene.group_links}, owned)
@@ -473,6 +484,7 @@ class PlexSync:
             art_hash=by_kind["art"].sha256 if "art" in by_kind else None,
             locks=plan.locks, user_locked=plan.kept_locked, section_id=state.section_id or None,
             group_index=prepared.group_index,
+            released=str(plan.params.get(f"{RELEASED}.value", state.originally_available_at) or ""),
         )
         wrote = not plan.empty or bool(uploads)
         return SyncOutcome(SyncStatus.WRITTEN if wrote else SyncStatus.UNCHANGED, state.rating_key, entry,

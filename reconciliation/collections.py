@@ -1,14 +1,21 @@
 """Collections in Reconcile and Dry Run: what drifted in Plex, and what a sync would change.
 
 Reconcile checks the collections we own (`sync_queue.collections`) against the section's
-collections listing and, for ordered ones, their order (`GET .../children`, one per group
-collection: a reconcile reads, it does not write):
+collections listing (a reconcile reads, it does not write):
 
 * **missing**: Plex no longer lists it (a person deleted it, and with it the items' tags):
   the row is dropped and its scenes are queued, so their next edits make it again, ours;
 * **drifted**: its name, summary, poster or order is not what we wrote (edited in Plex):
   what we recorded for that part is forgotten and the row is due, so the next drain's flush
   writes it again. A collection a person made is never checked: it is theirs.
+
+A group collection's order is read (`GET .../children`) only where it could have drifted
+unseen. The listing shows its sort, so a sort someone changed needs no read. One in a
+custom order we set can be re-ordered by hand without a trace, so Reconcile All reads
+each of those; the narrower scopes (recent, 7 days) do not. One that relies on Plex's
+release-date order changes only with its items' dates, which the section listing that
+Reconcile reads anyway shows: where a member's date is not the one our ledger recorded,
+its order is read, and those scenes are queued so their ledger learns the date.
 
 The dry run tallies the collections Stash's scenes ask for, page by page, and judges each
 once at the end with the flush's own plan (`plex.collection_plan`), reading the order of
@@ -17,15 +24,26 @@ ours so "order" is said only when a move would be sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 from base.settings import Settings
-from plex.collection_plan import SORT_CUSTOM, Listed, Wanted, order_moves, plan_collection
+from plex.collection_plan import (
+    RELEASED,
+    SORT_CUSTOM,
+    SORT_RELEASE,
+    Listed,
+    Wanted,
+    in_release_order,
+    order_moves,
+    plan_collection,
+)
 from plex.collection_specs import CollectionSpec, scene_collections
 from plex.collections import member_order, read_children, read_collections
 from plex.connection import PlexConnection
+from plex.desired import desired_state
+from reconciliation.gaps import Snapshot, shows
 from stash.records import Scene
 from sync_queue.collections import CollectionRow
 from sync_queue.jobs import JobQueue
@@ -63,9 +81,23 @@ def drifted(row: CollectionRow, listed: Listed | None, members: Sequence[str],
     if row.written.get("poster_hash") and not listed.has_own_poster:
         parts.append("poster")
     if row.wanted.get("ordered") and len(members) > 1 and row.written.get("order") and (
-            listed.sort != SORT_CUSTOM or (order is not None and order_moves(order, members))):
+            listed.sort != expected_sort(row) or (order is not None and order_moves(order, members))):
         parts.append("order")
     return tuple(parts)
+
+
+def unseen_drift(row: CollectionRow, listed: Listed, keys: Sequence[str], full: bool, redated: Set[str]) -> bool:
+    """Whether the order of our listed collection could have drifted where the listing does
+    not show it (see the module docstring), so that only reading it can tell."""
+    if not row.wanted.get("ordered") or len(keys) < 2 or listed.sort != expected_sort(row):
+        return False
+    return full if listed.sort == SORT_CUSTOM else bool(redated.intersection(keys))
+
+
+def expected_sort(row: CollectionRow) -> int:
+    """The sort our order relies on: Plex's release-date order, or the custom one we set
+    (also for a row recorded before the flush kept which)."""
+    return int(row.written.get("sort", SORT_CUSTOM))
 
 
 @dataclass
@@ -89,18 +121,19 @@ class CollectionCheck:
 
 def check_owned(rows: Iterable[CollectionRow], listings: Mapping[str, Mapping[str, Listed]],
                 members: Mapping[tuple[str, str, str], Sequence[Member]], read_order: ReadOrder,
+                full: bool = True, redated: Set[str] = frozenset(),
                 ) -> tuple[CollectionCheck, list[tuple[CollectionRow, tuple[str, ...]]]]:
-    """Judge every row; returns the report and each row with what drifted (I/O only through
-    `read_order`, for ordered collections that are listed)."""
+    """Judge every row; returns the report and each row with what drifted. I/O only through
+    `read_order`, for listed ordered collections in the sort we expect whose order could
+    have drifted unseen: a custom one when the scope is `full`, one relying on release dates
+    when one of its items is `redated` (Plex shows another date than our ledger recorded)."""
     check = CollectionCheck()
     found: list[tuple[CollectionRow, tuple[str, ...]]] = []
     for row in rows:
         check.checked += 1
         listed = find(listings.get(row.section, {}), row.rating_key, row.title)
         keys = member_order(members.get(row.key, ()), row.kind, row.source_id)
-        order = None
-        if listed is not None and row.wanted.get("ordered") and len(keys) > 1 and listed.sort == SORT_CUSTOM:
-            order = read_order(listed.rating_key)
+        order = read_order(listed.rating_key) if listed and unseen_drift(row, listed, keys, full, redated) else None
         parts = drifted(row, listed, keys, order)
         if parts == (MISSING,):
             check.missing.append(row.title)
@@ -121,12 +154,19 @@ class Tally:
 
     specs: dict[tuple[str, str], CollectionSpec] = field(default_factory=dict)
     members: dict[tuple[str, str], list[tuple[int | None, int, str]]] = field(default_factory=dict)
+    released: dict[str, str | None] = field(default_factory=dict)  # Plex key -> its date after the sync
 
-    def add(self, scene: Scene, plex_key: str | None, settings: Settings) -> None:
-        for spec in scene_collections(scene, settings):
+    def add(self, scene: Scene, plex_key: str | None, settings: Settings, recorded: str | None = None) -> None:
+        """`recorded` is the item's release date our last sync left (the ledger's): it stays
+        when the sync would not write Stash's."""
+        specs = scene_collections(scene, settings)
+        for spec in specs:
             self.specs[spec.key] = spec
             if plex_key:
                 self.members.setdefault(spec.key, []).append((spec.scene_index, scene.id, plex_key))
+        if plex_key and any(spec.ordered for spec in specs):
+            wanted = desired_state(scene, settings).originally_available_at
+            self.released.setdefault(plex_key, recorded if wanted is None else wanted)
 
     def keys(self, key: tuple[str, str], ordered: bool) -> list[str]:
         placed = sorted(self.members.get(key, []), key=lambda m: (m[0] is None, m[0] or 0, m[1]) if ordered
@@ -177,10 +217,12 @@ def preview(tally: Tally, listings: Mapping[str, Mapping[str, Listed]], rows: Se
             continue
         if listed is None:
             listed = Listed("", "" if row is None else row.title)
-        plan = plan_collection(wanted, listed, row.written if row else {}, keys, owned=True, lock=lock)
+        plan = plan_collection(wanted, listed, row.written if row else {}, keys, owned=True, lock=lock,
+                               release_ordered=in_release_order([tally.released.get(k) for k in keys]))
         changes = [c for c in plan.changes if not c.startswith("collection order")]
         if not listed.rating_key and spec.ordered and len(keys) > 1:
-            changes.append("collection order: scene order")
+            by_date = plan.written.get("sort") == SORT_RELEASE
+            changes.append("collection order: scene order" + (" (Plex's release-date order)" if by_date else ""))
         elif plan.read_order or plan.moves:
             moves = order_moves(read_order(listed.rating_key), keys)
             if moves or plan.custom_sort:
@@ -196,10 +238,12 @@ def preview(tally: Tally, listings: Mapping[str, Mapping[str, Listed]], rows: Se
 # --- I/O: Reconcile's pass over our collections --------------------------------------------------
 
 
-def reconcile_collections(queue: JobQueue, conn: PlexConnection, now: float) -> CollectionCheck:
+def reconcile_collections(queue: JobQueue, conn: PlexConnection, now: float,
+                          snaps: Mapping[str, Snapshot] | None = None, full: bool = True) -> CollectionCheck:
     """Check every collection we own (see module docstring): one listing per section that
-    holds one, one order read per ordered collection; missing ones' scenes are queued,
-    drifted parts are written again by the next drain's flush."""
+    holds one, an order read only where the order could have drifted unseen (`snaps`, the
+    section listing's items, show their dates; `full`: the whole library's scope); missing
+    ones' scenes are queued, drifted parts are written again by the next drain's flush."""
     rows = queue.collections.all()
     if not rows:
         return CollectionCheck()
@@ -211,7 +255,12 @@ def reconcile_collections(queue: JobQueue, conn: PlexConnection, now: float) -> 
         by_title = queue.ledger.collection_members(section, {t for r in mine for t in _titles(r)})
         for row in mine:
             members[row.key] = [m for t in _titles(row) for m in by_title.get(t.casefold(), [])]
-    check, found = check_owned(rows, listings, members, lambda key: read_children(conn, key))
+    redated = redated_members(rows, members, snaps or {})
+    check, found = check_owned(rows, listings, members, lambda key: read_children(conn, key), full,
+                               {m.plex_key for m in redated})
+    if redated:
+        check.queued += queue.enqueue_many(sorted({m.scene_id for m in redated}),
+                                           "reconcile: release date changed in Plex", now, urgent=False)
     for row, parts in found:
         if parts == (MISSING,):
             queue.collections.forget(row)
@@ -221,6 +270,20 @@ def reconcile_collections(queue: JobQueue, conn: PlexConnection, now: float) -> 
         else:
             queue.collections.unwritten(row, [k for p in parts for k in DRIFT_KEYS[p]], now)
     return check
+
+
+def redated_members(rows: Iterable[CollectionRow], members: Mapping[tuple[str, str, str], Sequence[Member]],
+                    snaps: Mapping[str, Snapshot]) -> list[Member]:
+    """Members of our collections that rely on Plex's release-date order whose item the
+    listing shows with another date than our ledger recorded. Pure."""
+    out = []
+    for row in rows:
+        if row.written.get("sort") == SORT_RELEASE:
+            for member in members.get(row.key, ()):
+                snap = snaps.get(member.plex_key)
+                if snap is not None and not shows(snap, RELEASED, member.released):
+                    out.append(member)
+    return out
 
 
 def _titles(row: CollectionRow) -> set[str]:

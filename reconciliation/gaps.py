@@ -161,11 +161,20 @@ def _written_names(name: str, value: Any) -> list[str]:
     return [str(v) for v in value or ()]
 
 
+def _scalar(snap: Snapshot, i: int) -> bytes:
+    return snap.scalars[i * _DIGEST:(i + 1) * _DIGEST]
+
+
+def shows(snap: Snapshot, name: str, value: Any) -> bool:
+    """Whether the listed item shows `value` in the scalar `name` (compared as the diff does)."""
+    return digest(value) == _scalar(snap, SCALARS.index(name))
+
+
 def drifted_fields(written: Mapping[str, Any], snap: Snapshot) -> tuple[str, ...]:
     """Fields where the listed item differs from what our last sync wrote."""
     out = []
     for i, name in enumerate(SCALARS):
-        if name in written and digest(written[name]) != snap.scalars[i * _DIGEST:(i + 1) * _DIGEST]:
+        if name in written and digest(written[name]) != _scalar(snap, i):
             out.append(name)
     for i, name in enumerate(LISTS):
         if name not in written:

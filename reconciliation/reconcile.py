@@ -204,7 +204,7 @@ def reconcile_pass(queue: JobQueue, state: StateStore, plex: ListingReader, stas
     report.completed = True
     conn = getattr(plex, "conn", None)
     if conn is not None:
-        report.collections = reconcile_collections(queue, conn, now)
+        report.collections = reconcile_collections(queue, conn, now, snaps, full=SCOPES[scope] is None)
         report.queued += report.collections.queued
     return report
 

@@ -168,6 +168,7 @@ class Member:
     scene_id: int
     plex_key: str
     group_index: dict[str, int | None]
+    released: str | None = None  # the item's release date as our last sync left it (None: unknown)
 
 
 def collection_members(conn: sqlite3.Connection, section: str, titles: Iterable[str]) -> dict[str, list[Member]]:
@@ -181,14 +182,16 @@ def collection_members(conn: sqlite3.Connection, section: str, titles: Iterable[
     if not folded:
         return out
     rows = named(conn).execute(
-        "SELECT l.scene_id, l.plex_key, j.value AS title, json_extract(l.written, '$.group_index') AS idx "
+        "SELECT l.scene_id, l.plex_key, j.value AS title, json_extract(l.written, '$.group_index') AS idx, "
+        "json_extract(l.written, '$.released') AS released "
         "FROM ledger AS l, json_each(l.written, '$.written.collection') AS j "
         "WHERE l.lost = 0 AND l.plex_key IS NOT NULL AND json_extract(l.written, '$.section_id') = ? "
         "ORDER BY l.scene_id", (section,))
     for row in rows:
         title = str(row["title"]).casefold()
         if title in out:
-            out[title].append(Member(row["scene_id"], str(row["plex_key"]), json.loads(row["idx"] or "{}")))
+            out[title].append(Member(row["scene_id"], str(row["plex_key"]), json.loads(row["idx"] or "{}"),
+                                     row["released"]))
     return out
 
 

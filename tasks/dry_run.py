@@ -13,6 +13,7 @@ from typing import Any
 
 from plex.collection_specs import managed
 from plex.matcher import match
+from plex.records import LedgerEntry
 from reconciliation.bulk import PAGE
 from reconciliation.collections import Tally, preview
 from reconciliation.dryrun import DryRunReport, LedgerReader, pages, preview_page, summary_line
@@ -53,11 +54,12 @@ def dry_run(ctx: RunContext) -> dict[str, Any]:
         size = min(PAGE, limit) if limit else PAGE
         tally = Tally()
         for page in pages(ctx.stash.iter_scenes(page_size=size), size, limit):
+            rows = ledger.rows(s.id for s in page)
             for scene in page:
                 found = match(scene.files, index, settings.path_map, settings.strict_matching)
-                tally.add(scene, found.rating_key, settings)
-            diffs, read = preview_page(plex, settings, page, ledger.rows(s.id for s in page),
-                                       index, snaps, time.time())
+                entry = LedgerEntry.from_any(row.written) if (row := rows.get(scene.id)) else None
+                tally.add(scene, found.rating_key, settings, entry.released if entry else None)
+            diffs, read = preview_page(plex, settings, page, rows, index, snaps, time.time())
             report.reloaded += read
             for diff in diffs:
                 report.add(diff, ctx.log.info)

@@ -9,14 +9,16 @@ the emulator's log, so "writes nothing" is a count of zero.
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.bench_collections import SETTINGS, group_library, kind_of
+from bench.bench_collections import DATES_AGAINST, DATES_FOLLOW, SETTINGS, group_library, kind_of
 from emulators.stage import Stage, stage
 from emulators.stash_library import png_bytes
 from sync_queue.jobs import JobQueue
@@ -377,3 +379,147 @@ def test_a_network_renamed_in_stash_renames_its_collection_in_place(tmp_path: Pa
         renamed = st.plex.collection_by_title("Renamed Network")
         assert renamed is not None and renamed.rating_key == network.rating_key
         assert "Renamed Network" in st.plex_item(scene).tag_names("collection")
+
+
+# --- Plex's release-date order ------------------------------------------------------------------
+
+
+@contextmanager
+def dated_stage(tmp_path: Path, n: int = 40, groups: int = 4, dates: str = DATES_FOLLOW,
+                **settings: Any) -> Iterator[Stage]:
+    """Groups whose scenes are dated a week apart in the order of their numbers (a series)."""
+    with stage(library=group_library(n, groups, dates=dates), work_dir=tmp_path, settings={**SETTINGS, **settings},
+               on_result=lambda r: AUDIT.record("collections e2e", r.stdout + r.stderr)) as st:
+        AUDIT.add_secret(st.plex.token)
+        yield st
+
+
+def first_sync_kinds(st: Stage) -> dict[str, int]:
+    st.plex.reset_log()
+    run(st, "all")
+    with st.plex.lock:
+        return dict(Counter(kind_of(r) for r in st.plex.requests))
+
+
+def person(st: Stage) -> Any:
+    """plexapi as someone using Plex sees the server."""
+    os.environ["PLEXAPI_PLEXAPI_AUTORELOAD"] = "false"
+    from plexapi.server import PlexServer
+
+    return PlexServer(st.plex.url, st.plex.token)
+
+
+def test_a_series_dated_in_scene_order_needs_no_sort_order_read_or_move(tmp_path: Path) -> None:
+    """Plex lists a new collection by release date: when that already is scene order, each
+    group costs its one edit (the synopsis) and its poster upload, nothing for the order."""
+    with dated_stage(tmp_path) as st:
+        kinds = first_sync_kinds(st)
+        groups = len(st.library.groups)
+        assert {"sort", "order read", "move"}.isdisjoint(kinds), kinds
+        assert kinds["collection edit"] == groups  # the synopses; a studio's poster needs no edit
+        studios = sum(1 for r in owned(st) if r.kind == "studio" and r.wanted.get("image_url"))
+        assert kinds["poster upload"] == groups + studios
+        for gid in st.library.groups:
+            assert_group_collection(st, gid)
+            collection = st.plex.collection_by_title(st.library.groups[gid].name)
+            assert collection.sort == 0 and "thumb" in collection.locks  # locked by its upload
+        assert all(r.written.get("sort") == 0 for r in owned(st) if r.kind == "group")
+
+        st.plex.reset_log()
+        out = run(st, "dry_run")  # judged with the items' dates: nothing to say, nothing read
+        assert not [c for c in out["collections"] if c["kind"] == "group"], out["collections"]
+        assert st.plex.count("GET", path=re.compile(r"/library/collections/\d+/children.*")) == 0
+
+
+def test_a_group_without_synopsis_costs_its_poster_upload_alone(tmp_path: Path) -> None:
+    with dated_stage(tmp_path) as st:
+        for group in st.library.groups.values():
+            group.synopsis = None
+        st.library.revision += 1
+        kinds = first_sync_kinds(st)
+        assert "collection edit" not in kinds, kinds
+        for gid, group in st.library.groups.items():
+            collection = st.plex.collection_by_title(group.name)
+            assert collection.poster.data == group.front_image and "thumb" in collection.locks
+            assert shown(st, group.name) == members_in_order(st, gid)
+
+
+def test_dates_against_scene_numbers_get_the_custom_order(tmp_path: Path) -> None:
+    with dated_stage(tmp_path, dates=DATES_AGAINST) as st:
+        kinds = first_sync_kinds(st)
+        groups = len(st.library.groups)
+        assert kinds["sort"] == groups and kinds["order read"] == groups
+        for gid in st.library.groups:
+            assert_group_collection(st, gid)
+            assert st.plex.collection_by_title(st.library.groups[gid].name).sort == 2
+
+
+def test_a_changed_date_or_number_moves_a_series_to_the_custom_order(tmp_path: Path) -> None:
+    """A collection relying on release dates is judged again when a member's date or number
+    changes, though the scene stays in its group at its place."""
+    with dated_stage(tmp_path) as st:
+        run(st, "all")
+        lib = st.library
+        first = members_in_order(st, 1)[0]
+        lib.update_scene(first, date="2030-01-01", now=time.time() + 5)  # now it came out last
+        st.hook(first)
+        st.wait_for_worker()
+        run(st, "process_queue")
+        assert shown(st, "Series 1") == members_in_order(st, 1)
+        assert st.plex.collection_by_title("Series 1").sort == 2
+
+        order = members_in_order(st, 2)
+        lib.update_scene(order[-1], groups=[(2, 0)], now=time.time() + 10)  # renumbered first
+        st.hook(order[-1])
+        st.wait_for_worker()
+        run(st, "process_queue")
+        assert shown(st, "Series 2") == members_in_order(st, 2) == [order[-1]] + order[:-1]
+        assert_group_collection(st, 3)
+        assert st.plex.collection_by_title("Series 3").sort == 0
+
+
+def test_collection_posters_have_their_own_setting(tmp_path: Path) -> None:
+    with dated_stage(tmp_path, sync_collection_posters=False) as st:
+        kinds = first_sync_kinds(st)
+        assert "poster upload" not in kinds, kinds
+        for gid, group in st.library.groups.items():
+            collection = st.plex.collection_by_title(group.name)
+            assert collection.poster is None and collection.fields.get("summary") == group.synopsis
+            assert shown(st, group.name) == members_in_order(st, gid)
+
+
+def test_reconcile_reads_an_order_only_where_it_could_have_drifted(tmp_path: Path) -> None:
+    """A custom order can be changed by hand without a trace: Reconcile All reads it, the
+    narrower scopes do not. One relying on release dates is read when the listing shows a
+    member with another date than we recorded, as when someone edits a date in Plex (kept
+    here, under preserve_plex_edits: the collection then needs the custom order)."""
+    children = re.compile(r"/library/collections/\d+/children.*")
+    with dated_stage(tmp_path, preserve_plex_edits=True) as st:
+        lib = st.library
+        for index, sid in enumerate(members_in_order(st, 4), start=1):  # group 4 runs against its dates
+            lib.scenes[sid].date = f"2040-01-{30 - index:02d}"
+        lib.revision += 1
+        run(st, "all")
+        assert st.plex.collection_by_title("Series 4").sort == 2
+
+        st.plex.reset_log()
+        out = run(st, "reconcile_recent")
+        assert out["collections"]["checked"] >= 4 and st.plex.count("GET", path=children) == 0
+        st.plex.reset_log()
+        run(st, "reconcile_all")
+        assert st.plex.count("GET", path=children) == 1  # the custom one only
+        assert writes(st) == 0
+
+        order = members_in_order(st, 1)
+        person(st).fetchItem(st.plex_item(order[0]).rating_key).editOriginallyAvailable("2041-06-01")
+        assert shown(st, "Series 1") == order[1:] + order[:1]  # Plex re-sorted it by date
+        st.plex.reset_log()
+        out = run(st, "reconcile_recent")
+        assert out["collections"]["drifted"] == {"Series 1": ["order"]}
+        assert st.plex.count("GET", path=children) == 2  # Reconcile's look, the flush's before its moves
+        assert shown(st, "Series 1") == order  # the person's date stays; the order is custom now
+        assert st.plex.item(st.plex_item(order[0]).rating_key).fields["originallyAvailableAt"] == "2041-06-01"
+        assert st.plex.collection_by_title("Series 1").sort == 2
+        st.plex.reset_log()
+        out = run(st, "reconcile_recent")
+        assert out["collections"]["drifted"] == {} and writes(st) == 0

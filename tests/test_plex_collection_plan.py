@@ -8,10 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plex.collection_plan import (
+    SORT_ALPHA,
     SORT_CUSTOM,
+    SORT_RELEASE,
     Listed,
     Move,
     Wanted,
+    in_release_order,
     order_moves,
     plan_collection,
     poster_plan,
@@ -91,3 +94,35 @@ def test_moves_always_reach_the_order(current: list[str]) -> None:
     best = min(len(desired) - len(run) for n in range(len(desired) + 1)
                for run in itertools.combinations(current, n) if list(run) == sorted(run))
     assert len(moves) == best
+
+
+def test_release_order_holds_only_for_strictly_increasing_dates_all_present() -> None:
+    assert in_release_order(["2020-01-01", "2020-01-08", "2021-03-01"])
+    assert not in_release_order(["2020-01-01", "2020-01-01"])  # one day: Plex's tie-break decides
+    assert not in_release_order(["2020-01-08", "2020-01-01"])
+    assert not in_release_order(["2020-01-01", None]) and not in_release_order(["", "2020-01-01"])
+    assert in_release_order([]) and in_release_order(["2020-01-01"])
+
+
+def test_a_new_collection_in_release_order_sends_nothing_for_its_order() -> None:
+    listed = Listed("5", "Series A", child_count=3)  # a new collection: Plex's default sort
+    plan = plan_collection(WANT, listed, {}, ["1", "2", "3"], owned=True, lock=True, release_ordered=True)
+    assert (plan.custom_sort, plan.read_order, plan.moves) == (False, False, ())
+    assert not any(c.startswith("collection order") for c in plan.changes)
+    assert plan.written["sort"] == SORT_RELEASE and plan.written["order"] == ["1", "2", "3"]
+
+
+def test_release_order_is_not_relied_on_once_dates_disagree_or_the_sort_is_another() -> None:
+    written = {"title": "Series A", "summary": "About A", "poster_source": WANT.image_url,
+               "order": ["1", "2", "3"], "sort": SORT_RELEASE}
+    plan = plan_collection(WANT, Listed("5", "Series A", child_count=3), written, ["1", "2", "3"], owned=True,
+                           lock=True, release_ordered=False)
+    assert plan.custom_sort and plan.read_order and plan.written["sort"] == SORT_CUSTOM
+    alpha = Listed("5", "Series A", child_count=3, sort=SORT_ALPHA)  # someone chose alphabetical
+    plan = plan_collection(WANT, alpha, written, ["1", "2", "3"], owned=True, lock=True, release_ordered=True)
+    assert plan.custom_sort and plan.read_order
+    custom = Listed("5", "Series A", child_count=3, sort=SORT_CUSTOM)  # ours already: moves as before
+    plan = plan_collection(WANT, custom, {**written, "sort": SORT_CUSTOM}, ["1", "3", "2"], owned=True, lock=True,
+                           release_ordered=True)
+    assert not plan.custom_sort and not plan.read_order and len(plan.moves) == 1
+

@@ -129,6 +129,30 @@ def test_custom_order_and_moves(plex: PlexEmulator) -> None:
     assert titles(collection) == ["Apple", "Cherry", "Banana"]
 
 
+def test_a_new_collection_lists_its_items_by_release_date_oldest_first(plex: PlexEmulator) -> None:
+    """Plex's default collection order (collectionSort 0, plexapi's `test_Collection_attrs`):
+    the order a group collection relies on when its scenes' dates follow their numbers."""
+    keys = three(plex)
+    plex_server = server(plex)
+    for key in keys:
+        plex_server.fetchItem(key).addCollection("Dated")
+    (collection,) = plex_server.library.section("Stash").collections()
+    assert collection.collectionSort == 0
+    assert titles(collection) == ["Banana", "Cherry", "Apple"]  # 2019, 2021, 2023
+    plex_server.fetchItem(keys[1]).editOriginallyAvailable("2018-01-01")
+    assert titles(collection) == ["Apple", "Banana", "Cherry"]
+
+
+def test_a_collection_poster_upload_is_locked_without_an_edit(plex: PlexEmulator) -> None:
+    keys = three(plex)
+    plex_server = server(plex)
+    collection = plex_server.fetchItem(plex.add_collection("Locked", keys[:1]))
+    assert not collection.isLocked("thumb")
+    collection.uploadPoster(filepath=b"\x89PNG\r\n\x1a\n-uploaded")
+    assert collection.reload().isLocked("thumb")
+    assert not [r for r in plex.requests if r.method == "PUT"]
+
+
 def test_edits_of_a_collection_and_their_locks(plex: PlexEmulator) -> None:
     keys = three(plex)
     plex_server = server(plex)
