@@ -85,13 +85,13 @@ INGEST_EVERY = 2.0
 BATCH_SIZE = 50
 #: Least progress (a fraction of the drain) worth a line to Stash.
 PROGRESS_STEP = 0.002
-#: Writes (image downloads, the edit, the uploads) in flight at once on the drain's pool;
-#: with the drain's own thread, at most one more request is in flight to either server. No
-#: more than the breaker's threshold (`BreakerConfig.threshold`): when Plex goes away, the
-#: writes in flight fail together, and that must not be more than it takes to open it.
+#: Writes (the edit, the uploads) in flight at once on the drain's pool. No more than the
+#: breaker's threshold (`BreakerConfig.threshold`): when Plex goes away, the writes in flight
+#: fail together, and that must not be more than it takes to open it.
 WRITERS = 3
-#: Requests a job's write may send beside its own, for all writers together (a scene's second
-#: image upload goes out with its first): with the writers, at most four requests to Plex.
+#: Requests the writes may send beside their own, all writers together (a scene's second image
+#: upload goes out with its first): at most four requests to Plex from the pool, one more
+#: from the drain's own thread (a batch's comma read, a collection's flush).
 BESIDE = 1
 #: Jobs started ahead of a free writer: their images download from Stash while the writes
 #: before them go out, so a writer finds them ready instead of waiting for Stash.
