@@ -47,7 +47,7 @@ from plex.collection_plan import (
     poster_plan,
 )
 from plex.collection_specs import GROUP, CollectionSpec
-from plex.connection import PlexConnection
+from plex.connection import PlexConnection, query_string
 from plex.images import FetchImage
 from plex.records import LedgerEntry
 
@@ -360,10 +360,8 @@ class CollectionBatch:
             upload = data if send else None
         wrote = False
         if params:
-            from plexapi.utils import joinArgs
-
-            query = {**params, "id": key, "type": COLLECTION_TYPE}
-            self.conn.query(f"/library/sections/{row.section}/all{joinArgs(query)}", "PUT", read=False)
+            query = query_string({**params, "id": key, "type": COLLECTION_TYPE})
+            self.conn.query(f"/library/sections/{row.section}/all?{query}", "PUT", read=False)
             wrote = True
         if joining:
             self._add_items(key, joining)

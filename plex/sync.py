@@ -20,8 +20,9 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
   comma form `GET /library/metadata/1,2,3` (`read_batch`: several full items in one
   answer), each used once by its scene; the dry run's `prefetch()` does the same, an item
   kept for `PREFETCH_TTL` seconds.
-* **one edit**: every changed field in one `PUT /library/sections/{id}/all?...` (built
-  with plexapi's own `utils.joinArgs`, as `edit()` would), none when nothing changed.
+* **one edit**: every changed field in one `PUT /library/sections/{id}/all?...` (the query
+  plexapi's `edit()` would build, in the form it goes out in: `connection.query_string`),
+  none when nothing changed.
 * **one upload per changed image**, the bytes downloaded from Stash with its auth by the
   injected `fetch_image`. Downloads happen before any write, so a failed download leaves
   Plex untouched. An image Stash does not have (`fetch_image` returns None: a 404) is
@@ -36,7 +37,9 @@ drain runs it on its small pool).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -47,10 +50,10 @@ from plex import claims, xmlread
 from plex.collection_plan import RELEASED
 from plex.collection_specs import group_state, scene_collections
 from plex.collections import CollectionBatch, renamed
-from plex.connection import PlexConnection
+from plex.connection import PlexConnection, query_string
 from plex.desired import DesiredState, desired_state
 from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
-from plex.images import FetchImage, image_steps
+from plex.images import FetchImage, ImageStep, image_steps
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
 from plex.pathmap import basename_key, parent_folder, path_key, to_plex, to_stash
 from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
@@ -155,6 +158,8 @@ class PlexSync:
         #: The drain's collection batch (`open_batch`); None: a sync writes no collection itself.
         self.batch: CollectionBatch | None = None
         self.collection_store: Any = None  # (collections table, ledger table), see `open_batch`
+        #: Runs a request beside the caller's (the drain lends a thread); None: one at a time.
+        self.alongside: Callable[[Callable[[], int]], Future[int]] | None = None
 
     # -- reads -----------------------------------------------------------------------
 
@@ -447,21 +452,26 @@ class PlexSync:
         return PreparedSync(ledger, state, mine, ownership, desired, digest, self.conn.requests_here - before,
                             {link.id: link.scene_index for link in scene.group_links}, owned)
 
-    def write(self, prepared: PreparedSync) -> SyncOutcome:
-        """The second half of `sync`: download the changed images, then one edit and the
-        uploads. Touches nothing but the two servers, so the drain runs it on its pool."""
+    def fetch(self, prepared: PreparedSync) -> list[ImageStep]:
+        """The images `write` uploads, downloaded from Stash (`plex.images.image_steps`). Asks
+        Stash only, so the drain runs it ahead of the write, while other scenes' edits go out."""
+        ledger, state = prepared.ledger, prepared.state
+        same_item = bool(ledger and ledger.plex_key == state.rating_key)
+        return image_steps(prepared.desired, ledger, same_item, self.fetch_image)
+
+    def write(self, prepared: PreparedSync, images: Sequence[ImageStep] | None = None) -> SyncOutcome:
+        """The second half of `sync`: the changed images (`images` as `fetch` gave them, else
+        downloaded now), then one edit and the uploads. Touches nothing but the two servers,
+        so the drain runs it on its pool."""
         before = self.conn.requests_here
         ledger, state, desired = prepared.ledger, prepared.state, prepared.desired
-        same_item = bool(ledger and ledger.plex_key == state.rating_key)
-        steps = image_steps(desired, ledger, same_item, self.fetch_image)
+        steps = self.fetch(prepared) if images is None else list(images)
         plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None],
                           prepared.ownership.locks, prepared.owned_collections)
         uploads = [s for s in steps if s.kind in plan.uploads]
         if not plan.empty:
             self._edit(state, plan)
-        for step in uploads:
-            self.conn.query(f"/library/metadata/{state.rating_key}/{'posters' if step.kind == 'poster' else 'arts'}",
-                            "POST", data=step.data)
+        beside = self._upload_all(state.rating_key, uploads)
         # An image kept off by someone else's lock is not recorded: it is reported (and sent
         # once they unlock it) on every sync.
         by_kind = {step.kind: step for step in steps if step.data is None or step.kind in plan.uploads}
@@ -480,19 +490,39 @@ class PlexSync:
         return SyncOutcome(SyncStatus.WRITTEN if wrote else SyncStatus.UNCHANGED, state.rating_key, entry,
                            changes=plan.changes, kept=plan.kept, kept_locked=plan.kept_locked,
                            images_uploaded=tuple(u.kind for u in uploads),
-                           requests=prepared.requests + self.conn.requests_here - before,
+                           requests=prepared.requests + self.conn.requests_here - before + beside,
                            displaced=prepared.ownership.displaced)
+
+    def _upload_all(self, rating_key: str, steps: Sequence[ImageStep]) -> int:
+        """The uploads, each its own request: the first on this thread, the others beside it
+        when the drain lends a thread (`alongside`), since Plex takes them in any order and a
+        scene's two uploads were two round trips one after the other. Every upload has its
+        answer before this returns; the first failure is then raised. Returns the requests
+        sent from the other thread."""
+        beside = [self.alongside(partial(self._upload, rating_key, step)) for step in steps[1:]] \
+            if self.alongside is not None else []
+        try:
+            for step in steps if not beside else steps[:1]:
+                self._upload(rating_key, step)
+        finally:
+            wait(beside)
+        return sum(done.result() for done in beside)
+
+    def _upload(self, rating_key: str, step: ImageStep) -> int:
+        """One image to the item; the requests this thread sent for it."""
+        before = self.conn.requests_here
+        self.conn.query(f"/library/metadata/{rating_key}/{'posters' if step.kind == 'poster' else 'arts'}", "POST",
+                        data=step.data)
+        return self.conn.requests_here - before
 
     def hold(self, seconds: float) -> None:
         """Plex asked for a pause (Retry-After): every request waits it out, from any thread."""
         self.conn.hold(seconds)
 
     def _edit(self, state: CurrentState, plan: EditPlan) -> None:
-        from plexapi.utils import joinArgs
-
         section = state.section_id or (self.sections()[0].key if self.sections() else "")
-        params = {**plan.params, "id": state.rating_key, "type": MOVIE}
-        self.conn.query(f"/library/sections/{section}/all{joinArgs(params)}", "PUT")
+        query = query_string({**plan.params, "id": state.rating_key, "type": MOVIE})
+        self.conn.query(f"/library/sections/{section}/all?{query}", "PUT")
 
     def check(self) -> dict[str, Any]:
         """For the health check: reachable, version, the sections we would use."""

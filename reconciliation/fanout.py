@@ -6,7 +6,9 @@ one job per affected scene through the queue's usual merge rule (one live job pe
 
 * **Update** (a rename, a new image, ...): Stash still relates the scenes to the entity, so
   they are listed from Stash (`findScenes` by performer/studio/tag, paged by id) and
-  enqueued by the ledger rule: a scene whose Plex state would not change is skipped.
+  enqueued by the ledger rule: a scene whose Plex state would not change is skipped. Each
+  job carries its scene as listed, as Sync All's do, so the drain only checks it is still
+  current instead of reading it again.
 * **Destroy**: Stash has already dropped the relation and the name, so the scenes are the
   ones our ledger says showed that id when we last wrote them (`scene_refs`, stored with
   every sync).
@@ -56,6 +58,9 @@ StateOf = Callable[[Scene], str]
 class SceneLister(Protocol):
     def iter_scenes(self, scene_filter: dict[str, Any] | None = None, after_id: int = 0,
                     page_size: int = PAGE) -> Iterator[Scene]: ...
+
+
+Listed = tuple[Scene, Mapping[str, Any] | None]
 
 
 # --- pure decisions --------------------------------------------------------------------
@@ -170,12 +175,11 @@ def expand(event: FanOutEvent, queue: JobQueue, stash: SceneLister, state_of: St
     cursor = (event.payload or {}).get(FANOUT_CURSOR)
     for phase, after in remaining(lookup, cursor):
         if phase == STASH:
-            scenes = stash.iter_scenes(scene_filter(event.kind, event.entity_id, networks), after_id=after,
-                                       page_size=page)
+            scenes = _listing(stash, scene_filter(event.kind, event.entity_id, networks), after, page)
             for chunk in chunked(scenes, page):
                 result.scenes += len(chunk)
                 result.queued += _enqueue_scenes(queue, chunk, reason, state_of, now)
-                queue.fanout.progress(event.event_id, {"phase": phase, "after": chunk[-1].id})
+                queue.fanout.progress(event.event_id, {"phase": phase, "after": chunk[-1][0].id})
         else:
             while True:
                 ids = queue.ledger.scenes_referencing(event.kind, lookup.ledger_ids, after=after, limit=page)
@@ -190,11 +194,20 @@ def expand(event: FanOutEvent, queue: JobQueue, stash: SceneLister, state_of: St
     return result
 
 
-def _enqueue_scenes(queue: JobQueue, scenes: Sequence[Scene], reason: str, state_of: StateOf | None,
+def _listing(stash: SceneLister, criteria: dict[str, Any], after: int, page: int) -> Iterator[Listed]:
+    """The scenes with Stash's answer for each (`StashClient.iter_listing`), which their jobs
+    carry to the drain; a lister that has only the scenes gives no answer to carry."""
+    listing = getattr(stash, "iter_listing", None)
+    if listing is None:
+        return ((scene, None) for scene in stash.iter_scenes(criteria, after_id=after, page_size=page))
+    return listing(criteria, after_id=after, page_size=page)
+
+
+def _enqueue_scenes(queue: JobQueue, scenes: Sequence[Listed], reason: str, state_of: StateOf | None,
                     now: float) -> int:
     if state_of is None:
-        return queue.enqueue_many((s.id for s in scenes), reason, now, urgent=False)
-    return queue.enqueue_changed_many(((s.id, state_of(s)) for s in scenes), reason, now)
+        return queue.enqueue_many((s.id for s, _raw in scenes), reason, now, urgent=False)
+    return queue.enqueue_changed_many(((s.id, state_of(s), raw) for s, raw in scenes), reason, now)
 
 
 def expand_pending(events: Iterable[FanOutEvent], queue: JobQueue, stash: SceneLister,

@@ -16,6 +16,9 @@ Contract
   time), so the cost is one index look-up however many jobs are deferred or in flight. A
   deferred job is never handed out and never blocks a due job: the retry time is a column
   the selection reads, not a field inside a payload a FIFO ``get`` would ignore.
+* A job handed out is in flight and started. A batch may be taken unstarted instead
+  (``started=False``): the processor starts each job (``start``) as its turn comes, and a
+  crash brings back a job it never started as if never taken, no attempt charged.
 * An event for a scene whose job is in flight sets the job's ``rerun`` mark instead of
   creating a second job; whichever way the flight ends (``complete``, ``retry_later``,
   ``dead_letter``, crash + ``recover_abandoned``), the job stays live for the new event.
@@ -215,11 +218,12 @@ class JobQueue:
         taken = self.take_due_many(now, 1)
         return taken[0] if taken else None
 
-    def take_due_many(self, now: float, limit: int) -> list[Job]:
+    def take_due_many(self, now: float, limit: int, started: bool = True) -> list[Job]:
         """``take_due`` for up to ``limit`` jobs at once, earliest due first, in one transaction.
 
         Every job is in flight from this commit on and is acknowledged on its own; a processor
         killed before acknowledging some brings each of those back once (``recover_abandoned``).
+        ``started=False``: none is started yet (see ``start``).
         """
         with write_txn(self._conn) as conn:
             rows = named(conn).execute(TAKE_BATCH_SQL, (now, max(1, limit))).fetchall()
@@ -233,8 +237,15 @@ class JobQueue:
                 ).rowcount
                 if marked != 1:
                     raise AssertionError(f"job {job.job_id} changed status under the processor lock")
-            conn.executemany("UPDATE schedule SET taken_at = ? WHERE job_id = ?", [(now, j.job_id) for j in jobs])
+            conn.executemany("UPDATE schedule SET taken_at = ?, started_at = ? WHERE job_id = ?",
+                             [(now, now if started else None, j.job_id) for j in jobs])
         return jobs
+
+    def start(self, job: Job, now: float) -> None:
+        """The processor begins the attempt of a job it took unstarted: from this commit on, a
+        crash counts against the job (see ``recover_abandoned``)."""
+        with write_txn(self._conn) as conn:
+            conn.execute("UPDATE schedule SET started_at = ? WHERE job_id = ?", (now, job.job_id))
 
     # -- finishing work --
 
@@ -292,13 +303,7 @@ class JobQueue:
         now if a hook event asked for that during the flight. One transaction."""
         with write_txn(self._conn) as conn:
             for job in jobs:
-                rerun, rerun_reasons = schedule.in_flight_row(conn, job)
-                conn.execute(
-                    "UPDATE schedule SET next_retry_at = ?, reasons = ?, rerun = ?, rerun_reasons = NULL, "
-                    "taken_at = NULL WHERE job_id = ?",
-                    (due_after_retry(job.next_retry_at, rerun, now), json.dumps(merge_reasons(job.reasons, rerun_reasons)),
-                     RERUN_NONE, job.job_id))
-                schedule.set_status(conn, job.job_id, STATUS_READY)
+                self._release(conn, job, now)
 
     def recover_abandoned(self, now: float, max_attempts: int | None = None) -> int:
         """Return jobs left in flight by a dead processor to the ready state; how many.
@@ -309,15 +314,22 @@ class JobQueue:
         reasons folded in. The interrupted attempt counts as a failed attempt
         (``last_error_class = "Abandoned"``), so a job that kills the processor every time
         cannot loop forever: with ``max_attempts``, it is dead-lettered when it reaches it.
+        A job of a batch that the processor had not started yet comes back as ``release``
+        hands one back: it did nothing, so it is charged nothing.
         """
         recovered = 0
         message = "the processor stopped while this job was in flight"
         with write_txn(self._conn) as conn:
             rows = named(conn).execute(
-                f"SELECT {JOB_COLUMNS}, s.rerun_reasons {schedule.LIVE} WHERE q.status = ?", (STATUS_IN_FLIGHT,)
+                f"SELECT {JOB_COLUMNS}, s.rerun_reasons, s.started_at {schedule.LIVE} WHERE q.status = ?",
+                (STATUS_IN_FLIGHT,)
             ).fetchall()
             for row in rows:
                 job = job_from_row(row)
+                if row["started_at"] is None:
+                    self._release(conn, job, now)
+                    recovered += 1
+                    continue
                 reasons = merge_reasons(job.reasons, json.loads(row["rerun_reasons"]) if row["rerun_reasons"] else ())
                 attempts = job.attempts + 1
                 if max_attempts is not None and attempts >= max_attempts:
@@ -410,6 +422,15 @@ class JobQueue:
         self._finished_since_compact += n
         if self._finished_since_compact >= self._compact_every:
             self.compact()
+
+    def _release(self, conn: sqlite3.Connection, job: Job, now: float) -> None:
+        rerun, rerun_reasons = schedule.in_flight_row(conn, job)
+        conn.execute(
+            "UPDATE schedule SET next_retry_at = ?, reasons = ?, rerun = ?, rerun_reasons = NULL, "
+            "taken_at = NULL WHERE job_id = ?",
+            (due_after_retry(job.next_retry_at, rerun, now), json.dumps(merge_reasons(job.reasons, rerun_reasons)),
+             RERUN_NONE, job.job_id))
+        schedule.set_status(conn, job.job_id, STATUS_READY)
 
     def _enqueue_if_changed(self, conn: sqlite3.Connection, scene_id: int, state_hash: str, reason: str,
                             now: float, listed: Mapping[str, Any] | None = None) -> bool:

@@ -4,7 +4,7 @@ Standard library only: the hook fast path creates the schema when it is the firs
 new database. persist-queue creates its own table (``ack_queue_jobs``) when ``JobQueue``
 opens it; we never change that table's shape, only read and write its rows in its format.
 
-Tables (version 6):
+Tables (version 8):
 
 * ``meta(key, value)``: ``schema_version``.
 * ``inbox``: events appended by hooks, drained by ``JobQueue.ingest``.
@@ -30,6 +30,9 @@ Tables (version 6):
   id), what they should show and what we last wrote to them (``sync_queue.collections``).
 * v7: ``collections.past``, the names a collection of ours had before its renames, so an
   item or a collection left under one of them is still known as ours.
+* v8: ``schedule.started_at``, set when the processor starts an in-flight job's attempt (NULL
+  while a taken batch's job waits its turn), so a processor killed mid-batch charges an
+  attempt only to the jobs it had started. Jobs in flight at the upgrade count as started.
 
 A migration is a function of a connection inside a write transaction; ``migrate`` runs the
 missing ones in order and bumps ``schema_version`` in the same transaction, so a crash leaves
@@ -165,9 +168,15 @@ def _v7_collection_past_names(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE collections ADD COLUMN past TEXT NOT NULL DEFAULT '[]'")
 
 
+def _v8_started(conn: sqlite3.Connection) -> None:
+    if "started_at" not in {row[1] for row in conn.execute("PRAGMA table_info(schedule)")}:
+        conn.execute("ALTER TABLE schedule ADD COLUMN started_at REAL")  # a stepped-back test database has it
+    conn.execute("UPDATE schedule SET started_at = taken_at WHERE taken_at IS NOT NULL")
+
+
 #: Ordered: MIGRATIONS[i] takes the database from version i to version i + 1.
 MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters, _v3_ready_index, _v4_ledger_by_item, _v5_watch_history,
-                                  _v6_collections, _v7_collection_past_names)
+                                  _v6_collections, _v7_collection_past_names, _v8_started)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

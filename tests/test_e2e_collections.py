@@ -23,6 +23,7 @@ from emulators.stage import Stage, stage
 from emulators.stash_library import png_bytes
 from sync_queue.jobs import JobQueue
 from tests.secret_audit import AUDIT
+from worker.core import BATCH_SIZE
 
 COLLECTION_PATHS = re.compile(r"/library/(collections|metadata/\d+/(posters|prefs)).*")
 
@@ -153,6 +154,56 @@ def test_a_scene_leaving_its_group_leaves_the_collection_and_our_empty_collectio
         assert st.plex.collection_by_title("Series 2") is None
         assert ("group", "2") not in {(r.kind, r.source_id) for r in owned(st)}
         assert st.plex.collection_by_title("Series 1") is not None
+
+
+def test_a_rename_in_the_next_batch_waits_for_the_edits_still_in_flight_under_the_old_name(
+        tmp_path: Path) -> None:
+    """The drain reads a batch while the last one's writes are in flight. A group renamed in
+    Stash between the two reads: the second batch's first sync renames the collection, and
+    must not do so before the first batch's last edit, held in flight here and still naming
+    the old title, has landed (it would make a second "Series 1" for its item)."""
+    with group_stage(tmp_path, n=2 * (BATCH_SIZE + 1), groups=1) as st:
+        lib = st.library
+        first, *joiners = members_in_order(st, 1)  # BATCH_SIZE scenes join after the first sync
+        places = {sid: lib.scenes[sid].groups for sid in joiners}
+        for sid in joiners:
+            lib.scenes[sid].groups = []
+        lib.revision += 1
+        run(st, "all")
+        for sid in joiners:
+            lib.update_scene(sid, groups=places[sid], now=time.time() + 5)
+        queue = JobQueue(st.data_dir)
+        try:
+            for sid in [*joiners, first]:  # one batch of joiners, then the first member alone
+                queue.enqueue(sid, "test", time.time())
+        finally:
+            queue.close(compact=False)
+        held = str(st.plex_item(joiners[-1]).rating_key)  # the first batch's last edit
+        reads: list[str] = []
+
+        def rename_before_the_second_batch_read(record: Any, phase: str) -> bool:
+            if phase == "before" and record.operation_name == "S2PScenesById":
+                reads.append(record.operation_name)
+                if len(reads) == 2:
+                    lib.update_group(1, name="Series One", now=time.time() + 10)
+            return False
+
+        def renamed_in_plex() -> bool:
+            with st.plex.lock:
+                return any(r.method == "PUT" and r.query.get("type") == "18" and "title.value" in r.query
+                           for r in st.plex.requests)
+
+        st.stash.faults.intercept = rename_before_the_second_batch_read
+        with st.plex.faults.holding(when=lambda: not renamed_in_plex(), ceiling=5.0,
+                                    which=lambda method, _path, query: method == "PUT" and query.get("id") == held
+                                    and query.get("type") == "1"):
+            run(st, "process_queue")
+        st.stash.faults.intercept = None
+        assert len(reads) == 2 and renamed_in_plex()
+        assert st.plex.collection_by_title("Series 1") is None
+        groups = {sid: [t for t in st.plex_item(sid).tag_names("collection") if t.startswith("Series")]
+                  for sid in [first, *joiners]}
+        assert groups == {sid: ["Series One"] for sid in [first, *joiners]}
 
 
 # --- group hooks ------------------------------------------------------------------------------------

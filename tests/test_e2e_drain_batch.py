@@ -18,6 +18,7 @@ import pytest
 
 from emulators.plex_library import EditError
 from emulators.stage import stage
+from sync_queue.jobs import JobQueue
 from tests.e2e_worker_support import (
     QUIET,
     audited,
@@ -28,6 +29,8 @@ from tests.e2e_worker_support import (
     summary_of,
     synced,
 )
+from worker.core import AHEAD, WRITERS
+from worker.handover import processor
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
@@ -64,6 +67,54 @@ def test_a_kill_between_a_batchs_reads_and_its_acknowledgements_brings_each_job_
         assert [sid for sid in ids if mismatches(st, sid)] == []
         c = counts(st)
         assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger) == (0, 0, 0, 0, len(ids))
+
+
+def test_a_kill_mid_batch_charges_an_attempt_only_to_the_jobs_it_had_started(tmp_path: Path) -> None:
+    """Killed while every writer waits on Plex: the jobs whose writes were in flight (and the
+    few started behind them) come back once, charged the interrupted attempt; the rest of the
+    batch, never started, comes back as it was taken. Repeated kills would otherwise push a
+    whole batch onto the dead-letter list."""
+    n = 3 * (WRITERS + AHEAD)
+    with stage(n, seed=185, work_dir=tmp_path, settings=QUIET, on_result=audited("kill mid-batch, started")) as st:
+        ids = st.library.sorted_ids()
+        scene_of = {str(st.plex_item(sid).rating_key): sid for sid in ids}
+        with queue_of(st) as queue:
+            for sid in ids:
+                queue.enqueue(sid, "test", time.time())
+        arrived: set[int] = set()
+
+        def item_edit(method: str, _path: str, query: dict[str, str]) -> bool:
+            if method == "PUT" and query.get("type") == "1":
+                arrived.add(scene_of[query["id"]])
+                return True
+            return False
+
+        with st.plex.faults.holding(which=item_edit), ThreadPoolExecutor(max_workers=1) as pool:
+            run = pool.submit(st.task, "process_queue")
+            st.wait_until(lambda: len(arrived) >= WRITERS)  # every writer waits on Plex
+            for pid in st.run_pids():
+                os.kill(pid, signal.SIGKILL)
+            assert run.result().returncode == -signal.SIGKILL
+        in_flight = set(arrived)
+
+        with processor(st.data_dir):
+            queue = JobQueue(st.data_dir)
+            try:
+                assert queue.recover_abandoned(time.time()) == n  # each job back, once
+                jobs = {sid: queue.report.job_for_scene(sid) for sid in ids}
+            finally:
+                queue.close(compact=False)
+        charged = {sid for sid, job in jobs.items() if job is not None and job.attempts}
+        assert in_flight <= charged <= set(ids)
+        assert len(charged) <= WRITERS + AHEAD, sorted(charged)  # started: in flight, or next in line
+        assert all(jobs[sid] is not None and jobs[sid].last_error_class is None for sid in set(ids) - charged)
+
+        summary = summary_of(st.task("process_queue"))
+        # An edit held at the kill landed once Plex answered it; its job, done again, finds it.
+        assert (summary["synced"], summary["unchanged"]) == (n - len(in_flight), len(in_flight))
+        assert [sid for sid in ids if mismatches(st, sid)] == []
+        c = counts(st)
+        assert (c.due, c.deferred, c.in_flight, c.dlq, c.ledger) == (0, 0, 0, 0, n)
 
 
 def test_sync_all_reads_no_scene_twice_yet_a_save_after_its_listing_wins(tmp_path: Path) -> None:

@@ -132,6 +132,27 @@ def test_a_rename_resyncs_every_scene_that_shows_it_and_no_other(tmp_path: Path,
         assert_only_written(st, affected)
 
 
+def test_the_drain_after_a_rename_reads_none_of_the_scenes_its_listing_read(tmp_path: Path) -> None:
+    """The fan-out lists the renamed performer's scenes from Stash; their jobs carry them as
+    listed, so the drain checks they are current (one small request per batch) and reads none
+    of them again."""
+    with synced_stage(tmp_path, 40, seed=71) as st:
+        lib = st.library
+        entity = busiest(lib.scene_counts("performer"))
+        affected = {sid for sid, s in lib.scenes.items() if entity in s.performer_ids}
+        lib.performers[entity].name = "Renamed performer"
+        lib.revision += 1
+        st.stash.reset_log()
+
+        fire(st, "Performer.Update.Post", entity)
+        process(st)
+
+        assert all("Renamed performer" in actors(st, sid) for sid in affected)
+        full_reads = [r.variables for r in list(st.stash.requests)
+                      if r.operation_name in ("S2PScenesById", "S2PFindScene")]
+        assert full_reads == [] and st.stash.count("S2PSceneStamps") >= 1
+
+
 # --- deletes and merges ----------------------------------------------------------------------
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from base.errors import StashUnavailable
+from base.errors import PlexUnavailable, StashUnavailable
 from base.protocol import StashLog
 from base.settings import load_settings
 from emulators.plex_server import PlexEmulator
@@ -157,3 +158,35 @@ def test_with_a_stash_login_no_credential_goes_to_plex(plex: PlexEmulator, tmp_p
         assert not any("k-secret-1234" in v for r in plex.requests for v in r.query.values())
         with pytest.raises(OSError):  # urllib's HTTPError: Stash answers 401 to Plex
             plex.fetch_url(thumb)
+
+
+def test_a_scenes_two_uploads_go_out_together_and_count_as_its_requests(stash: StashEmulator, plex: PlexEmulator,
+                                                                        tmp_path: Path) -> None:
+    """The drain lends a thread (`alongside`): the art goes beside the poster, and the sync
+    still counts every request it caused, from both threads."""
+    key = plex.add_item("/media/stash/a/one.mp4")
+    c = client(stash)
+    scene = c.find_scene(1)
+    sync = plex_sync(plex, c, tmp_path)
+    plex.reset_log()
+    with ThreadPoolExecutor(1) as beside:
+        sync.alongside = beside.submit
+        out = sync.sync(scene, None, now=1000.0)
+    assert out.images_uploaded == ("poster", "art") and out.requests == plex.count()
+    assert plex.item(key).poster.data == COVER and plex.item(key).art.data == COVER
+
+
+def test_an_upload_that_fails_beside_the_other_fails_the_sync_once_both_are_answered(
+        stash: StashEmulator, plex: PlexEmulator, tmp_path: Path) -> None:
+    plex.add_item("/media/stash/a/one.mp4")
+    c = client(stash)
+    scene = c.find_scene(1)
+    sync = plex_sync(plex, c, tmp_path)
+    plex.faults.down_after(1, "POST")  # the first upload lands, Plex goes away under the second
+    try:
+        with ThreadPoolExecutor(1) as beside, pytest.raises(PlexUnavailable):
+            sync.alongside = beside.submit
+            sync.sync(scene, None, now=1000.0)
+        assert plex.count("POST") == 1
+    finally:
+        plex.faults.down = False

@@ -306,6 +306,20 @@ def test_recovered_job_counts_the_attempt_and_folds_in_rerun_reasons(q: JobQueue
     assert (job.reasons, job.attempts, job.last_error_class) == (("a", "b"), 1, ABANDONED)
 
 
+def test_a_batch_taken_unstarted_charges_a_crash_only_to_the_jobs_started(q: JobQueue) -> None:
+    for scene in (1, 2, 3):
+        q.enqueue(scene, "a", T0)
+    first, second, third = q.take_due_many(T0, 3, started=False)
+    q.start(first, T0)
+    q.enqueue(3, "b", T0)  # a save while its job waits its turn
+    assert q.recover_abandoned(T0 + 1, max_attempts=1) == 2  # the first is dead-lettered
+    assert [(d.scene_id, d.error_class) for d in q.dlq.list_all()] == [(1, ABANDONED)]
+    back = {sid: q.report.job_for_scene(sid) for sid in (2, 3)}
+    assert {sid: (job.attempts, job.last_error_class, job.reasons) for sid, job in back.items() if job} == {
+        2: (0, None, ("a",)), 3: (0, None, ("a", "b"))}
+    assert drain(q, T0 + 1) == [2, 3]
+
+
 def test_a_job_that_keeps_killing_the_processor_is_dead_lettered(q: JobQueue) -> None:
     q.enqueue(1, "a", T0)
     for _ in range(2):

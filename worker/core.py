@@ -19,8 +19,9 @@ What the drain waits on, and nothing else (no fixed sleep between jobs):
 The batch: jobs are taken `BATCH_SIZE` at a time (`JobQueue.take_due_many`), their scenes
 and Plex items read together (`read_batch`), and each job is then started, written and
 acknowledged on its own, exactly as one job alone would be. Threads only at the I/O edge:
-a job's write half (`PlexSync.write`: downloads, edit, uploads) runs on a pool of
-`WRITERS`; deciding and every database write stay on the drain's thread.
+a job's image downloads (`PlexSync.fetch`) run on `FETCHERS` threads, its write to Plex
+(`PlexSync.write`: edit, uploads) on a pool of `WRITERS`; deciding and every database write
+stay on the drain's thread.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from worker.summary import DrainSummary
 from worker.sync_ledger import ITEM_CLAIMED, previous_sync, record_sync
 
 if TYPE_CHECKING:
+    from plex.images import ImageStep
     from plex.sync import PlexBatch, PreparedSync
 
 #: Inbox events (hooks that arrived during the drain) are folded in this often, in seconds.
@@ -83,11 +85,20 @@ INGEST_EVERY = 2.0
 BATCH_SIZE = 50
 #: Least progress (a fraction of the drain) worth a line to Stash.
 PROGRESS_STEP = 0.002
-#: Writes (image downloads, the edit, the uploads) in flight at once on the drain's pool;
-#: with the drain's own thread, at most one more request is in flight to either server. No
-#: more than the breaker's threshold (`BreakerConfig.threshold`): when Plex goes away, the
-#: writes in flight fail together, and that must not be more than it takes to open it.
+#: Writes (the edit, the uploads) in flight at once on the drain's pool. No more than the
+#: breaker's threshold (`BreakerConfig.threshold`): when Plex goes away, the writes in flight
+#: fail together, and that must not be more than it takes to open it.
 WRITERS = 3
+#: Requests the writes may send beside their own, all writers together (a scene's second image
+#: upload goes out with its first): at most four requests to Plex from the pool, one more
+#: from the drain's own thread (a batch's comma read, a collection's flush).
+BESIDE = 1
+#: Jobs started ahead of a free writer: their images download from Stash while the writes
+#: before them go out, so a writer finds them ready instead of waiting for Stash.
+AHEAD = WRITERS
+#: Image downloads from Stash at once, ahead of the writes; with the drain's own reads, at
+#: most one more request is in flight to Stash.
+FETCHERS = 2
 
 
 class SceneSource(Protocol):
@@ -96,11 +107,14 @@ class SceneSource(Protocol):
 
 
 class PlexTarget(Protocol):
+    alongside: Callable[[Callable[[], int]], Future[int]] | None
+
     def read_batch(self, scenes: Sequence[Scene], ledgers: Sequence[LedgerEntry | None], now: float,
                    ) -> PlexBatch: ...
     def prepare(self, scene: Scene, ledger: LedgerEntry | None, now: float,
                 batch: PlexBatch | None = None) -> PreparedSync: ...
-    def write(self, prepared: PreparedSync) -> SyncOutcome: ...
+    def fetch(self, prepared: PreparedSync) -> Sequence[ImageStep]: ...
+    def write(self, prepared: PreparedSync, images: Sequence[ImageStep] | None = None) -> SyncOutcome: ...
     def hold(self, seconds: float) -> None: ...
     def probe(self) -> None: ...
 
@@ -228,6 +242,8 @@ class Started:
     job: Job
     scene: Scene
     write: Future[SyncOutcome]
+    batch: Batch | None = None  # the batch it was read in
+    key: str = ""  # the Plex item it writes
 
 
 def begin(job: Job, batch: Batch, svc: Services, now: float) -> PreparedSync | Decision:
@@ -373,9 +389,10 @@ def drain(
 
     Jobs are taken `BATCH_SIZE` at a time and read together (`read_batch`); each is then
     started, written and acknowledged on its own, in the order taken. Up to `WRITERS` writes
-    run on a pool while this thread starts the next jobs and reads the next batch. A job of
-    the batch that this drain does not start (the breaker refused, a decision stopped the
-    drain, another processor asked to take over) goes back untouched.
+    run on a pool, `AHEAD` more wait for a writer while their images download, and this
+    thread starts the next jobs and reads the next batch meanwhile. A job of the batch that
+    this drain does not start (the breaker refused, a decision stopped the drain, another
+    processor asked to take over) goes back untouched.
     """
     result = DrainResult(DrainSummary())
     open_batch = getattr(svc.plex, "open_batch", None)
@@ -388,11 +405,17 @@ def drain(
         svc.admit(clock())  # when the breaker's own probe is due, this is it (a failure reopens it for longer)
         if not _probe(svc, result, clock()):
             return result
-    with ThreadPoolExecutor(WRITERS, thread_name_prefix="stash2plex-write") as pool:
-        run = _Drain(svc, clock, result, pool, progress, should_yield, max_jobs)
+    with ThreadPoolExecutor(WRITERS, thread_name_prefix="stash2plex-write") as pool, \
+            ThreadPoolExecutor(BESIDE, thread_name_prefix="stash2plex-beside") as beside, \
+            ThreadPoolExecutor(FETCHERS, thread_name_prefix="stash2plex-fetch") as fetcher:
+        run = _Drain(svc, clock, result, pool, fetcher, progress, should_yield, max_jobs)
         if collections is not None:
             collections.before_rename = run.land_writes
-        run.run()
+        svc.plex.alongside = beside.submit
+        try:
+            run.run()
+        finally:
+            svc.plex.alongside = None
     if not result.summary.stopped and not result.yielded:
         flush_collections(svc, result, clock())
     return result
@@ -406,27 +429,37 @@ class _Skipped(Exception):
 class _Drain:
     """One drain's loop state: the jobs taken and not yet started, the writes in flight.
 
-    While every write succeeds, up to `WRITERS` run at once. The first that fails stops the
-    pool from starting more (`trouble`): the drain judges every write in flight before it
-    starts another job, a write the pool skipped goes back to wait, untouched, and jobs go
-    one at a time (`single`) until one succeeds. So the breaker, a Retry-After and a stop
-    see each failure before the next job begins, as they would one job at a time: an outage
-    costs the writes that were in flight, then one job per failure up to the breaker's
-    threshold, never a stream of them.
+    While every write succeeds, up to `WRITERS` run at once, `AHEAD` more wait for a writer
+    while their images download. The first that fails stops the pool from starting more
+    (`trouble`): the drain judges every write in flight before it starts another job, a
+    write the pool skipped goes back to the queue untouched, and jobs go one at a time
+    (`single`) until one succeeds. So the breaker, a Retry-After and a stop see each failure
+    before the next job begins, as they would one job at a time: an outage costs the writes
+    that were in flight, then one job per failure up to the breaker's threshold, never a
+    stream of them.
+
+    The next batch is read while the last one's writes are still in flight, and its jobs
+    start as writers come free. A sync that renames a collection of ours in place
+    (`PlexSync.prepare`) first lets every write in flight land (`land_writes`): an edit on
+    its way with the old name would make a second collection under it. An item one of those
+    writes changed after a batch read it is read again by its own sync. A skipped write's
+    job is read again with a later batch: its scene as read may be older than a rename a
+    later batch already made.
     """
 
     svc: Services
     clock: Callable[[], float]
     result: DrainResult
     pool: ThreadPoolExecutor
+    fetcher: ThreadPoolExecutor
     progress: Callable[[float], None] | None
     should_yield: Callable[[], bool]
     max_jobs: int | None
-    waiting: deque[Job] = field(default_factory=deque)
+    waiting: deque[tuple[Job, Batch]] = field(default_factory=deque)  # taken, not started
     writing: deque[Started] = field(default_factory=deque)
     trouble: threading.Event = field(default_factory=threading.Event)
     single: bool = False
-    batch: Batch | None = None
+    batch: Batch | None = None  # the batch read last
     stopped: bool = False
     total: int = 0
     taken: int = 0
@@ -447,38 +480,42 @@ class _Drain:
                         break
                     self._settle()  # what it decides may make more jobs due (a rerun)
                     continue
+                if len(self.writing) >= (1 if self.single else WRITERS + AHEAD):
+                    self._finish(self.writing.popleft())  # the next job waits for a place
+                    continue
                 if not self._may_start():
                     break
-                self._start(self.waiting.popleft())
-                while len(self.writing) > (0 if self.single else WRITERS) and not self.trouble.is_set():
-                    self._finish(self.writing.popleft())
+                self._start(*self.waiting.popleft())
         finally:
             self._settle()  # a write already sent is always judged and acknowledged
             if self.waiting:
-                svc.queue.release(list(self.waiting), self.clock())
+                svc.queue.release([job for job, _batch in self.waiting], self.clock())
                 self.waiting.clear()
 
-    def _start(self, job: Job) -> None:
-        assert self.batch is not None  # every waiting job belongs to the batch last read
+    def _start(self, job: Job, batch: Batch) -> None:
         now = self.clock()
-        begun = begin(job, self.batch, self.svc, now)
+        self.svc.queue.start(job, now)  # from here a crash charges the job an attempt
+        begun = begin(job, batch, self.svc, now)
         if isinstance(begun, (Complete, RetryAt, GiveUp, StopDrain)):
             self._decided(job, begun, now)
-        else:
-            self.writing.append(Started(job, self.batch.scene(job.scene_id), self.pool.submit(self._write, begun)))
+            return
+        images = self.fetcher.submit(self.svc.plex.fetch, begun)
+        write = self.pool.submit(self._write, begun, images)
+        self.writing.append(Started(job, batch.scene(job.scene_id), write, batch, begun.state.rating_key))
 
-    def _write(self, prepared: PreparedSync) -> SyncOutcome:
+    def _write(self, prepared: PreparedSync, images: Future[Sequence[ImageStep]]) -> SyncOutcome:
         """On a pool thread: the job's write, unless a write before it failed."""
         if self.trouble.is_set():
+            images.cancel()
             raise _Skipped
         try:
-            return self.svc.plex.write(prepared)
+            return self.svc.plex.write(prepared, images.result())
         except Exception:
             self.trouble.set()
             raise
 
     def _settle(self) -> None:
-        """Judge every write in flight, in the order started; skipped ones wait again, first."""
+        """Judge every write in flight, in the order started; skipped ones go back untouched."""
         skipped: list[Job] = []
         while self.writing:
             started = self.writing.popleft()
@@ -486,7 +523,8 @@ class _Drain:
                 skipped.append(started.job)
             else:
                 self._finish(started)
-        self.waiting.extendleft(reversed(skipped))
+        if skipped:
+            self.svc.queue.release(skipped, self.clock())
         self.trouble.clear()
 
     def land_writes(self) -> None:
@@ -495,17 +533,18 @@ class _Drain:
         wait([started.write for started in self.writing])
 
     def _take(self) -> bool:
-        """The next batch, read; False when nothing is due (or `max_jobs` are taken)."""
+        """The next batch, read; False when nothing is due (or `max_jobs` are taken). Read
+        while the last batch's writes are in flight: reads only (see the class)."""
         if self.max_jobs is not None and self.taken >= self.max_jobs or not self._may_start():
             return False
         now = self.clock()
         limit = BATCH_SIZE if self.max_jobs is None else min(BATCH_SIZE, self.max_jobs - self.taken)
-        jobs = self.svc.queue.take_due_many(now, limit)
+        jobs = self.svc.queue.take_due_many(now, limit, started=False)
         if not jobs:
             return False
         self.taken += len(jobs)
         self.batch = read_batch(jobs, self.svc, now)
-        self.waiting.extend(jobs)
+        self.waiting.extend((job, self.batch) for job in jobs)
         return True
 
     def _may_start(self) -> bool:
@@ -530,6 +569,9 @@ class _Drain:
 
     def _finish(self, started: Started) -> None:
         now = self.clock()
+        later = self.batch
+        if later is not None and later is not started.batch and later.plex is not None:
+            later.plex.items.pop(started.key, None)  # read before this write landed
         decision = finish(started, self.svc, now)
         self.single = not isinstance(decision, Complete)
         self._decided(started.job, decision, now)
