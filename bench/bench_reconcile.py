@@ -1,6 +1,6 @@
 """Reconcile of a 100,000-scene library, printed as a table (Sync All: bench_sync_all.py).
 
-    .venv/bin/python bench/bench_reconcile.py [--reconcile-scenes N] [--gaps N]
+    .venv/bin/python bench/bench_reconcile.py [--reconcile-scenes N] [--gaps N] [--profile DIR]
 
 The task runs through the Stash host exactly as Stash runs them (the plugin is a
 subprocess reading stdin and writing Stash's log protocol), against the emulated Stash and
@@ -8,7 +8,9 @@ Plex served from this process. Peak memory is the plugin process's peak resident
 (VmHWM, sampled from /proc while it runs), so the emulators' own memory is not counted;
 "plugin CPU s" is that process's user + system time (`getrusage(RUSAGE_CHILDREN)` deltas),
 which a busy machine inflates less than the wall time (the emulators share this process's
-CPU with each other, not with the plugin). Request counts are from the emulators' logs.
+CPU with each other, not with the plugin); "emulator CPU s" is this process's own (both
+emulators answering the plugin), less the memory sampler's. Request counts are from the emulators' logs. `--profile DIR`
+runs the plugin under cProfile, one `plugin-<pid>.prof` per run in DIR (it slows the plugin).
 
 Reconcile rows: an unchanged library (every scene synced, Plex showing what we wrote), and
 the same library with `--gaps` scenes of each gap type made beforehand (their drain is part
@@ -21,6 +23,7 @@ would take most of the run.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import sys
 import tempfile
@@ -33,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from base.protocol import StashLog
 from base.settings import load_settings
 from bench.figures import Figure, emit
-from bench.measure import PeakSampler, child_cpu_s, table
+from bench.measure import PeakSampler, child_cpu_s, own_cpu_s, profiling_python, table
 from emulators.stage import Stage, stage
 from emulators.stash_library import generate_library
 from plex.desired import desired_state
@@ -112,26 +115,32 @@ def make_gaps(st: Stage, per_type: int) -> None:
 def run_task(st: Stage, mode: str) -> dict[str, Any]:
     st.plex.reset_log()
     st.stash.reset_log()
-    cpu = child_cpu_s()
+    cpu, served = child_cpu_s(), own_cpu_s()
     with PeakSampler() as peak:
         result = st.task(mode)
-    cpu = child_cpu_s() - cpu
+    cpu, served = child_cpu_s() - cpu, own_cpu_s() - served - peak.cpu_s
     if result.error is not None or not isinstance(result.output, dict):
         raise SystemExit(f"{mode} failed: {result.error}\n{result.stderr[-3000:]}")
-    return {"wall": result.wall_time, "cpu": cpu, "peak": peak.peak_mib, "stash": st.stash.count(),
+    return {"wall": result.wall_time, "cpu": cpu, "served": served, "peak": peak.peak_mib, "stash": st.stash.count(),
             "plex": st.plex.count(), "plex_get": st.plex.count("GET"),
             "plex_item_reads": st.plex.count("GET", "/library/metadata"),
             "plex_writes": st.plex.count("PUT") + st.plex.count("POST"), "out": result.output}
 
 
-def bench_reconcile(n: int, per_type: int) -> list[list[str]]:
+def bench_reconcile(n: int, per_type: int, profile: Path | None = None) -> list[list[str]]:
     rows = []
     t0 = time.time()
     library = generate_library(n, seed=100)
     with stage(library=library, settings={**QUIET, "lock_synced_fields": False},
-               work_dir=Path(tempfile.mkdtemp(prefix="s2p-bench-rec-"))) as st:
+               work_dir=Path(tempfile.mkdtemp(prefix="s2p-bench-rec-")),
+               python=profiling_python(profile, sys.executable) if profile else sys.executable) as st:
         synced = presync(st)
         print(f"(set-up: {n} scenes generated, {synced} pre-synced in {time.time() - t0:.0f} s)", file=sys.stderr)
+        # The emulators' model of the library is built now and lives to the end: kept out of
+        # the collector's full passes, which otherwise walk it again and again while the
+        # emulators answer, on the cores the plugin runs on.
+        gc.collect()
+        gc.freeze()
         first = run_task(st, "reconcile_all")
         gaps = first["out"]["gaps"]
         if any(gaps.values()):
@@ -152,24 +161,25 @@ def bench_reconcile(n: int, per_type: int) -> list[list[str]]:
 def _row(name: str, r: dict[str, Any]) -> list[str]:
     out = r["out"]
     gaps = " ".join(f"{k}={v}" for k, v in out["gaps"].items() if v) or "none"
-    return [name, f"{r['wall']:.1f}", f"{r['cpu']:.1f}", f"{r['peak']:.0f}", str(r["stash"]),
+    return [name, f"{r['wall']:.1f}", f"{r['cpu']:.1f}", f"{r['served']:.1f}", f"{r['peak']:.0f}", str(r["stash"]),
             f"{r['plex']} ({r['plex_item_reads']} item reads, {r['plex_writes']} writes)",
             f"{gaps}; queued {out['queued']}, synced {out['summary']['synced']}"]
 
 
 def _figure(r: dict[str, Any]) -> str:
-    return (f"{r['wall']:.0f} s, {r['peak']:.0f} MiB, {r['stash']:,} Stash and {r['plex']:,} Plex requests, "
-            f"{r['plex_writes']:,} writes")
+    return (f"{r['wall']:.0f} s (plugin {r['cpu']:.0f} s CPU, emulators {r['served']:.0f} s), {r['peak']:.0f} MiB, "
+            f"{r['stash']:,} Stash and {r['plex']:,} Plex requests, {r['plex_writes']:,} writes")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reconcile-scenes", type=int, default=100_000)
     parser.add_argument("--gaps", type=int, default=100, help="scenes per gap type in the second reconcile row")
+    parser.add_argument("--profile", type=Path, help="run the plugin under cProfile, its profiles in this folder")
     args = parser.parse_args()
     print("Through the Stash host (plugin as a subprocess), emulators in this process.\n", flush=True)
-    rec = bench_reconcile(args.reconcile_scenes, args.gaps)
-    print(table(["run", "wall s", "plugin CPU s", "peak MiB", "Stash requests", "Plex requests", "result"], rec))
+    rec = bench_reconcile(args.reconcile_scenes, args.gaps, args.profile)
+    print(table(["run", "wall s", "plugin CPU s", "emulator CPU s", "peak MiB", "Stash requests", "Plex requests", "result"], rec))
 
 
 if __name__ == "__main__":

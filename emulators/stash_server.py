@@ -25,7 +25,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,15 +34,25 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from graphql import (
+    DocumentNode,
     ExecutionContext,
+    FieldNode,
+    GraphQLEnumType,
     GraphQLError,
+    GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLResolveInfo,
+    GraphQLScalarType,
     GraphQLSchema,
+    OperationType,
+    Undefined,
     build_schema,
+    default_field_resolver,
     execute,
     parse,
     validate,
 )
+from graphql.execution.execute import get_field_def
 
 from emulators import stash_edits, stash_plays
 from emulators.listen import listen
@@ -57,6 +67,8 @@ _GROUP_IMAGE_ROUTE = re.compile(r"^/group/(\d+)/(frontimage|backimage)$")
 _GROUP_HOOKS = {"create": ("Group.Create.Post", "Movie.Create.Post"),
                 "update": ("Group.Update.Post", "Movie.Update.Post"),
                 "destroy": ("Group.Destroy.Post", "Movie.Destroy.Post")}
+#: Distinct documents kept parsed and validated (gqlgen's query cache holds 1,000).
+QUERY_CACHE = 1000
 _NAMED_OPERATION = re.compile(r"\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
 
@@ -382,7 +394,7 @@ class StashFaults:
     def __init__(self, server: StashEmulator) -> None:
         self._server = server
         self.latency = 0.0
-        self._fail: list[str] = []
+        self._fail: list[str | None] = []  # None: that operation is answered
         self._http_500 = 0
         self._lock = threading.Lock()
         #: Called with (request, "before"|"after") around each GraphQL run; True from "before"
@@ -402,10 +414,11 @@ class StashFaults:
         elif self._server._httpd is None:
             self._server._start(self._server.port)
 
-    def fail_next(self, n: int = 1, message: str = "database is locked") -> None:
-        """The next `n` GraphQL operations fail in their resolvers (HTTP 200, errors, data null)."""
+    def fail_next(self, n: int = 1, message: str = "database is locked", after: int = 0) -> None:
+        """The next `n` GraphQL operations fail in their resolvers (HTTP 200, errors, data null),
+        once `after` more have been answered."""
         with self._lock:
-            self._fail.extend([message] * n)
+            self._fail.extend([None] * after + [message] * n)
 
     def http_500_next(self, n: int = 1) -> None:
         with self._lock:
@@ -466,6 +479,7 @@ class StashEmulator:
         #: request entirely or not at all, as Stash's readers see only committed writes.
         self.write_lock = threading.RLock()
         self.schema = load_schema()
+        self._documents: dict[str, tuple[DocumentNode, list[GraphQLError]]] = {}
         _Resolvers(self).wire(self.schema)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -587,6 +601,21 @@ class StashEmulator:
 
     # --- GraphQL ---
 
+    def _checked(self, query: str) -> tuple[DocumentNode, list[GraphQLError]]:
+        """The document and what validation found in it, worked out once per distinct text
+        (as Stash's GraphQL server keeps its last documents): a whole-library listing sends
+        one document hundreds of times. A document that does not parse raises each time."""
+        with self._lock:
+            known = self._documents.get(query)
+        if known is None:
+            document = parse(query)
+            known = (document, validate(self.schema, document))
+            with self._lock:
+                if len(self._documents) >= QUERY_CACHE:
+                    del self._documents[next(iter(self._documents))]
+                self._documents[query] = known
+        return known
+
     def run_graphql(self, body: dict[str, Any], base: str) -> tuple[int, dict[str, Any]]:
         """Execute one request body; returns the HTTP status and the JSON answer."""
         query = body.get("query")
@@ -595,10 +624,9 @@ class StashEmulator:
         if not isinstance(query, str) or not query.strip():
             return 422, _errors([GraphQLError("no operation provided")], "GRAPHQL_PARSE_FAILED")
         try:
-            document = parse(query)
+            document, problems = self._checked(query)
         except GraphQLError as exc:
             return 422, _errors([exc], "GRAPHQL_PARSE_FAILED")
-        problems = validate(self.schema, document)
         if problems:
             return 422, _errors(problems, "GRAPHQL_VALIDATION_FAILED")
         context = {"base": base}
@@ -609,12 +637,89 @@ class StashEmulator:
         middleware = [_failing_roots(failure)] if failure else None
         with self.write_lock:
             result = execute(self.schema, document, context_value=context, variable_values=variables,
-                             operation_name=operation, middleware=middleware)
+                             operation_name=operation, middleware=middleware, execution_context_class=_Execution)
         answer: dict[str, Any] = {}
         if result.errors:
             answer["errors"] = [e.formatted for e in result.errors]
         answer["data"] = result.data
         return 200, answer
+
+
+class _Execution(ExecutionContext):
+    """graphql-core's execution, with each object of a query completed once per request.
+
+    A page of scenes shows the same studios (and their parents), performers, tags and groups
+    over and over, and completing them field by field each time was most of this emulator's
+    CPU in a whole-library listing, time a benchmark would charge to the plugin's wall clock.
+    The answer is the same: the library is locked for the request, and no resolver depends on
+    where an object sits. A completion that added an error is not reused (the error names its
+    own path), and a mutation completes everything afresh, since it may change an object
+    between two of its fields. No resolver here is async, so nothing is checked for it.
+    """
+
+    is_awaitable = staticmethod(lambda value: False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reuse = self.operation.operation is OperationType.QUERY
+        #: (type, object id, selection node ids) -> (the object, kept alive so its id stays
+        #: its own, and its completed value)
+        self._completed: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        #: (type, field node id) -> (field name, the scalar's serialize, nullable) of a plain
+        #: leaf, or None
+        self._leaves: dict[tuple[str, int], tuple[str, Callable[[Any], Any], bool] | None] = {}
+
+    def execute_field(self, parent_type: GraphQLObjectType, source: Any, field_nodes: list[FieldNode],
+                      path: Any) -> Any:
+        """A plain leaf (a scalar read off its parent by the default resolver, no arguments)
+        is answered directly, as graphql-core would: the value itself, serialized. Anything
+        else, and any such value that graphql-core would report an error for, takes the
+        whole way."""
+        key = (parent_type.name, id(field_nodes[0]))
+        leaf = self._leaves[key] if key in self._leaves else self._leaves.setdefault(
+            key, self._plain_leaf(parent_type, field_nodes[0]))
+        if leaf is not None:
+            name, serialize, nullable = leaf
+            value = source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
+            if value is None and nullable:
+                return None
+            if value is not None and not callable(value):
+                try:
+                    out = serialize(value)
+                except Exception:
+                    out = None
+                if out is not None and out is not Undefined:
+                    return out
+        return super().execute_field(parent_type, source, field_nodes, path)
+
+    def _plain_leaf(self, parent_type: GraphQLObjectType,
+                    node: FieldNode) -> tuple[str, Callable[[Any], Any], bool] | None:
+        field = get_field_def(self.schema, parent_type, node)
+        if (field is None or field.resolve is not None or field.args or self.middleware_manager is not None
+                or self.field_resolver is not default_field_resolver):
+            return None
+        kind = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+        if not isinstance(kind, (GraphQLScalarType, GraphQLEnumType)):
+            return None
+        return node.name.value, kind.serialize, not isinstance(field.type, GraphQLNonNull)
+
+    def complete_object_value(self, return_type: GraphQLObjectType, field_nodes: list[FieldNode],
+                              info: GraphQLResolveInfo, path: Any, result: Any) -> Any:
+        if not self._reuse:
+            return super().complete_object_value(return_type, field_nodes, info, path, result)
+        key = (return_type.name, id(result), *map(id, field_nodes))
+        done = self._completed.get(key)
+        if done is not None:
+            return done[1]
+        errors = self._error_count()
+        value = super().complete_object_value(return_type, field_nodes, info, path, result)
+        if self._error_count() == errors:
+            self._completed[key] = (result, value)
+        return value
+
+    def _error_count(self) -> int:
+        collected = getattr(self, "collected_errors", None)  # graphql-core 3.2.6+; `errors` before
+        return len(collected.errors if collected is not None else self.errors)
 
 
 def _errors(errors: list[GraphQLError], code: str | None = None) -> dict[str, Any]:

@@ -50,11 +50,12 @@ double a list's share, which the budgets leave room for.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from base.settings import Settings
 from stash.records import Scene
@@ -70,6 +71,9 @@ ELLIPSIS = "\u2026"
 
 #: Unicode categories Cc (C0, DEL, C1) and Cs (lone surrogates), except tab and newline.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+#: The bytes `urllib.parse.quote(text, safe="")` leaves as they are; it writes every other
+#: byte of the UTF-8 text as three characters (`%XX`).
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
 _VIDEO_HINTS = re.compile(r"(\.(mp4|m4v|webm|mkv|mov|avi|m3u8|ts)(\?|$))|/(preview|stream|vtt)(/|\?|$)", re.I)
 
 
@@ -120,12 +124,23 @@ def clean_text(text: str | None, limit: int = TITLE_MAX, multiline: bool = False
     """
     if not text:
         return ""
+    # Most text is clean already, and a bulk pass cleans several names per scene.
+    return _cut(text if already_clean(text) else _cleaned(text, multiline).strip(), limit)
+
+
+def already_clean(text: str) -> bool:
+    """Text `_cleaned` leaves as it is: printable (no control character, line break, tab or
+    other space than " "), no two spaces together or at either end, and in NFC."""
+    return (text.isprintable() and "  " not in text and text[:1] != " " != text[-1:]
+            and unicodedata.is_normalized("NFC", text))
+
+
+def _cleaned(text: str, multiline: bool) -> str:
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = _CONTROL.sub("", text)  # one regex pass: per-character checks dominated bulk runs
     if not multiline:
         text = text.replace("\n", " ").replace("\t", " ")
-    text = "\n".join(line.rstrip() for line in text.split("\n")) if multiline else " ".join(text.split())
-    return _cut(text.strip(), limit)
+    return "\n".join(line.rstrip() for line in text.split("\n")) if multiline else " ".join(text.split())
 
 
 # --- field rules -----------------------------------------------------------------------
@@ -158,8 +173,9 @@ def rating_from(rating100: int | None) -> float | None:
 
 
 def encoded_size(text: str) -> int:
-    """Its length in a query string."""
-    return len(quote(text, safe=""))
+    """Its length in a query string: `len(quote(text, safe=""))` without building the text."""
+    data = text.encode("utf-8")
+    return len(data) + 2 * len(data.translate(None, _UNRESERVED))
 
 
 def fit_encoded(text: str, budget: int) -> str:
@@ -219,6 +235,7 @@ def _loopback(host: str | None) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
+@functools.lru_cache(maxsize=4096)  # a performer's URL recurs in each of their scenes
 def photo_for_plex(url: str | None, plex_url: str) -> str | None:
     """`url` if Plex can fetch it as a person's photo, else None (the name syncs without it).
 

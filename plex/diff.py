@@ -35,6 +35,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -327,11 +328,20 @@ def canonical_state(desired: DesiredState, *, lock: bool, preserve: bool,
 def _plain(value: Any) -> Any:
     """`dataclasses.asdict` for these records (sequences as lists), without its deep copy of
     every leaf: computed for every scene of every Sync All and reconcile."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (str, int, float)) or value is None:
+        return value
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
     return value
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """A dataclass's field names (None: not a dataclass), looked up once per class."""
+    return tuple(f.name for f in fields(kind)) if is_dataclass(kind) else None
 
 
 def state_hash(desired: DesiredState, *, lock: bool, preserve: bool, groups: Sequence[Any] = ()) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from plex.collection_plan import Listed
@@ -129,10 +129,11 @@ def _tag_lists(video: Element) -> dict[str, tuple[Any, ...]]:
             for f in TAG_LISTS}
 
 
-def current_state(video: Element, section_id: str = "") -> CurrentState:
+def current_state(video: Element, section_id: str = "", listing: bool = False) -> CurrentState:
     """A full item (`/library/metadata/{key}`) as the record decisions read."""
     parts = _parts(video)
     return CurrentState(
+        listing=listing,
         rating_key=str(video.get("ratingKey", "")),
         section_id=str(video.get("librarySectionID") or section_id or ""),
         **_scalars(video),
@@ -147,7 +148,7 @@ def current_state(video: Element, section_id: str = "") -> CurrentState:
 
 def listed_state(video: Element) -> CurrentState:
     """An item of a section listing page: read like a full item, marked as cut short."""
-    return replace(current_state(video), listing=True)
+    return current_state(video, listing=True)
 
 
 def current_states(root: Element) -> dict[str, CurrentState]:

@@ -106,7 +106,7 @@ class LibraryPass:
     def listed_pages(self) -> Iterator[list[tuple[Scene, Mapping[str, Any]]]]:
         """`pages` with each scene's answer as Stash gave it, for a job to carry to the drain."""
         listing: Iterable[tuple[Scene, Mapping[str, Any]]] = self.stash.iter_listing(
-            self.filter, after_id=self.after, page_size=self.page_size)
+            self.filter, after_id=self.after, page_size=self.page_size, ahead=True)
         if self.since is not None:
             since = self.since
             listing = ((scene, raw) for scene, raw in listing if any(changed_within((scene,), since)))

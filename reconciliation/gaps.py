@@ -28,12 +28,13 @@ three-way rule keeps a Plex value that differs from what we last wrote, so queue
 change nothing and repeat on every pass. Those are reported as kept.
 
 To keep 100,000 listed items small in memory, the driver holds each as a `Snapshot`:
-8-byte digests of the normalised values and a few flags, not the text itself.
+8-byte digests of the normalised values and a few flags, not the text itself. The digests
+hold within one process only (`digest`), which is where snapshots live.
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -86,19 +87,27 @@ class Snapshot:
 
 
 def digest(value: Any) -> bytes:
-    """8 bytes of blake2b over the value as the diff compares it: absent and empty alike,
-    numbers by their one-decimal value, text exactly."""
+    """8 bytes standing for the value as the diff compares it: absent and empty alike,
+    numbers by their one-decimal value, text exactly.
+
+    They are Python's own string hash (SipHash with a key drawn per process): a snapshot is
+    compared only within the run that took it, and a reconcile takes about thirty per
+    scene, where a cryptographic digest cost several times more."""
     if value is None or value == "":
         text = ""
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         text = repr(round(float(value), 1))
     else:
         text = str(value)
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=_DIGEST).digest()
+    return hash(text).to_bytes(_DIGEST, "little", signed=True)
+
+
+def _name_digests(names: Iterable[str]) -> set[bytes]:
+    return {digest(n.casefold()) for n in names if n}
 
 
 def _tag_digests(names: Iterable[str]) -> bytes:
-    return b"".join(sorted({digest(n.casefold()) for n in names if n}))
+    return b"".join(sorted(_name_digests(names)))
 
 
 def _chunks(data: bytes) -> set[bytes]:
@@ -110,8 +119,12 @@ def _stem(path: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+#: What `str.isalnum` refuses (`\w` is exactly isalnum plus "_").
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 def _squash(text: str) -> str:
-    return "".join(ch for ch in nfc(text).casefold() if ch.isalnum())
+    return _NOT_ALNUM.sub("", nfc(text).casefold())
 
 
 def title_is_placeholder(title: str, files: Sequence[str]) -> bool:
@@ -179,7 +192,7 @@ def drifted_fields(written: Mapping[str, Any], snap: Snapshot) -> tuple[str, ...
     for i, name in enumerate(LISTS):
         if name not in written:
             continue
-        ours = _chunks(_tag_digests(_written_names(name, written[name])))
+        ours = _name_digests(_written_names(name, written[name]))
         if not _chunks(snap.tags[i]) <= ours:
             out.append(name)
     return tuple(out)

@@ -256,23 +256,40 @@ class StashClient:
             yield scene
 
     def iter_listing(self, scene_filter: dict[str, Any] | None = None, after_id: int = 0,
-                     page_size: int = PAGE_SIZE) -> Iterator[tuple[Scene, Mapping[str, Any]]]:
+                     page_size: int = PAGE_SIZE, ahead: bool = False,
+                     ) -> Iterator[tuple[Scene, Mapping[str, Any]]]:
         """`iter_scenes` with each scene's answer as Stash gave it, which a job can carry to
-        the drain (`find_scenes`' `listed`) instead of the drain reading it again."""
-        last = after_id
-        while True:
+        the drain (`find_scenes`' `listed`) instead of the drain reading it again.
+
+        `ahead`: ask for the next page (in a thread) while the caller handles this one, so
+        Stash answering and the caller's own work overlap in a pass over the whole library.
+        One request in flight at a time still; a caller that stops early has had one page
+        read for nothing, so a pass that reads everything asks for it, a search does not.
+        """
+        def fetch(last: int) -> list[Mapping[str, Any]]:
             criteria = dict(scene_filter or {})
             criteria["id"] = {"value": last, "modifier": "GREATER_THAN"}
-            page = self.gql(queries.FIND_SCENES, {
+            return self.gql(queries.FIND_SCENES, {
                 "filter": {"page": 1, "per_page": page_size, "sort": "id", "direction": "ASC"},
                 "scene_filter": criteria,
             })["findScenes"]["scenes"]
-            for raw in page:
-                scene = scene_from_gql(raw)
-                last = scene.id
-                yield scene, raw
-            if len(page) < page_size:
-                return
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="stash-listing") if ahead else None
+        try:
+            page = fetch(after_id)
+            while True:
+                more = len(page) >= page_size
+                following = pool.submit(fetch, int(page[-1]["id"])) if pool is not None and more else None
+                for raw in page:
+                    yield scene_from_gql(raw), raw
+                if not more:
+                    return
+                page = following.result() if following is not None else fetch(int(page[-1]["id"]))
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def scene_with_file(self, path: str) -> int | None:
         """The scene that has the file at `path`, if any (compared in NFC, asked in both forms:

@@ -75,6 +75,22 @@ def get(conn: sqlite3.Connection, scene_id: int) -> LedgerRow | None:
     return _entry(row) if row else None
 
 
+#: Ids per `IN (...)` list: well under SQLite's oldest limit on bound parameters (999).
+_IN_CHUNK = 500
+
+
+def get_many(conn: sqlite3.Connection, scene_ids: Iterable[int]) -> dict[int, LedgerRow]:
+    """The rows of `scene_ids` that exist, by scene id: a page of a pass in one query, not one per scene."""
+    ids = list(dict.fromkeys(scene_ids))
+    out: dict[int, LedgerRow] = {}
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i:i + _IN_CHUNK]
+        rows = named(conn).execute(
+            f"SELECT {_COLUMNS} FROM ledger WHERE scene_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        out.update((row["scene_id"], _entry(row)) for row in rows)
+    return out
+
+
 def put(
     conn: sqlite3.Connection,
     scene_id: int,
@@ -203,6 +219,9 @@ class LedgerTable:
 
     def get(self, scene_id: int) -> LedgerRow | None:
         return get(self._conn, scene_id)
+
+    def get_many(self, scene_ids: Iterable[int]) -> dict[int, LedgerRow]:
+        return get_many(self._conn, scene_ids)
 
     def put(self, scene_id: int, fields_hash: str, plex_key: str | None, poster_hash: str | None,
             art_hash: str | None, written: Mapping[str, Any], now: float) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from base.settings import load_settings
 from plex.desired import (
@@ -10,9 +14,12 @@ from plex.desired import (
     SUMMARY_MAX,
     TITLE_MAX,
     Actor,
+    _cleaned,
+    already_clean,
     clean_text,
     complete_date,
     desired_state,
+    encoded_size,
     photo_for_plex,
     rating_from,
     still_image_url,
@@ -166,6 +173,40 @@ def test_clean_text_caps_length_at_a_word() -> None:
     no_spaces = "x" * 300
     assert len(clean_text(no_spaces)) == TITLE_MAX
     assert len(clean_text("y" * 20000, SUMMARY_MAX, True)) == SUMMARY_MAX
+
+
+#: Words of any characters but controls and separators, joined by one space or by anything:
+#: text that is often clean already, and often not.
+WORDS = st.lists(st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp")), min_size=1), min_size=1)
+TEXTS = st.one_of(WORDS.map(" ".join), st.tuples(WORDS, st.text()).map(lambda p: p[1].join(p[0])), st.text())
+
+
+@given(TEXTS, st.booleans())
+@example("e\u0301", False)  # not NFC
+@example("a  b", False)
+@example(" a", True)
+@example("a ", True)
+@example("a\tb", True)
+@example("a\xa0b", False)
+@example("a\u2028b", False)
+@example("a\x85b", True)
+def test_text_taken_as_already_clean_is_what_cleaning_would_leave(text: str, multiline: bool) -> None:
+    cleaned = _cleaned(text, multiline).strip()
+    assert already_clean(text) <= (cleaned == text)
+    if len(cleaned) <= SUMMARY_MAX:
+        assert clean_text(text, SUMMARY_MAX, multiline) == cleaned
+
+
+@given(TEXTS)
+def test_encoded_size_is_the_length_of_the_percent_encoding(text: str) -> None:
+    assert encoded_size(text) == len(quote(text, safe=""))
+
+
+def test_encoded_size_refuses_a_lone_surrogate_as_quote_does() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        quote("a\ud800", safe="")
+    with pytest.raises(UnicodeEncodeError):
+        encoded_size("a\ud800")
 
 
 def test_unique_names_cleans_and_drops_empty() -> None:

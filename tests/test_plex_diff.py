@@ -203,6 +203,15 @@ def test_state_hash_tracks_values_and_settings() -> None:
     assert canonical_state(FULL, lock=True, preserve=False)["settings"] == {"lock": True, "preserve": False}
 
 
+def test_state_hash_keeps_the_value_ledgers_already_hold() -> None:
+    """The hash is stored in every ledger row: a change in how it is computed would make every
+    synced scene look changed (a whole-library resync after an upgrade)."""
+    assert state_hash(FULL, lock=True, preserve=False) == \
+        "b0276b1c31ea6fd0e03eed47cb74c0480f924e80946bb5d5a5fe4f1514ecec50"
+    assert state_hash(FULL, lock=False, preserve=True, groups=[["7", 2, "Syn", None]]) == \
+        "27b66424b4eb7dfe161d023d5103b39b0d5d8b3a3b6e1164575d45ecc1f5502e"
+
+
 def test_actor_without_a_photo_of_ours_leaves_plexs_photo() -> None:
     """None means "no photo we can give": Plex's own stays, and no edit is sent for it."""
     plan = plan_edit(DesiredState(actors=(Actor("Ann", None),)), SHOWN, None, lock=True, preserve=False)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from base.unicode_forms import nfc
 from plex import xmlread
 from plex.desired import Actor, DesiredState
 from plex.matcher import MatchKind, MatchResult
@@ -17,6 +19,7 @@ from reconciliation.gaps import (
     Gap,
     LedgerView,
     Verdict,
+    _squash,
     classify,
     digest,
     drifted_fields,
@@ -142,6 +145,14 @@ def test_placeholder_title_is_the_file_stem_in_any_case() -> None:
     assert title_is_placeholder("  ", ())
     assert not title_is_placeholder("Real Scenes", ("/x/real-scene.mp4",))
     assert not title_is_placeholder("Real Title", ("/x/real-scene.mp4",))
+
+
+def test_placeholder_compares_exactly_the_letters_and_digits_of_every_script() -> None:
+    """What a title is squashed to keeps each character `str.isalnum` keeps (after NFC and
+    case folding), in every script, and nothing else."""
+    for block in range(0, sys.maxunicode + 1, 0x1000):
+        text = "A_ z".join(chr(code) for code in range(block, block + 0x1000))
+        assert _squash(text) == "".join(c for c in nfc(text).casefold() if c.isalnum()), hex(block)
 
 
 def test_snapshot_is_small_and_drift_needs_only_it() -> None:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import io
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from base.protocol import PluginInput, StashLog
 from emulators.stage import Stage, stage
+from reconciliation import reconcile
 from reconciliation.bulk import cursor_key
 from reconciliation.gaps import Gap
-from reconciliation.reconcile import reconcile_pass
+from reconciliation.reconcile import read_listing, reconcile_pass
 from sync_queue.jobs import JobQueue
 from tests.e2e_worker_support import QUIET
 from worker.runtime import RunContext
@@ -109,3 +113,39 @@ def test_a_window_pass_never_moves_the_whole_library_cursor(tmp_path: Path) -> N
         assert report.scenes == 1 and report.counts[Gap.NEVER_SYNCED] == 1
         with StateStore(st.data_dir) as state:
             assert state.get(cursor_key("reconcile_all")) == "3"
+
+
+class Listing:
+    """Plex's listing pages as `PlexSync.build_index` hands them to `on_page`."""
+
+    def __init__(self, pages: int, per_page: int) -> None:
+        self.roots = [ET.fromstring(
+            f'<MediaContainer size="{per_page}" totalSize="{pages * per_page}">'
+            + "".join(f'<Video ratingKey="{p * per_page + i}" title="T{p * per_page + i}"/>' for i in range(per_page))
+            + "</MediaContainer>") for p in range(pages)]
+
+    def build_index(self, now: float, on_page: Any = None) -> Any:
+        for root in self.roots:
+            on_page(root)
+        return "index"
+
+
+def test_the_listing_keeps_a_snapshot_of_every_item_of_every_page() -> None:
+    done: list[float] = []
+    index, snaps = read_listing(Listing(4, 25), time.time(), done.append)
+    assert index == "index" and sorted(snaps, key=int) == [str(i) for i in range(100)]
+    assert all(snaps[k].rating_key == k for k in snaps)
+    assert done == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_an_item_the_listing_cannot_reduce_fails_the_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = reconcile.snapshot
+
+    def snapshot(item: Any) -> Any:
+        if item.rating_key == "60":
+            raise ValueError("unreadable item 60")
+        return real(item)
+
+    monkeypatch.setattr(reconcile, "snapshot", snapshot)
+    with pytest.raises(ValueError, match="unreadable item 60"):
+        read_listing(Listing(4, 25), time.time(), lambda f: None)

@@ -11,6 +11,7 @@ connections.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -225,6 +226,36 @@ def test_iter_scenes_walks_everything_by_id_in_bounded_pages(stash: StashEmulato
     assert len(pages) == 4  # 40 + 40 + 40 + 30: the short page ends the walk
     assert all(p["filter"]["per_page"] == 40 and p["filter"]["page"] == 1 for p in pages)
     assert [p["scene_filter"]["id"]["value"] for p in pages] == [0, 40, 80, 120]
+
+
+def _listing_pages(stash: StashEmulator) -> list[int]:
+    return [r.variables["scene_filter"]["id"]["value"] for r in stash.requests if r.operation_name == "S2PFindScenes"]
+
+
+def test_a_whole_library_listing_asks_for_the_next_page_while_the_caller_handles_this_one(
+        stash: StashEmulator, library: StashLibrary) -> None:
+    c = client(stash.connection())
+    c.find_scene(1)
+    stash.reset_log()
+    listing = c.iter_listing(page_size=40, ahead=True)
+    first, _raw = next(listing)
+    deadline = time.monotonic() + 60  # a ceiling for a hang: the condition is what is waited for
+    while stash.count("S2PFindScenes") < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _listing_pages(stash) == [0, 40]  # asked for while the first page is still in hand
+    assert [first.id, *(scene.id for scene, _raw in listing)] == sorted(library.scenes)
+    assert _listing_pages(stash) == [0, 40, 80, 120]  # still one request per page, none twice
+
+
+def test_a_page_read_ahead_that_fails_fails_where_the_caller_reaches_it(stash: StashEmulator,
+                                                                        library: StashLibrary) -> None:
+    c = client(stash.connection())
+    c.find_scene(1)
+    stash.faults.fail_next(1, after=1)
+    listing = c.iter_listing(page_size=40, ahead=True)
+    assert [next(listing)[0].id for _ in range(40)] == sorted(library.scenes)[:40]
+    with pytest.raises(StashUnavailable, match="database is locked"):
+        next(listing)
 
 
 def test_iter_scenes_on_an_exact_multiple_asks_once_more(stash: StashEmulator, library: StashLibrary) -> None:

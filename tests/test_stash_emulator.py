@@ -9,6 +9,7 @@ reacts), so a test that passes against the emulator says something about the rea
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -226,6 +227,56 @@ def test_resolver_error_is_200_with_errors_and_partial_data(open_stash: StashEmu
     assert body["data"] == {"findScene": None, "version": {"version": STASH_VERSION["version"]}}
     assert body["errors"][0]["path"] == ["findScene"]
     assert "strconv.Atoi" in body["errors"][0]["message"]
+
+
+def _both_executions(server: StashEmulator, query: str, variables: dict[str, Any]) -> tuple[Any, Any]:
+    """The emulator's answer, and graphql-core's own execution of the same document."""
+    from graphql import execute, parse
+
+    base = "http://127.0.0.1:9999"
+    _status, answer = server.run_graphql({"query": query, "variables": variables}, base)
+    plain = execute(server.schema, parse(query), context_value={"base": base}, variable_values=variables)
+    expected = {"data": plain.data}
+    if plain.errors:
+        expected = {"errors": [e.formatted for e in plain.errors], **expected}
+    return answer, expected
+
+
+def test_objects_shown_in_many_scenes_are_answered_as_graphql_core_answers_them(open_stash: StashEmulator) -> None:
+    """The emulator completes each studio, performer, tag and group once per query: the
+    answer is still graphql-core's own, byte for byte."""
+    from stash.queries import FIND_SCENES
+
+    answer, expected = _both_executions(open_stash, FIND_SCENES, {"filter": {"per_page": -1}})
+    assert json.dumps(answer) == json.dumps(expected)
+    studios = [s["studio"]["id"] for s in answer["data"]["findScenes"]["scenes"] if s["studio"]]
+    assert len(studios) > len(set(studios))  # the same studio shown again, from the first completion
+
+
+def test_an_object_whose_completion_failed_reports_the_failure_at_each_place(open_stash: StashEmulator) -> None:
+    image = open_stash.schema.type_map["Studio"].fields["image_path"]  # type: ignore[union-attr]
+    image.resolve = lambda obj, info: (_ for _ in ()).throw(RuntimeError("disk gone"))
+    query = "{ findScenes(filter: {per_page: -1}) { scenes { id studio { id image_path } } } }"
+    answer, expected = _both_executions(open_stash, query, {})
+    assert json.dumps(answer) == json.dumps(expected)
+    paths = [tuple(e["path"]) for e in answer["errors"]]
+    shown = [s["studio"]["id"] for s in answer["data"]["findScenes"]["scenes"] if s["studio"]]
+    assert len(paths) == len(set(paths)) == len(shown) > len(set(shown))  # each place told, studios repeat
+
+
+def test_a_value_graphql_core_refuses_is_refused_as_graphql_core_refuses_it(open_stash: StashEmulator,
+                                                                          library: StashLibrary) -> None:
+    """Scalars are answered straight off their object; one that is missing where the schema
+    promises a value, or that its scalar cannot represent, still gets graphql-core's error."""
+    first, second = sorted(library.scenes)[:2]
+    library.scenes[first].files[0].path = None  # type: ignore[assignment]  # String!
+    library.scenes[second].rating100 = "eighty"  # type: ignore[assignment]  # Int
+    for fields, path in (("files { path size }", ["findScenes", "scenes", 0, "files", 0, "path"]),
+                         ("rating100 title", ["findScenes", "scenes", 1, "rating100"])):
+        query = f"{{ findScenes(filter: {{per_page: 3}}) {{ scenes {{ id {fields} }} }} }}"
+        answer, expected = _both_executions(open_stash, query, {})
+        assert json.dumps(answer) == json.dumps(expected)
+        assert [e["path"] for e in answer["errors"]] == [path]
 
 
 def test_stashapi_returns_partial_data_and_only_logs_a_resolver_error(open_stash: StashEmulator) -> None:

@@ -228,6 +228,18 @@ def test_ingest_during_flight_defers_behind_it(q: JobQueue, tmp_path: Path) -> N
     assert q.take_due(T0 + 2).reasons == ("Scene.Update.Post",)
 
 
+def test_ledger_rows_of_many_scenes_read_at_once_are_each_scenes_own(q: JobQueue) -> None:
+    ids = list(range(1, 1202, 2))  # more ids than one IN list holds
+    for i in ids:
+        q.ledger.put(i, f"h{i}", f"/library/metadata/{i}", None, None, {"title": f"T{i}"}, T0)
+    q.ledger.mark_lost(5)
+    rows = q.ledger.get_many([*range(1, 1202), 3])  # every other one absent, one asked twice
+    assert sorted(rows) == ids
+    assert all(rows[i] == q.ledger.get(i) for i in ids)
+    assert rows[5].lost and not rows[7].lost and rows[1201].written == {"title": "T1201"}
+    assert q.ledger.get_many([]) == {}
+
+
 def test_scene_destroyed_drops_job_ledger_and_dead_letter(q: JobQueue, tmp_path: Path) -> None:
     q.enqueue(1, "a", T0)
     q.ledger.put(1, "h", "/library/metadata/1", None, None, {}, T0)
