@@ -73,6 +73,10 @@ from emulators.stage import Stage, restartable_port, stage
 SETTINGS = {"sync_poster": False, "sync_background": False, "trigger_plex_scan": False, "max_tags": 0}
 CI_SECONDS = 60.0
 DEFAULT_SEED = 19
+#: Settling stops when this many Process Queue runs in a row leave the queue as it was ...
+STALLED_ROUNDS = 3
+#: ... or, as a last resort against a plugin that never stops making work, after this long.
+SETTLE_LAST_RESORT = 1800.0
 _EDIT_PATH = re.compile(r"/library/sections/\d+/all")
 _HOOKS = {"performer": "Performer.Update.Post", "studio": "Studio.Update.Post", "tag": "Tag.Update.Post"}
 
@@ -329,18 +333,24 @@ class Soak:
     # --- settling and repair ----------------------------------------------------------------
 
     def settle(self, timeout: float) -> list[str]:
-        """No faults, then Process Queue (backoffs skipped) until the plugin holds no work.
+        """No faults, then Process Queue (backoffs skipped) until the plugin holds no work, or
+        `STALLED_ROUNDS` runs in a row leave the queue as it was. A slow machine only makes it
+        take longer: it stops on no progress, not on a clock (`timeout` is a last resort).
         Returns the errors those runs said (with no fault left, none is right)."""
         st = self.st
         self.faults_off()
         deadline = time.monotonic() + timeout
         said: list[str] = []
-        rounds = 0
+        rounds = stalled = 0
+        last: dict[str, int] | None = None
         while True:
             if self.quiet():
                 self.log(f"settled after {rounds} Process Queue run(s), {timeout - deadline + time.monotonic():.1f} s")
                 return said
-            if time.monotonic() > deadline:
+            counts = self.queue_counts()
+            stalled = stalled + 1 if counts == last else 0
+            last = counts
+            if stalled >= STALLED_ROUNDS or time.monotonic() > deadline:
                 return said  # `stuck` reports what is left
             try:
                 st.age(3600)
@@ -468,7 +478,7 @@ def run_soak(seconds: float = CI_SECONDS, seed: int = DEFAULT_SEED, scenes: int 
         chaos_to = time.time()
         soak.join(timeout=max(120.0, seconds))
         log(f"chaos over after {chaos_s:.1f} s; settling")
-        settle_ceiling = max(240.0, seconds / 2)
+        settle_ceiling = SETTLE_LAST_RESORT
         unhelped = soak.left_alone()
         said = soak.settle(settle_ceiling)
 
