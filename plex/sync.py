@@ -159,7 +159,7 @@ class PlexSync:
         self.batch: CollectionBatch | None = None
         self.collection_store: Any = None  # (collections table, ledger table), see `open_batch`
         #: Runs a request beside the caller's (the drain lends a thread); None: one at a time.
-        self.alongside: Callable[[Callable[[], int]], Future[int]] | None = None
+        self.alongside: Callable[[Callable[[], int]], Future[int] | None] | None = None
 
     # -- reads -----------------------------------------------------------------------
 
@@ -494,15 +494,21 @@ class PlexSync:
                            displaced=prepared.ownership.displaced)
 
     def _upload_all(self, rating_key: str, steps: Sequence[ImageStep]) -> int:
-        """The uploads, each its own request: the first on this thread, the others beside it
-        when the drain lends a thread (`alongside`), since Plex takes them in any order and a
-        scene's two uploads were two round trips one after the other. Every upload has its
-        answer before this returns; the first failure is then raised. Returns the requests
-        sent from the other thread."""
-        beside = [self.alongside(partial(self._upload, rating_key, step)) for step in steps[1:]] \
-            if self.alongside is not None else []
+        """The uploads, each its own request: beside the first when the drain lends a free
+        thread (`alongside`), else on this thread after it, since Plex takes them in any order
+        and a scene's two uploads were two round trips one after the other. Every upload has
+        its answer before this returns; the first failure is then raised. Returns the requests
+        sent from other threads."""
+        beside: list[Future[int]] = []
+        here = list(steps[:1])
+        for step in steps[1:]:
+            lent = self.alongside(partial(self._upload, rating_key, step)) if self.alongside is not None else None
+            if lent is None:
+                here.append(step)
+            else:
+                beside.append(lent)
         try:
-            for step in steps if not beside else steps[:1]:
+            for step in here:
                 self._upload(rating_key, step)
         finally:
             wait(beside)

@@ -176,6 +176,24 @@ def test_a_scenes_two_uploads_go_out_together_and_count_as_its_requests(stash: S
     assert plex.item(key).poster.data == COVER and plex.item(key).art.data == COVER
 
 
+def test_with_no_thread_free_beside_both_uploads_go_from_the_syncs_own_thread(
+        stash: StashEmulator, plex: PlexEmulator, tmp_path: Path) -> None:
+    """The drain lends a thread only when one is free (`alongside` answers None otherwise):
+    the write then sends the art itself, after the poster, instead of waiting in line."""
+    key = plex.add_item("/media/stash/a/one.mp4")
+    c = client(stash)
+    scene = c.find_scene(1)
+    sync = plex_sync(plex, c, tmp_path)
+    asked: list[object] = []
+    sync.alongside = lambda request: asked.append(request)  # always busy: lends nothing
+    plex.reset_log()
+    out = sync.sync(scene, None, now=1000.0)
+    assert len(asked) == 1  # the second upload was offered to a thread beside, which had none
+    assert out.images_uploaded == ("poster", "art") and out.requests == plex.count()
+    assert [r.path.rsplit("/", 1)[1] for r in plex.requests if r.method == "POST"] == ["posters", "arts"]
+    assert plex.item(key).poster.data == COVER and plex.item(key).art.data == COVER
+
+
 def test_an_upload_that_fails_beside_the_other_fails_the_sync_once_both_are_answered(
         stash: StashEmulator, plex: PlexEmulator, tmp_path: Path) -> None:
     plex.add_item("/media/stash/a/one.mp4")

@@ -322,3 +322,22 @@ def test_the_writes_in_flight_are_never_more_than_it_takes_to_open_the_breaker()
     from worker.core import WRITERS
 
     assert 1 <= WRITERS <= BreakerConfig().threshold
+
+
+def test_the_drain_lends_a_thread_beside_a_write_only_while_one_is_free() -> None:
+    """A write that would wait in line for the thread beside it sends its request itself."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker.core import _Lender
+
+    release = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        lend = _Lender(pool, 1)
+        first = lend(lambda: 1 if release.wait(30) else 0)
+        assert first is not None
+        assert lend(lambda: 2) is None  # the one thread is busy: not lent, not queued
+        release.set()
+        assert first.result(timeout=30) == 1
+        again = lend(lambda: 3)  # free again once the first's answer is in
+        assert again is not None and again.result(timeout=30) == 3

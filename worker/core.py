@@ -107,7 +107,7 @@ class SceneSource(Protocol):
 
 
 class PlexTarget(Protocol):
-    alongside: Callable[[Callable[[], int]], Future[int]] | None
+    alongside: Callable[[Callable[[], int]], Future[int] | None] | None
 
     def read_batch(self, scenes: Sequence[Scene], ledgers: Sequence[LedgerEntry | None], now: float,
                    ) -> PlexBatch: ...
@@ -411,7 +411,7 @@ def drain(
         run = _Drain(svc, clock, result, pool, fetcher, progress, should_yield, max_jobs)
         if collections is not None:
             collections.before_rename = run.land_writes
-        svc.plex.alongside = beside.submit
+        svc.plex.alongside = _Lender(beside, BESIDE)
         try:
             run.run()
         finally:
@@ -419,6 +419,33 @@ def drain(
     if not result.summary.stopped and not result.yielded:
         flush_collections(svc, result, clock())
     return result
+
+
+class _Lender:
+    """Lends a thread for a request beside a write's own, only when one is free. A write that
+    would wait for a busy thread sends the request itself instead: the threads then stay
+    busy together (a scene's two uploads were two round trips one after the other, and a
+    write waiting in line for the one thread beside it left its own idle)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, threads: int) -> None:
+        self.pool = pool
+        self.free = threading.BoundedSemaphore(threads)
+
+    def __call__(self, request: Callable[[], int]) -> Future[int] | None:
+        if not self.free.acquire(blocking=False):
+            return None
+        try:
+            return self.pool.submit(self._given_back, request)
+        except BaseException:
+            self.free.release()
+            raise
+
+    def _given_back(self, request: Callable[[], int]) -> int:
+        """The request, then the thread is free again, before its answer is seen as done."""
+        try:
+            return request()
+        finally:
+            self.free.release()
 
 
 class _Skipped(Exception):
