@@ -50,7 +50,8 @@ def path_key(path: str) -> str:
         lead = "//" if path.startswith("\\\\") else ""
         return lead + "/".join(_split(path)).casefold()
     lead = "/" if path.startswith("/") else ""
-    return lead + "/".join(_split(path))
+    key = lead + "/".join(_split(path))
+    return path if key == path else key  # the index keeps one string per path, not two
 
 
 def basename_key(path: str) -> str:

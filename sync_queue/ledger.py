@@ -17,6 +17,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from sync_queue.db import named, write_txn
@@ -177,13 +178,18 @@ def scenes_referencing(conn: sqlite3.Connection, kind: str, entity_ids: Iterable
     return [r["scene_id"] for r in rows]
 
 
-@dataclass(frozen=True)
+#: A member's place in groups when it is in none (most scenes): one shared, read-only mapping.
+NO_GROUPS: Mapping[str, int | None] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
 class Member:
-    """A scene our ledger says we put in a collection: its item and its place in its groups."""
+    """A scene our ledger says we put in a collection: its item and its place in its groups.
+    Slotted, and sharing `NO_GROUPS`: a flush holds one per item of every collection."""
 
     scene_id: int
     plex_key: str
-    group_index: dict[str, int | None]
+    group_index: Mapping[str, int | None]
     released: str | None = None  # the item's release date as our last sync left it (None: unknown)
 
 
@@ -206,8 +212,9 @@ def collection_members(conn: sqlite3.Connection, section: str, titles: Iterable[
     for row in rows:
         title = str(row["title"]).casefold()
         if title in out:
-            out[title].append(Member(row["scene_id"], str(row["plex_key"]), json.loads(row["idx"] or "{}"),
-                                     row["released"]))
+            idx = row["idx"]
+            out[title].append(Member(row["scene_id"], str(row["plex_key"]),
+                                     json.loads(idx) if idx and idx != "{}" else NO_GROUPS, row["released"]))
     return out
 
 
