@@ -40,7 +40,6 @@ from plex.diff import EditPlan
 from plex.fields import SCALARS, TAG_LISTS
 from plex.images import image_steps
 from plex.matcher import LibraryIndex, MatchKind, match
-from plex.pathmap import to_plex
 from plex.records import CurrentState, LedgerEntry
 from reconciliation.bulk import desired_hash
 from reconciliation.collections import CollectionPreview
@@ -356,7 +355,7 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
         found = match(scene.files, index, pm, settings.strict_matching)
         snap = snaps.get(found.rating_key) if found.rating_key else None
         verdict = classify(desired_hash(desired, settings, scene), desired, ledger_view(entry), found, snap,
-                           preserve=settings.preserve_plex_edits, files=tuple(to_plex(f.path, pm) for f in scene.files))
+                           preserve=settings.preserve_plex_edits, files=found.paths_tried)
         title = _title(scene, desired)
         if verdict.gap is None:
             record = LedgerEntry.from_any(entry.written) if entry else None

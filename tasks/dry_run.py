@@ -13,7 +13,6 @@ from typing import Any
 
 from plex.collection_specs import managed
 from plex.matcher import match
-from plex.records import LedgerEntry
 from reconciliation.bulk import PAGE
 from reconciliation.collections import Tally, preview
 from reconciliation.dryrun import DryRunReport, LedgerReader, pages, preview_page, summary_line
@@ -57,8 +56,8 @@ def dry_run(ctx: RunContext) -> dict[str, Any]:
             rows = ledger.rows(s.id for s in page)
             for scene in page:
                 found = match(scene.files, index, settings.path_map, settings.strict_matching)
-                entry = LedgerEntry.from_any(row.written) if (row := rows.get(scene.id)) else None
-                tally.add(scene, found.rating_key, settings, entry.released if entry else None)
+                row = rows.get(scene.id)
+                tally.add(scene, found.rating_key, settings, row.written.get("released") if row else None)
             diffs, read = preview_page(plex, settings, page, rows, index, snaps, time.time())
             report.reloaded += read
             for diff in diffs:

@@ -90,8 +90,9 @@ PROGRESS_STEP = 0.002
 #: fail together, and that must not be more than it takes to open it.
 WRITERS = 3
 #: Requests the writes may send beside their own, all writers together (a scene's second image
-#: upload goes out with its first): at most four requests to Plex from the pool, one more
-#: from the drain's own thread (a batch's comma read, a collection's flush).
+#: upload goes out with its first while this thread is free, `_Lender`): at most four
+#: requests to Plex from the pool, one more from the drain's own thread (a batch's comma
+#: read, a collection's flush).
 BESIDE = 1
 #: Jobs started ahead of a free writer: their images download from Stash while the writes
 #: before them go out, so a writer finds them ready instead of waiting for Stash.
