@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
 import threading
 import time
 import urllib.request
@@ -31,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from xml.etree import ElementTree as ET
 
-from emulators.listen import listen
+from emulators.listen import ResettableServer, listen
 from emulators.plex_collections import (
     COLLECTION_FIELDS,
     COLLECTION_TYPE,
@@ -245,46 +244,19 @@ class _Hold:
     which: Callable[[str, str, Mapping[str, str]], bool]
 
 
-class _Server(TlsServer, ThreadingHTTPServer):
-    """Remembers open connections so that going down can reset kept-alive ones too; serves
-    HTTPS when the emulator has a certificate."""
+class _Server(ResettableServer, TlsServer, ThreadingHTTPServer):
+    """Resets kept-alive connections when going down; serves HTTPS when the emulator has a
+    certificate."""
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], emulator: PlexEmulator) -> None:
         self.emulator = emulator
-        self.connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         if emulator.tls is not None:
             self.tls_context = server_context(emulator.tls)
             self.plain_http_answer = emulator.plain_http_answer
         super().__init__(address, _Handler)
-
-    def opened(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self.connections.add(connection)
-
-    def closed(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self.connections.discard(connection)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def reset_connections(self) -> None:
-        with self._connections_lock:
-            open_now = list(self.connections)
-        for conn in open_now:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -55,7 +55,7 @@ from graphql import (
 from graphql.execution.execute import get_field_def
 
 from emulators import stash_edits, stash_plays
-from emulators.listen import listen
+from emulators.listen import ResettableServer, listen
 from emulators.stash_library import File, StashLibrary, png_bytes
 from emulators.tls import CertFiles, TlsServer, server_context
 
@@ -481,7 +481,7 @@ class StashEmulator:
         self.schema = load_schema()
         self._documents: dict[str, tuple[DocumentNode, list[GraphQLError]]] = {}
         _Resolvers(self).wire(self.schema)
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = port
         self._start(port)
@@ -505,6 +505,7 @@ class StashEmulator:
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
+            httpd.reset_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -740,12 +741,18 @@ def _failing_roots(message: str) -> Callable[..., Any]:
     return middleware
 
 
-class _Server(TlsServer, ThreadingHTTPServer):
+class _Server(ResettableServer, TlsServer, ThreadingHTTPServer):
     daemon_threads = True
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """HTTP/1.0: one request per connection, so closing the listener really cuts clients off."""
+    """HTTP/1.1 with keep-alive, as Stash's Go server: a client's pool reuses its connections
+    (going down resets them, `ResettableServer`)."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; with Nagle on, a keep-alive client's delayed
+    # ACK would hold every answer ~40 ms, the emulator's cost, not the client's.
+    disable_nagle_algorithm = True
 
     emulator: StashEmulator
     server_version = "stash-emulator"

@@ -143,6 +143,18 @@ def test_stash_down_is_a_connection_error(open_stash: StashEmulator) -> None:
     assert api.find_scene(1, fragment="id") == {"id": "1"}
 
 
+def test_connections_are_kept_alive_and_going_down_resets_them(open_stash: StashEmulator) -> None:
+    """Stash's Go server keeps a client's connection for its next request: a client pays one
+    TCP set-up, not one per request. Going down must still cut off that kept connection."""
+    api, _log = interface(open_stash.connection())
+    for scene_id in (1, 2, 3):
+        assert api.find_scene(scene_id, fragment="id") == {"id": str(scene_id)}
+    assert len(open_stash._httpd.connections) == 1  # type: ignore[union-attr]
+    open_stash.faults.down = True
+    with pytest.raises(requests.exceptions.ConnectionError):
+        api.find_scene(1, fragment="id")
+
+
 # --- auth on the wire --------------------------------------------------------------------------
 
 
