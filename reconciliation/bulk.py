@@ -8,8 +8,9 @@ The state hash needs no Plex request, so the listing pass costs Stash pages only
 Resumable: the id of the last scene whose page was enqueued is kept in the state store, so
 a cancelled Sync All (Stash kills it with SIGKILL) continues after it when run again.
 Memory stays flat: one page of scenes at a time, enqueued in one transaction. Each job
-carries its scene as listed, so the drain that follows reads no scene a second time.
-The tasks themselves (`tasks.sync`) add the processor lock and the drain.
+carries its scene as listed, so the drain reads no scene a second time. The drain takes
+the first page's jobs while later pages are listed (`SyncPass`); the tasks themselves
+(`tasks.sync`) add the processor lock and the drain.
 """
 
 from __future__ import annotations
@@ -126,23 +127,61 @@ class LibraryPass:
         return min(self.seen / self.total, 1.0)
 
 
-def sync_pass(queue: JobQueue, state: StateStore, stash: StashClient, settings: Settings, log: StashLog,
-              reason: str, window: float | None, clock: Callable[[], float],
-              progress: Callable[[float], None] = lambda f: None) -> dict[str, Any]:
-    """Sync All's (or Sync Recent's) listing: every scene in the window whose state differs
-    from the ledger is queued, page by page, stamped with `clock()` as each page is queued;
-    the caller drains. Returns the counts."""
-    listing = LibraryPass(stash, state, reason, window, clock())
-    queued = 0
-    if listing.after:
-        log.info(f"Stash2Plex: resuming {reason} after scene {listing.after}.")
-    for page in listing.listed_pages():
+class SyncPass:
+    """Sync All's (or Sync Recent's) listing, a page at a time: every scene in the window whose
+    state differs from the ledger is queued, stamped with `clock()` as its page is queued.
+
+    The drain takes each page's jobs while later pages are still being read (`step` is its
+    feed, `worker.core.Feed`): the first writes go out after one page, not after the whole
+    library was listed. The task runs what the drain left unlisted (`finish`), so a drain
+    that stopped early (an outage) still leaves every differing scene queued.
+    """
+
+    def __init__(self, queue: JobQueue, state: StateStore, stash: StashClient, settings: Settings, log: StashLog,
+                 reason: str, window: float | None, clock: Callable[[], float],
+                 progress: Callable[[float], None] = lambda f: None) -> None:
+        self.queue, self.settings, self.log, self.reason = queue, settings, log, reason
+        self.clock, self.progress = clock, progress
+        self.listing = LibraryPass(stash, state, reason, window, clock())
+        self.queued = 0
+        self._pages: Iterator[list[tuple[Scene, Mapping[str, Any]]]] | None = self.listing.listed_pages()
+        if self.listing.after:
+            log.info(f"Stash2Plex: resuming {reason} after scene {self.listing.after}.")
+
+    def step(self) -> int | None:
+        """List and queue the next page; the jobs it queued, or None once the listing is done."""
+        if self._pages is None:
+            return None
+        page = next(self._pages, None)
+        if page is None:
+            self._pages = None
+            self._done()
+            return None
         # Each job carries the scene as listed: the drain checks it is still current instead
         # of reading it again (a save since the listing is read anew, and wins).
-        states = [(scene.id, scene_state(scene, settings), raw) for scene, raw in page]
-        queued += queue.enqueue_changed_many(states, reason, clock())
-        progress(listing.fraction)
-    seen = listing.seen
-    log.info(f"Stash2Plex: {seen} scenes read from Stash, {queued} queued, "
-             f"{seen - queued} unchanged since their last sync.")
-    return {"scenes": seen, "queued": queued, "unchanged": seen - queued}
+        states = [(scene.id, scene_state(scene, self.settings), raw) for scene, raw in page]
+        queued = self.queue.enqueue_changed_many(states, self.reason, self.clock())
+        self.queued += queued
+        self.progress(self.listing.fraction)
+        return queued
+
+    def pending(self) -> int:
+        """Jobs the pages not yet listed should queue, projected from those listed so far, so
+        a progress bar over the jobs does not run ahead of the listing."""
+        if self._pages is None:
+            return 0
+        seen = self.listing.seen
+        unseen = max(self.listing.total - seen, 0)
+        return unseen if not seen else round(unseen * self.queued / seen)
+
+    def finish(self) -> dict[str, Any]:
+        """The rest of the listing (none when the drain read it all); the pass's counts."""
+        while self.step() is not None:
+            pass
+        seen = self.listing.seen
+        return {"scenes": seen, "queued": self.queued, "unchanged": seen - self.queued}
+
+    def _done(self) -> None:
+        seen = self.listing.seen
+        self.log.info(f"Stash2Plex: {seen} scenes read from Stash, {self.queued} queued, "
+                      f"{seen - self.queued} unchanged since their last sync.")

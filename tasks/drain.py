@@ -3,7 +3,8 @@
 A task holds the processor lock (taking it over from the background worker), runs its own
 step (listing and queueing) on the first share of one progress bar, then the core's drain
 (`worker.core.drain`, the code the background worker runs) on the rest, and leaves a
-background worker for whatever is still deferred. A cause outside any one job (bad token,
+background worker for whatever is still deferred. A step that is a listing the drain can
+take page by page (Sync All's) runs inside the drain instead, under the same bar. A cause outside any one job (bad token,
 missing setting, Stash down) fails the task with that cause, and every job stays queued.
 Each such task tries a token Plex refused before again (the halt of `worker.halt`).
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from base.clock import absolute_utc, relative
 from base.errors import PlexUnavailable, Stash2PlexError
@@ -21,7 +23,7 @@ from sync_queue.report import QueueCounts
 from sync_queue.schedule import Job
 from sync_queue.state import HALT
 from worker.breaker import BreakerEvent, next_probe_at
-from worker.core import Services, drain
+from worker.core import Listing, Services, drain
 from worker.handover import processor
 from worker.policy import ErrorClass
 from worker.runtime import RunContext
@@ -30,7 +32,45 @@ from worker.summary import Deferred, DrainSummary, format_summary, held_for_prob
 #: Share of the progress bar for a listing pass (Sync All, Reconcile); the drain gets the rest.
 LISTING_SHARE = 0.3
 
-Prepare = Callable[[Services, Callable[[float], None]], dict[str, Any]]
+
+
+class TaskListing(Listing, Protocol):
+    """A listing the drain takes page by page (`worker.core.Listing`) that ends with the
+    task's output (`reconciliation.bulk.SyncPass`)."""
+
+    def finish(self) -> dict[str, Any]: ...  # lists what the drain left; the counts
+
+
+#: A task's own step, given the services and its share of the progress bar: the task's output,
+#: or a listing still to run, which the drain then takes page by page.
+Prepare = Callable[[Services, Callable[[float], None]], "dict[str, Any] | TaskListing"]
+
+
+@dataclass
+class SharedBar:
+    """One progress bar over a listing and the drain taking its jobs meanwhile: the listing
+    fills the first `share`, the drain the rest, and the bar never moves back (the drain's
+    fraction is over jobs still being projected while pages are listed)."""
+
+    show: Callable[[float], None]
+    share: float
+    listed: float = 0.0
+    drained: float = 0.0
+    shown: float = 0.0
+
+    def listing(self, fraction: float) -> None:
+        self.listed = fraction
+        self._update()
+
+    def drain(self, fraction: float) -> None:
+        self.drained = fraction
+        self._update()
+
+    def _update(self) -> None:
+        fraction = self.share * self.listed + (1 - self.share) * self.drained
+        if fraction > self.shown:
+            self.shown = fraction
+            self.show(fraction)
 
 
 class DrainStopped(Stash2PlexError):
@@ -66,16 +106,18 @@ def foreground_drain(ctx: RunContext, prepare: Prepare, prepare_share: float) ->
         # must leave no halt behind, or the workers the next saves start would still refuse.
         svc.state.put(HALT, None)
         ctx.log.progress(0.0)
+        bar = SharedBar(ctx.log.progress, prepare_share)
         try:
-            output = prepare(svc, lambda f: ctx.log.progress(prepare_share * f))
+            prepared = prepare(svc, bar.listing)
         except PlexUnavailable as exc:
             # Reconcile reads Plex's library first: an outage there is said like any other
             # (one warning, nothing lost), not a failed task; there is nothing to drain into.
             summary, counts = plex_unreachable(ctx, svc, str(exc))
-            output = {"plex": "unreachable"}
+            output: dict[str, Any] = {"plex": "unreachable"}
         else:
-            summary, counts = drain_and_report(
-                ctx, svc, lambda f: ctx.log.progress(prepare_share + (1 - prepare_share) * f))
+            listing = None if isinstance(prepared, dict) else prepared
+            summary, counts = drain_and_report(ctx, svc, bar.drain, listing)
+            output = prepared if listing is None else listing.finish()
     start_worker_if_needed(ctx, counts.due + counts.deferred > 0)
     return {**output, "summary": summary.to_dict(), "queue": queue_counts(counts)}
 
@@ -85,10 +127,13 @@ def require_enabled(ctx: RunContext) -> None:
         raise Stash2PlexError("Stash2Plex is disabled (setting 'enabled'): nothing was sent to Plex.")
 
 
-def drain_and_report(ctx: RunContext, svc: Services,
-                     progress: Callable[[float], None]) -> tuple[DrainSummary, QueueCounts]:
-    """The foreground tasks' drain: the shared core, then one summary in Stash's log."""
-    result = drain(svc, time.time, time.sleep, progress=progress, probe_first=True)
+def drain_and_report(ctx: RunContext, svc: Services, progress: Callable[[float], None],
+                     listing: TaskListing | None = None) -> tuple[DrainSummary, QueueCounts]:
+    """The foreground tasks' drain: the shared core, then one summary in Stash's log. What
+    the drain left of `listing` is listed after it, before the counts are taken."""
+    result = drain(svc, time.time, time.sleep, progress=progress, probe_first=True, listing=listing)
+    if listing is not None:
+        listing.finish()
     ctx.log.progress(1.0)
     now = time.time()
     include_waiting(result.summary, svc.queue.report.deferred(now))

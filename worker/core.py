@@ -107,6 +107,14 @@ class SceneSource(Protocol):
                     ) -> Mapping[int, Scene | Exception]: ...
 
 
+class Listing(Protocol):
+    """A task's listing that queues jobs page by page while the drain takes them (Sync All's
+    `reconciliation.bulk.SyncPass`): the first writes need not wait for the last page."""
+
+    def step(self) -> int | None: ...  # the next page queued: its jobs; None once done
+    def pending(self) -> int: ...  # jobs the pages not yet listed should queue, projected
+
+
 class PlexTarget(Protocol):
     alongside: Callable[[Callable[[], int]], Future[int] | None] | None
 
@@ -380,6 +388,7 @@ def drain(
     should_yield: Callable[[], bool] = lambda: False,
     max_jobs: int | None = None,
     probe_first: bool = False,
+    listing: Listing | None = None,
 ) -> DrainResult:
     """Process due jobs until none is due, the breaker refuses, or a decision stops it.
 
@@ -394,6 +403,10 @@ def drain(
     thread starts the next jobs and reads the next batch meanwhile. A job of the batch that
     this drain does not start (the breaker refused, a decision stopped the drain, another
     processor asked to take over) goes back untouched.
+
+    `listing`: a task's listing still to run (Sync All's), one page before each batch is
+    taken, so its first jobs are written while later pages are read. What the drain leaves
+    unlisted (it stopped early) the task lists after it.
     """
     result = DrainResult(DrainSummary())
     open_batch = getattr(svc.plex, "open_batch", None)
@@ -409,7 +422,7 @@ def drain(
     with ThreadPoolExecutor(WRITERS, thread_name_prefix="stash2plex-write") as pool, \
             ThreadPoolExecutor(BESIDE, thread_name_prefix="stash2plex-beside") as beside, \
             ThreadPoolExecutor(FETCHERS, thread_name_prefix="stash2plex-fetch") as fetcher:
-        run = _Drain(svc, clock, result, pool, fetcher, progress, should_yield, max_jobs)
+        run = _Drain(svc, clock, result, pool, fetcher, progress, should_yield, max_jobs, listing)
         if collections is not None:
             collections.before_rename = run.land_writes
         svc.plex.alongside = _Lender(beside, BESIDE)
@@ -483,6 +496,7 @@ class _Drain:
     progress: Callable[[float], None] | None
     should_yield: Callable[[], bool]
     max_jobs: int | None
+    listing: Listing | None = None  # a listing still queueing jobs, until it is done
     waiting: deque[tuple[Job, Batch]] = field(default_factory=deque)  # taken, not started
     writing: deque[Started] = field(default_factory=deque)
     trouble: threading.Event = field(default_factory=threading.Event)
@@ -565,14 +579,29 @@ class _Drain:
         while the last batch's writes are in flight: reads only (see the class)."""
         if self.max_jobs is not None and self.taken >= self.max_jobs or not self._may_start():
             return False
-        now = self.clock()
-        limit = BATCH_SIZE if self.max_jobs is None else min(BATCH_SIZE, self.max_jobs - self.taken)
-        jobs = self.svc.queue.take_due_many(now, limit, started=False)
+        self._list()  # a page (more jobs than a batch) per batch: the listing keeps ahead
+        while True:
+            now = self.clock()
+            limit = BATCH_SIZE if self.max_jobs is None else min(BATCH_SIZE, self.max_jobs - self.taken)
+            jobs = self.svc.queue.take_due_many(now, limit, started=False)
+            if jobs or not self._list():
+                break
         if not jobs:
             return False
         self.taken += len(jobs)
         self.batch = read_batch(jobs, self.svc, now)
         self.waiting.extend((job, self.batch) for job in jobs)
+        return True
+
+    def _list(self) -> bool:
+        """The listing's next page queued; False once it is done (or there is none)."""
+        if self.listing is None:
+            return False
+        queued = self.listing.step()
+        if queued is None:
+            self.listing = None
+            return False
+        self.total += queued
         return True
 
     def _may_start(self) -> bool:
@@ -608,7 +637,8 @@ class _Drain:
         svc, result = self.svc, self.result
         acknowledge(job, decision, svc.queue, now)
         _record(svc, result, job, decision)
-        fraction = result.processed / max(self.total, result.processed, 1)
+        expected = self.total + (self.listing.pending() if self.listing is not None else 0)
+        fraction = result.processed / max(expected, result.processed, 1)
         if self.progress is not None and (fraction - self.reported >= PROGRESS_STEP or fraction >= 1.0):
             self.reported = fraction  # smooth, without a line to Stash for every one of 20,000 jobs
             self.progress(fraction)
