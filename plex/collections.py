@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -39,6 +41,7 @@ from plex import xmlread
 from plex.collection_plan import (
     COLLECTION_TYPE,
     SORT_CUSTOM,
+    CollectionPlan,
     Listed,
     Wanted,
     in_release_order,
@@ -56,6 +59,9 @@ if TYPE_CHECKING:
     from sync_queue.ledger import LedgerTable, Member
 
 PAGE_SIZE = 500
+#: Collections whose items are put in order at once, beside the flush's own writes: at most
+#: four requests in flight to Plex, as during the drain.
+ORDERERS = 3
 #: Failures that say nothing about one collection (Plex is down, the token or the connection
 #: settings are wrong): the flush stops, using no collection's attempts.
 STOPS_FLUSH = (PlexUnavailable, TransientError, PlexAuthError, PlexConnectionSetupError)
@@ -130,6 +136,19 @@ class FlushResult:
     requests: int = 0
     changes: list[str] = field(default_factory=list)
     stopped: str | None = None  # Plex stopped answering (or refused the token): the rest stays due
+
+
+@dataclass(frozen=True)
+class _Ordered:
+    """A collection written but for its items' order, which `send` puts right; recorded as
+    done (`written`, under Plex key `key`) only once Plex took every move."""
+
+    row: CollectionRow
+    key: str
+    written: Mapping[str, Any]
+    wrote: bool  # a write went out before the order
+    changes: list[str]
+    send: Callable[[], bool]
 
 
 @dataclass
@@ -268,26 +287,53 @@ class CollectionBatch:
         by_section: dict[str, list[CollectionRow]] = {}
         for row in rows:
             by_section.setdefault(row.section, []).append(row)
-        try:
-            for section, section_rows in by_section.items():
-                titles = {t for r in section_rows for t in (r.title, r.written.get("title")) if t}
-                members = self.ledger.collection_members(section, titles)
-                names = {r.title.casefold() for r in self.table.all() if r.section == section}
-                for row in section_rows:
-                    try:
-                        self._clear_past(row, self.listing(section, fresh=True), names, result)
-                        self._flush_row(row, self.listing(section, fresh=True), members, now, result)
-                    except STOPS_FLUSH:
-                        raise
-                    except Exception as exc:  # one collection Plex refuses must not hold the others
-                        result.failed += 1
-                        self.table.failed(row, f"{type(exc).__name__}: {exc}")
-                # our writes (a rename, a deletion) change what the listing says
-                self._stale.add(section)
-        except STOPS_FLUSH as exc:
-            result.stopped = str(exc)
+        ordering: list[tuple[_Ordered, Future[bool]]] = []
+        with ThreadPoolExecutor(ORDERERS, thread_name_prefix="stash2plex-order") as pool:
+            try:
+                for section, section_rows in by_section.items():
+                    titles = {t for r in section_rows for t in (r.title, r.written.get("title")) if t}
+                    members = self.ledger.collection_members(section, titles)
+                    names = {r.title.casefold() for r in self.table.all() if r.section == section}
+                    for row in section_rows:
+                        try:
+                            self._clear_past(row, self.listing(section, fresh=True), names, result)
+                            ordered = self._flush_row(row, self.listing(section, fresh=True), members, now, result)
+                        except STOPS_FLUSH:
+                            raise
+                        except Exception as exc:  # one collection Plex refuses must not hold the others
+                            self._failed(row, exc, result)
+                        else:
+                            if ordered is not None:
+                                ordering.append((ordered, pool.submit(ordered.send)))
+                    # our writes (a rename, a deletion) change what the listing says
+                    self._stale.add(section)
+            except STOPS_FLUSH as exc:
+                result.stopped = str(exc)
+            finally:
+                for ordered, sent in ordering:  # in the order planned, on this thread
+                    self._ordered(ordered, sent, now, result)
         result.requests = self.conn.requests_made - before
         return result
+
+    def _failed(self, row: CollectionRow, exc: Exception, result: FlushResult) -> None:
+        result.failed += 1
+        self.table.failed(row, f"{type(exc).__name__}: {exc}")
+
+    def _ordered(self, ordered: _Ordered, sent: Future[bool], now: float, result: FlushResult) -> None:
+        """A collection whose order went out beside the flush: recorded as done once Plex
+        took every move; a failure is the row's own, or stops the flush (the row stays due)."""
+        try:
+            moved = sent.result()
+        except STOPS_FLUSH as exc:
+            result.stopped = result.stopped or str(exc)
+            return
+        except Exception as exc:
+            self._failed(ordered.row, exc, result)
+            return
+        if ordered.wrote or moved:
+            result.written += 1
+            result.changes += ordered.changes
+        self.table.done(ordered.row, ordered.key, ordered.written, now)
 
     def _clear_past(self, row: CollectionRow, listing: Mapping[str, Listed], names: Collection[str],
                     result: FlushResult) -> None:
@@ -322,7 +368,11 @@ class CollectionBatch:
         return children
 
     def _flush_row(self, row: CollectionRow, listing: Mapping[str, Listed], members: Mapping[str, list[Member]],
-                   now: float, result: FlushResult) -> None:
+                   now: float, result: FlushResult) -> _Ordered | None:
+        """The row's writes, in the order Plex needs them, recorded as done; a collection
+        whose items are to be put in order is returned instead, its order sent beside the
+        next collections' writes (`_Ordered`): one move per item out of place, each a round
+        trip, was most of a flush's time."""
         found = self._find(row, listing)
         titles = {t.casefold() for t in (row.title, row.written.get("title")) if t}
         mine = [m for t in titles for m in members.get(t, [])]
@@ -335,7 +385,7 @@ class CollectionBatch:
                 self.table.done(row, row.rating_key or "", row.written, now)
             else:
                 self.table.forget(row)
-            return
+            return None
         wanted = Wanted(row.title, row.wanted.get("summary"), row.wanted.get("image_url"),
                         bool(row.wanted.get("ordered")))
         plan = plan_collection(wanted, found, row.written, keys, owned=True, lock=self.lock,
@@ -349,7 +399,7 @@ class CollectionBatch:
                 self.table.forget(row)
             else:
                 self.table.done(row, key, row.written, now)
-            return
+            return None
         params, upload, written = dict(plan.params), None, dict(plan.written)
         if plan.fetch_poster and wanted.image_url:
             data = self.fetch_image(wanted.image_url)
@@ -372,15 +422,23 @@ class CollectionBatch:
         if plan.custom_sort:
             self.conn.query(f"/library/metadata/{key}/prefs?collectionSort={SORT_CUSTOM}", "PUT", read=False)
             wrote = True
+        changes = [f"{row.title}: {c}" for c in plan.changes]
+        if plan.read_order or plan.moves:
+            return _Ordered(row, key, written, wrote, changes, partial(self._order, key, keys, plan))
+        if wrote:
+            result.written += 1
+            result.changes += changes
+        self.table.done(row, key, written, now)
+        return None
+
+    def _order(self, key: str, keys: Sequence[str], plan: CollectionPlan) -> bool:
+        """The moves that put our items in order (read from Plex first when the order we last
+        wrote no longer describes it); whether any was sent. Requests only: it runs beside."""
         moves = order_moves(read_children(self.conn, key), keys) if plan.read_order else plan.moves
         for move in moves:
             after = "" if move.after is None else f"?after={move.after}"
             self.conn.query(f"/library/collections/{key}/items/{move.key}/move{after}", "PUT", read=False)
-            wrote = True
-        if wrote:
-            result.written += 1
-            result.changes += [f"{row.title}: {c}" for c in plan.changes]
-        self.table.done(row, key, written, now)
+        return bool(moves)
 
     def _add_items(self, rating_key: str, items: Sequence[str]) -> None:
         """`PUT /library/collections/{id}/items?uri=server://<machine>/...` (plexapi's addItems)."""

@@ -523,3 +523,33 @@ def test_reconcile_reads_an_order_only_where_it_could_have_drifted(tmp_path: Pat
         st.plex.reset_log()
         out = run(st, "reconcile_recent")
         assert out["collections"]["drifted"] == {} and writes(st) == 0
+
+
+def test_collections_are_put_in_order_side_by_side(tmp_path: Path) -> None:
+    """One move per item out of place, each a round trip, was most of a flush's time: the
+    collections' orders go out beside each other. The first collection's moves are held until
+    another collection's move has been answered; one at a time, that never happens."""
+    move = re.compile(r"/library/collections/(\d+)/items/\d+/move")
+    with dated_stage(tmp_path, dates=DATES_AGAINST) as st:
+        held: list[str] = []
+
+        def first_collections_moves(method: str, path: str, query: Any) -> bool:
+            found = move.match(path)
+            if found is None:
+                return False
+            if not held:
+                held.append(found.group(1))
+            return found.group(1) == held[0]
+
+        def no_other_collection_moved() -> bool:
+            with st.plex.lock:
+                paths = [r.path for r in st.plex.requests]
+            return not any((m := move.match(p)) and m.group(1) != held[0] for p in paths)
+
+        with st.plex.faults.holding(when=no_other_collection_moved, ceiling=10.0, which=first_collections_moves):
+            run(st, "all")
+        with st.plex.lock:
+            moved = [m.group(1) for r in st.plex.requests if (m := move.match(r.path))]
+        assert held and moved[0] != held[0], moved
+        for gid in st.library.groups:
+            assert_group_collection(st, gid)

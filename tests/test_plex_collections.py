@@ -206,3 +206,23 @@ def test_a_twin_with_an_item_that_is_not_ours_is_a_persons_and_stays(plex: PlexE
     assert plex.collections.children(plex.collection_by_title("Series B")) == [other]
     assert plex.collection_by_title("Series A") is not None
     queue.close()
+
+
+def test_plex_gone_during_the_moves_leaves_the_collection_due_and_a_later_flush_orders_it(
+        plex: PlexEmulator, tmp_path: Path) -> None:
+    """The order goes out beside the flush's own writes; a collection is recorded as written
+    only once Plex took every move, so an outage among them leaves it due, attempts unused."""
+    batch, queue, keys = setup(plex, tmp_path, ["Series A"])
+    puts_before_moves = 2  # the collection's edit and its custom sort
+    plex.faults.down_after(puts_before_moves, "PUT")
+    try:
+        result = batch.flush(T0)
+    finally:
+        plex.faults.down = False
+    assert [r.path.split("/")[-1] for r in plex.requests if r.method == "PUT"][-1].startswith("prefs")
+    assert result.stopped and result.failed == 0 and result.written == 0
+    row = queue.collections.get("1", "group", "10")
+    assert row.dirty and row.attempts == 0
+    assert batch.flush(T0 + 1).written == 1 and not queue.collections.get("1", "group", "10").dirty
+    assert plex.collection_children(plex.collection_by_title("Series A").rating_key) == list(reversed(keys))
+    queue.close()
