@@ -19,7 +19,8 @@ Requests (the budget of `bench/bench_plex_requests.py` and `tests/test_e2e_colle
   numbers (Plex's default order shows the rest right): one
   `PUT /library/metadata/{id}/prefs?collectionSort=2` while the sort is not custom, one
   read of its order `GET /library/collections/{id}/children` when the order we last wrote no
-  longer describes it, and one `PUT .../items/{key}/move` per item out of place.
+  longer describes it, and one `PUT .../items/{key}/move` per item out of place. The
+  order reads and moves of up to `ORDERERS` collections go out side by side.
 * deletion: one read of the children (only a collection with none is deleted, so an item a
   person added keeps it) and `DELETE /library/collections/{id}`.
 
