@@ -131,8 +131,8 @@ class SyncPass:
     """Sync All's (or Sync Recent's) listing, a page at a time: every scene in the window whose
     state differs from the ledger is queued, stamped with `clock()` as its page is queued.
 
-    The drain takes each page's jobs while later pages are still being read (`step` is its
-    feed, `worker.core.Feed`): the first writes go out after one page, not after the whole
+    The drain takes each page's jobs while later pages are still being read (`step`, as
+    `worker.core.Listing`): the first writes go out after one page, not after the whole
     library was listed. The task runs what the drain left unlisted (`finish`), so a drain
     that stopped early (an outage) still leaves every differing scene queued.
     """

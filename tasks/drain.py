@@ -4,8 +4,9 @@ A task holds the processor lock (taking it over from the background worker), run
 step (listing and queueing) on the first share of one progress bar, then the core's drain
 (`worker.core.drain`, the code the background worker runs) on the rest, and leaves a
 background worker for whatever is still deferred. A step that is a listing the drain can
-take page by page (Sync All's) runs inside the drain instead, under the same bar. A cause outside any one job (bad token,
-missing setting, Stash down) fails the task with that cause, and every job stays queued.
+take page by page (Sync All's) runs inside the drain instead, under the same bar. A cause
+outside any one job (bad token, missing setting, Stash down) fails the task with that
+cause, and every job stays queued.
 Each such task tries a token Plex refused before again (the halt of `worker.halt`).
 """
 
@@ -31,7 +32,6 @@ from worker.summary import Deferred, DrainSummary, format_summary, held_for_prob
 
 #: Share of the progress bar for a listing pass (Sync All, Reconcile); the drain gets the rest.
 LISTING_SHARE = 0.3
-
 
 
 class TaskListing(Listing, Protocol):
