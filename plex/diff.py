@@ -27,9 +27,9 @@ Rules:
 * An uploaded poster or background is locked in the same request (`thumb.locked=1`,
   `art.locked=1`), so an agent refresh cannot replace it.
 * A lock this plugin did not set is a person's decision (`ours` lists the locks we set, as
-  the ledger recorded them, plus those a write not yet recorded may have set:
-  `locks_in_flight`, noted before each write goes out). Such a field is left alone: no value, no lock, no upload, and
-  it is listed in `kept_locked` when Stash's value differs from Plex's. With `overwrite_user_locks` it is written, and its lock is
+  the ledger recorded them, plus those a write not recorded yet may have set:
+  `locks_in_flight`, noted before each write goes out). Such a field is left alone: no
+  value, no lock, no upload, and it is listed in `kept_locked` when Stash's value differs from Plex's. With `overwrite_user_locks` it is written, and its lock is
   sent as 1 whatever `lock_synced_fields` says: we never unlock a lock we did not set.
   The sort title follows the title: a title kept this way keeps its sort title too.
 """

@@ -6,11 +6,12 @@ Sync All followed by Reconcile enqueues nothing for an unchanged library however
 the last sync was, and an edit made after a sync always gets through.
 
 The locks in flight (table ``locks_in_flight``) belong to the same record: per scene, the
-Plex item and the locks a write may set on it, noted before the write goes out. The row
-that records the write (``put``) clears them in its own statement group, so a process
-killed between Plex taking an edit and its ledger row still counts the locks that edit set
-as its own; a failed attempt leaves them, since its edit may have landed. A scene that is
-forgotten (``delete``) loses them too. One row per scene at most, so they cannot pile up.
+Plex item and the locks a write may set on it, noted before the write goes out, so a
+process killed between Plex taking an edit and its ledger row still counts the locks that
+edit set as its own. The row that records the write (``put``) clears them in the same
+transaction; a failed attempt leaves them, since its edit may have landed; a scene that is
+forgotten (``delete``) loses them too. Plex losing the item (``mark_lost``) leaves them:
+they name their item and count on it only. One row per scene at most, so they cannot pile up.
 
 Standard library only. The rule itself (``needs_sync``) and the hash (``state_hash``) are
 pure functions; the SQL helpers take a connection and never commit (the caller owns the
