@@ -16,6 +16,25 @@ from tests.e2e_worker_support import QUIET, audited, summary_of
 from tests.secret_audit import AUDIT
 
 
+def kill_after_the_edit_of(st: Stage, key: int) -> None:
+    """The next edit of the item is applied by Plex, then the plugin running it is killed
+    before it hears back, let alone records it."""
+    import os
+    import signal
+
+    edit = st.plex.library.edit
+    armed = {"on": True}
+
+    def edit_then_kill(section, keys, query, now):
+        edit(section, keys, query, now=now)
+        if armed["on"] and key in keys:
+            armed["on"] = False
+            for pid in st.run_pids():
+                os.kill(pid, signal.SIGKILL)
+
+    st.plex.library.edit = edit_then_kill
+
+
 def halted(st: Stage) -> bool:
     with StateStore(st.data_dir) as state:
         return bool(state.get(HALT))
@@ -48,7 +67,6 @@ def test_a_collection_written_by_a_job_killed_before_it_recorded_goes_when_the_s
     """Found by the chaos soak (seed 19): a studio rename reached Plex, the job was killed
     before it recorded the write, then the scene moved to another studio. The old studio's
     collection (under its new name) must go like any former studio's."""
-    import os
     import signal
     import time
 
@@ -64,17 +82,7 @@ def test_a_collection_written_by_a_job_killed_before_it_recorded_goes_when_the_s
         with st.stash.write_lock:
             lib.studios[old].name = "Renamed studio"
             lib.revision += 1
-        edit = st.plex.library.edit
-        armed = {"on": True}
-
-        def edit_then_kill(section, keys, query, now):
-            edit(section, keys, query, now=now)  # Plex applied the write ...
-            if armed["on"] and key in keys:
-                armed["on"] = False
-                for pid in st.run_pids():  # ... and the plugin dies before it records it
-                    os.kill(pid, signal.SIGKILL)
-
-        st.plex.library.edit = edit_then_kill
+        kill_after_the_edit_of(st, key)
         with queue_of(st) as queue:
             queue.enqueue(target, "test", time.time())
         assert st.task("process_queue").returncode == -signal.SIGKILL
@@ -140,7 +148,6 @@ def test_a_lock_set_by_an_edit_killed_before_it_recorded_stays_ours(tmp_path: Pa
     save of the title must still reach Plex: the lock is the plugin's own, not a person's.
     Its first sync had left the title alone (the scene had none), or there was no first
     sync at all (no ledger row). A field a person locked before the killed sync stays theirs."""
-    import os
     import signal
     import time
 
@@ -150,24 +157,14 @@ def test_a_lock_set_by_an_edit_killed_before_it_recorded_stays_ours(tmp_path: Pa
         lib = st.library
         target = lib.sorted_ids()[2]
         key = st.plex_item(target).rating_key
-        st.plex.user_edit(int(key), locks=["summary"], summary="Typed in Plex")
+        st.plex.user_edit(key, locks=["summary"], summary="Typed in Plex")
         if synced_before:
             lib.update_scene(target, title="")  # the first sync leaves the title alone
             assert summary_of(st.task("all"))["stopped"] is None
             with queue_of(st) as queue:
                 assert "title" not in queue.ledger.get(target).written["locks"]
             assert not st.plex_item(target).is_locked("title")
-        edit = st.plex.library.edit
-        armed = {"on": True}
-
-        def edit_then_kill(section, keys, query, now):
-            edit(section, keys, query, now=now)  # Plex applied the write ...
-            if armed["on"] and key in keys:
-                armed["on"] = False
-                for pid in st.run_pids():  # ... and the plugin dies before it records it
-                    os.kill(pid, signal.SIGKILL)
-
-        st.plex.library.edit = edit_then_kill
+        kill_after_the_edit_of(st, key)
         lib.update_scene(target, title="Killed before recorded")
         with queue_of(st) as queue:
             queue.enqueue(target, "test", time.time())
