@@ -27,8 +27,9 @@ Rules:
 * An uploaded poster or background is locked in the same request (`thumb.locked=1`,
   `art.locked=1`), so an agent refresh cannot replace it.
 * A lock this plugin did not set is a person's decision (`ours` lists the locks we set, as
-  the ledger recorded them). Such a field is left alone: no value, no lock, no upload, and
-  it is listed in `kept_locked` when Stash's value differs from Plex's. With `overwrite_user_locks` it is written, and its lock is
+  the ledger recorded them, plus those a write not recorded yet may have set:
+  `locks_in_flight`, noted before each write goes out). Such a field is left alone: no
+  value, no lock, no upload, and it is listed in `kept_locked` when Stash's value differs from Plex's. With `overwrite_user_locks` it is written, and its lock is
   sent as 1 whatever `lock_synced_fields` says: we never unlock a lock we did not set.
   The sort title follows the title: a title kept this way keeps its sort title too.
 """
@@ -44,8 +45,8 @@ from typing import Any
 from urllib.parse import quote
 
 from plex.desired import Actor, DesiredState
-from plex.fields import SCALARS
-from plex.records import CurrentState, LedgerEntry
+from plex.fields import FIELDS, SCALARS
+from plex.records import CurrentState, LedgerEntry, LocksInFlight
 
 #: Names Plex may record the actor-list lock under (unverified which one real Plex uses).
 ACTOR_LOCK_NAMES = frozenset({"actor", "role"})
@@ -73,6 +74,24 @@ def locks_we_set(ledger: LedgerEntry | None) -> frozenset[str]:
     names = [n for n in ledger.written]
     names += [kind for kind in IMAGE_LOCKS if getattr(ledger, f"{kind}_hash", None)]
     return frozenset().union(*(lock_names(n) for n in names))
+
+
+def locks_in_flight(desired: DesiredState, state: CurrentState, noted: LocksInFlight | None, *,
+                    lock: bool) -> LocksInFlight | None:
+    """The locks to note before a write of `desired` to the item `state` goes out (None: none).
+
+    A superset of what the edit will set, planned without the edit: with `lock` the lock
+    names of every field `desired` manages, and of each image it has (an upload is always
+    locked), but never a field with a lock already on the item when it was read: that one is
+    ours only if the ledger or an earlier write says so, and a person's must not become ours
+    because a process was killed. Locks an earlier write that was never recorded (`noted`)
+    set on this item, and which it still shows, stay in: they are ours until a ledger row
+    holds them."""
+    names = [f.name for f in FIELDS if lock and getattr(desired, f.attr) is not None]
+    names += [kind for kind in IMAGE_LOCKS if getattr(desired, f"{kind}_url")]
+    new = frozenset().union(*(lock_names(n) for n in names if not lock_names(n) & state.locked))
+    kept = noted.locks & state.locked if noted is not None and noted.plex_key == state.rating_key else frozenset()
+    return LocksInFlight(state.rating_key, new | kept) if new or kept else None
 
 
 @dataclass(frozen=True)

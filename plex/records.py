@@ -106,6 +106,16 @@ class LedgerEntry:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class LocksInFlight:
+    """Locks a write of ours may have set on an item that no ledger row records yet: noted
+    before the write goes out (`plex.diff.locks_in_flight`), so a process killed after
+    Plex took the edit and before its ledger row was written still counts them as its own."""
+
+    plex_key: str
+    locks: frozenset[str]
+
+
 class SyncStatus(str, Enum):
     WRITTEN = "written"  # at least one request changed the item
     UNCHANGED = "unchanged"  # Plex already showed the desired state

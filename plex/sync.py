@@ -31,7 +31,9 @@ Request budget (checked by `bench/bench_plex_requests.py` against the emulated P
 
 A sync is two halves: `prepare` (find, read, ownership: it reads the ledger, so it runs on
 the drain's thread) and `write` (downloads, edit, uploads: only the two servers, so the
-drain runs it on its small pool).
+drain runs it on its small pool). Between them the caller notes the locks the write may set
+(`PreparedSync.in_flight`), so they stay ours should the process die before the write is
+recorded.
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ from plex.collection_specs import group_state, scene_collections
 from plex.collections import CollectionBatch, renamed
 from plex.connection import PlexConnection, query_string
 from plex.desired import DesiredState, desired_state
-from plex.diff import EditPlan, locks_we_set, plan_edit, state_hash
+from plex.diff import EditPlan, locks_in_flight, locks_we_set, plan_edit, state_hash
 from plex.images import FetchImage, ImageStep, image_steps
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
 from plex.pathmap import basename_key, parent_folder, path_key, to_plex, to_stash
-from plex.records import CurrentState, LedgerEntry, SyncOutcome, SyncStatus
+from plex.records import CurrentState, LedgerEntry, LocksInFlight, SyncOutcome, SyncStatus
 from plex.sections import ScanMemory, choose_sections, section_for_folder
 from stash.records import Scene
 
@@ -72,6 +74,10 @@ PAGE_SIZE = 500
 BATCH_SIZE = 50
 PREFETCH_TTL = 30.0
 MOVIE = 1  # plexapi's searchType("movie")
+
+
+def _locks(flight: LocksInFlight | None) -> frozenset[str]:
+    return flight.locks if flight is not None else frozenset()
 
 
 def date_moved(recorded: str | None, shown: str, wanted: str | None) -> bool:
@@ -110,13 +116,22 @@ class PreparedSync:
     requests: int  # sent while preparing
     group_index: dict[str, int | None]  # the scene's place in each of its groups, for the ledger
     owned_collections: tuple[str, ...] = ()  # the item's collections that are ours
+    #: The locks to note before the write goes out (`plex.diff.locks_in_flight`), and those
+    #: noted when the sync was prepared; the caller notes them when the two differ.
+    in_flight: LocksInFlight | None = None
+    noted: LocksInFlight | None = None
 
 
 class ClaimSource(Protocol):
-    """Who else holds an item: the sync ledger, and Stash for the primary Part's file."""
+    """Who else holds an item: the sync ledger, and Stash for the primary Part's file; and
+    which locks a scene's write not recorded yet may have set (`in_flight`)."""
 
     def rival(self, plex_key: str, scene_id: int) -> claims.Claim | None:
         """Another scene's live ledger claim on the item, if any."""
+        ...
+
+    def in_flight(self, scene_id: int) -> LocksInFlight | None:
+        """The locks noted before the scene's last write that no ledger row records yet."""
         ...
 
     def scene_with_file(self, stash_path: str) -> int | None:
@@ -392,13 +407,23 @@ class PlexSync:
         state = self._locate(scene, ledger, now)
         ownership = self._ownership(scene, state, self._held_file(state, scene))
         desired, _ = self._desired(scene)
-        return state, self._plan(desired, state, ledger, images, ownership.locks)
+        flight = self._in_flight(scene.id, desired, state)[1]
+        return state, self._plan(desired, state, ledger, images, ownership.locks | _locks(flight))
+
+    def _in_flight(self, scene_id: int, desired: DesiredState,
+                   state: CurrentState) -> tuple[LocksInFlight | None, LocksInFlight | None]:
+        """The locks noted for the scene (read on the caller's thread, like the claims), and
+        those to note before this write goes out."""
+        noted = self.claim_source.in_flight(scene_id) if self.claim_source is not None else None
+        return noted, locks_in_flight(desired, state, noted, lock=self.settings.lock_synced_fields)
 
     def _plan(self, desired: DesiredState, state: CurrentState, ledger: LedgerEntry | None,
               uploads: Sequence[str] = (), inherited: frozenset[str] = frozenset(),
               owned_collections: Sequence[str] = ()) -> EditPlan:
         """The edit, with the locks this plugin set on the item: those of this scene's own
-        syncs, plus those of a scene whose claim it just took over (`inherited`)."""
+        recorded syncs, plus those no ledger row of this scene holds (`inherited`): a scene's
+        whose claim it just took over, and the locks in flight (among them some not on the
+        item yet, which change nothing: only a lock on the item can be someone else's)."""
         s = self.settings
         same_item = bool(ledger and ledger.plex_key == state.rating_key)
         ours: frozenset[str] | None = locks_we_set(ledger if same_item else None) | inherited
@@ -449,8 +474,9 @@ class PlexSync:
                                                  desired.originally_available_at):
                 self.batch.redated(state.section_id, specs, now)
             owned = self.batch.owned_titles(state.section_id, state.collections, desired.collections)
+        noted, flight = self._in_flight(scene.id, desired, state)
         return PreparedSync(ledger, state, mine, ownership, desired, digest, self.conn.requests_here - before,
-                            {link.id: link.scene_index for link in scene.group_links}, owned)
+                            {link.id: link.scene_index for link in scene.group_links}, owned, flight, noted)
 
     def fetch(self, prepared: PreparedSync) -> list[ImageStep]:
         """The images `write` uploads, downloaded from Stash (`plex.images.image_steps`). Asks
@@ -467,7 +493,7 @@ class PlexSync:
         ledger, state, desired = prepared.ledger, prepared.state, prepared.desired
         steps = self.fetch(prepared) if images is None else list(images)
         plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None],
-                          prepared.ownership.locks, prepared.owned_collections)
+                          prepared.ownership.locks | _locks(prepared.in_flight), prepared.owned_collections)
         uploads = [s for s in steps if s.kind in plan.uploads]
         if not plan.empty:
             self._edit(state, plan)

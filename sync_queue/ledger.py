@@ -5,6 +5,14 @@ wrote, when it was never synced, or when Plex lost the item. No time window is i
 Sync All followed by Reconcile enqueues nothing for an unchanged library however long ago
 the last sync was, and an edit made after a sync always gets through.
 
+The locks in flight (table ``locks_in_flight``) belong to the same record: per scene, the
+Plex item and the locks a write may set on it, noted before the write goes out, so a
+process killed between Plex taking an edit and its ledger row still counts the locks that
+edit set as its own. The row that records the write (``put``) clears them in the same
+transaction; a failed attempt leaves them, since its edit may have landed; a scene that is
+forgotten (``delete``) loses them too. Plex losing the item (``mark_lost``) leaves them:
+they name their item and count on it only. One row per scene at most, so they cannot pile up.
+
 Standard library only. The rule itself (``needs_sync``) and the hash (``state_hash``) are
 pure functions; the SQL helpers take a connection and never commit (the caller owns the
 transaction).
@@ -102,7 +110,7 @@ def put(
     written: Mapping[str, Any],
     now: float,
 ) -> None:
-    """Record a successful write; clears the 'lost in Plex' mark."""
+    """Record a successful write; clears the 'lost in Plex' mark and the locks in flight."""
     conn.execute(
         f"INSERT INTO ledger ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0) "
         "ON CONFLICT (scene_id) DO UPDATE SET fields_hash = excluded.fields_hash, plex_key = excluded.plex_key, "
@@ -110,6 +118,7 @@ def put(
         "synced_at = excluded.synced_at, lost = 0",
         (scene_id, fields_hash, plex_key, poster_hash, art_hash, json.dumps(dict(written), sort_keys=True), now),
     )
+    conn.execute("DELETE FROM locks_in_flight WHERE scene_id = ?", (scene_id,))  # `written` holds them now
 
 
 def holder(conn: sqlite3.Connection, plex_key: str, other_than: int) -> LedgerRow | None:
@@ -137,7 +146,27 @@ def mark_lost(conn: sqlite3.Connection, scene_id: int) -> bool:
 
 
 def delete(conn: sqlite3.Connection, scene_id: int) -> bool:
+    """Forget the scene: its row and its locks in flight."""
+    conn.execute("DELETE FROM locks_in_flight WHERE scene_id = ?", (scene_id,))
     return conn.execute("DELETE FROM ledger WHERE scene_id = ?", (scene_id,)).rowcount > 0
+
+
+def in_flight(conn: sqlite3.Connection, scene_id: int) -> tuple[str, frozenset[str]] | None:
+    """The Plex item and the locks a write not recorded yet may have set on it, if any."""
+    row = conn.execute("SELECT plex_key, locks FROM locks_in_flight WHERE scene_id = ?", (scene_id,)).fetchone()
+    return (row[0], frozenset(json.loads(row[1]))) if row else None
+
+
+def note_in_flight(conn: sqlite3.Connection, scene_id: int, plex_key: str, locks: Iterable[str], now: float) -> None:
+    """Before a write goes out: the locks it may set on the item (none: the row goes)."""
+    names = sorted(set(locks))
+    if not names:
+        conn.execute("DELETE FROM locks_in_flight WHERE scene_id = ?", (scene_id,))
+        return
+    conn.execute(
+        "INSERT INTO locks_in_flight (scene_id, plex_key, locks, noted_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (scene_id) DO UPDATE SET plex_key = excluded.plex_key, locks = excluded.locks, "
+        "noted_at = excluded.noted_at", (scene_id, plex_key, json.dumps(names), now))
 
 
 def iterate(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[LedgerRow]:
@@ -239,6 +268,14 @@ class LedgerTable:
     def mark_lost(self, scene_id: int) -> bool:
         with write_txn(self._conn) as conn:
             return mark_lost(conn, scene_id)
+
+    def in_flight(self, scene_id: int) -> tuple[str, frozenset[str]] | None:
+        return in_flight(self._conn, scene_id)
+
+    def note_in_flight(self, scene_id: int, plex_key: str, locks: Iterable[str], now: float) -> None:
+        """Committed before the write is handed on: a kill after Plex took it must find it."""
+        with write_txn(self._conn) as conn:
+            note_in_flight(conn, scene_id, plex_key, locks, now)
 
     def iterate(self) -> Iterator[LedgerRow]:
         return iterate(self._conn)

@@ -4,7 +4,7 @@ Standard library only: the hook fast path creates the schema when it is the firs
 new database. persist-queue creates its own table (``ack_queue_jobs``) when ``JobQueue``
 opens it; we never change that table's shape, only read and write its rows in its format.
 
-Tables (version 8):
+Tables (version 9):
 
 * ``meta(key, value)``: ``schema_version``.
 * ``inbox``: events appended by hooks, drained by ``JobQueue.ingest``.
@@ -33,6 +33,10 @@ Tables (version 8):
 * v8: ``schedule.started_at``, set when the processor starts an in-flight job's attempt (NULL
   while a taken batch's job waits its turn), so a processor killed mid-batch charges an
   attempt only to the jobs it had started. Jobs in flight at the upgrade count as started.
+* v9: ``locks_in_flight``, per scene, the Plex item and the locks a write may set on it,
+  recorded before the write goes out and cleared with the ledger row that records it
+  (``sync_queue.ledger``): a process killed after Plex took an edit but before its ledger row
+  was written still knows the locks that edit set as its own, not a person's.
 
 A migration is a function of a connection inside a write transaction; ``migrate`` runs the
 missing ones in order and bumps ``schema_version`` in the same transaction, so a crash leaves
@@ -174,9 +178,17 @@ def _v8_started(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE schedule SET started_at = taken_at WHERE taken_at IS NOT NULL")
 
 
+def _v9_locks_in_flight(conn: sqlite3.Connection) -> None:
+    conn.execute("""CREATE TABLE IF NOT EXISTS locks_in_flight (
+        scene_id INTEGER PRIMARY KEY,
+        plex_key TEXT NOT NULL,
+        locks TEXT NOT NULL,
+        noted_at REAL NOT NULL)""")
+
+
 #: Ordered: MIGRATIONS[i] takes the database from version i to version i + 1.
 MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_counters, _v3_ready_index, _v4_ledger_by_item, _v5_watch_history,
-                                  _v6_collections, _v7_collection_past_names, _v8_started)
+                                  _v6_collections, _v7_collection_past_names, _v8_started, _v9_locks_in_flight)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

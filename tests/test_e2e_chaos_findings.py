@@ -16,6 +16,25 @@ from tests.e2e_worker_support import QUIET, audited, summary_of
 from tests.secret_audit import AUDIT
 
 
+def kill_after_the_edit_of(st: Stage, key: int) -> None:
+    """The next edit of the item is applied by Plex, then the plugin running it is killed
+    before it hears back, let alone records it."""
+    import os
+    import signal
+
+    edit = st.plex.library.edit
+    armed = {"on": True}
+
+    def edit_then_kill(section, keys, query, now):
+        edit(section, keys, query, now=now)
+        if armed["on"] and key in keys:
+            armed["on"] = False
+            for pid in st.run_pids():
+                os.kill(pid, signal.SIGKILL)
+
+    st.plex.library.edit = edit_then_kill
+
+
 def halted(st: Stage) -> bool:
     with StateStore(st.data_dir) as state:
         return bool(state.get(HALT))
@@ -48,7 +67,6 @@ def test_a_collection_written_by_a_job_killed_before_it_recorded_goes_when_the_s
     """Found by the chaos soak (seed 19): a studio rename reached Plex, the job was killed
     before it recorded the write, then the scene moved to another studio. The old studio's
     collection (under its new name) must go like any former studio's."""
-    import os
     import signal
     import time
 
@@ -64,17 +82,7 @@ def test_a_collection_written_by_a_job_killed_before_it_recorded_goes_when_the_s
         with st.stash.write_lock:
             lib.studios[old].name = "Renamed studio"
             lib.revision += 1
-        edit = st.plex.library.edit
-        armed = {"on": True}
-
-        def edit_then_kill(section, keys, query, now):
-            edit(section, keys, query, now=now)  # Plex applied the write ...
-            if armed["on"] and key in keys:
-                armed["on"] = False
-                for pid in st.run_pids():  # ... and the plugin dies before it records it
-                    os.kill(pid, signal.SIGKILL)
-
-        st.plex.library.edit = edit_then_kill
+        kill_after_the_edit_of(st, key)
         with queue_of(st) as queue:
             queue.enqueue(target, "test", time.time())
         assert st.task("process_queue").returncode == -signal.SIGKILL
@@ -131,3 +139,50 @@ def test_a_rename_waits_for_an_edit_in_flight_that_takes_an_item_out_of_the_coll
         assert st.plex_item(staying).tag_names("collection") == ["Renamed studio"]
         assert st.plex_item(later).tag_names("collection") == ["Renamed studio"]
         assert st.plex.collections.by_title(section, old_name) is None  # no second one under the old name
+
+
+@pytest.mark.parametrize("synced_before", [True, False], ids=["later sync", "first sync"])
+def test_a_lock_set_by_an_edit_killed_before_it_recorded_stays_ours(tmp_path: Path, synced_before: bool) -> None:
+    """Found by the chaos soak (seed 3): a sync's edit set the title and its lock, Plex took
+    it, and the plugin was killed before the ledger row recorded that lock. The next Stash
+    save of the title must still reach Plex: the lock is the plugin's own, not a person's.
+    Its first sync had left the title alone (the scene had none), or there was no first
+    sync at all (no ledger row). A field a person locked before the killed sync stays theirs."""
+    import signal
+    import time
+
+    from tests.e2e_worker_support import queue_of
+
+    with stage(6, seed=83, work_dir=tmp_path, settings=QUIET, on_result=audited("lock in flight")) as st:
+        lib = st.library
+        target = lib.sorted_ids()[2]
+        key = st.plex_item(target).rating_key
+        st.plex.user_edit(key, locks=["summary"], summary="Typed in Plex")
+        if synced_before:
+            lib.update_scene(target, title="")  # the first sync leaves the title alone
+            assert summary_of(st.task("all"))["stopped"] is None
+            with queue_of(st) as queue:
+                assert "title" not in queue.ledger.get(target).written["locks"]
+            assert not st.plex_item(target).is_locked("title")
+        kill_after_the_edit_of(st, key)
+        lib.update_scene(target, title="Killed before recorded")
+        with queue_of(st) as queue:
+            queue.enqueue(target, "test", time.time())
+        assert st.task("process_queue").returncode == -signal.SIGKILL
+        item = st.plex_item(target)
+        assert item.title == "Killed before recorded" and item.is_locked("title")
+        with queue_of(st) as queue:
+            row = queue.ledger.get(target)
+            assert row is None or "title" not in row.written["locks"]  # the lock was never recorded
+
+        lib.update_scene(target, title="Saved after the kill")
+        assert st.hook(target).error is None
+        st.wait_for_worker()
+        item = st.plex_item(target)
+        assert item.title == "Saved after the kill"
+        assert item.fields.get("summary") == "Typed in Plex"  # a person's lock is still theirs
+        with queue_of(st) as queue:
+            written = queue.ledger.get(target).written
+            assert "title" in written["locks"] and "summary" not in written["locks"]
+            assert written["user_locked"] == ["summary"]
+            assert queue.ledger.in_flight(target) is None  # recorded with the ledger row

@@ -12,8 +12,8 @@ from base.settings import load_settings
 from emulators.plex_server import PlexEmulator
 from plex.connection import PlexConnection
 from plex.desired import Actor, DesiredState
-from plex.diff import locks_we_set, plan_edit
-from plex.records import CurrentState, LedgerEntry, SyncStatus
+from plex.diff import locks_in_flight, locks_we_set, plan_edit
+from plex.records import CurrentState, LedgerEntry, LocksInFlight, SyncStatus
 from plex.sync import PlexSync
 from reconciliation.gaps import LedgerView, classify, snapshot
 from reconciliation.reconcile import ledger_view
@@ -110,6 +110,51 @@ def test_a_ledger_from_before_locks_were_recorded_owns_the_locks_of_what_it_wrot
     # The record survives the ledger's JSON round trip, an empty one included.
     for entry in (LedgerEntry(locks=("title",), user_locked=("summary",)), LedgerEntry(locks=())):
         assert LedgerEntry.from_any(entry.to_dict()) == entry
+
+
+def with_locks(locks: frozenset[str] | set[str], **fields: object) -> CurrentState:
+    return CurrentState(**{**CURRENT.__dict__, "locked": frozenset(locks), **fields})
+
+
+WITH_IMAGES = DesiredState(**{**DESIRED.__dict__, "poster_url": "http://stash/p", "art_url": "http://stash/a"})
+
+
+def test_the_locks_in_flight_are_every_lock_the_write_may_set_and_none_already_on_the_item() -> None:
+    """Every subset of locks a person may have set: what the edit will lock anew is in flight,
+    what the item already showed never is (a person's lock must not become ours by a kill)."""
+    names = sorted(EVERY_LOCK | {"role", "tagline"})
+    for lock in (True, False):
+        for mask in range(1 << len(names)):
+            current = with_locks({n for i, n in enumerate(names) if mask >> i & 1})
+            flight = locks_in_flight(WITH_IMAGES, current, None, lock=lock)
+            noted = flight.locks if flight is not None else frozenset()
+            assert noted.isdisjoint(current.locked), (current.locked, noted)
+            out = plan_edit(WITH_IMAGES, current, None, lock=lock, preserve=False, ours=frozenset(),
+                            uploads=("poster", "art"))
+            assert set(out.locks) - current.locked <= noted, (current.locked, out.locks, noted)
+            assert flight is None or flight.plex_key == current.rating_key
+
+
+def test_the_locks_in_flight_follow_the_settings_and_what_stash_has() -> None:
+    everything = locks_in_flight(WITH_IMAGES, with_locks(set()), None, lock=True)
+    assert everything == LocksInFlight("5", frozenset(
+        {"title", "titleSort", "summary", "genre", "actor", "role", "collection", "thumb", "art"}))
+    unlocked = locks_in_flight(WITH_IMAGES, with_locks(set()), None, lock=False)
+    assert unlocked == LocksInFlight("5", frozenset({"thumb", "art"}))  # an upload is always locked
+    assert locks_in_flight(DESIRED, with_locks(set()), None, lock=False) is None
+    assert locks_in_flight(WITH_IMAGES, with_locks(everything.locks), None, lock=True) is None
+
+
+def test_locks_an_unrecorded_write_set_stay_in_flight_while_the_item_shows_them() -> None:
+    noted = LocksInFlight("5", frozenset({"title", "titleSort", "tagline", "genre"}))
+    current = with_locks({"title", "tagline", "summary"})
+    flight = locks_in_flight(DESIRED, current, noted, lock=False)
+    assert flight == LocksInFlight("5", frozenset({"title", "tagline"}))  # on the item: ours, set by that write
+    assert locks_in_flight(DESIRED, with_locks(set()), noted, lock=False) is None  # none landed
+    assert locks_in_flight(DESIRED, with_locks({"title"}, rating_key="6"), noted, lock=False) is None  # another item
+    # Planned with them as ours, the title follows Stash again; the person's summary does not.
+    out = plan(current, ours=flight.locks)
+    assert out.params["title.value"] == "New" and out.kept_locked == ("summary",)
 
 
 def test_reconcile_does_not_count_a_user_locked_field_as_drift_or_empty() -> None:

@@ -73,7 +73,7 @@ from worker.policy import (
     decide,
 )
 from worker.summary import DrainSummary
-from worker.sync_ledger import ITEM_CLAIMED, previous_sync, record_sync
+from worker.sync_ledger import ITEM_CLAIMED, note_in_flight, previous_sync, record_sync
 
 if TYPE_CHECKING:
     from plex.images import ImageStep
@@ -541,6 +541,7 @@ class _Drain:
         if isinstance(begun, (Complete, RetryAt, GiveUp, StopDrain)):
             self._decided(job, begun, now)
             return
+        note_in_flight(self.svc.queue, job.scene_id, begun, now)  # committed before Plex can take the edit
         images = self.fetcher.submit(self.svc.plex.fetch, begun)
         write = self.pool.submit(self._write, begun, images)
         self.writing.append(Started(job, batch.scene(job.scene_id), write, batch, begun.state.rating_key))

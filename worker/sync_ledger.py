@@ -2,22 +2,27 @@
 
 A sync is given what the last one wrote (`previous_sync`: the record kept in the row's
 `written`, without the item key once Plex lost the item) and stores what it wrote plus the
-Stash ids the scene showed (`record_sync`). `LedgerClaims` answers `plex.sync.ClaimSource`
-from the ledger: which other scene holds a Plex item.
+Stash ids the scene showed (`record_sync`, which clears its locks in flight). Before its
+write goes out, the locks it may set are noted (`note_in_flight`). `LedgerClaims` answers
+`plex.sync.ClaimSource` from the ledger: which other scene holds a Plex item, and which
+locks a scene's unrecorded write may have set.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from plex.claims import Claim
 from plex.diff import locks_we_set
-from plex.records import LedgerEntry, SyncOutcome
+from plex.records import LedgerEntry, LocksInFlight, SyncOutcome
 from reconciliation.fanout import scene_refs
 from stash.records import Scene
 from sync_queue.jobs import JobQueue
 from sync_queue.ledger import LEDGER_REFS
+
+if TYPE_CHECKING:
+    from plex.sync import PreparedSync
 
 
 class FileOwners(Protocol):
@@ -47,6 +52,13 @@ def record_sync(queue: JobQueue, scene_id: int, outcome: SyncOutcome, now: float
                      ledger.art_hash, written, now)
 
 
+def note_in_flight(queue: JobQueue, scene_id: int, prepared: PreparedSync, now: float) -> None:
+    """Before the write is handed on: the locks it may set, committed, unless already noted."""
+    flight = prepared.in_flight
+    if flight != prepared.noted:
+        queue.ledger.note_in_flight(scene_id, flight.plex_key if flight else "", flight.locks if flight else (), now)
+
+
 #: Reason on the job of a scene whose Plex item another scene took over.
 ITEM_CLAIMED = "item_claimed"
 
@@ -59,11 +71,19 @@ class LedgerClaims:
     stash: FileOwners
 
     def rival(self, plex_key: str, scene_id: int) -> Claim | None:
+        """The holder's locks are those its ledger row records, and those its unrecorded
+        writes may have set on this item."""
         entry = self.queue.ledger.holder(plex_key, scene_id) if self.queue is not None else None
         if entry is None:
             return None
         record = LedgerEntry.from_any(entry.written)
-        return Claim(entry.scene_id, record.plex_file if record else None, locks_we_set(record))
+        flight = self.in_flight(entry.scene_id)
+        pending = flight.locks if flight is not None and flight.plex_key == plex_key else frozenset()
+        return Claim(entry.scene_id, record.plex_file if record else None, locks_we_set(record) | pending)
+
+    def in_flight(self, scene_id: int) -> LocksInFlight | None:
+        noted = self.queue.ledger.in_flight(scene_id) if self.queue is not None else None
+        return LocksInFlight(*noted) if noted is not None else None
 
     def scene_with_file(self, stash_path: str) -> int | None:
         return self.stash.scene_with_file(stash_path)
