@@ -18,7 +18,7 @@ import pytest
 
 from emulators.plex_library import EditError
 from emulators.stage import stage
-from reconciliation.bulk import PAGE
+from reconciliation.bulk import SYNC_PAGE
 from sync_queue.jobs import JobQueue
 from tests.e2e_worker_support import (
     QUIET,
@@ -260,7 +260,7 @@ def test_sync_all_writes_its_first_pages_scenes_while_later_pages_are_listed(tmp
     """The listing no longer runs whole before the first write: on a real network, a library
     of 20,000 scenes spent ~9 s listing with Plex idle. Each page's jobs are drained while
     later pages are read, under one progress bar that never moves back."""
-    n = 2 * PAGE + 50
+    n = 2 * SYNC_PAGE + 25
     with stage(n, seed=183, work_dir=tmp_path, settings=QUIET, on_result=audited("listing overlap")) as st:
         edits_when_listed: list[int] = []
 
@@ -283,7 +283,7 @@ def test_sync_all_writes_its_first_pages_scenes_while_later_pages_are_listed(tmp
 def test_sync_all_whose_drain_stops_for_an_outage_still_queues_every_scene(tmp_path: Path) -> None:
     """Plex goes away after the first page's first writes: the drain stops, and the listing
     it had not reached yet is still read and queued, so the worker left behind has it all."""
-    n = 2 * PAGE + 10
+    n = 2 * SYNC_PAGE + 10
     with stage(n, seed=184, work_dir=tmp_path, settings=QUIET, on_result=audited("listing outage")) as st:
         st.plex.faults.down_after(5)
         result = st.task("all")
