@@ -580,7 +580,7 @@ class _Drain:
         while the last batch's writes are in flight: reads only (see the class)."""
         if self.max_jobs is not None and self.taken >= self.max_jobs or not self._may_start():
             return False
-        self._list()  # a page (more jobs than a batch) per batch: the listing keeps ahead
+        self._list()  # a page (about a batch) before each batch: the listing keeps up with the takes
         while True:
             now = self.clock()
             limit = BATCH_SIZE if self.max_jobs is None else min(BATCH_SIZE, self.max_jobs - self.taken)
