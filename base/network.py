@@ -21,7 +21,6 @@ import socket
 import ssl
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -184,27 +183,3 @@ def explain(failure: NetFailure, server: str, url: str, fixes: Fixes) -> str:
         timeouts=f" ({fixes.timeouts})" if fixes.timeouts else "",
         host=f" '{failure.detail or host}'" if (failure.detail or host) else "")
     return f"{server} at {address(url)} {text}"
-
-
-def settle_environment(session: Any) -> None:
-    """Make a `requests.Session` read the environment once per server, not once per request.
-
-    requests looks up the proxy and CA-bundle variables for every request, walking all of
-    `os.environ` twice; with several requests per scene that was a tenth of the plugin's
-    CPU. The environment does not change while the plugin runs, and what requests derives
-    from it depends only on the scheme and host (and the call's own arguments), so each
-    answer is kept and handed out as a copy.
-    """
-    merge = session.merge_environment_settings
-    kept: dict[tuple[Any, ...], dict[str, Any]] = {}
-
-    def merged(url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream, verify,
-               cert if not isinstance(cert, list) else tuple(cert))
-        found = kept.get(key)
-        if found is None:
-            found = kept[key] = merge(url, proxies, stream, verify, cert)
-        return {name: dict(value) if isinstance(value, dict) else value for name, value in found.items()}
-
-    session.merge_environment_settings = merged

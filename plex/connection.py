@@ -39,7 +39,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from base import network
+from base import http_session, network
 from base.backoff import REQUEST_BACKOFF, REQUEST_RETRIES, RETRY_AFTER_IN_REQUEST
 from base.errors import (
     InvalidData,
@@ -101,25 +101,12 @@ def configure_plexapi(identifier: str) -> None:
 
 # --- query strings -----------------------------------------------------------------------
 
-#: What a query may hold as it is: unreserved characters, the ones urllib3 leaves in a query,
-#: and escapes in upper case.
-_QUERY_AS_IS = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-F]{2})*")
-#: The escape of an unreserved character, which requests turns back into the character.
-_UNRESERVED_ESCAPE = re.compile(r"%(?:3[0-9]|[46][1-9A-F]|[57][0-9A]|2[DE]|5F|7E)")
-
-
 def query_string(params: Mapping[str, object]) -> str:
     """The query plexapi's `joinArgs` builds (keys in case-blind order, values escaped), in the
     form it goes out in: urllib3 escapes a key's brackets, so this does too. The same bytes
-    reach Plex, and `RecordingSession` need not re-encode them (`sent_as_is`)."""
+    reach Plex, and the session need not re-encode them (`http_session.sent_as_is`)."""
     return "&".join(f"{quote(key, safe='')}={quote(str(params[key]), safe='')}"
                     for key in sorted(params, key=str.lower))
-
-
-def sent_as_is(query: str) -> bool:
-    """requests and urllib3 would send this query unchanged: nothing left to escape, every
-    escape in upper case, none of an unreserved character."""
-    return _QUERY_AS_IS.fullmatch(query) is not None and _UNRESERVED_ESCAPE.search(query) is None
 
 
 # --- the session: counting, rate limit, last response ------------------------------------
@@ -149,8 +136,7 @@ class RecordingSession(requests.Session):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._pacer = Pacer()
-        self._templates: dict[tuple[Any, ...], requests.PreparedRequest] = {}
-        network.settle_environment(self)
+        http_session.settle(self)
 
     @property
     def last_status(self) -> int | None:
@@ -170,53 +156,6 @@ class RecordingSession(requests.Session):
         with self._lock:
             now = self.clock()
             self._pacer = hold(self._pacer, now + seconds, now)
-
-    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
-        """requests' own preparation, made cheaper where that changes nothing, since it was a
-        third of each request's CPU (a scene costs three requests to Plex):
-
-        * a query already in the form it goes out in (`sent_as_is`) skips requests' re-encoding,
-          which walks it character by character in Python (twice: requests, then urllib3's
-          parse); an edit's query is a few kilobytes of escapes;
-        * a plain request (no cookies, auth, params, files or hooks of its own or the
-          session's, as every request to Plex is: the token is a header) starts from a copy of
-          one prepared for the same method, server and headers (`_plain`), instead of merging
-          the session's settings and checking every header again."""
-        url = request.url
-        if not isinstance(url, str) or request.params:
-            return super().prepare_request(request)
-        base, mark, query = url.partition("?")
-        if mark and not sent_as_is(query):
-            return super().prepare_request(request)
-        prepared = self._plain(request, base)
-        if prepared is None:
-            request.url = base
-            try:
-                prepared = super().prepare_request(request)
-            finally:
-                request.url = url
-        if mark:
-            prepared.url = f"{prepared.url}?{query}"
-        return prepared
-
-    def _plain(self, request: requests.Request, base: str) -> requests.PreparedRequest | None:
-        """`request` prepared from its template, or None when it is not plain. A template is
-        prepared by requests itself once per (method, server, headers, session headers); a
-        cookie the server sets turns the shortcut off, as it would change every request."""
-        if (self.cookies or self.auth or self.params or any(self.hooks.values()) or request.cookies
-                or request.auth or request.files or request.json is not None or any(request.hooks.values())):
-            return None
-        method = str(request.method).upper()
-        scheme, netloc = urlsplit(base)[:2]
-        key = (method, scheme, netloc, tuple((request.headers or {}).items()), tuple(self.headers.items()))
-        template = self._templates.get(key)
-        if template is None:
-            template = super().prepare_request(requests.Request(method, f"{scheme}://{netloc}/", headers=request.headers))
-            self._templates[key] = template
-        prepared = template.copy()
-        prepared.prepare_url(base, None)
-        prepared.prepare_body(request.data, None)
-        return prepared
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         with self._lock:
@@ -319,7 +258,6 @@ def speaks_tls(url: str, timeout: float) -> bool:
     connection; one handshake tells the wrong scheme apart. No request, no token is sent."""
     import socket
     import ssl
-    from urllib.parse import urlsplit
 
     parts = urlsplit(url)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -339,7 +277,6 @@ def certificate_names(url: str, timeout: float) -> tuple[str, ...]:
     the second verifies it against itself, which is what makes the ssl module parse it."""
     import socket
     import ssl
-    from urllib.parse import urlsplit
 
     parts = urlsplit(url)
     where = (parts.hostname or "", parts.port or 443)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from base import network
+from base import http_session, network
 from base.errors import SceneGone, StashAuthError, StashRejectedQuery, StashUnavailable
 from base.protocol import StashLog
 from base.settings import PLUGIN_ID, plugin_settings_map
@@ -149,7 +149,7 @@ class StashClient:
             # background worker may outlive it. We never mutate scenes, so losing the
             # cookie's hook-loop protection costs nothing.
             self._api = self._call(lambda: interface(conn, force_api_key=True))
-            network.settle_environment(self._api.s)
+            http_session.settle(self._api.s)
         return self._api
 
     def _call(self, fn: Any) -> Any:

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from plexapi.utils import joinArgs
 from urllib3.util.url import _encode_target
 
+from base.http_session import sent_as_is
 from emulators.plex_server import PlexEmulator
-from plex.connection import PlexConnection, RecordingSession, query_string, sent_as_is
+from plex.connection import PlexConnection, RecordingSession, query_string
 
 BASE = "http://127.0.0.1:32400/library/sections/1/all"
 KEYS = st.one_of(st.sampled_from(["title.value", "summary.value", "genre.locked", "id", "type"]),
