@@ -173,8 +173,9 @@ class PlexSync:
         #: The drain's collection batch (`open_batch`); None: a sync writes no collection itself.
         self.batch: CollectionBatch | None = None
         self.collection_store: Any = None  # (collections table, ledger table), see `open_batch`
-        #: Runs a request beside the caller's (the drain lends a thread); None: one at a time.
-        self.alongside: Callable[[Callable[[], int]], Future[int] | None] | None = None
+        #: Sends a write's request on one of the drain's lanes (`worker.core.LANES`); None:
+        #: each on the calling thread, one at a time.
+        self.lanes: Callable[[Callable[[], int]], Future[int]] | None = None
 
     # -- reads -----------------------------------------------------------------------
 
@@ -495,9 +496,7 @@ class PlexSync:
         plan = self._plan(desired, state, ledger, [s.kind for s in steps if s.data is not None],
                           prepared.ownership.locks | _locks(prepared.in_flight), prepared.owned_collections)
         uploads = [s for s in steps if s.kind in plan.uploads]
-        if not plan.empty:
-            self._edit(state, plan)
-        beside = self._upload_all(state.rating_key, uploads)
+        elsewhere = self._send_all(state, plan, uploads)
         # An image kept off by someone else's lock is not recorded: it is reported (and sent
         # once they unlock it) on every sync.
         by_kind = {step.kind: step for step in steps if step.data is None or step.kind in plan.uploads}
@@ -516,29 +515,24 @@ class PlexSync:
         return SyncOutcome(SyncStatus.WRITTEN if wrote else SyncStatus.UNCHANGED, state.rating_key, entry,
                            changes=plan.changes, kept=plan.kept, kept_locked=plan.kept_locked,
                            images_uploaded=tuple(u.kind for u in uploads),
-                           requests=prepared.requests + self.conn.requests_here - before + beside,
+                           requests=prepared.requests + self.conn.requests_here - before + elsewhere,
                            displaced=prepared.ownership.displaced)
 
-    def _upload_all(self, rating_key: str, steps: Sequence[ImageStep]) -> int:
-        """The uploads, each its own request: beside the first when the drain lends a free
-        thread (`alongside`), else on this thread after it, since Plex takes them in any order
-        and a scene's two uploads were two round trips one after the other. Every upload has
-        its answer before this returns; the first failure is then raised. Returns the requests
-        sent from other threads."""
-        beside: list[Future[int]] = []
-        here = list(steps[:1])
-        for step in steps[1:]:
-            lent = self.alongside(partial(self._upload, rating_key, step)) if self.alongside is not None else None
-            if lent is None:
-                here.append(step)
-            else:
-                beside.append(lent)
-        try:
-            for step in here:
-                self._upload(rating_key, step)
-        finally:
-            wait(beside)
-        return sum(done.result() for done in beside)
+    def _send_all(self, state: CurrentState, plan: EditPlan, uploads: Sequence[ImageStep]) -> int:
+        """The edit and the uploads: all at once on the drain's lanes when it lends them (Plex
+        takes them in any order), else one after another on this thread, stopping at the first
+        failure. Every request has its answer before this returns; the first failure in the
+        order sent (the edit's first) is then raised, so a failed write is judged as it was
+        when the edit went alone. Returns the requests sent from other threads."""
+        requests = [partial(self._edit, state, plan)] if not plan.empty else []
+        requests += [partial(self._upload, state.rating_key, step) for step in uploads]
+        if self.lanes is None:
+            for request in requests:
+                request()
+            return 0
+        answered = [self.lanes(request) for request in requests]
+        wait(answered)
+        return sum(done.result() for done in answered)  # raises the first failure
 
     def _upload(self, rating_key: str, step: ImageStep) -> int:
         """One image to the item; the requests this thread sent for it."""
@@ -551,10 +545,12 @@ class PlexSync:
         """Plex asked for a pause (Retry-After): every request waits it out, from any thread."""
         self.conn.hold(seconds)
 
-    def _edit(self, state: CurrentState, plan: EditPlan) -> None:
+    def _edit(self, state: CurrentState, plan: EditPlan) -> int:
+        before = self.conn.requests_here
         section = state.section_id or (self.sections()[0].key if self.sections() else "")
         query = query_string({**plan.params, "id": state.rating_key, "type": MOVIE})
         self.conn.query(f"/library/sections/{section}/all?{query}", "PUT")
+        return self.conn.requests_here - before
 
     def check(self) -> dict[str, Any]:
         """For the health check: reachable, version, the sections we would use."""

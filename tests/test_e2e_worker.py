@@ -136,7 +136,11 @@ def test_two_hooks_at_once_give_one_worker(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_process_queue_takes_over_from_a_draining_worker(tmp_path: Path) -> None:
-    n = 20
+    from worker.core import AHEAD, WRITERS
+
+    # More jobs than a worker can finish once held: those it started before the hold (they
+    # may have their answers already), then those in flight when the task releases it.
+    n = 2 * (WRITERS + AHEAD) + 6
     with stage(n, seed=54, work_dir=tmp_path, settings=QUIET, on_result=audited("takeover draining")) as st:
         ids = st.library.sorted_ids()
         request = st.data_dir / "handover.request"

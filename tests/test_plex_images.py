@@ -160,38 +160,50 @@ def test_with_a_stash_login_no_credential_goes_to_plex(plex: PlexEmulator, tmp_p
             plex.fetch_url(thumb)
 
 
-def test_a_scenes_two_uploads_go_out_together_and_count_as_its_requests(stash: StashEmulator, plex: PlexEmulator,
-                                                                        tmp_path: Path) -> None:
-    """The drain lends a thread (`alongside`): the art goes beside the poster, and the sync
-    still counts every request it caused, from both threads."""
-    key = plex.add_item("/media/stash/a/one.mp4")
-    c = client(stash)
-    scene = c.find_scene(1)
-    sync = plex_sync(plex, c, tmp_path)
-    plex.reset_log()
-    with ThreadPoolExecutor(1) as beside:
-        sync.alongside = beside.submit
-        out = sync.sync(scene, None, now=1000.0)
-    assert out.images_uploaded == ("poster", "art") and out.requests == plex.count()
-    assert plex.item(key).poster.data == COVER and plex.item(key).art.data == COVER
-
-
-def test_with_no_thread_free_beside_both_uploads_go_from_the_syncs_own_thread(
+def test_a_scenes_edit_and_uploads_go_out_at_once_on_the_lanes_and_count_as_its_requests(
         stash: StashEmulator, plex: PlexEmulator, tmp_path: Path) -> None:
-    """The drain lends a thread only when one is free (`alongside` answers None otherwise):
-    the write then sends the art itself, after the poster, instead of waiting in line."""
+    """The drain lends its lanes (`lanes`): the edit is held until both uploads have been
+    answered, which one request at a time never happens, and the sync still counts every
+    request it caused, from every lane."""
     key = plex.add_item("/media/stash/a/one.mp4")
     c = client(stash)
     scene = c.find_scene(1)
     sync = plex_sync(plex, c, tmp_path)
-    asked: list[object] = []
-    sync.alongside = lambda request: asked.append(request)  # always busy: lends nothing
     plex.reset_log()
-    out = sync.sync(scene, None, now=1000.0)
-    assert len(asked) == 1  # the second upload was offered to a thread beside, which had none
+
+    def uploads_unanswered() -> bool:
+        with plex.lock:
+            return sum(r.method == "POST" for r in plex.requests) < 2
+
+    with plex.faults.holding(when=uploads_unanswered, ceiling=10.0, which=lambda method, path, query: method == "PUT"), \
+            ThreadPoolExecutor(4) as lanes:
+        sync.lanes = lanes.submit
+        out = sync.sync(scene, None, now=1000.0)
+    assert [r.method for r in plex.requests if r.method != "GET"] == ["POST", "POST", "PUT"]
     assert out.images_uploaded == ("poster", "art") and out.requests == plex.count()
-    assert [r.path.rsplit("/", 1)[1] for r in plex.requests if r.method == "POST"] == ["posters", "arts"]
     assert plex.item(key).poster.data == COVER and plex.item(key).art.data == COVER
+    assert plex.item(key).fields["title"] == "One"
+
+
+def test_without_lanes_the_edit_goes_first_and_one_plex_never_answers_sends_no_upload(
+        stash: StashEmulator, plex: PlexEmulator, tmp_path: Path) -> None:
+    """A sync outside a drain (a hook's) sends its requests one after another, stopping at
+    the first failure."""
+    key = plex.add_item("/media/stash/a/one.mp4")
+    c = client(stash)
+    scene = c.find_scene(1)
+    sync = plex_sync(plex, c, tmp_path)
+    plex.reset_log()
+    plex.faults.down_after(0, "PUT")  # Plex goes away under the edit
+    try:
+        with pytest.raises(PlexUnavailable):
+            sync.sync(scene, None, now=1000.0)
+    finally:
+        plex.faults.down = False
+    assert not any(r.method == "POST" for r in plex.requests)
+    out = sync.sync(scene, None, now=1001.0)
+    assert [r.method for r in plex.requests if r.method != "GET"] == ["PUT", "POST", "POST"]
+    assert out.images_uploaded == ("poster", "art") and plex.item(key).art.data == COVER
 
 
 def test_an_upload_that_fails_beside_the_other_fails_the_sync_once_both_are_answered(
@@ -202,8 +214,8 @@ def test_an_upload_that_fails_beside_the_other_fails_the_sync_once_both_are_answ
     sync = plex_sync(plex, c, tmp_path)
     plex.faults.down_after(1, "POST")  # the first upload lands, Plex goes away under the second
     try:
-        with ThreadPoolExecutor(1) as beside, pytest.raises(PlexUnavailable):
-            sync.alongside = beside.submit
+        with ThreadPoolExecutor(4) as lanes, pytest.raises(PlexUnavailable):
+            sync.lanes = lanes.submit
             sync.sync(scene, None, now=1000.0)
         assert plex.count("POST") == 1
     finally:

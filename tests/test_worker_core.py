@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from base.errors import SceneGone
+from base.errors import PlexUnavailable, SceneGone
 from base.protocol import StashLog
 from base.settings import load_settings
 from emulators.plex_server import PlexEmulator
@@ -324,20 +324,23 @@ def test_the_writes_in_flight_are_never_more_than_it_takes_to_open_the_breaker()
     assert 1 <= WRITERS <= BreakerConfig().threshold
 
 
-def test_the_drain_lends_a_thread_beside_a_write_only_while_one_is_free() -> None:
-    """A write that would wait in line for the thread beside it sends its request itself."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
+def test_a_request_waiting_for_a_lane_after_one_failed_is_not_sent() -> None:
+    """When Plex goes away, the requests already queued on the lanes (a write's edit and its
+    uploads go out at once) must not follow the one that failed: the write they belong to
+    goes back untouched, as a write the pool skipped does, and Plex sees no more than the
+    lanes had in flight."""
+    from worker.core import _Drain, _Skipped
 
-    from worker.core import _Lender
+    run = _Drain(*[None] * 8)  # type: ignore[arg-type]  # a lane reads only the drain's trouble
+    sent: list[str] = []
 
-    release = threading.Event()
-    with ThreadPoolExecutor(1) as pool:
-        lend = _Lender(pool, 1)
-        first = lend(lambda: 1 if release.wait(30) else 0)
-        assert first is not None
-        assert lend(lambda: 2) is None  # the one thread is busy: not lent, not queued
-        release.set()
-        assert first.result(timeout=30) == 1
-        again = lend(lambda: 3)  # free again once the first's answer is in
-        assert again is not None and again.result(timeout=30) == 3
+    def refused() -> int:
+        sent.append("edit")
+        raise PlexUnavailable("refused")
+
+    assert run.lane(lambda: sent.append("poster") or 1) == 1
+    with pytest.raises(PlexUnavailable):
+        run.lane(refused)
+    with pytest.raises(_Skipped):
+        run.lane(lambda: sent.append("art") or 1)
+    assert sent == ["poster", "edit"]

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from base.backoff import FANOUT_BACKOFF, RandomSource, ceiling
@@ -89,14 +90,18 @@ PROGRESS_STEP = 0.002
 #: breaker's threshold (`BreakerConfig.threshold`): when Plex goes away, the writes in flight
 #: fail together, and that must not be more than it takes to open it.
 WRITERS = 3
-#: Requests the writes may send beside their own, all writers together (a scene's second image
-#: upload goes out with its first while this thread is free, `_Lender`): at most four
-#: requests to Plex from the pool, one more from the drain's own thread (a batch's comma
-#: read, a collection's flush).
-BESIDE = 1
+#: Requests to Plex in flight from the writes, all of them together: every request a write
+#: sends (its edit, then its uploads) goes out on one of these threads, in the order sent.
+#: A write that sent its own requests left its thread idle between scenes, and a scene's
+#: second upload found a single thread beside it busy half the time; from one set of lanes,
+#: none is idle while any write has a request waiting. One more request may come from the
+#: drain's own thread (a batch's comma read, a collection's flush).
+LANES = 4
 #: Jobs started ahead of a free writer: their images download from Stash while the writes
-#: before them go out, so a writer finds them ready instead of waiting for Stash.
-AHEAD = WRITERS
+#: before them go out, so a writer finds them ready instead of waiting for Stash. Enough that
+#: the writes keep the lanes busy while this thread reads the next batch (a listing page, the
+#: scenes, the Plex items: about 50 ms on a network with 5 ms round trips) and starts none.
+AHEAD = 3 * WRITERS
 #: Image downloads from Stash at once, ahead of the writes; with the drain's own reads, at
 #: most one more request is in flight to Stash.
 FETCHERS = 2
@@ -116,7 +121,7 @@ class Listing(Protocol):
 
 
 class PlexTarget(Protocol):
-    alongside: Callable[[Callable[[], int]], Future[int] | None] | None
+    lanes: Callable[[Callable[[], int]], Future[int]] | None
 
     def read_batch(self, scenes: Sequence[Scene], ledgers: Sequence[LedgerEntry | None], now: float,
                    ) -> PlexBatch: ...
@@ -420,46 +425,19 @@ def drain(
         if not _probe(svc, result, clock()):
             return result
     with ThreadPoolExecutor(WRITERS, thread_name_prefix="stash2plex-write") as pool, \
-            ThreadPoolExecutor(BESIDE, thread_name_prefix="stash2plex-beside") as beside, \
+            ThreadPoolExecutor(LANES, thread_name_prefix="stash2plex-lane") as lanes, \
             ThreadPoolExecutor(FETCHERS, thread_name_prefix="stash2plex-fetch") as fetcher:
         run = _Drain(svc, clock, result, pool, fetcher, progress, should_yield, max_jobs, listing)
         if collections is not None:
             collections.before_rename = run.land_writes
-        svc.plex.alongside = _Lender(beside, BESIDE)
+        svc.plex.lanes = partial(lanes.submit, run.lane)
         try:
             run.run()
         finally:
-            svc.plex.alongside = None
+            svc.plex.lanes = None
     if not result.summary.stopped and not result.yielded:
         flush_collections(svc, result, clock())
     return result
-
-
-class _Lender:
-    """Lends a thread for a request beside a write's own, only when one is free. A write that
-    would wait for a busy thread sends the request itself instead: the threads then stay
-    busy together (a scene's two uploads were two round trips one after the other, and a
-    write waiting in line for the one thread beside it left its own idle)."""
-
-    def __init__(self, pool: ThreadPoolExecutor, threads: int) -> None:
-        self.pool = pool
-        self.free = threading.BoundedSemaphore(threads)
-
-    def __call__(self, request: Callable[[], int]) -> Future[int] | None:
-        if not self.free.acquire(blocking=False):
-            return None
-        try:
-            return self.pool.submit(self._given_back, request)
-        except BaseException:
-            self.free.release()
-            raise
-
-    def _given_back(self, request: Callable[[], int]) -> int:
-        """The request, then the thread is free again, before its answer is seen as done."""
-        try:
-            return request()
-        finally:
-            self.free.release()
 
 
 class _Skipped(Exception):
@@ -557,17 +535,22 @@ class _Drain:
             self.trouble.set()
             raise
 
+    def lane(self, request: Callable[[], int]) -> int:
+        """On a lane: one request of a write, unless a request or write before it failed. A
+        write whose request is skipped goes back untouched, as a write the pool skipped does,
+        though Plex may have taken its edit: the sync that runs it again finds that done."""
+        if self.trouble.is_set():
+            raise _Skipped
+        try:
+            return request()
+        except Exception:
+            self.trouble.set()
+            raise
+
     def _settle(self) -> None:
         """Judge every write in flight, in the order started; skipped ones go back untouched."""
-        skipped: list[Job] = []
         while self.writing:
-            started = self.writing.popleft()
-            if isinstance(started.write.exception(), _Skipped):
-                skipped.append(started.job)
-            else:
-                self._finish(started)
-        if skipped:
-            self.svc.queue.release(skipped, self.clock())
+            self._finish(self.writing.popleft())
         self.trouble.clear()
 
     def land_writes(self) -> None:
@@ -626,6 +609,9 @@ class _Drain:
                 return False
 
     def _finish(self, started: Started) -> None:
+        if isinstance(started.write.exception(), _Skipped):
+            self.svc.queue.release([started.job], self.clock())
+            return
         now = self.clock()
         later = self.batch
         if later is not None and later is not started.batch and later.plex is not None:
