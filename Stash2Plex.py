@@ -60,6 +60,9 @@ def _run(target: Route, inp: PluginInput, log: StashLog) -> object:
 
         return handle_hook(inp, folder, HERE / "Stash2Plex.py", time.time(), log)
     replace_damaged_database(folder, target.kind, log)
+    from base.arenas import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before a task's or the worker's threads start
     from worker.runtime import RunContext
 
     handler = dispatch.task_handler(target.name)

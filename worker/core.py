@@ -91,7 +91,7 @@ PROGRESS_STEP = 0.002
 #: fail together, and that must not be more than it takes to open it.
 WRITERS = 3
 #: Requests to Plex in flight from the writes, all of them together: every request a write
-#: sends (its edit, then its uploads) goes out on one of these threads, in the order sent.
+#: sends (its edit and its uploads, at once) goes out on one of these threads, in the order sent.
 #: A write that sent its own requests left its thread idle between scenes, and a scene's
 #: second upload found a single thread beside it busy half the time; from one set of lanes,
 #: none is idle while any write has a request waiting. One more request may come from the
@@ -441,7 +441,8 @@ def drain(
 
 
 class _Skipped(Exception):
-    """A write the pool did not start because one before it failed (see `_Drain`)."""
+    """A write the pool did not start, or a request of one a lane did not send, because one
+    before it failed (see `_Drain`)."""
 
 
 @dataclass
