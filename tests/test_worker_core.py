@@ -331,16 +331,16 @@ def test_a_request_waiting_for_a_lane_after_one_failed_is_not_sent() -> None:
     lanes had in flight."""
     from worker.core import _Drain, _Skipped
 
-    run = _Drain(*[None] * 8)  # type: ignore[arg-type]  # a lane reads only the drain's trouble
+    run = _Drain(*[None] * 8)  # type: ignore[arg-type]  # it reads only the drain's trouble
     sent: list[str] = []
 
     def refused() -> int:
         sent.append("edit")
         raise PlexUnavailable("refused")
 
-    assert run.lane(lambda: sent.append("poster") or 1) == 1
+    assert run.unless_troubled(lambda: sent.append("poster") or 1) == 1
     with pytest.raises(PlexUnavailable):
-        run.lane(refused)
+        run.unless_troubled(refused)
     with pytest.raises(_Skipped):
-        run.lane(lambda: sent.append("art") or 1)
+        run.unless_troubled(lambda: sent.append("art") or 1)
     assert sent == ["poster", "edit"]

@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from base.backoff import FANOUT_BACKOFF, RandomSource, ceiling
 from base.clock import absolute_utc
@@ -79,6 +79,8 @@ from worker.sync_ledger import ITEM_CLAIMED, note_in_flight, previous_sync, reco
 if TYPE_CHECKING:
     from plex.images import ImageStep
     from plex.sync import PlexBatch, PreparedSync
+
+T = TypeVar("T")
 
 #: Inbox events (hooks that arrived during the drain) are folded in this often, in seconds.
 INGEST_EVERY = 2.0
@@ -430,7 +432,7 @@ def drain(
         run = _Drain(svc, clock, result, pool, fetcher, progress, should_yield, max_jobs, listing)
         if collections is not None:
             collections.before_rename = run.land_writes
-        svc.plex.lanes = partial(lanes.submit, run.lane)
+        svc.plex.lanes = partial(lanes.submit, run.unless_troubled)
         try:
             run.run()
         finally:
@@ -527,23 +529,21 @@ class _Drain:
 
     def _write(self, prepared: PreparedSync, images: Future[Sequence[ImageStep]]) -> SyncOutcome:
         """On a pool thread: the job's write, unless a write before it failed."""
-        if self.trouble.is_set():
-            images.cancel()
-            raise _Skipped
         try:
-            return self.svc.plex.write(prepared, images.result())
-        except Exception:
-            self.trouble.set()
+            return self.unless_troubled(lambda: self.svc.plex.write(prepared, images.result()))
+        except _Skipped:
+            images.cancel()
             raise
 
-    def lane(self, request: Callable[[], int]) -> int:
-        """On a lane: one request of a write, unless a request or write before it failed. A
-        write whose request is skipped goes back untouched, as a write the pool skipped does,
-        though Plex may have taken its edit: the sync that runs it again finds that done."""
+    def unless_troubled(self, call: Callable[[], T]) -> T:
+        """`call` (a write on the pool, or one request of a write on a lane), unless a write or
+        request before it failed; a failure of its own stops the ones after it. A write whose
+        request is skipped goes back untouched, as a write the pool skipped does, though Plex
+        may have taken its edit: the sync that runs it again finds that done."""
         if self.trouble.is_set():
             raise _Skipped
         try:
-            return request()
+            return call()
         except Exception:
             self.trouble.set()
             raise
