@@ -48,6 +48,14 @@ def settle(session: Any) -> None:
         _keep_pools(adapter)
 
 
+def _per_server(url: str, proxies: Any, *rest: Any) -> tuple[Any, ...]:
+    """What keeps an answer: the scheme and host, the proxies, and the call's other arguments
+    (a client certificate given as a list made hashable)."""
+    scheme, netloc = urlsplit(url)[:2]
+    return (scheme, netloc, tuple(sorted((proxies or {}).items())),
+            *(tuple(value) if isinstance(value, list) else value for value in rest))
+
+
 def _settle_environment(session: Any) -> None:
     """What requests derives from the environment depends only on the scheme and host (and
     the call's own arguments), so each answer is kept and handed out as a copy."""
@@ -55,9 +63,7 @@ def _settle_environment(session: Any) -> None:
     kept: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def merged(url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream, verify,
-               cert if not isinstance(cert, list) else tuple(cert))
+        key = _per_server(url, proxies, stream, verify, cert)
         found = kept.get(key)
         if found is None:
             found = kept[key] = merge(url, proxies, stream, verify, cert)
@@ -121,9 +127,7 @@ def _keep_pools(adapter: Any) -> None:
     pools: dict[tuple[Any, ...], Any] = {}
 
     def pool_for(request: Any, verify: Any, proxies: Any = None, cert: Any = None) -> Any:
-        scheme, netloc = urlsplit(request.url)[:2]
-        key = (scheme, netloc, verify, tuple(sorted((proxies or {}).items())),
-               cert if not isinstance(cert, list) else tuple(cert))
+        key = _per_server(request.url, proxies, verify, cert)
         pool = pools.get(key)
         if pool is None or getattr(pool, "pool", None) is None:
             pool = pools[key] = lookup(request, verify, proxies=proxies, cert=cert)
