@@ -4,7 +4,7 @@ A first sync costs about four requests per scene (an edit and two uploads to Ple
 download from Stash), and the plugin's one core is what bounds a bulk sync: requests'
 own bookkeeping around each request was a large share of it. Three pieces of that work
 have the same answer every time for the two servers we talk to, so `settle` keeps the
-answer instead of working it out again:
+answer instead of working it out again, and a fourth is skipped where it changes nothing:
 
 * the environment (proxy and CA-bundle variables): requests walks all of `os.environ`
   twice per request, though it does not change while the plugin runs;
@@ -14,7 +14,11 @@ answer instead of working it out again:
   in the form it goes out in (`sent_as_is`) skips requests' re-encoding, which walks it
   character by character in Python;
 * the connection pool for a server: requests asks urllib3's pool manager again for every
-  request, parsing the URL and building the pool key each time.
+  request, parsing the URL and building the pool key each time;
+* urllib3's re-encoding of the request target (`_encode_targets_as_is`): a target with any escape
+  in it is walked byte by byte in Python, though one already in the form urllib3 would
+  give it comes out unchanged. A Plex edit's query holds every changed field escaped, so
+  this was a quarter of the edit's own CPU (0.24 ms of 0.93 per edit, py-spy).
 
 Each is installed on the session or adapter object itself, so it also works on a session
 made by a library (stashapi's). Stdlib only at module level, like the rest of `base/`:
@@ -27,9 +31,12 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-#: What a query may hold as it is: unreserved characters, the ones urllib3 leaves in a query,
-#: and escapes in upper case.
-_QUERY_AS_IS = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-F]{2})*")
+#: What a path may hold as it is: unreserved characters, the others urllib3 leaves in a path,
+#: and escapes in upper case. A query may hold "?" as well.
+_PATH_CHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2}"
+_QUERY_AS_IS = re.compile(rf"(?:{_PATH_CHAR}|\?)*")
+#: A request target urllib3's `_encode_target` returns unchanged.
+_TARGET_AS_IS = re.compile(rf"/(?:{_PATH_CHAR})*(?:\?{_QUERY_AS_IS.pattern})?")
 #: The escape of an unreserved character, which requests turns back into the character.
 _UNRESERVED_ESCAPE = re.compile(r"%(?:3[0-9]|[46][1-9A-F]|[57][0-9A]|2[DE]|5F|7E)")
 
@@ -46,6 +53,27 @@ def settle(session: Any) -> None:
     _prepare_from_templates(session)
     for adapter in session.adapters.values():
         _keep_pools(adapter)
+    _encode_targets_as_is()
+
+
+def _encode_targets_as_is() -> None:
+    """urllib3's pools re-encode every target (`connectionpool._encode_target`): one already
+    in its encoded form is handed back as it is. Its own shortcut covers only a target with
+    no escape at all; with every "%" opening an upper-case escape and every other character
+    one it keeps, its byte walk copies each byte, so the answer is the same. Installed once
+    per process, on urllib3's module (its pools call the name from there); a urllib3
+    without that function is left alone."""
+    import urllib3.connectionpool as pools
+
+    encode = getattr(pools, "_encode_target", None)
+    if encode is None or getattr(encode, "as_is", False):
+        return
+
+    def encode_target(target: str) -> str:
+        return target if _TARGET_AS_IS.fullmatch(target) else encode(target)
+
+    encode_target.as_is = True  # type: ignore[attr-defined]
+    pools._encode_target = encode_target
 
 
 def _per_server(url: str, proxies: Any, *rest: Any) -> tuple[Any, ...]:

@@ -35,3 +35,27 @@ def test_a_library_session_settled_after_it_was_made_sends_what_it_would_have_se
         second = session.get(plex.url + "/identity", timeout=10).request
     assert first.headers["ApiKey"] == "k-1" and "Cookie" not in first.headers
     assert second.headers["ApiKey"] == "k-1" and second.headers["Cookie"] == "session=c-1"
+
+
+def test_a_target_urllib3_would_not_change_skips_its_re_encoding_and_every_other_gets_its_answer() -> None:
+    """The target shortcut must give urllib3's own answer for any target: random ones over
+    an alphabet of what matters (escapes in either case, a lone "%", non-ASCII, a space,
+    "?" and "#"), and one already in urllib3's form comes back as the very same string
+    (the byte walk was skipped)."""
+    import random
+
+    import urllib3.connectionpool
+    from urllib3.util.url import _encode_target as urllib3_answer
+
+    settle(requests.Session())
+    shortcut = urllib3.connectionpool._encode_target
+    assert shortcut is not urllib3_answer
+    rng = random.Random(7)
+    alphabet = ["a", "Z", "0", "-", "_", ".", "~", "!", "$", "&", "'", "(", ")", "*", "+", ",", ";", "=", ":",
+                "@", "/", "?", "#", " ", "%", "%2f", "%2F", "%C3%A9", "%e9", "%G1", "[", "]", "é", "\u2603", "\""]
+    for _ in range(5000):
+        target = "/" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        assert shortcut(target) == urllib3_answer(target), target
+    edit = "/library/sections/1/all?summary.value=Caf%C3%A9%20au%20lait%21&title.locked=1&type=1&id=5"
+    assert shortcut(edit) is edit
+    assert urllib3_answer(edit) == edit
