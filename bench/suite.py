@@ -58,7 +58,7 @@ class Bench:
 
 BENCHES: tuple[Bench, ...] = (
     Bench("sync_all", "bench/bench_sync_all.py", ("--scenes", "2000"), ("--scenes", "60")),
-    Bench("sync_all_20k", "bench/bench_sync_all.py", ("--scenes", "20000", "--networks", "loopback"), None),
+    Bench("sync_all_20k", "bench/bench_sync_all.py", ("--scenes", "20000", "--networks", "loopback", "--rounds", "1"), None),
     Bench("collections", "bench/bench_collections.py", (), ("--scenes", "200", "--groups", "20")),
     Bench("collections_dates_against", "bench/bench_collections.py", ("--dates-against",),
           ("--scenes", "200", "--groups", "20", "--dates-against")),
