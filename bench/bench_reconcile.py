@@ -42,7 +42,7 @@ from emulators.stash_library import generate_library
 from plex.desired import desired_state
 from plex.diff import plan_edit
 from plex.records import CurrentState, LedgerEntry
-from reconciliation.bulk import desired_hash
+from plex.scene_state import ledger_hash
 from stash.client import StashClient
 from sync_queue import ledger as ledger_table
 from sync_queue.db import connect, write_txn
@@ -70,7 +70,7 @@ def presync(st: Stage) -> int:
             with st.plex.lock:
                 st.plex.library.edit(item.section, [item.rating_key],
                                      {k: str(v) for k, v in {**plan.params, "type": 1}.items()}, int(now))
-        digest = desired_hash(desired, settings, scene)
+        digest = ledger_hash(desired, settings, scene)
         record = LedgerEntry(plex_key=str(item.rating_key), state_hash=digest, written=dict(plan.written))
         rows.append((scene.id, digest, str(item.rating_key), record.to_dict()))
         done += 1

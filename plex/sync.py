@@ -50,15 +50,16 @@ from base.settings import Settings
 from base.unicode_forms import form_of, name_forms
 from plex import claims, xmlread
 from plex.collection_plan import RELEASED
-from plex.collection_specs import group_state, scene_collections
+from plex.collection_specs import scene_collections
 from plex.collections import CollectionBatch, renamed
 from plex.connection import PlexConnection, query_string
-from plex.desired import DesiredState, desired_state
-from plex.diff import EditPlan, locks_in_flight, locks_we_set, plan_edit, state_hash
+from plex.desired import DesiredState
+from plex.diff import EditPlan, locks_in_flight, locks_we_set, plan_edit
 from plex.images import FetchImage, ImageStep, image_steps
 from plex.matcher import LibraryIndex, MatchKind, MatchResult, build_index, match, merge_index
 from plex.pathmap import basename_key, parent_folder, path_key, to_plex, to_stash
 from plex.records import CurrentState, LedgerEntry, LocksInFlight, SyncOutcome, SyncStatus
+from plex.scene_state import state_and_hash
 from plex.sections import ScanMemory, choose_sections, section_for_folder
 from stash.records import Scene
 
@@ -388,12 +389,6 @@ class PlexSync:
 
     # -- the job ---------------------------------------------------------------------
 
-    def _desired(self, scene: Scene) -> tuple[DesiredState, str]:
-        desired = desired_state(scene, self.settings)
-        s = self.settings
-        return desired, state_hash(desired, lock=s.lock_synced_fields, preserve=s.preserve_plex_edits,
-                                   groups=group_state(scene, s))
-
     def preview(self, scene: Scene, ledger: LedgerEntry | Any | None, now: float | None = None) -> EditPlan:
         """The edit `sync()` would send, without writing or downloading anything."""
         return self.preview_state(scene, ledger, now)[1]
@@ -407,7 +402,7 @@ class PlexSync:
         ledger = LedgerEntry.from_any(ledger)
         state = self._locate(scene, ledger, now)
         ownership = self._ownership(scene, state, self._held_file(state, scene))
-        desired, _ = self._desired(scene)
+        desired, _ = state_and_hash(scene, self.settings)
         flight = self._in_flight(scene.id, desired, state)[1]
         return state, self._plan(desired, state, ledger, images, ownership.locks | _locks(flight))
 
@@ -461,7 +456,7 @@ class PlexSync:
         state = self._locate(scene, ledger, now, batch)
         mine = self._held_file(state, scene)
         ownership = self._ownership(scene, state, mine)
-        desired, digest = self._desired(scene)
+        desired, digest = state_and_hash(scene, self.settings)
         owned: tuple[str, ...] = ()
         if self.batch is not None and desired.collections is not None and state.section_id:
             # On this thread: it claims in the collections table, before the edit can create one.

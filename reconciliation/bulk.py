@@ -20,9 +20,7 @@ from typing import Any, TypeVar
 
 from base.protocol import StashLog
 from base.settings import Settings
-from plex.collection_specs import group_state
-from plex.desired import DesiredState, desired_state
-from plex.diff import state_hash
+from plex.scene_state import state_and_hash
 from stash.client import StashClient
 from stash.records import Scene
 from stash.times import parse_stamp, stash_stamp
@@ -43,13 +41,7 @@ RECENT_WINDOW = 86400.0
 
 def scene_state(scene: Scene, settings: Settings) -> str:
     """The ledger hash of what a sync of `scene` would write: equal to the one a sync stores."""
-    return desired_hash(desired_state(scene, settings), settings, scene)
-
-
-def desired_hash(desired: DesiredState, settings: Settings, scene: Scene) -> str:
-    """`scene_state` for a caller that needs the desired state too (reconcile)."""
-    return state_hash(desired, lock=settings.lock_synced_fields, preserve=settings.preserve_plex_edits,
-                      groups=group_state(scene, settings))
+    return state_and_hash(scene, settings)[1]
 
 
 def recent_filter(now: float, window: float) -> dict[str, Any]:

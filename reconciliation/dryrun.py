@@ -41,7 +41,7 @@ from plex.fields import SCALARS, TAG_LISTS
 from plex.images import image_steps
 from plex.matcher import LibraryIndex, MatchKind, match
 from plex.records import CurrentState, LedgerEntry
-from reconciliation.bulk import desired_hash
+from plex.scene_state import ledger_hash
 from reconciliation.collections import CollectionPreview
 from reconciliation.gaps import Gap, Snapshot, classify
 from reconciliation.reconcile import ledger_view
@@ -354,7 +354,7 @@ def preview_page(plex: Any, settings: Settings, page: list[Scene], ledgers: Mapp
         entry = ledgers.get(scene.id)
         found = match(scene.files, index, pm, settings.strict_matching)
         snap = snaps.get(found.rating_key) if found.rating_key else None
-        verdict = classify(desired_hash(desired, settings, scene), desired, ledger_view(entry), found, snap,
+        verdict = classify(ledger_hash(desired, settings, scene), desired, ledger_view(entry), found, snap,
                            preserve=settings.preserve_plex_edits, files=found.paths_tried)
         title = _title(scene, desired)
         if verdict.gap is None:

@@ -30,7 +30,8 @@ from plex import xmlread
 from plex.desired import desired_state
 from plex.matcher import LibraryIndex, match
 from plex.records import LedgerEntry
-from reconciliation.bulk import RECENT_WINDOW, LibraryPass, desired_hash
+from plex.scene_state import ledger_hash
+from reconciliation.bulk import RECENT_WINDOW, LibraryPass
 from reconciliation.collections import CollectionCheck, reconcile_collections
 from reconciliation.gaps import (
     BY_LEDGER_RULE,
@@ -257,7 +258,7 @@ def _reconcile_page(queue: JobQueue, settings: Settings, page: list[tuple[Scene,
     entries = queue.ledger.get_many(scene.id for scene, _raw in page)
     for scene, raw in page:
         desired = desired_state(scene, settings)
-        digest = desired_hash(desired, settings, scene)
+        digest = ledger_hash(desired, settings, scene)
         entry = entries.get(scene.id)
         found = match(scene.files, index, pm, settings.strict_matching)
         snap = snaps.get(found.rating_key) if found.rating_key else None

@@ -15,6 +15,8 @@ CA and host name); otherwise it verifies as requests does.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -27,6 +29,10 @@ from stash import queries
 from stash.records import GroupLink, Performer, Scene, SceneFile, Studio
 
 PAGE_SIZE = 200
+#: Scenes `iter_listing` read last, kept with Stash's answer for each, so `find_scenes` hands
+#: a job's listed scene back as the very object the listing made (`plex.scene_state`): about
+#: three of Sync All's listing pages, the distance between its listing and its drain.
+LISTED_KEPT = 160
 #: Where Stash keeps the certificate it serves over HTTPS, in its config folder.
 STASH_CERT = "stash.crt"
 FIXES = network.Fixes(url="the address Stash gave the plugin (Stash's host and port settings)",
@@ -98,8 +104,6 @@ class _QuietLogger:
     """
 
     def __init__(self, log: StashLog) -> None:
-        import threading
-
         self._log = log
         self._local = threading.local()  # per thread: the drain downloads images from a small pool
 
@@ -130,6 +134,8 @@ class StashClient:
         self._log = log
         self._stashapi_log = _QuietLogger(log)
         self._api = None
+        self._listed: OrderedDict[int, tuple[Mapping[str, Any], Scene]] = OrderedDict()
+        self._listed_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -231,7 +237,7 @@ class StashClient:
                     continue  # deleted since the listing: said below, like any missing scene
                 now_, then = stamps[i], listed[i]
                 if now_.get("updated_at") and all(now_.get(k) == then.get(k) for k in ("updated_at", *queries.RELATED)):
-                    out[i] = _parsed(listed[i])
+                    out[i] = self._listed_scene(i, then)
                 else:
                     full.append(i)
         if full:
@@ -240,6 +246,22 @@ class StashClient:
         for i in wanted:
             out.setdefault(i, SceneGone(f"Scene {i} no longer exists in Stash."))
         return out
+
+    def _listed_scene(self, scene_id: int, raw: Mapping[str, Any]) -> Scene | Exception:
+        """The scene `raw` describes: the listing's own object when it read the same answer
+        (compared in full: a job may carry an older listing's answer), else parsed anew."""
+        with self._listed_lock:
+            kept = self._listed.get(scene_id)
+        if kept is not None and kept[0] == raw:
+            return kept[1]
+        return _parsed(raw)
+
+    def _keep_listed(self, raw: Mapping[str, Any], scene: Scene) -> None:
+        with self._listed_lock:
+            self._listed[scene.id] = (raw, scene)
+            self._listed.move_to_end(scene.id)
+            while len(self._listed) > LISTED_KEPT:
+                self._listed.popitem(last=False)
 
     def _by_ids(self, document: str, ids: list[int]) -> list[Mapping[str, Any]]:
         data = self.gql(document, {"ids": [str(i) for i in ids], "filter": {"page": 1, "per_page": len(ids)}})
@@ -283,7 +305,9 @@ class StashClient:
                 more = len(page) >= page_size
                 following = pool.submit(fetch, int(page[-1]["id"])) if pool is not None and more else None
                 for raw in page:
-                    yield scene_from_gql(raw), raw
+                    scene = scene_from_gql(raw)
+                    self._keep_listed(raw, scene)
+                    yield scene, raw
                 if not more:
                     return
                 page = following.result() if following is not None else fetch(int(page[-1]["id"]))

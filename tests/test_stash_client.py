@@ -11,6 +11,7 @@ connections.
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ from base.errors import SceneGone, Stash2PlexError, StashAuthError, StashRejecte
 from base.protocol import StashLog
 from emulators.stash_library import StashLibrary, generate_library, png_bytes
 from emulators.stash_server import StashEmulator
+from stash import client as stash_client
 from stash.client import StashClient
 
 USER, PASSWORD, KEY = "admin", "hunter2-pass", "client-test-api-key-9876543210"
@@ -336,3 +338,25 @@ def test_find_scenes_reads_a_batch_in_one_request_and_only_checks_listed_scenes(
     fresh = c.find_scenes([3, 10**9, 3])  # no listing: one full read; a missing id is gone
     assert [r.operation_name for r in stash.requests] == ["S2PScenesById"]
     assert fresh[3] == c.find_scene(3) and isinstance(fresh[10**9], SceneGone) and len(fresh) == 2
+
+
+def test_a_listed_scene_comes_back_as_the_listings_own_object_only_while_the_answer_is_the_same(
+        stash: StashEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drain's scene is the object the listing made (so what was worked out for it is
+    not worked out again, `plex.scene_state`) when the job carries that same answer, here
+    after the trip through the queue's JSON; an answer that differs in any field (an older
+    listing's, with the same stamps) is the job's own, parsed as before; and only the last
+    `LISTED_KEPT` scenes are kept."""
+    c = client(stash.connection())
+    listed = {scene.id: (scene, raw) for scene, raw in c.iter_listing(page_size=50) if scene.id <= 10}
+    carried = {sid: json.loads(json.dumps(raw)) for sid, (_scene, raw) in listed.items()}
+    older = dict(carried[4], title="An older listing's title")
+    found = c.find_scenes(range(1, 11), listed={**carried, 4: older})
+    assert all(found[sid] is listed[sid][0] for sid in range(1, 11) if sid != 4)
+    assert found[4] is not listed[4][0] and found[4].title == "An older listing's title"  # type: ignore[union-attr]
+    monkeypatch.setattr(stash_client, "LISTED_KEPT", 20)
+    for _scene, _raw in c.iter_listing(page_size=200):
+        pass
+    assert list(c._listed) == list(range(131, 151))  # the last 20 of 150
+    again = c.find_scenes([1], listed={1: carried[1]})
+    assert again[1] is not listed[1][0] and again[1] == listed[1][0]
