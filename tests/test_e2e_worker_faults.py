@@ -40,7 +40,7 @@ from tests.e2e_worker_support import (
 )
 from tests.secret_audit import AUDIT
 from worker.breaker import BreakerConfig, BreakerState
-from worker.core import WRITERS
+from worker.core import AHEAD, WRITERS
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
@@ -308,7 +308,10 @@ def assert_nothing_lost(st: Stage, ids) -> None:
 
 @pytest.mark.slow
 def test_sigkill_of_process_queue_at_points_in_a_drain_loses_no_job(tmp_path: Path) -> None:
-    n = 24
+    # Enough scenes that the last kill point lands inside the drain: a write whose requests
+    # were all answered before the hold is still recorded, and up to WRITERS + AHEAD are in
+    # flight when the 13th is (with 24, all of them could finish first).
+    n = 13 + WRITERS + AHEAD + 5
     with stage(n, seed=65, work_dir=tmp_path, settings=QUIET, on_result=audited("kill task")) as st:
         ids = st.library.sorted_ids()
         with queue_of(st) as queue:
