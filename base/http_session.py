@@ -20,8 +20,8 @@ answer instead of working it out again, and a fourth is skipped where it changes
   give it comes out unchanged. A Plex edit's query holds every changed field escaped, so
   this was a quarter of the edit's own CPU (0.24 ms of 0.93 per edit, py-spy).
 
-Each is installed on the session or adapter object itself, so it also works on a session
-made by a library (stashapi's). Stdlib only at module level, like the rest of `base/`:
+The first three are installed on the session or adapter object itself, so they also work
+on a session made by a library (stashapi's); the fourth on urllib3's module, once per process. Stdlib only at module level, like the rest of `base/`:
 requests is imported where a template is prepared.
 """
 
