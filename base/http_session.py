@@ -15,14 +15,15 @@ answer instead of working it out again, and a fourth is skipped where it changes
   character by character in Python;
 * the connection pool for a server: requests asks urllib3's pool manager again for every
   request, parsing the URL and building the pool key each time;
-* urllib3's re-encoding of the request target (`_encode_targets_as_is`): a target with any escape
-  in it is walked byte by byte in Python, though one already in the form urllib3 would
-  give it comes out unchanged. A Plex edit's query holds every changed field escaped, so
-  this was a quarter of the edit's own CPU (0.24 ms of 0.93 per edit, py-spy).
+* urllib3's re-encoding of the request target (`_encode_targets_as_is`): a target with any
+  escape in it is walked byte by byte in Python, though one already in the form urllib3
+  would give it comes out unchanged. A Plex edit's query holds every changed field escaped,
+  so this was a quarter of the edit's own CPU (0.24 ms of 0.93 per edit, py-spy).
 
 The first three are installed on the session or adapter object itself, so they also work
-on a session made by a library (stashapi's); the fourth on urllib3's module, once per process. Stdlib only at module level, like the rest of `base/`:
-requests is imported where a template is prepared.
+on a session made by a library (stashapi's); the fourth on urllib3's module, once per
+process. Stdlib only at module level, like the rest of `base/`: requests is imported where
+a template is prepared.
 """
 
 from __future__ import annotations
